@@ -1,0 +1,163 @@
+//! The one place that decides whether a `socket()` call becomes MPTCP.
+//!
+//! The BPF program gathers the inputs and calls [`decide`]; the host unit
+//! tests below run it over every case. The task is only looked at (comm,
+//! cgroup, namespace: helper calls and map lookups) once the call is known to
+//! ask for TCP, because most sockets in a system are not TCP and should cost a
+//! few instructions.
+
+use crate::consts::*;
+
+/// The arguments of `update_socket_protocol(family, type, protocol)`, which
+/// the kernel calls from `socket()` with what the application passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketCall {
+    pub family: i32,
+    /// The raw type, flags included.
+    pub sock_type: i32,
+    pub protocol: i32,
+}
+
+impl SocketCall {
+    /// An IPv4/IPv6 stream socket asking for TCP, explicitly or by default.
+    /// Flags such as `SOCK_CLOEXEC` (which Rust, Go and Python always add) do
+    /// not change the socket type, so they are masked off.
+    #[inline(always)]
+    pub fn is_tcp(&self) -> bool {
+        (self.family == AF_INET || self.family == AF_INET6)
+            && self.sock_type & SOCK_TYPE_MASK == SOCK_STREAM
+            && (self.protocol == IPPROTO_IP || self.protocol == IPPROTO_TCP)
+    }
+}
+
+/// What the policy says about the calling task; see [`crate::maps::Config`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskMatch {
+    /// Some include selector names this task (or there is none: system-wide).
+    pub included: bool,
+    /// Some exclude selector names this task.
+    pub excluded: bool,
+    /// MPTCP can be created in the task's network namespace
+    /// (`net.mptcp.enabled` is 1 there). When false, upgrading would make
+    /// `socket()` fail with `ENOPROTOOPT`.
+    pub mptcp_enabled: bool,
+}
+
+/// Why a socket keeps its protocol. The order of the checks in [`decide`] is
+/// the order of this enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Not an IPv4/IPv6 TCP stream socket.
+    NotTcp,
+    /// MPTCP is disabled in the task's network namespace.
+    MptcpDisabled,
+    /// An exclude selector names the task.
+    Excluded,
+    /// Include selectors exist and none names the task.
+    NotSelected,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Return `IPPROTO_MPTCP` from the hook.
+    Upgrade,
+    /// Return 0: the kernel keeps the application's protocol, and other
+    /// `fmod_ret` programs on the hook still run.
+    Keep(Keep),
+}
+
+impl Verdict {
+    /// The value the `fmod_ret` program returns for this verdict.
+    #[inline(always)]
+    pub fn hook_return(self) -> i32 {
+        match self {
+            Verdict::Upgrade => IPPROTO_MPTCP,
+            Verdict::Keep(_) => 0,
+        }
+    }
+}
+
+/// Decides one `socket()` call. `task` is only called for TCP calls, so the
+/// BPF program passes the (costly) gathering of task facts as a closure.
+#[inline(always)]
+pub fn decide(call: &SocketCall, task: impl FnOnce() -> TaskMatch) -> Verdict {
+    if !call.is_tcp() {
+        return Verdict::Keep(Keep::NotTcp);
+    }
+    let task = task();
+    if !task.mptcp_enabled {
+        Verdict::Keep(Keep::MptcpDisabled)
+    } else if task.excluded {
+        Verdict::Keep(Keep::Excluded)
+    } else if !task.included {
+        Verdict::Keep(Keep::NotSelected)
+    } else {
+        Verdict::Upgrade
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAMILIES: [i32; 4] = [AF_UNIX, AF_INET, AF_INET6, 0];
+    const TYPES: [i32; 5] = [SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET, 0];
+    const FLAGS: [i32; 4] = [0, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_CLOEXEC | SOCK_NONBLOCK];
+    const PROTOCOLS: [i32; 5] = [IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP, 255];
+
+    fn all_task_matches() -> impl Iterator<Item = TaskMatch> {
+        (0..8u8).map(|bits| TaskMatch {
+            included: bits & 1 != 0,
+            excluded: bits & 2 != 0,
+            mptcp_enabled: bits & 4 != 0,
+        })
+    }
+
+    /// Every family × type × flags × protocol × task: upgraded exactly when
+    /// the call is IPv4/IPv6 + stream + (0 or TCP) and the task is included,
+    /// not excluded, in a namespace with MPTCP on.
+    #[test]
+    fn exhaustive() {
+        let mut upgrades = 0;
+        for family in FAMILIES {
+            for ty in TYPES {
+                for flags in FLAGS {
+                    for protocol in PROTOCOLS {
+                        for task in all_task_matches() {
+                            let call = SocketCall { family, sock_type: ty | flags, protocol };
+                            let tcp = (family == AF_INET || family == AF_INET6)
+                                && ty == SOCK_STREAM
+                                && (protocol == 0 || protocol == IPPROTO_TCP);
+                            let expect = tcp && task.included && !task.excluded && task.mptcp_enabled;
+                            let verdict = decide(&call, || task);
+                            assert_eq!(verdict == Verdict::Upgrade, expect, "{call:?} {task:?}");
+                            assert_eq!(verdict.hook_return(), if expect { IPPROTO_MPTCP } else { 0 });
+                            upgrades += expect as u32;
+                        }
+                    }
+                }
+            }
+        }
+        // 2 families × 4 flag sets × 2 protocols × 1 task shape.
+        assert_eq!(upgrades, 16);
+    }
+
+    #[test]
+    fn task_is_not_consulted_for_non_tcp() {
+        let udp = SocketCall { family: AF_INET, sock_type: SOCK_DGRAM, protocol: 0 };
+        assert_eq!(decide(&udp, || unreachable!()), Verdict::Keep(Keep::NotTcp));
+        let already = SocketCall { family: AF_INET6, sock_type: SOCK_STREAM, protocol: IPPROTO_MPTCP };
+        assert_eq!(decide(&already, || unreachable!()), Verdict::Keep(Keep::NotTcp));
+    }
+
+    #[test]
+    fn reasons_in_priority_order() {
+        let tcp = SocketCall { family: AF_INET, sock_type: SOCK_STREAM | SOCK_CLOEXEC, protocol: 0 };
+        let all_bad = TaskMatch { included: false, excluded: true, mptcp_enabled: false };
+        assert_eq!(decide(&tcp, || all_bad), Verdict::Keep(Keep::MptcpDisabled));
+        let on = TaskMatch { mptcp_enabled: true, ..all_bad };
+        assert_eq!(decide(&tcp, || on), Verdict::Keep(Keep::Excluded));
+        let not_excluded = TaskMatch { excluded: false, ..on };
+        assert_eq!(decide(&tcp, || not_excluded), Verdict::Keep(Keep::NotSelected));
+    }
+}

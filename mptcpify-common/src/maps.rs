@@ -1,0 +1,138 @@
+//! The BPF maps: their names (as the loader finds them in the object), keys
+//! and values. The loader encodes the operator's policy into them once, at
+//! start; the program only reads them.
+
+use crate::consts::COMM_LEN;
+use crate::decide::Keep;
+
+/// `Array<Config>` with one entry: which selectors exist.
+pub const CONFIG: &str = "CONFIG";
+/// `HashMap<CommKey, u8>`: comm → [`Role`] bits.
+pub const COMMS: &str = "COMMS";
+/// `PerCpuArray<u64>` indexed by [`Counter`].
+pub const COUNTERS: &str = "COUNTERS";
+/// `RingBuf` of [`crate::event::UpgradeEvent`].
+pub const EVENTS: &str = "EVENTS";
+
+pub const MAX_COMMS: u32 = 1024;
+
+/// Selector kinds, as bits of [`Config::include_kinds`] / [`Config::exclude_kinds`].
+pub mod kind {
+    pub const COMM: u32 = 1 << 0;
+}
+
+/// Role bits of a map entry: a name may be included, excluded, or both (then
+/// the exclusion wins, as in [`crate::decide`]).
+pub mod role {
+    pub const INCLUDE: u8 = 1 << 0;
+    pub const EXCLUDE: u8 = 1 << 1;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Kinds with at least one include entry. 0 means system-wide.
+    pub include_kinds: u32,
+    /// Kinds with at least one exclude entry.
+    pub exclude_kinds: u32,
+}
+
+impl Config {
+    pub fn system_wide(&self) -> bool {
+        self.include_kinds == 0
+    }
+}
+
+/// A task name as the kernel stores it: at most 15 bytes, NUL-padded to 16
+/// (`bpf_get_current_comm` pads with zeros, so the whole array is the key).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CommKey(pub [u8; COMM_LEN]);
+
+impl CommKey {
+    /// The key for `name`, cut to 15 bytes as the kernel cuts it. Returns the
+    /// key and whether the name was cut.
+    pub fn from_name(name: &[u8]) -> (Self, bool) {
+        let mut key = [0u8; COMM_LEN];
+        let len = name.len().min(COMM_LEN - 1);
+        key[..len].copy_from_slice(&name[..len]);
+        (Self(key), name.len() > len)
+    }
+
+    /// The name up to its first NUL.
+    pub fn as_bytes(&self) -> &[u8] {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        &self.0[..end]
+    }
+}
+
+/// Slots of [`COUNTERS`]. Only TCP `socket()` calls are counted: counting
+/// every call would put a map lookup on the path of every socket.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// TCP calls the program examined.
+    Tcp = 0,
+    Upgraded = 1,
+    KeptMptcpDisabled = 2,
+    KeptExcluded = 3,
+    KeptNotSelected = 4,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 5] = [
+        Counter::Tcp,
+        Counter::Upgraded,
+        Counter::KeptMptcpDisabled,
+        Counter::KeptExcluded,
+        Counter::KeptNotSelected,
+    ];
+    pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// The slot that records a verdict on a TCP call (`None` for non-TCP).
+    #[inline(always)]
+    pub fn for_keep(keep: Keep) -> Option<Counter> {
+        match keep {
+            Keep::NotTcp => None,
+            Keep::MptcpDisabled => Some(Counter::KeptMptcpDisabled),
+            Keep::Excluded => Some(Counter::KeptExcluded),
+            Keep::NotSelected => Some(Counter::KeptNotSelected),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Counter::Tcp => "tcp sockets seen",
+            Counter::Upgraded => "upgraded to mptcp",
+            Counter::KeptMptcpDisabled => "kept tcp: mptcp disabled in netns",
+            Counter::KeptExcluded => "kept tcp: excluded",
+            Counter::KeptNotSelected => "kept tcp: not selected",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] data without padding or pointers.
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::CommKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_key_cuts_like_the_kernel() {
+        let (key, cut) = CommKey::from_name(b"iperf3");
+        assert!(!cut);
+        assert_eq!(key.as_bytes(), b"iperf3");
+        assert_eq!(key.0[6..], [0; 10]);
+        let (key, cut) = CommKey::from_name(b"a-very-long-process-name");
+        assert!(cut);
+        assert_eq!(key.as_bytes(), b"a-very-long-pro");
+        assert_eq!(key.0[15], 0);
+        let (_, cut) = CommKey::from_name(b"exactly15bytes!");
+        assert!(!cut);
+    }
+}

@@ -1,0 +1,53 @@
+//! The maps, as declared to the loader (names from `mptcpify_common::maps`).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+use mptcpify_common::{
+    event::UpgradeEvent,
+    maps::{CommKey, Config, Counter, MAX_COMMS},
+};
+
+#[map(name = "CONFIG")]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map(name = "COMMS")]
+pub static COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(MAX_COMMS, 0);
+
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+/// Enough for bursts of thousands of upgrades between two reads; when full,
+/// events are dropped (the counters still count).
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[inline(always)]
+pub fn config() -> Config {
+    CONFIG.get(0).copied().unwrap_or_default()
+}
+
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // Per-CPU slot: no other writer while this program runs on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn report_upgrade(family: i32) {
+    let Some(mut entry) = EVENTS.reserve::<UpgradeEvent>(0) else {
+        return;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    entry.write(UpgradeEvent {
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        family: family as u32,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    });
+    entry.submit(0);
+}

@@ -1,0 +1,114 @@
+//! Every failure an operator can meet, with its cause, its fix and its exit
+//! code. `main` prints [`Failure`] and exits with [`Failure::exit_code`].
+
+use std::fmt;
+
+/// Exit codes, documented in `--help` (see `cli.rs`). 2 is clap's code for a
+/// bad command line.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const OTHER: i32 = 1;
+    pub const PRIVILEGES: i32 = 3;
+    pub const NO_BTF: i32 = 4;
+    pub const KERNEL_TOO_OLD: i32 = 5;
+    pub const TRAMPOLINES_REFUSED: i32 = 6;
+    pub const MPTCP_DISABLED: i32 = 7;
+    pub const BAD_SELECTOR: i32 = 8;
+    pub const LOAD_FAILED: i32 = 9;
+}
+
+#[derive(Debug)]
+pub enum Failure {
+    /// Missing CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN).
+    Privileges { missing: String },
+    /// `/sys/kernel/btf/vmlinux` is absent or unreadable.
+    NoBtf { detail: String },
+    /// The kernel has no `update_socket_protocol`.
+    KernelTooOld { release: String },
+    /// The kernel refused to load a trampoline (fmod_ret) program.
+    TrampolinesRefused { release: String, lockdown: Option<String>, detail: String },
+    /// `net.mptcp.enabled` is 0 (or MPTCP is not built in).
+    MptcpDisabled { detail: String },
+    /// A selector names something that does not exist or is not usable.
+    BadSelector { what: String, fix: String },
+    /// Loading or attaching failed for another reason.
+    LoadFailed { detail: String },
+    Other(anyhow::Error),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Privileges { .. } => exit::PRIVILEGES,
+            Failure::NoBtf { .. } => exit::NO_BTF,
+            Failure::KernelTooOld { .. } => exit::KERNEL_TOO_OLD,
+            Failure::TrampolinesRefused { .. } => exit::TRAMPOLINES_REFUSED,
+            Failure::MptcpDisabled { .. } => exit::MPTCP_DISABLED,
+            Failure::BadSelector { .. } => exit::BAD_SELECTOR,
+            Failure::LoadFailed { .. } => exit::LOAD_FAILED,
+            Failure::Other(_) => exit::OTHER,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Self {
+        Failure::Other(err)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Privileges { missing } => write!(
+                f,
+                "insufficient privileges: missing {missing}\n\n\
+                 Loading BPF tracing programs needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN).\n\
+                 Run as root (sudo mptcpify ...), or grant them, e.g. in a container:\n    \
+                 --cap-add BPF --cap-add PERFMON"
+            ),
+            Failure::NoBtf { detail } => write!(
+                f,
+                "this kernel exposes no BTF type information ({detail})\n\n\
+                 mptcpify needs /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF=y), which every \
+                 major distribution kernel has.\nIn a container, mount the host's /sys \
+                 (read-only is enough)."
+            ),
+            Failure::KernelTooOld { release } => write!(
+                f,
+                "kernel {release} has no update_socket_protocol hook\n\n\
+                 The hook that lets BPF choose a socket's protocol appeared in Linux 6.6 \
+                 (some distributions backport it; mptcpify looks for it in the kernel's BTF).\n\
+                 Upgrade the kernel, or use the LD_PRELOAD fallback for dynamically linked \
+                 programs:\n    mptcpize run CMD"
+            ),
+            Failure::TrampolinesRefused { release, lockdown, detail } => {
+                write!(
+                    f,
+                    "kernel {release} refused to load the fmod_ret program ({detail})\n\n\
+                     This kernel has update_socket_protocol, but it does not allow BPF \
+                     trampoline programs (fentry/fexit/fmod_ret), even for root."
+                )?;
+                if let Some(mode) = lockdown {
+                    write!(f, "\nKernel lockdown is active ({mode}).")?;
+                }
+                write!(
+                    f,
+                    "\nHardened or locked-down kernels do this. Boot a kernel that allows BPF \
+                     trampolines (stock distribution kernels do, without lockdown), or use \
+                     `mptcpize run CMD`."
+                )
+            }
+            Failure::MptcpDisabled { detail } => write!(
+                f,
+                "MPTCP is disabled: {detail}\n\n\
+                 Enable it (in this network namespace) with:\n    sysctl -w net.mptcp.enabled=1\n\
+                 or pass --allow-disabled to attach anyway (sockets stay TCP wherever MPTCP \
+                 is off)."
+            ),
+            Failure::BadSelector { what, fix } => write!(f, "{what}\n\n{fix}"),
+            Failure::LoadFailed { detail } => write!(f, "could not load mptcpify: {detail}"),
+            Failure::Other(err) => write!(f, "{err:#}"),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Prints one line per upgraded socket, read from the program's ring buffer.
+
+use aya::maps::{MapData, RingBuf};
+use mptcpify_common::{consts::AF_INET6, event::UpgradeEvent};
+use tokio::io::{unix::AsyncFd, Interest};
+
+pub struct Events {
+    ring: AsyncFd<RingBuf<MapData>>,
+}
+
+impl Events {
+    pub fn new(ring: RingBuf<MapData>) -> anyhow::Result<Self> {
+        // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
+        // until it is dropped together with the AsyncFd.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("watching the event ring buffer: {e}"))?;
+        Ok(Self { ring })
+    }
+
+    /// Waits for events and prints them; returns only on error.
+    pub async fn print_forever(&mut self) -> anyhow::Result<()> {
+        loop {
+            let mut guard = self.ring.readable_mut().await?;
+            let ring = guard.get_inner_mut();
+            while let Some(item) = ring.next() {
+                if let Some(event) = UpgradeEvent::from_bytes(&item) {
+                    println!("{}", line(&event));
+                }
+            }
+            guard.clear_ready();
+        }
+    }
+}
+
+fn line(event: &UpgradeEvent) -> String {
+    let end = event.comm.iter().position(|&b| b == 0).unwrap_or(event.comm.len());
+    let family = if event.family as i32 == AF_INET6 { "ipv6" } else { "ipv4" };
+    format!(
+        "upgraded pid={} tid={} comm={} family={family}",
+        event.pid,
+        event.tid,
+        String::from_utf8_lossy(&event.comm[..end])
+    )
+}

@@ -1,0 +1,138 @@
+//! Loads the embedded BPF object, writes the policy into its maps, attaches
+//! it, and reads back counters and events. Detaching is dropping [`Attached`]
+//! (or the process dying: the kernel drops the link with its last fd).
+
+use std::time::Duration;
+
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{FModRet, ProgramError},
+    Btf, Ebpf, EbpfLoader,
+};
+use mptcpify_common::maps::{self, kind, role, CommKey, Config, Counter};
+
+use crate::errors::Failure;
+use crate::policy::Policy;
+use crate::preflight::{kernel_release, lockdown_mode, HOOK};
+
+/// The object built by `cargo xtask build` (see build.rs).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
+/// The program's function name in the object.
+const PROGRAM: &str = "mptcpify";
+
+pub struct Attached {
+    ebpf: Ebpf,
+}
+
+pub fn attach(policy: &Policy, btf: &Btf) -> Result<Attached, Failure> {
+    let mut ebpf = EbpfLoader::new()
+        .load(OBJECT)
+        .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
+    write_policy(&mut ebpf, policy)?;
+    let program = program(&mut ebpf)?;
+    program.load(HOOK, btf).map_err(classify_load_error)?;
+    program
+        .attach()
+        .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
+    Ok(Attached { ebpf })
+}
+
+fn program(ebpf: &mut Ebpf) -> Result<&mut FModRet, Failure> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| load_failed(format!("no program {PROGRAM} in the BPF object")))?
+        .try_into()
+        .map_err(|e: ProgramError| load_failed(e.to_string()))
+}
+
+fn write_policy(ebpf: &mut Ebpf, policy: &Policy) -> Result<(), Failure> {
+    let mut config = Config::default();
+    let mut comms: HashMap<_, CommKey, u8> = map(ebpf, maps::COMMS)?;
+    for (key, roles) in &policy.comms {
+        comms
+            .insert(key, roles, 0)
+            .map_err(|e| load_failed(format!("writing {}: {e}", maps::COMMS)))?;
+        set_kind_bits(&mut config, kind::COMM, *roles);
+    }
+    let mut array: Array<_, Config> = map(ebpf, maps::CONFIG)?;
+    array
+        .set(0, config, 0)
+        .map_err(|e| load_failed(format!("writing {}: {e}", maps::CONFIG)))
+}
+
+fn set_kind_bits(config: &mut Config, kind: u32, roles: u8) {
+    if roles & role::INCLUDE != 0 {
+        config.include_kinds |= kind;
+    }
+    if roles & role::EXCLUDE != 0 {
+        config.exclude_kinds |= kind;
+    }
+}
+
+fn map<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<T, Failure>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| load_failed(format!("no map {name} in the BPF object")))?;
+    T::try_from(map).map_err(|e| load_failed(format!("map {name}: {e}")))
+}
+
+/// EPERM from BPF_PROG_LOAD after the privilege check passed means the kernel
+/// refuses trampoline programs as such (lockdown, hardening patches).
+fn classify_load_error(err: ProgramError) -> Failure {
+    match &err {
+        ProgramError::LoadError { io_error, .. }
+            if io_error.raw_os_error() == Some(libc::EPERM) =>
+        {
+            Failure::TrampolinesRefused {
+                release: kernel_release(),
+                lockdown: lockdown_mode(),
+                detail: "BPF_PROG_LOAD returned EPERM".into(),
+            }
+        }
+        _ => load_failed(format!("loading the program for {HOOK}: {err}")),
+    }
+}
+
+fn load_failed(detail: String) -> Failure {
+    Failure::LoadFailed { detail }
+}
+
+/// What the program counted, summed over CPUs, in [`Counter`] order.
+pub type Counts = Vec<(Counter, u64)>;
+
+/// The kernel's own accounting of the program (`kernel.bpf_stats_enabled=1`).
+pub struct RunStats {
+    pub runs: u64,
+    pub run_time: Duration,
+}
+
+impl Attached {
+    pub fn counts(&self) -> anyhow::Result<Counts> {
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map(maps::COUNTERS)
+                .ok_or_else(|| anyhow::anyhow!("no map {}", maps::COUNTERS))?,
+        )?;
+        Counter::ALL
+            .iter()
+            .map(|&c| Ok((c, counters.get(&(c as u32), 0)?.iter().sum())))
+            .collect()
+    }
+
+    pub fn run_stats(&self) -> Option<RunStats> {
+        let program: &FModRet = self.ebpf.program(PROGRAM)?.try_into().ok()?;
+        let info = program.info().ok()?;
+        Some(RunStats { runs: info.run_count(), run_time: info.run_time() })
+    }
+
+    /// The ring buffer of upgrade events; can be taken once.
+    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(maps::EVENTS)
+            .ok_or_else(|| anyhow::anyhow!("no map {}", maps::EVENTS))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+}

@@ -1,0 +1,83 @@
+//! Checks run before loading, each turning a cryptic kernel refusal into a
+//! [`Failure`] that names the cause and the fix.
+
+use aya::Btf;
+use aya_obj::btf::BtfKind;
+
+use crate::errors::Failure;
+
+/// The kernel function the program attaches to.
+pub const HOOK: &str = "update_socket_protocol";
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Whether MPTCP may be off in mptcpify's own network namespace.
+pub struct Options {
+    pub allow_disabled: bool,
+}
+
+/// Runs every check; returns the kernel's BTF, which loading needs.
+pub fn check(options: &Options) -> Result<Btf, Failure> {
+    check_privileges()?;
+    let btf = kernel_btf()?;
+    check_mptcp_enabled(options)?;
+    Ok(btf)
+}
+
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "(unknown)".into())
+}
+
+fn check_privileges() -> Result<(), Failure> {
+    let status = procfs::process::Process::myself()
+        .and_then(|me| me.status())
+        .map_err(|e| Failure::Other(anyhow::anyhow!("reading /proc/self/status: {e}")))?;
+    let has = |cap: u32| status.capeff & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|(cap, _)| !has(*cap))
+        .map(|(_, name)| name)
+        .collect();
+    Err(Failure::Privileges { missing: missing.join(" and ") })
+}
+
+fn kernel_btf() -> Result<Btf, Failure> {
+    let btf = Btf::from_sys_fs().map_err(|e| Failure::NoBtf {
+        detail: format!("/sys/kernel/btf/vmlinux: {e}"),
+    })?;
+    // Look in BTF rather than at the version: distributions backport the hook.
+    if btf.id_by_type_name_kind(HOOK, BtfKind::Func).is_err() {
+        return Err(Failure::KernelTooOld { release: kernel_release() });
+    }
+    Ok(btf)
+}
+
+fn check_mptcp_enabled(options: &Options) -> Result<(), Failure> {
+    const SYSCTL: &str = "/proc/sys/net/mptcp/enabled";
+    let detail = match std::fs::read_to_string(SYSCTL) {
+        Ok(value) if value.trim() == "0" => {
+            "net.mptcp.enabled = 0 in mptcpify's network namespace".to_string()
+        }
+        Ok(_) => return Ok(()),
+        Err(e) => format!("{SYSCTL}: {e} (is this kernel built with CONFIG_MPTCP?)"),
+    };
+    if options.allow_disabled {
+        eprintln!("mptcpify: warning: {detail}; attaching anyway (--allow-disabled)");
+        return Ok(());
+    }
+    Err(Failure::MptcpDisabled { detail })
+}
+
+/// The kernel's lockdown mode, when one is active (`[integrity]`, `[confidentiality]`).
+pub fn lockdown_mode() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
+    let active = text.split_whitespace().find(|w| w.starts_with('['))?;
+    (active != "[none]").then(|| active.trim_matches(['[', ']']).to_string())
+}

@@ -1,1 +1,8 @@
-//! placeholder
+//! Helpers for the integration tests: running mptcpify as an operator would,
+//! and observing the sockets the kernel really creates.
+//!
+//! - [`process`]: start mptcpify, wait until it is attached, stop it.
+//! - [`sockets`]: create sockets and read back what the kernel made of them.
+
+pub mod process;
+pub mod sockets;

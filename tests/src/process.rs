@@ -1,0 +1,119 @@
+//! mptcpify as a child process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// Loading reads the kernel's BTF, which takes seconds under emulation.
+pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The binary under test: `$MPTCPIFY_BIN`, else `mptcpify` on PATH.
+pub fn bin() -> String {
+    std::env::var("MPTCPIFY_BIN").unwrap_or_else(|_| "mptcpify".into())
+}
+
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(bin());
+    command.args(args);
+    command
+}
+
+/// Runs mptcpify to completion (for invocations that must fail fast).
+pub fn run(args: &[&str]) -> (ExitStatus, String) {
+    let out = command(args).stdin(Stdio::null()).output().expect("running mptcpify");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status, text)
+}
+
+/// A running mptcpify; killed (SIGKILL) when dropped, so a failing test
+/// never leaves the hook attached for the next one.
+pub struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    /// Everything printed so far (stdout and stderr).
+    pub output: Vec<String>,
+}
+
+impl Running {
+    /// Starts mptcpify with `args` and waits for its "attached" line.
+    pub fn attach(args: &[&str]) -> Running {
+        let mut running = Self::start(command(args));
+        running.wait_for("mptcpify: attached", ATTACH_TIMEOUT);
+        running
+    }
+
+    pub fn start(mut command: Command) -> Running {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin()));
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("  | {line}");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Running { child, lines, output: Vec::new() }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for a line containing `needle`; panics with the output so far if
+    /// it does not come (or mptcpify exits first).
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.output.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "mptcpify did not print {needle:?} within {timeout:?} (exit status: {status:?}); output:\n{}",
+                        self.output.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "kill({signal})");
+    }
+
+    /// Waits for the exit and collects the rest of the output.
+    pub fn wait(mut self) -> (ExitStatus, Vec<String>) {
+        let status = self.child.wait().expect("waiting for mptcpify");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.output.push(line);
+        }
+        (status, std::mem::take(&mut self.output))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

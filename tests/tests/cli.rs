@@ -1,0 +1,58 @@
+//! Bad input and help: answered before anything is loaded, on any kernel.
+
+use mptcpify_tests::process::{run, Running};
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let (status, out) = run(&["--bogus"]);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("unexpected argument '--bogus'"), "{out}");
+}
+
+#[test]
+fn a_path_is_not_a_process_name() {
+    let (status, out) = run(&["--comm", "/usr/bin/iperf3"]);
+    assert_eq!(status.code(), Some(8), "{out}");
+    assert!(out.contains("invalid process name \"/usr/bin/iperf3\""), "{out}");
+    assert!(out.contains("--comm nginx"), "{out}");
+}
+
+#[test]
+fn help_teaches_usage_and_exit_codes() {
+    let (status, out) = run(&["--help"]);
+    assert_eq!(status.code(), Some(0));
+    for needle in ["sudo mptcpify --comm iperf3", "ss -Mni", "EXIT STATUS", "kernel too old"] {
+        assert!(out.contains(needle), "--help lacks {needle:?}:\n{out}");
+    }
+}
+
+/// The warning comes before any kernel check, so this works on every kernel;
+/// whatever happens next (attach, or a refusal) is stopped by the drop.
+#[test]
+fn over_long_comm_warns_with_the_truncated_name() {
+    let mut command = mptcpify_tests::process::command(&["--comm", "a-very-long-process-name"]);
+    command.env("RUST_BACKTRACE", "0");
+    let mut running = Running::start(command);
+    let line = running.wait_for("longer than the kernel keeps", Duration::from_secs(30));
+    assert!(line.contains("matching \"a-very-long-pro\""), "{line}");
+}
+
+/// `net.mptcp.enabled=0` in mptcpify's namespace: refused with exit code 7
+/// and the sysctl to run. A fresh namespace keeps the machine's own setting.
+#[test]
+fn mptcp_disabled_is_refused_with_the_fix() {
+    let script = format!(
+        "echo 0 > /proc/sys/net/mptcp/enabled && exec '{}'",
+        mptcpify_tests::process::bin()
+    );
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .output()
+        .expect("running unshare (needs root)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{text}");
+    assert!(text.contains("sysctl -w net.mptcp.enabled=1"), "{text}");
+    assert!(text.contains("--allow-disabled"), "{text}");
+}

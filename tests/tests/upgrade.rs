@@ -1,0 +1,158 @@
+//! The real program on the real hook (run as root on a kernel with
+//! update_socket_protocol, e.g. in `cargo xtask test`'s 6.12 lab).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use mptcpify_tests::process::Running;
+use mptcpify_tests::sockets::*;
+
+const FAMILIES: [i32; 3] = [AF_INET, AF_INET6, AF_UNIX];
+const TYPES: [i32; 4] = [SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_RAW];
+const FLAGS: [i32; 4] = [0, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_CLOEXEC | SOCK_NONBLOCK];
+const PROTOCOLS: [i32; 4] = [IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP];
+
+fn matrix() -> Vec<((i32, i32, i32), Outcome)> {
+    let mut outcomes = Vec::new();
+    for family in FAMILIES {
+        for ty in TYPES {
+            for flags in FLAGS {
+                for protocol in PROTOCOLS {
+                    outcomes.push(((family, ty | flags, protocol), create(family, ty | flags, protocol)));
+                }
+            }
+        }
+    }
+    outcomes
+}
+
+/// Every socket() outcome (protocol or errno) is the same with mptcpify as
+/// without, except IPv4/IPv6 stream sockets asking for TCP, which become MPTCP.
+#[test]
+fn socket_matrix_changes_only_tcp() {
+    let before = matrix();
+    let running = Running::attach(&["-q"]);
+    let during = matrix();
+    drop(running);
+    let after = matrix();
+    let mut upgrades = 0;
+    for ((call, b), (_, d)) in before.iter().zip(&during) {
+        let (family, ty, protocol) = *call;
+        let intended = (family == AF_INET || family == AF_INET6)
+            && ty & SOCK_TYPE_MASK == SOCK_STREAM
+            && (protocol == 0 || protocol == IPPROTO_TCP);
+        if intended {
+            assert_eq!(*b, Outcome::Protocol(IPPROTO_TCP), "baseline {call:?}");
+            assert_eq!(*d, Outcome::Protocol(IPPROTO_MPTCP), "upgrade {call:?}");
+            upgrades += 1;
+        } else {
+            assert_eq!(b, d, "mptcpify changed socket{call:?}");
+        }
+    }
+    assert_eq!(upgrades, 2 * 4 * 2, "intended upgrades");
+    assert_eq!(before, after, "after detaching, every outcome is as before");
+}
+
+/// Upgraded sockets are real MPTCP sockets: a loopback connection between
+/// them carries data, and MPTCP_INFO answers.
+#[test]
+fn upgraded_sockets_carry_data() {
+    let _running = Running::attach(&["-q"]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_eq!(protocol_of(&listener), IPPROTO_MPTCP);
+    let addr = listener.local_addr().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut client = TcpStream::connect(addr).unwrap();
+        assert_eq!(protocol_of(&client), IPPROTO_MPTCP);
+        let data: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        client.write_all(&data).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let (mut server, _) = listener.accept().unwrap();
+    assert_eq!(protocol_of(&server), IPPROTO_MPTCP);
+    let mut received = Vec::new();
+    server.read_to_end(&mut received).unwrap();
+    sender.join().unwrap();
+    assert_eq!(received.len(), 1 << 20);
+    assert!(received.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    let info = mptcp_info_len(&server).expect("MPTCP_INFO on an accepted upgraded socket");
+    assert!(info > 0);
+}
+
+/// `--comm` selects by the kernel's comm (per thread); others stay TCP.
+#[test]
+fn comm_selects_only_named_processes() {
+    let _running = Running::attach(&["-q", "--comm", "probe-match"]);
+    assert_eq!(as_comm("probe-match", new_tcp_protocol), IPPROTO_MPTCP);
+    assert_eq!(as_comm("probe-other", new_tcp_protocol), IPPROTO_TCP);
+    assert_eq!(as_comm("probe-match", || create(AF_INET, SOCK_DGRAM, 0)), Outcome::Protocol(IPPROTO_UDP));
+}
+
+/// A name given both ways stays TCP: exclusion wins.
+#[test]
+fn exclude_comm_wins() {
+    let _running = Running::attach(&["-q", "--exclude-comm", "probe-keep"]);
+    assert_eq!(as_comm("probe-keep", new_tcp_protocol), IPPROTO_TCP);
+    assert_eq!(as_comm("probe-other", new_tcp_protocol), IPPROTO_MPTCP);
+}
+
+/// Each upgrade is logged with pid, comm and family.
+#[test]
+fn upgrades_are_logged() {
+    let mut running = Running::attach(&["--comm", "probe-logged"]);
+    assert_eq!(as_comm("probe-logged", || create(AF_INET6, SOCK_STREAM, 0)), Outcome::Protocol(IPPROTO_MPTCP));
+    let line = running.wait_for("upgraded pid=", Duration::from_secs(30));
+    assert!(line.contains(&format!("pid={}", std::process::id())), "{line}");
+    assert!(line.contains("comm=probe-logged"), "{line}");
+    assert!(line.contains("family=ipv6"), "{line}");
+}
+
+/// SIGINT: mptcpify detaches, prints its counters and exits 0.
+#[test]
+fn sigint_detaches_and_reports() {
+    let running = Running::attach(&["-q", "--comm", "probe-count"]);
+    for _ in 0..3 {
+        assert_eq!(as_comm("probe-count", new_tcp_protocol), IPPROTO_MPTCP);
+    }
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    let text = output.join("\n");
+    assert!(text.contains("detached"), "{text}");
+    let upgraded = output
+        .iter()
+        .find(|l| l.ends_with("upgraded to mptcp"))
+        .unwrap_or_else(|| panic!("no upgrade counter in {text}"));
+    let count: u64 = upgraded.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(count, 3, "{text}");
+    assert_eq!(new_tcp_protocol(), IPPROTO_TCP);
+}
+
+/// SIGTERM behaves like SIGINT.
+#[test]
+fn sigterm_detaches() {
+    let running = Running::attach(&["-q"]);
+    running.signal(libc::SIGTERM);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert_eq!(new_tcp_protocol(), IPPROTO_TCP);
+}
+
+/// SIGKILL: no cleanup code runs, yet the kernel drops the link with the
+/// process, so new sockets are TCP again.
+#[test]
+fn sigkill_detaches() {
+    let running = Running::attach(&["-q"]);
+    assert_eq!(new_tcp_protocol(), IPPROTO_MPTCP);
+    running.signal(libc::SIGKILL);
+    let (status, _) = running.wait();
+    assert_eq!(status.code(), None, "killed by a signal");
+    // The link is released when the last fd closes during exit; allow the
+    // kernel a moment rather than racing it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while new_tcp_protocol() != IPPROTO_TCP {
+        assert!(Instant::now() < deadline, "sockets still upgraded 5 s after SIGKILL");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,151 @@
+//! Initramfs images for the lab, as concatenated cpio archives (the kernel
+//! unpacks them in order): a cached base (busybox, host tools with their
+//! shared libraries, kernel modules, /init), our binaries, and the command.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::build::Artifacts;
+use crate::cmd::{output, run};
+use crate::lab::kernel::Kernel;
+use crate::root;
+
+/// Host tools copied into the guest (with their libraries), by command name.
+const TOOLS: &[&str] = &["ip", "ss", "tc", "nstat", "iperf3", "socat", "unshare", "nsenter"];
+/// Modules the tests load (veth for namespaces, tbf/netem to shape paths).
+const MODULES: &[&str] = &["veth", "sch_tbf", "sch_netem"];
+
+/// Where guest binaries of ours live; the tests find mptcpify on PATH there.
+pub const GUEST_BIN: &str = "/usr/local/bin";
+
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /root
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mkdir -p /run/netns
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t bpf bpf /sys/fs/bpf
+for m in /lib/modules/lab/*.ko; do insmod "$m" || echo "lab: insmod $m failed"; done
+ip link set lo up
+echo "lab: kernel $(uname -r) up in $(cut -d' ' -f1 /proc/uptime) s"
+cd /root
+sh /lab/command
+echo "MPTCPIFY-LAB-EXIT=$?"
+poweroff -f
+"#;
+
+/// The marker /init prints with the command's exit status.
+pub const EXIT_MARKER: &str = "MPTCPIFY-LAB-EXIT=";
+
+pub fn build(kernel: &Kernel, artifacts: &Artifacts, command: &str) -> Result<PathBuf> {
+    let dir = root().join("target/lab").join(&kernel.release);
+    std::fs::create_dir_all(&dir)?;
+    let base = dir.join("base.cpio");
+    if !base.is_file() {
+        let stage = stage(&dir, "base")?;
+        base_files(&stage, kernel)?;
+        archive(&stage, &base)?;
+    }
+    let ours = stage(&dir, "ours")?;
+    copy_binary(&ours, &artifacts.mptcpify, &format!("{GUEST_BIN}/mptcpify"))?;
+    for (name, exe) in &artifacts.tests {
+        copy_binary(&ours, exe, &format!("{GUEST_BIN}/test-{name}"))?;
+    }
+    write(&ours, "lab/command", command.as_bytes(), 0o755)?;
+    let ours_cpio = dir.join("ours.cpio");
+    archive(&ours, &ours_cpio)?;
+
+    let image = dir.join("initramfs.cpio");
+    let mut bytes = std::fs::read(&base)?;
+    bytes.extend(std::fs::read(&ours_cpio)?);
+    std::fs::write(&image, bytes)?;
+    Ok(image)
+}
+
+fn stage(dir: &Path, name: &str) -> Result<PathBuf> {
+    let stage = dir.join(format!("stage-{name}"));
+    let _ = std::fs::remove_dir_all(&stage);
+    std::fs::create_dir_all(&stage)?;
+    Ok(stage)
+}
+
+fn base_files(stage: &Path, kernel: &Kernel) -> Result<()> {
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "proc", "sys", "dev", "tmp", "run", "root", "lab", "lib/modules/lab", "etc"] {
+        std::fs::create_dir_all(stage.join(d))?;
+    }
+    let busybox = which("busybox")?;
+    if !output(Command::new("file").arg(&busybox)).unwrap_or_default().contains("statically linked") {
+        bail!("{} is not statically linked: install busybox-static", busybox.display());
+    }
+    std::fs::copy(&busybox, stage.join("bin/busybox"))?;
+    write(stage, "init", INIT.as_bytes(), 0o755)?;
+    write(stage, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+    for tool in TOOLS {
+        let path = which(tool)?;
+        copy_binary(stage, &path, &path.to_string_lossy())?;
+    }
+    for module in MODULES {
+        let found = output(Command::new("find").arg(&kernel.modules).args(["-name", &format!("{module}.ko*")]))?;
+        let source = found.lines().next().with_context(|| format!("module {module} not in {}", kernel.modules.display()))?;
+        let dest = stage.join(format!("lib/modules/lab/{module}.ko"));
+        if source.ends_with(".xz") {
+            let plain = output(Command::new("sh").args(["-c", &format!("xz -dc '{source}' > '{}'", dest.display())]));
+            plain.with_context(|| format!("decompressing {source}"))?;
+        } else {
+            std::fs::copy(source, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies an executable and the shared libraries it needs (as ldd lists
+/// them), keeping the libraries' host paths.
+fn copy_binary(stage: &Path, source: &Path, dest: &str) -> Result<()> {
+    let target = stage.join(dest.trim_start_matches('/'));
+    std::fs::create_dir_all(target.parent().unwrap())?;
+    std::fs::copy(source, &target).with_context(|| format!("copying {}", source.display()))?;
+    let listing = output(Command::new("ldd").arg(source)).unwrap_or_default();
+    let libraries: BTreeSet<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
+        .collect();
+    for library in libraries {
+        let dest = stage.join(library.trim_start_matches('/'));
+        if !dest.exists() {
+            std::fs::create_dir_all(dest.parent().unwrap())?;
+            std::fs::copy(library, &dest).with_context(|| format!("copying {library}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn write(stage: &Path, path: &str, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let target = stage.join(path);
+    std::fs::create_dir_all(target.parent().unwrap())?;
+    std::fs::write(&target, bytes)?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn which(command: &str) -> Result<PathBuf> {
+    let path = output(Command::new("sh").args(["-c", &format!("command -v {command}")]))
+        .with_context(|| format!("{command} is not installed (cargo xtask setup installs it)"))?;
+    Ok(std::fs::canonicalize(path.trim())?)
+}
+
+fn archive(stage: &Path, out: &Path) -> Result<()> {
+    run(Command::new("sh").current_dir(stage).args([
+        "-c",
+        &format!("find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > '{}'", out.display()),
+    ]))
+}

@@ -1,0 +1,28 @@
+//! The VM lab: a stock Debian kernel booted under QEMU, with an initramfs
+//! holding our binaries and the host tools the tests use. A kernel is data
+//! ([`kernel`]), an image is a list of files ([`initramfs`]), a run is
+//! (kernel, image, command) → (exit status, output) ([`qemu`]).
+
+pub mod initramfs;
+pub mod kernel;
+pub mod qemu;
+
+use anyhow::Result;
+
+use crate::build::Artifacts;
+use crate::cmd::say;
+
+/// Boots `kernel` and runs `command` (a /bin/sh command line) in the guest as
+/// root; returns its exit status. The guest's output is streamed.
+pub fn run_in(kernel: &str, artifacts: &Artifacts, command: &str) -> Result<i32> {
+    let kernel = kernel::get(kernel)?;
+    let image = initramfs::build(&kernel, artifacts, command)?;
+    let started = std::time::Instant::now();
+    let status = qemu::boot(&kernel, &image)?;
+    say(format!(
+        "lab: kernel {} finished in {:.1} s with exit status {status}",
+        kernel.release,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(status)
+}

@@ -1,0 +1,120 @@
+//! Boots a lab kernel under QEMU, streams the serial console, and returns the
+//! exit status that the guest's /init reports.
+//!
+//! KVM is used when it works; on our machines /dev/kvm exists but guests hang
+//! or QEMU aborts, so it is probed once (a short boot) and the answer cached.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cache_dir;
+use crate::cmd::say;
+use crate::lab::initramfs::EXIT_MARKER;
+use crate::lab::kernel::Kernel;
+
+/// Generous: the whole privileged suite runs in one boot under TCG.
+const TIMEOUT: Duration = Duration::from_secs(45 * 60);
+const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(40);
+
+pub fn boot(kernel: &Kernel, initramfs: &Path) -> Result<i32> {
+    let accel = accelerator(kernel, initramfs)?;
+    match run(kernel, initramfs, accel, TIMEOUT, true)? {
+        Some(status) => Ok(status),
+        None => bail!("the guest stopped without reporting an exit status (see its console above)"),
+    }
+}
+
+/// `MPTCPIFY_LAB_ACCEL=kvm|tcg` overrides the probe.
+fn accelerator(kernel: &Kernel, initramfs: &Path) -> Result<&'static str> {
+    match std::env::var("MPTCPIFY_LAB_ACCEL").as_deref() {
+        Ok("kvm") => return Ok("kvm"),
+        Ok("tcg") => return Ok("tcg"),
+        _ => {}
+    }
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return Ok("tcg");
+    }
+    let answer = cache_dir().join("kvm-works");
+    if let Ok(text) = std::fs::read_to_string(&answer) {
+        return Ok(if text.trim() == "yes" { "kvm" } else { "tcg" });
+    }
+    say("probing whether KVM works here (once)");
+    let works = matches!(run(kernel, initramfs, "kvm", KVM_PROBE_TIMEOUT, false), Ok(Some(_)));
+    std::fs::create_dir_all(cache_dir())?;
+    std::fs::write(&answer, if works { "yes" } else { "no" })?;
+    say(if works { "KVM works: using it" } else { "KVM does not work here: using TCG emulation" });
+    Ok(if works { "kvm" } else { "tcg" })
+}
+
+/// Runs one boot; `None` when the guest ended without the exit marker.
+fn run(kernel: &Kernel, initramfs: &Path, accel: &str, timeout: Duration, echo: bool) -> Result<Option<i32>> {
+    let cpu = if accel == "kvm" { "host" } else { "max" };
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", accel, "-cpu", cpu, "-m", "1024", "-smp", "2"])
+        .args(["-nographic", "-no-reboot", "-serial", "mon:stdio", "-display", "none"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64 (cargo xtask setup installs it)")?;
+    let (lines, received) = mpsc::channel();
+    for stream in [stream_lines(child.stdout.take()), stream_lines(child.stderr.take())] {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in stream {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(lines);
+    let deadline = std::time::Instant::now() + timeout;
+    let mut status = None;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => {
+                let line = line.trim_end_matches('\r');
+                if let Some(code) = line.strip_prefix(EXIT_MARKER) {
+                    status = code.trim().parse().ok();
+                }
+                if echo {
+                    println!("{line}");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                kill(&mut child);
+                if echo {
+                    bail!("the guest did not finish within {} s", timeout.as_secs());
+                }
+                return Ok(None);
+            }
+        }
+    }
+    let _ = child.wait();
+    Ok(status)
+}
+
+fn stream_lines(stream: Option<impl std::io::Read + Send + 'static>) -> Box<dyn Iterator<Item = String> + Send> {
+    match stream {
+        Some(s) => Box::new(BufReader::new(s).lines().map_while(Result::ok)),
+        None => Box::new(std::iter::empty()),
+    }
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,96 @@
+//! Every step around the product: toolchain, build, the VM lab, tests, demo,
+//! benchmarks. `cargo xtask <command>`; see `cargo xtask --help`.
+//!
+//! - [`toolchain`]: nightly rust-src, bpf-linker, host packages.
+//! - [`aya_patch`]: the patched aya sources the workspace builds against.
+//! - [`build`]: the BPF object, the binary, the test binaries.
+//! - [`lab`]: kernels, initramfs images and QEMU runs.
+//! - [`test`], [`demo`]: what runs where.
+//! - [`cmd`]: running commands loudly.
+
+mod aya_patch;
+mod build;
+mod cmd;
+mod demo;
+mod lab;
+mod test;
+mod toolchain;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, lab and test tasks for mptcpify")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Set up the eBPF toolchain and host packages (idempotent, cached).
+    Setup,
+    /// Build the BPF object and the release binary.
+    Build,
+    /// Boot a lab kernel and run a shell command inside (as root).
+    Vm {
+        /// Lab kernel: 6.12 (has the hook) or 6.1 (too old).
+        #[arg(long, default_value = "6.12")]
+        kernel: String,
+        /// The command, run by the guest's /bin/sh.
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run every test: host unit tests, host checks, and the VM suites.
+    Test,
+    /// Show `mptcpify --comm iperf3` upgrading a real iperf3 run in the lab.
+    Demo,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => toolchain::setup().map(drop),
+        Command::Build => build::all().map(drop),
+        Command::Vm { kernel, command } => {
+            build::all().and_then(|artifacts| lab::run_in(&kernel, &artifacts, &command.join(" ")))
+                .and_then(exit_with)
+        }
+        Command::Test => test::run(),
+        Command::Demo => demo::run(),
+    };
+    if let Err(err) = result {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn exit_with(status: i32) -> Result<()> {
+    std::process::exit(status)
+}
+
+/// The repository's root.
+pub fn root() -> PathBuf {
+    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().map(PathBuf::from).unwrap_or(xtask)
+}
+
+/// Where downloaded and built tools and images live between runs:
+/// `$MPTCPIFY_CACHE`, else `$XDG_CACHE_HOME/mptcpify`, else `~/.cache/mptcpify`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MPTCPIFY_CACHE") {
+        return dir.into();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or("/root".into())).join(".cache"));
+    base.join("mptcpify")
+}
+
+/// Verified copies of large downloads shared by every machine of ours; the
+/// project must work without it.
+pub fn shared_dir() -> PathBuf {
+    root().join("../shared")
+}

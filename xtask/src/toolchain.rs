@@ -1,0 +1,162 @@
+//! The eBPF toolchain and the host packages the lab needs, set up on a fresh
+//! machine without a manual step, and cached.
+//!
+//! - `rust-src` for `nightly` (to build `core` for bpfel-unknown-none): rustup
+//!   first; offline, Debian's `rust-src` package, extracted (never installed).
+//! - `bpf-linker`, built against the nightly's own libLLVM so that the LLVM
+//!   that emits the bitcode is the one that links it.
+//! - Debian packages: qemu, busybox, iperf3, ...
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::{output, run, say, succeeds, verify_against_sums};
+use crate::{cache_dir, shared_dir};
+
+pub const NIGHTLY: &str = "nightly";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages whose commands the lab and the tests use.
+const HOST_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+    ("cpio", "cpio"),
+    ("xz", "xz-utils"),
+    ("ip", "iproute2"),
+    ("iperf3", "iperf3"),
+    ("socat", "socat"),
+    ("dpkg-deb", "dpkg"),
+];
+
+pub struct Toolchain {
+    /// A folder holding a working `bpf-linker`, to put first on PATH.
+    pub bpf_linker_dir: PathBuf,
+}
+
+pub fn setup() -> Result<Toolchain> {
+    host_packages()?;
+    rust_src()?;
+    let bpf_linker_dir = bpf_linker()?;
+    Ok(Toolchain { bpf_linker_dir })
+}
+
+fn nightly_sysroot() -> Result<PathBuf> {
+    let out = output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))
+        .context("the nightly toolchain is needed to build the BPF program (rustup toolchain install nightly)")?;
+    Ok(PathBuf::from(out.trim()))
+}
+
+fn rust_src() -> Result<()> {
+    let library = nightly_sysroot()?.join("lib/rustlib/src/rust/library");
+    if library.join("core/Cargo.toml").is_file() {
+        return Ok(());
+    }
+    say("nightly has no rust-src; trying rustup");
+    if succeeds(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+        && library.join("core/Cargo.toml").is_file()
+    {
+        return Ok(());
+    }
+    say("rustup could not add rust-src (offline?); using Debian's rust-src package");
+    let deb = rust_src_deb()?;
+    let unpacked = cache_dir().join("rust-src");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    let source = unpacked.join("usr/lib/rustlib/src/rust/library");
+    if !source.join("core").is_dir() {
+        bail!("{} has no usr/lib/rustlib/src/rust/library/core", deb.display());
+    }
+    std::fs::create_dir_all(library.parent().unwrap())?;
+    let _ = std::fs::remove_dir_all(&library);
+    run(Command::new("cp").arg("-a").arg(&source).arg(&library))?;
+    say(format!("installed rust-src into {}", library.display()));
+    Ok(())
+}
+
+/// The shared verified copy when present, else `apt-get download`.
+fn rust_src_deb() -> Result<PathBuf> {
+    let shared = shared_dir().join("toolchain");
+    if let Some(deb) = find_file(&shared, "rust-src_", ".deb") {
+        verify_against_sums(&deb)?;
+        return Ok(deb);
+    }
+    let dir = cache_dir().join("debs");
+    std::fs::create_dir_all(&dir)?;
+    run(Command::new("apt-get").arg("download").arg("rust-src").current_dir(&dir))
+        .context("downloading Debian's rust-src")?;
+    find_file(&dir, "rust-src_", ".deb").context("apt-get download rust-src left no .deb")
+}
+
+pub fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with(prefix) && name.ends_with(suffix)
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn bpf_linker() -> Result<PathBuf> {
+    if succeeds(Command::new("bpf-linker").arg("--version")) {
+        let path = output(Command::new("sh").args(["-c", "command -v bpf-linker"]))?;
+        return Ok(PathBuf::from(path.trim()).parent().unwrap().to_path_buf());
+    }
+    let root = cache_dir().join("bpf-linker");
+    let bin = root.join("bin");
+    if succeeds(Command::new(bin.join("bpf-linker")).arg("--version")) {
+        return Ok(bin);
+    }
+    say(format!("building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM (a few minutes, once)"));
+    let prefix = llvm_prefix()?;
+    run(Command::new("cargo")
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+        .args(["--no-default-features", "--features", "llvm-22", "--root"])
+        .arg(&root)
+        .env("LLVM_PREFIX", &prefix))?;
+    Ok(bin)
+}
+
+/// A folder whose `lib/` holds the nightly's libLLVM under the names the
+/// llvm-sys build looks for (`libLLVM.so`) and the loader looks for (its SONAME).
+/// It is kept: bpf-linker's RUNPATH points into it.
+fn llvm_prefix() -> Result<PathBuf> {
+    let sysroot_lib = nightly_sysroot()?.join("lib");
+    let real = find_file(&sysroot_lib, "libLLVM.so.", "")
+        .with_context(|| format!("no libLLVM.so.* in {}", sysroot_lib.display()))?;
+    let prefix = cache_dir().join("llvm-prefix");
+    let lib = prefix.join("lib");
+    std::fs::create_dir_all(&lib)?;
+    for name in ["libLLVM.so".into(), real.file_name().unwrap().to_os_string()] {
+        let link = lib.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link)?;
+    }
+    Ok(prefix)
+}
+
+fn host_packages() -> Result<()> {
+    let missing: Vec<&str> = HOST_PACKAGES
+        .iter()
+        .filter(|(command, _)| !succeeds(Command::new("sh").args(["-c", &format!("command -v {command}")])))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
+    if !is_root() {
+        bail!("missing host packages; run as root:\n    {install}");
+    }
+    say(format!("installing missing host packages: {}", missing.join(" ")));
+    run(Command::new("sh").args(["-c", &install]).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0")
+}

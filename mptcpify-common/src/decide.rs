@@ -124,14 +124,22 @@ mod tests {
                 for flags in FLAGS {
                     for protocol in PROTOCOLS {
                         for task in all_task_matches() {
-                            let call = SocketCall { family, sock_type: ty | flags, protocol };
+                            let call = SocketCall {
+                                family,
+                                sock_type: ty | flags,
+                                protocol,
+                            };
                             let tcp = (family == AF_INET || family == AF_INET6)
                                 && ty == SOCK_STREAM
                                 && (protocol == 0 || protocol == IPPROTO_TCP);
-                            let expect = tcp && task.included && !task.excluded && task.mptcp_enabled;
+                            let expect =
+                                tcp && task.included && !task.excluded && task.mptcp_enabled;
                             let verdict = decide(&call, || task);
                             assert_eq!(verdict == Verdict::Upgrade, expect, "{call:?} {task:?}");
-                            assert_eq!(verdict.hook_return(), if expect { IPPROTO_MPTCP } else { 0 });
+                            assert_eq!(
+                                verdict.hook_return(),
+                                if expect { IPPROTO_MPTCP } else { 0 }
+                            );
                             upgrades += expect as u32;
                         }
                     }
@@ -144,20 +152,48 @@ mod tests {
 
     #[test]
     fn task_is_not_consulted_for_non_tcp() {
-        let udp = SocketCall { family: AF_INET, sock_type: SOCK_DGRAM, protocol: 0 };
+        let udp = SocketCall {
+            family: AF_INET,
+            sock_type: SOCK_DGRAM,
+            protocol: 0,
+        };
         assert_eq!(decide(&udp, || unreachable!()), Verdict::Keep(Keep::NotTcp));
-        let already = SocketCall { family: AF_INET6, sock_type: SOCK_STREAM, protocol: IPPROTO_MPTCP };
-        assert_eq!(decide(&already, || unreachable!()), Verdict::Keep(Keep::NotTcp));
+        let already = SocketCall {
+            family: AF_INET6,
+            sock_type: SOCK_STREAM,
+            protocol: IPPROTO_MPTCP,
+        };
+        assert_eq!(
+            decide(&already, || unreachable!()),
+            Verdict::Keep(Keep::NotTcp)
+        );
     }
 
     #[test]
     fn reasons_in_priority_order() {
-        let tcp = SocketCall { family: AF_INET, sock_type: SOCK_STREAM | SOCK_CLOEXEC, protocol: 0 };
-        let all_bad = TaskMatch { included: false, excluded: true, mptcp_enabled: false };
+        let tcp = SocketCall {
+            family: AF_INET,
+            sock_type: SOCK_STREAM | SOCK_CLOEXEC,
+            protocol: 0,
+        };
+        let all_bad = TaskMatch {
+            included: false,
+            excluded: true,
+            mptcp_enabled: false,
+        };
         assert_eq!(decide(&tcp, || all_bad), Verdict::Keep(Keep::MptcpDisabled));
-        let on = TaskMatch { mptcp_enabled: true, ..all_bad };
+        let on = TaskMatch {
+            mptcp_enabled: true,
+            ..all_bad
+        };
         assert_eq!(decide(&tcp, || on), Verdict::Keep(Keep::Excluded));
-        let not_excluded = TaskMatch { excluded: false, ..on };
-        assert_eq!(decide(&tcp, || not_excluded), Verdict::Keep(Keep::NotSelected));
+        let not_excluded = TaskMatch {
+            excluded: false,
+            ..on
+        };
+        assert_eq!(
+            decide(&tcp, || not_excluded),
+            Verdict::Keep(Keep::NotSelected)
+        );
     }
 }

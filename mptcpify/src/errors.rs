@@ -20,19 +20,36 @@ pub mod exit {
 #[derive(Debug)]
 pub enum Failure {
     /// Missing CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN).
-    Privileges { missing: String },
+    Privileges {
+        missing: String,
+    },
     /// `/sys/kernel/btf/vmlinux` is absent or unreadable.
-    NoBtf { detail: String },
+    NoBtf {
+        detail: String,
+    },
     /// The kernel has no `update_socket_protocol`.
-    KernelTooOld { release: String },
+    KernelTooOld {
+        release: String,
+    },
     /// The kernel refused to load a trampoline (fmod_ret) program.
-    TrampolinesRefused { release: String, lockdown: Option<String>, detail: String },
+    TrampolinesRefused {
+        release: String,
+        lockdown: Option<String>,
+        detail: String,
+    },
     /// `net.mptcp.enabled` is 0 (or MPTCP is not built in).
-    MptcpDisabled { detail: String },
+    MptcpDisabled {
+        detail: String,
+    },
     /// A selector names something that does not exist or is not usable.
-    BadSelector { what: String, fix: String },
+    BadSelector {
+        what: String,
+        fix: String,
+    },
     /// Loading or attaching failed for another reason.
-    LoadFailed { detail: String },
+    LoadFailed {
+        detail: String,
+    },
     Other(anyhow::Error),
 }
 
@@ -82,7 +99,11 @@ impl fmt::Display for Failure {
                  Upgrade the kernel, or use the LD_PRELOAD fallback for dynamically linked \
                  programs:\n    mptcpize run CMD"
             ),
-            Failure::TrampolinesRefused { release, lockdown, detail } => {
+            Failure::TrampolinesRefused {
+                release,
+                lockdown,
+                detail,
+            } => {
                 write!(
                     f,
                     "kernel {release} refused to load the fmod_ret program ({detail})\n\n\

@@ -33,8 +33,16 @@ impl Events {
 }
 
 fn line(event: &UpgradeEvent) -> String {
-    let end = event.comm.iter().position(|&b| b == 0).unwrap_or(event.comm.len());
-    let family = if event.family as i32 == AF_INET6 { "ipv6" } else { "ipv4" };
+    let end = event
+        .comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(event.comm.len());
+    let family = if event.family as i32 == AF_INET6 {
+        "ipv6"
+    } else {
+        "ipv4"
+    };
     format!(
         "upgraded pid={} tid={} comm={} family={family}",
         event.pid,

@@ -124,7 +124,10 @@ impl Attached {
     pub fn run_stats(&self) -> Option<RunStats> {
         let program: &FModRet = self.ebpf.program(PROGRAM)?.try_into().ok()?;
         let info = program.info().ok()?;
-        Some(RunStats { runs: info.run_count(), run_time: info.run_time() })
+        Some(RunStats {
+            runs: info.run_count(),
+            run_time: info.run_time(),
+        })
     }
 
     /// The ring buffer of upgrade events; can be taken once.

@@ -36,11 +36,17 @@ fn main() {
 }
 
 async fn run(cli: cli::Cli) -> Result<(), Failure> {
+    // Installed first, so that a signal at any point after this one, even
+    // before the "attached" line, leads to a clean detach.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let policy = policy::Policy::resolve(&cli.selectors)?;
     for warning in &policy.warnings {
         eprintln!("mptcpify: warning: {warning}");
     }
-    let btf = preflight::check(&preflight::Options { allow_disabled: cli.allow_disabled })?;
+    let btf = preflight::check(&preflight::Options {
+        allow_disabled: cli.allow_disabled,
+    })?;
     let mut attached = loader::attach(&policy, &btf)?;
     eprintln!(
         "mptcpify: attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
@@ -49,8 +55,6 @@ async fn run(cli: cli::Cli) -> Result<(), Failure> {
     );
 
     let mut events = events::Events::new(attached.take_events()?)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     tokio::select! {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}

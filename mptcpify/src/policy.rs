@@ -72,7 +72,11 @@ impl fmt::Display for Policy {
         if self.system_wide() {
             write!(f, "all processes")?;
         } else {
-            write!(f, "processes named {}", self.comms_with(role::INCLUDE).join(", "))?;
+            write!(
+                f,
+                "processes named {}",
+                self.comms_with(role::INCLUDE).join(", ")
+            )?;
         }
         let excluded = self.comms_with(role::EXCLUDE);
         if !excluded.is_empty() {
@@ -104,7 +108,11 @@ mod tests {
     fn long_names_warn_and_duplicates_merge() {
         let p = Policy::resolve(&selectors(&["a-very-long-process-name", "x"], &["x"])).unwrap();
         assert_eq!(p.warnings.len(), 1);
-        assert!(p.warnings[0].contains("\"a-very-long-pro\""), "{}", p.warnings[0]);
+        assert!(
+            p.warnings[0].contains("\"a-very-long-pro\""),
+            "{}",
+            p.warnings[0]
+        );
         assert_eq!(p.comms.len(), 2);
         assert_eq!(p.comms[1].1, role::INCLUDE | role::EXCLUDE);
     }

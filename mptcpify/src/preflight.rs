@@ -45,7 +45,9 @@ fn check_privileges() -> Result<(), Failure> {
         .filter(|(cap, _)| !has(*cap))
         .map(|(_, name)| name)
         .collect();
-    Err(Failure::Privileges { missing: missing.join(" and ") })
+    Err(Failure::Privileges {
+        missing: missing.join(" and "),
+    })
 }
 
 fn kernel_btf() -> Result<Btf, Failure> {
@@ -54,7 +56,9 @@ fn kernel_btf() -> Result<Btf, Failure> {
     })?;
     // Look in BTF rather than at the version: distributions backport the hook.
     if btf.id_by_type_name_kind(HOOK, BtfKind::Func).is_err() {
-        return Err(Failure::KernelTooOld { release: kernel_release() });
+        return Err(Failure::KernelTooOld {
+            release: kernel_release(),
+        });
     }
     Ok(btf)
 }

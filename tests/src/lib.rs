@@ -3,6 +3,8 @@
 //!
 //! - [`process`]: start mptcpify, wait until it is attached, stop it.
 //! - [`sockets`]: create sockets and read back what the kernel made of them.
+//! - [`testbed`]: two network namespaces joined by two paths.
 
 pub mod process;
 pub mod sockets;
+pub mod testbed;

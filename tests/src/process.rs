@@ -21,7 +21,10 @@ pub fn command(args: &[&str]) -> Command {
 
 /// Runs mptcpify to completion (for invocations that must fail fast).
 pub fn run(args: &[&str]) -> (ExitStatus, String) {
-    let out = command(args).stdin(Stdio::null()).output().expect("running mptcpify");
+    let out = command(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running mptcpify");
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status, text)
@@ -54,7 +57,10 @@ impl Running {
         let (tx, lines) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
-        for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -65,7 +71,11 @@ impl Running {
                 }
             });
         }
-        Running { child, lines, output: Vec::new() }
+        Running {
+            child,
+            lines,
+            output: Vec::new(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -98,7 +108,11 @@ impl Running {
 
     pub fn signal(&self, signal: i32) {
         // SAFETY: plain kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "kill({signal})");
+        assert_eq!(
+            unsafe { libc::kill(self.pid(), signal) },
+            0,
+            "kill({signal})"
+        );
     }
 
     /// Waits for the exit and collects the rest of the output.

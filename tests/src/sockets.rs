@@ -40,7 +40,12 @@ pub fn protocol_of(fd: &impl AsRawFd) -> i32 {
             &mut len,
         )
     };
-    assert_eq!(rc, 0, "getsockopt(SO_PROTOCOL): {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "getsockopt(SO_PROTOCOL): {}",
+        std::io::Error::last_os_error()
+    );
     value
 }
 
@@ -59,7 +64,15 @@ pub fn mptcp_info_len(fd: &impl AsRawFd) -> Result<usize, i32> {
     let mut buf = [0u8; 256];
     let mut len = buf.len() as libc::socklen_t;
     // SAFETY: buf/len describe a valid buffer.
-    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), SOL_MPTCP, MPTCP_INFO, buf.as_mut_ptr().cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            SOL_MPTCP,
+            MPTCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
     if rc == 0 {
         Ok(len as usize)
     } else {

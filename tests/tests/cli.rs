@@ -15,7 +15,10 @@ fn unknown_flag_is_a_usage_error() {
 fn a_path_is_not_a_process_name() {
     let (status, out) = run(&["--comm", "/usr/bin/iperf3"]);
     assert_eq!(status.code(), Some(8), "{out}");
-    assert!(out.contains("invalid process name \"/usr/bin/iperf3\""), "{out}");
+    assert!(
+        out.contains("invalid process name \"/usr/bin/iperf3\""),
+        "{out}"
+    );
     assert!(out.contains("--comm nginx"), "{out}");
 }
 
@@ -23,7 +26,12 @@ fn a_path_is_not_a_process_name() {
 fn help_teaches_usage_and_exit_codes() {
     let (status, out) = run(&["--help"]);
     assert_eq!(status.code(), Some(0));
-    for needle in ["sudo mptcpify --comm iperf3", "ss -Mni", "EXIT STATUS", "kernel too old"] {
+    for needle in [
+        "sudo mptcpify --comm iperf3",
+        "ss -Mni",
+        "EXIT STATUS",
+        "kernel too old",
+    ] {
         assert!(out.contains(needle), "--help lacks {needle:?}:\n{out}");
     }
 }

@@ -12,8 +12,18 @@ fn refusal_names_cause_and_fix() {
         .expect("set MPTCPIFY_EXPECT_REFUSAL=too-old|trampolines for this kernel");
     let (status, out) = run(&["--comm", "iperf3"]);
     let (code, needles): (i32, &[&str]) = match expect.as_str() {
-        "too-old" => (5, &["has no update_socket_protocol hook", "Linux 6.6", "mptcpize run CMD"]),
-        "trampolines" => (6, &["refused to load the fmod_ret program", "EPERM", "lockdown"]),
+        "too-old" => (
+            5,
+            &[
+                "has no update_socket_protocol hook",
+                "Linux 6.6",
+                "mptcpize run CMD",
+            ],
+        ),
+        "trampolines" => (
+            6,
+            &["refused to load the fmod_ret program", "EPERM", "lockdown"],
+        ),
         other => panic!("unknown MPTCPIFY_EXPECT_REFUSAL={other}"),
     };
     assert_eq!(status.code(), Some(code), "{out}");

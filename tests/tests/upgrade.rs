@@ -19,7 +19,10 @@ fn matrix() -> Vec<((i32, i32, i32), Outcome)> {
         for ty in TYPES {
             for flags in FLAGS {
                 for protocol in PROTOCOLS {
-                    outcomes.push(((family, ty | flags, protocol), create(family, ty | flags, protocol)));
+                    outcomes.push((
+                        (family, ty | flags, protocol),
+                        create(family, ty | flags, protocol),
+                    ));
                 }
             }
         }
@@ -75,7 +78,10 @@ fn upgraded_sockets_carry_data() {
     server.read_to_end(&mut received).unwrap();
     sender.join().unwrap();
     assert_eq!(received.len(), 1 << 20);
-    assert!(received.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    assert!(received
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == (i % 251) as u8));
     let info = mptcp_info_len(&server).expect("MPTCP_INFO on an accepted upgraded socket");
     assert!(info > 0);
 }
@@ -86,7 +92,10 @@ fn comm_selects_only_named_processes() {
     let _running = Running::attach(&["-q", "--comm", "probe-match"]);
     assert_eq!(as_comm("probe-match", new_tcp_protocol), IPPROTO_MPTCP);
     assert_eq!(as_comm("probe-other", new_tcp_protocol), IPPROTO_TCP);
-    assert_eq!(as_comm("probe-match", || create(AF_INET, SOCK_DGRAM, 0)), Outcome::Protocol(IPPROTO_UDP));
+    assert_eq!(
+        as_comm("probe-match", || create(AF_INET, SOCK_DGRAM, 0)),
+        Outcome::Protocol(IPPROTO_UDP)
+    );
 }
 
 /// A name given both ways stays TCP: exclusion wins.
@@ -101,9 +110,15 @@ fn exclude_comm_wins() {
 #[test]
 fn upgrades_are_logged() {
     let mut running = Running::attach(&["--comm", "probe-logged"]);
-    assert_eq!(as_comm("probe-logged", || create(AF_INET6, SOCK_STREAM, 0)), Outcome::Protocol(IPPROTO_MPTCP));
+    assert_eq!(
+        as_comm("probe-logged", || create(AF_INET6, SOCK_STREAM, 0)),
+        Outcome::Protocol(IPPROTO_MPTCP)
+    );
     let line = running.wait_for("upgraded pid=", Duration::from_secs(30));
-    assert!(line.contains(&format!("pid={}", std::process::id())), "{line}");
+    assert!(
+        line.contains(&format!("pid={}", std::process::id())),
+        "{line}"
+    );
     assert!(line.contains("comm=probe-logged"), "{line}");
     assert!(line.contains("family=ipv6"), "{line}");
 }
@@ -152,7 +167,10 @@ fn sigkill_detaches() {
     // kernel a moment rather than racing it.
     let deadline = Instant::now() + Duration::from_secs(5);
     while new_tcp_protocol() != IPPROTO_TCP {
-        assert!(Instant::now() < deadline, "sockets still upgraded 5 s after SIGKILL");
+        assert!(
+            Instant::now() < deadline,
+            "sockets still upgraded 5 s after SIGKILL"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -22,14 +22,24 @@ pub fn ensure() -> Result<()> {
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) {
         return Ok(());
     }
-    say(format!("preparing patched aya sources in {}", dest.display()));
+    say(format!(
+        "preparing patched aya sources in {}",
+        dest.display()
+    ));
     let _ = std::fs::remove_dir_all(&dest);
     std::fs::create_dir_all(&dest)?;
     for (name, version) in CRATES {
         let source = registry_source(name, version)?;
-        run(Command::new("cp").arg("-a").arg(&source).arg(dest.join(format!("{name}-{version}"))))?;
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(&source)
+            .arg(dest.join(format!("{name}-{version}"))))?;
     }
-    run(Command::new("patch").args(["-p1", "--forward", "--quiet", "-d"]).arg(&dest).arg("-i").arg(&patch))?;
+    run(Command::new("patch")
+        .args(["-p1", "--forward", "--quiet", "-d"])
+        .arg(&dest)
+        .arg("-i")
+        .arg(&patch))?;
     std::fs::write(&stamp, want)?;
     Ok(())
 }
@@ -42,13 +52,19 @@ fn registry_source(name: &str, version: &str) -> Result<PathBuf> {
     }
     let manifest_dir = cache_dir().join("aya-fetch");
     std::fs::create_dir_all(manifest_dir.join("src"))?;
-    let deps: String = CRATES.iter().map(|(n, v)| format!("{n} = \"={v}\"\n")).collect();
+    let deps: String = CRATES
+        .iter()
+        .map(|(n, v)| format!("{n} = \"={v}\"\n"))
+        .collect();
     std::fs::write(
         manifest_dir.join("Cargo.toml"),
         format!("[package]\nname = \"aya-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[dependencies]\n{deps}\n[workspace]\n"),
     )?;
     std::fs::write(manifest_dir.join("src/lib.rs"), "")?;
-    run(Command::new("cargo").arg("fetch").arg("--manifest-path").arg(manifest_dir.join("Cargo.toml")))?;
+    run(Command::new("cargo")
+        .arg("fetch")
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("Cargo.toml")))?;
     find_in_registry(name, version)
         .with_context(|| format!("cargo fetch did not unpack {name} {version} into the registry"))
 }
@@ -56,11 +72,12 @@ fn registry_source(name: &str, version: &str) -> Result<PathBuf> {
 fn find_in_registry(name: &str, version: &str) -> Option<PathBuf> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        });
     let registries = std::fs::read_dir(cargo_home.join("registry/src")).ok()?;
     registries
         .filter_map(|r| r.ok())
         .map(|r| r.path().join(format!("{name}-{version}")))
         .find(|p| p.join("Cargo.toml").is_file())
 }
-

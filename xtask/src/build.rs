@@ -14,6 +14,8 @@ pub struct Artifacts {
     pub bpf_object: PathBuf,
     /// Integration test binaries, by test name.
     pub tests: Vec<(String, PathBuf)>,
+    /// Helper programs of the tests crate (the demo, the benchmarks), by name.
+    pub tools: Vec<(String, PathBuf)>,
 }
 
 pub fn all() -> Result<Artifacts> {
@@ -21,14 +23,23 @@ pub fn all() -> Result<Artifacts> {
     aya_patch::ensure()?;
     let bpf_object = bpf_object(&toolchain)?;
     run(cargo().args(["build", "--release", "-p", "mptcpify"]))?;
-    let tests = test_binaries()?;
-    Ok(Artifacts { mptcpify: root().join("target/release/mptcpify"), bpf_object, tests })
+    let tests = executables(&["test", "--no-run"], "test")?;
+    let tools = executables(&["build", "--bins"], "bin")?;
+    Ok(Artifacts {
+        mptcpify: root().join("target/release/mptcpify"),
+        bpf_object,
+        tests,
+        tools,
+    })
 }
 
 /// A cargo for the host workspace, free of the environment `cargo xtask` ran in.
 pub fn cargo() -> Command {
     let mut command = Command::new("cargo");
-    command.current_dir(root()).env_remove("RUSTUP_TOOLCHAIN").env_remove("RUSTC");
+    command
+        .current_dir(root())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC");
     command
 }
 
@@ -38,31 +49,52 @@ fn bpf_object(toolchain: &toolchain::Toolchain) -> Result<PathBuf> {
     paths.extend(std::env::split_paths(&path));
     run(cargo()
         .arg(format!("+{}", toolchain::NIGHTLY))
-        .args(["build", "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none"])
+        .args([
+            "build",
+            "--release",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+        ])
         .arg("--manifest-path")
         .arg(root().join("mptcpify-ebpf/Cargo.toml"))
         .arg("--target-dir")
         .arg(root().join("target"))
         .env("PATH", std::env::join_paths(paths)?))?;
     let object = root().join("target/bpfel-unknown-none/release/mptcpify");
-    say(format!("BPF object: {} ({} bytes)", object.display(), std::fs::metadata(&object)?.len()));
+    say(format!(
+        "BPF object: {} ({} bytes)",
+        object.display(),
+        std::fs::metadata(&object)?.len()
+    ));
     Ok(object)
 }
 
-fn test_binaries() -> Result<Vec<(String, PathBuf)>> {
+/// Builds targets of the tests crate with `cargo <args>` and returns the
+/// executables of kind `kind` (`test` or `bin`), by target name.
+fn executables(args: &[&str], kind: &str) -> Result<Vec<(String, PathBuf)>> {
     let mut command = cargo();
     command
-        .args(["test", "--release", "-p", "mptcpify-tests", "--no-run", "--message-format=json"])
+        .args(args)
+        .args(["--release", "-p", "mptcpify-tests", "--message-format=json"])
         .stdout(Stdio::piped());
     say(format!("$ {}", describe(&command)));
-    let out = command.output().context("building the test binaries")?;
-    anyhow::ensure!(out.status.success(), "building the test binaries failed");
+    let out = command.output().context("building the tests crate")?;
+    anyhow::ensure!(out.status.success(), "building the tests crate failed");
     let mut tests = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let is_test = message["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test"));
-        if let (true, Some(exe)) = (is_test, message["executable"].as_str()) {
-            let name = message["target"]["name"].as_str().unwrap_or("test").to_string();
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let wanted = message["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == kind));
+        if let (true, Some(exe)) = (wanted, message["executable"].as_str()) {
+            let name = message["target"]["name"]
+                .as_str()
+                .unwrap_or("test")
+                .to_string();
             tests.push((name, PathBuf::from(exe)));
         }
     }

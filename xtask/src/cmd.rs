@@ -12,7 +12,9 @@ pub fn say(message: impl AsRef<str>) {
 /// Runs `command`, echoing it; fails on a non-zero exit.
 pub fn run(command: &mut Command) -> Result<()> {
     say(format!("$ {}", describe(command)));
-    let status = command.status().with_context(|| format!("starting {}", describe(command)))?;
+    let status = command
+        .status()
+        .with_context(|| format!("starting {}", describe(command)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", describe(command));
     }
@@ -52,13 +54,18 @@ pub fn describe(command: &Command) -> String {
 /// The SHA-256 of `path`, in hex.
 pub fn sha256(path: &Path) -> Result<String> {
     let out = output(Command::new("sha256sum").arg(path))?;
-    Ok(out.split_whitespace().next().unwrap_or_default().to_string())
+    Ok(out
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string())
 }
 
 /// Checks `path` against a `SHA256SUMS` file next to it.
 pub fn verify_against_sums(path: &Path) -> Result<()> {
     let sums = path.with_file_name("SHA256SUMS");
-    let text = std::fs::read_to_string(&sums).with_context(|| format!("reading {}", sums.display()))?;
+    let text =
+        std::fs::read_to_string(&sums).with_context(|| format!("reading {}", sums.display()))?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let expected = text
         .lines()
@@ -71,7 +78,10 @@ pub fn verify_against_sums(path: &Path) -> Result<()> {
         .with_context(|| format!("{name} is not listed in {}", sums.display()))?;
     let actual = sha256(path)?;
     if actual != expected {
-        bail!("{} has SHA-256 {actual}, expected {expected}", path.display());
+        bail!(
+            "{} has SHA-256 {actual}, expected {expected}",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -54,10 +54,9 @@ fn main() {
     let result = match cli.command {
         Command::Setup => toolchain::setup().map(drop),
         Command::Build => build::all().map(drop),
-        Command::Vm { kernel, command } => {
-            build::all().and_then(|artifacts| lab::run_in(&kernel, &artifacts, &command.join(" ")))
-                .and_then(exit_with)
-        }
+        Command::Vm { kernel, command } => build::all()
+            .and_then(|artifacts| lab::run_in(&kernel, &artifacts, &command.join(" ")))
+            .and_then(exit_with),
         Command::Test => test::run(),
         Command::Demo => demo::run(),
     };
@@ -85,7 +84,9 @@ pub fn cache_dir() -> PathBuf {
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or("/root".into())).join(".cache"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or("/root".into())).join(".cache")
+        });
     base.join("mptcpify")
 }
 

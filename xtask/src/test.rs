@@ -11,15 +11,24 @@ pub fn run() -> Result<()> {
     let artifacts = build::all()?;
 
     say("1/4 host unit tests (the decision, the policy)");
-    cmd::run(cargo().args(["test", "--release", "-p", "mptcpify-common", "-p", "mptcpify"]))?;
+    cmd::run(cargo().args([
+        "test",
+        "--release",
+        "-p",
+        "mptcpify-common",
+        "-p",
+        "mptcpify",
+    ]))?;
 
     say("2/4 host checks: bad input, and this host's kernel refusing trampolines");
     for (name, exe) in &artifacts.tests {
         if name == "cli" || name == "refusal" {
-            cmd::run(std::process::Command::new(exe)
-                .args(["--test-threads=1"])
-                .env("MPTCPIFY_BIN", &artifacts.mptcpify)
-                .env("MPTCPIFY_EXPECT_REFUSAL", "trampolines"))?;
+            cmd::run(
+                std::process::Command::new(exe)
+                    .args(["--test-threads=1"])
+                    .env("MPTCPIFY_BIN", &artifacts.mptcpify)
+                    .env("MPTCPIFY_EXPECT_REFUSAL", "trampolines"),
+            )?;
         }
     }
 
@@ -34,7 +43,8 @@ pub fn run() -> Result<()> {
     expect_success("6.12", lab::run_in("6.12", &artifacts, &command)?)?;
 
     say("4/4 lab, Debian 6.1: the clear 'kernel too old' error");
-    let command = format!("MPTCPIFY_EXPECT_REFUSAL=too-old {GUEST_BIN}/test-refusal --test-threads=1\n");
+    let command =
+        format!("MPTCPIFY_EXPECT_REFUSAL=too-old {GUEST_BIN}/test-refusal --test-threads=1\n");
     expect_success("6.1", lab::run_in("6.1", &artifacts, &command)?)?;
 
     say("all tests passed");

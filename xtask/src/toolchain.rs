@@ -54,8 +54,13 @@ fn rust_src() -> Result<()> {
         return Ok(());
     }
     say("nightly has no rust-src; trying rustup");
-    if succeeds(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
-        && library.join("core/Cargo.toml").is_file()
+    if succeeds(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        NIGHTLY,
+    ])) && library.join("core/Cargo.toml").is_file()
     {
         return Ok(());
     }
@@ -66,7 +71,10 @@ fn rust_src() -> Result<()> {
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
     let source = unpacked.join("usr/lib/rustlib/src/rust/library");
     if !source.join("core").is_dir() {
-        bail!("{} has no usr/lib/rustlib/src/rust/library/core", deb.display());
+        bail!(
+            "{} has no usr/lib/rustlib/src/rust/library/core",
+            deb.display()
+        );
     }
     std::fs::create_dir_all(library.parent().unwrap())?;
     let _ = std::fs::remove_dir_all(&library);
@@ -84,8 +92,11 @@ fn rust_src_deb() -> Result<PathBuf> {
     }
     let dir = cache_dir().join("debs");
     std::fs::create_dir_all(&dir)?;
-    run(Command::new("apt-get").arg("download").arg("rust-src").current_dir(&dir))
-        .context("downloading Debian's rust-src")?;
+    run(Command::new("apt-get")
+        .arg("download")
+        .arg("rust-src")
+        .current_dir(&dir))
+    .context("downloading Debian's rust-src")?;
     find_file(&dir, "rust-src_", ".deb").context("apt-get download rust-src left no .deb")
 }
 
@@ -112,7 +123,9 @@ fn bpf_linker() -> Result<PathBuf> {
     if succeeds(Command::new(bin.join("bpf-linker")).arg("--version")) {
         return Ok(bin);
     }
-    say(format!("building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM (a few minutes, once)"));
+    say(format!(
+        "building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM (a few minutes, once)"
+    ));
     let prefix = llvm_prefix()?;
     run(Command::new("cargo")
         .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
@@ -132,7 +145,10 @@ fn llvm_prefix() -> Result<PathBuf> {
     let prefix = cache_dir().join("llvm-prefix");
     let lib = prefix.join("lib");
     std::fs::create_dir_all(&lib)?;
-    for name in ["libLLVM.so".into(), real.file_name().unwrap().to_os_string()] {
+    for name in [
+        "libLLVM.so".into(),
+        real.file_name().unwrap().to_os_string(),
+    ] {
         let link = lib.join(name);
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&real, &link)?;
@@ -143,18 +159,28 @@ fn llvm_prefix() -> Result<PathBuf> {
 fn host_packages() -> Result<()> {
     let missing: Vec<&str> = HOST_PACKAGES
         .iter()
-        .filter(|(command, _)| !succeeds(Command::new("sh").args(["-c", &format!("command -v {command}")])))
+        .filter(|(command, _)| {
+            !succeeds(Command::new("sh").args(["-c", &format!("command -v {command}")]))
+        })
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let install = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
+    let install = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
     if !is_root() {
         bail!("missing host packages; run as root:\n    {install}");
     }
-    say(format!("installing missing host packages: {}", missing.join(" ")));
-    run(Command::new("sh").args(["-c", &install]).env("DEBIAN_FRONTEND", "noninteractive"))
+    say(format!(
+        "installing missing host packages: {}",
+        missing.join(" ")
+    ));
+    run(Command::new("sh")
+        .args(["-c", &install])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn is_root() -> bool {

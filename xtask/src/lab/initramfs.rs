@@ -14,9 +14,19 @@ use crate::lab::kernel::Kernel;
 use crate::root;
 
 /// Host tools copied into the guest (with their libraries), by command name.
-const TOOLS: &[&str] = &["ip", "ss", "tc", "nstat", "iperf3", "socat", "unshare", "nsenter"];
-/// Modules the tests load (veth for namespaces, tbf/netem to shape paths).
-const MODULES: &[&str] = &["veth", "sch_tbf", "sch_netem"];
+const TOOLS: &[&str] = &[
+    "ip", "ss", "tc", "nstat", "iperf3", "socat", "unshare", "nsenter",
+];
+/// Modules loaded at boot, in this order: the diag modules let `ss` list
+/// MPTCP sockets, veth joins namespaces, tbf/netem shape paths.
+const MODULES: &[&str] = &[
+    "inet_diag",
+    "tcp_diag",
+    "mptcp_diag",
+    "veth",
+    "sch_tbf",
+    "sch_netem",
+];
 
 /// Where guest binaries of ours live; the tests find mptcpify on PATH there.
 pub const GUEST_BIN: &str = "/usr/local/bin";
@@ -49,7 +59,8 @@ pub const EXIT_MARKER: &str = "MPTCPIFY-LAB-EXIT=";
 pub fn build(kernel: &Kernel, artifacts: &Artifacts, command: &str) -> Result<PathBuf> {
     let dir = root().join("target/lab").join(&kernel.release);
     std::fs::create_dir_all(&dir)?;
-    let base = dir.join("base.cpio");
+    // The base depends only on the kernel and on this file's lists.
+    let base = dir.join(format!("base-{:016x}.cpio", base_recipe_hash()));
     if !base.is_file() {
         let stage = stage(&dir, "base")?;
         base_files(&stage, kernel)?;
@@ -59,6 +70,9 @@ pub fn build(kernel: &Kernel, artifacts: &Artifacts, command: &str) -> Result<Pa
     copy_binary(&ours, &artifacts.mptcpify, &format!("{GUEST_BIN}/mptcpify"))?;
     for (name, exe) in &artifacts.tests {
         copy_binary(&ours, exe, &format!("{GUEST_BIN}/test-{name}"))?;
+    }
+    for (name, exe) in &artifacts.tools {
+        copy_binary(&ours, exe, &format!("{GUEST_BIN}/{name}"))?;
     }
     write(&ours, "lab/command", command.as_bytes(), 0o755)?;
     let ours_cpio = dir.join("ours.cpio");
@@ -71,6 +85,13 @@ pub fn build(kernel: &Kernel, artifacts: &Artifacts, command: &str) -> Result<Pa
     Ok(image)
 }
 
+fn base_recipe_hash() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (TOOLS, MODULES, INIT).hash(&mut hasher);
+    hasher.finish()
+}
+
 fn stage(dir: &Path, name: &str) -> Result<PathBuf> {
     let stage = dir.join(format!("stage-{name}"));
     let _ = std::fs::remove_dir_all(&stage);
@@ -79,26 +100,62 @@ fn stage(dir: &Path, name: &str) -> Result<PathBuf> {
 }
 
 fn base_files(stage: &Path, kernel: &Kernel) -> Result<()> {
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "proc", "sys", "dev", "tmp", "run", "root", "lab", "lib/modules/lab", "etc"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "usr/local/bin",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "run",
+        "root",
+        "lab",
+        "lib/modules/lab",
+        "etc",
+    ] {
         std::fs::create_dir_all(stage.join(d))?;
     }
     let busybox = which("busybox")?;
-    if !output(Command::new("file").arg(&busybox)).unwrap_or_default().contains("statically linked") {
-        bail!("{} is not statically linked: install busybox-static", busybox.display());
+    if !output(Command::new("file").arg(&busybox))
+        .unwrap_or_default()
+        .contains("statically linked")
+    {
+        bail!(
+            "{} is not statically linked: install busybox-static",
+            busybox.display()
+        );
     }
     std::fs::copy(&busybox, stage.join("bin/busybox"))?;
     write(stage, "init", INIT.as_bytes(), 0o755)?;
-    write(stage, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+    write(
+        stage,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n",
+        0o644,
+    )?;
     for tool in TOOLS {
         let path = which(tool)?;
         copy_binary(stage, &path, &path.to_string_lossy())?;
     }
-    for module in MODULES {
-        let found = output(Command::new("find").arg(&kernel.modules).args(["-name", &format!("{module}.ko*")]))?;
-        let source = found.lines().next().with_context(|| format!("module {module} not in {}", kernel.modules.display()))?;
-        let dest = stage.join(format!("lib/modules/lab/{module}.ko"));
+    for (index, module) in MODULES.iter().enumerate() {
+        let found = output(
+            Command::new("find")
+                .arg(&kernel.modules)
+                .args(["-name", &format!("{module}.ko*")]),
+        )?;
+        let source = found
+            .lines()
+            .next()
+            .with_context(|| format!("module {module} not in {}", kernel.modules.display()))?;
+        let dest = stage.join(format!("lib/modules/lab/{index:02}-{module}.ko"));
         if source.ends_with(".xz") {
-            let plain = output(Command::new("sh").args(["-c", &format!("xz -dc '{source}' > '{}'", dest.display())]));
+            let plain = output(
+                Command::new("sh")
+                    .args(["-c", &format!("xz -dc '{source}' > '{}'", dest.display())]),
+            );
             plain.with_context(|| format!("decompressing {source}"))?;
         } else {
             std::fs::copy(source, &dest)?;
@@ -146,6 +203,9 @@ fn which(command: &str) -> Result<PathBuf> {
 fn archive(stage: &Path, out: &Path) -> Result<()> {
     run(Command::new("sh").current_dir(stage).args([
         "-c",
-        &format!("find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > '{}'", out.display()),
+        &format!(
+            "find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > '{}'",
+            out.display()
+        ),
     ]))
 }

@@ -27,8 +27,16 @@ struct Known {
 }
 
 const KNOWN: &[Known] = &[
-    Known { name: "6.12", prefix: "linux-image-6.12.", suite: "bookworm-backports" },
-    Known { name: "6.1", prefix: "linux-image-6.1.0-", suite: "bookworm" },
+    Known {
+        name: "6.12",
+        prefix: "linux-image-6.12.",
+        suite: "bookworm-backports",
+    },
+    Known {
+        name: "6.1",
+        prefix: "linux-image-6.1.0-",
+        suite: "bookworm",
+    },
 ];
 
 pub fn get(name: &str) -> Result<Kernel> {
@@ -44,10 +52,20 @@ pub fn get(name: &str) -> Result<Kernel> {
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
         std::fs::write(dir.join(".unpacked"), deb.to_string_lossy().as_bytes())?;
     }
-    let vmlinuz = find_file(&dir.join("boot"), "vmlinuz-", "").context("no boot/vmlinuz-* in the kernel package")?;
-    let release = vmlinuz.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let vmlinuz = find_file(&dir.join("boot"), "vmlinuz-", "")
+        .context("no boot/vmlinuz-* in the kernel package")?;
+    let release = vmlinuz
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
     let modules = dir.join("lib/modules").join(&release);
-    Ok(Kernel { release, vmlinuz, modules })
+    Ok(Kernel {
+        release,
+        vmlinuz,
+        modules,
+    })
 }
 
 fn package(known: &Known) -> Result<PathBuf> {
@@ -78,7 +96,10 @@ fn find_deb(dir: &Path, prefix: &str) -> Option<PathBuf> {
 
 /// `apt-get download` from Debian with a private sources list and state.
 fn download(known: &Known, downloads: &Path) -> Result<PathBuf> {
-    say(format!("downloading the {} lab kernel from Debian {}", known.name, known.suite));
+    say(format!(
+        "downloading the {} lab kernel from Debian {}",
+        known.name, known.suite
+    ));
     let apt = cache_dir().join("apt");
     for sub in ["state/lists/partial", "cache/archives/partial"] {
         std::fs::create_dir_all(apt.join(sub))?;
@@ -91,19 +112,29 @@ fn download(known: &Known, downloads: &Path) -> Result<PathBuf> {
     )?;
     let options = |command: &mut Command| {
         command
-            .arg("-o").arg(format!("Dir::Etc::SourceList={}", sources.display()))
-            .arg("-o").arg("Dir::Etc::SourceParts=/nonexistent")
-            .arg("-o").arg(format!("Dir::State={}", apt.join("state").display()))
-            .arg("-o").arg(format!("Dir::Cache={}", apt.join("cache").display()));
+            .arg("-o")
+            .arg(format!("Dir::Etc::SourceList={}", sources.display()))
+            .arg("-o")
+            .arg("Dir::Etc::SourceParts=/nonexistent")
+            .arg("-o")
+            .arg(format!("Dir::State={}", apt.join("state").display()))
+            .arg("-o")
+            .arg(format!("Dir::Cache={}", apt.join("cache").display()));
     };
     let mut update = Command::new("apt-get");
     options(&mut update);
     run(update.arg("update"))?;
     let mut search = Command::new("apt-cache");
     options(&mut search);
-    let pattern = format!("^{}[0-9.+a-z~-]*-cloud-amd64$", known.prefix.replace('.', "\\."));
+    let pattern = format!(
+        "^{}[0-9.+a-z~-]*-cloud-amd64$",
+        known.prefix.replace('.', "\\.")
+    );
     let list = output(search.args(["search", "--names-only", &pattern]))?;
-    let mut names: Vec<&str> = list.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let mut names: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     names.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
     let Some(name) = names.last() else {
         bail!("no package matching {pattern} in Debian {}", known.suite);
@@ -116,5 +147,7 @@ fn download(known: &Known, downloads: &Path) -> Result<PathBuf> {
 
 /// Sorts `linux-image-6.1.0-10-...` before `linux-image-6.1.0-9-...` correctly.
 fn version_key(name: &str) -> Vec<u64> {
-    name.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect()
+    name.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect()
 }

@@ -36,7 +36,12 @@ fn accelerator(kernel: &Kernel, initramfs: &Path) -> Result<&'static str> {
         Ok("tcg") => return Ok("tcg"),
         _ => {}
     }
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         return Ok("tcg");
     }
     let answer = cache_dir().join("kvm-works");
@@ -44,31 +49,57 @@ fn accelerator(kernel: &Kernel, initramfs: &Path) -> Result<&'static str> {
         return Ok(if text.trim() == "yes" { "kvm" } else { "tcg" });
     }
     say("probing whether KVM works here (once)");
-    let works = matches!(run(kernel, initramfs, "kvm", KVM_PROBE_TIMEOUT, false), Ok(Some(_)));
+    let works = matches!(
+        run(kernel, initramfs, "kvm", KVM_PROBE_TIMEOUT, false),
+        Ok(Some(_))
+    );
     std::fs::create_dir_all(cache_dir())?;
     std::fs::write(&answer, if works { "yes" } else { "no" })?;
-    say(if works { "KVM works: using it" } else { "KVM does not work here: using TCG emulation" });
+    say(if works {
+        "KVM works: using it"
+    } else {
+        "KVM does not work here: using TCG emulation"
+    });
     Ok(if works { "kvm" } else { "tcg" })
 }
 
 /// Runs one boot; `None` when the guest ended without the exit marker.
-fn run(kernel: &Kernel, initramfs: &Path, accel: &str, timeout: Duration, echo: bool) -> Result<Option<i32>> {
+fn run(
+    kernel: &Kernel,
+    initramfs: &Path,
+    accel: &str,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Option<i32>> {
     let cpu = if accel == "kvm" { "host" } else { "max" };
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", accel, "-cpu", cpu, "-m", "1024", "-smp", "2"])
-        .args(["-nographic", "-no-reboot", "-serial", "mon:stdio", "-display", "none"])
+        .args([
+            "-nographic",
+            "-no-reboot",
+            "-serial",
+            "mon:stdio",
+            "-display",
+            "none",
+        ])
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
         .arg(initramfs)
-        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init"])
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("starting qemu-system-x86_64 (cargo xtask setup installs it)")?;
     let (lines, received) = mpsc::channel();
-    for stream in [stream_lines(child.stdout.take()), stream_lines(child.stderr.take())] {
+    for stream in [
+        stream_lines(child.stdout.take()),
+        stream_lines(child.stderr.take()),
+    ] {
         let lines = lines.clone();
         std::thread::spawn(move || {
             for line in stream {
@@ -107,7 +138,9 @@ fn run(kernel: &Kernel, initramfs: &Path, accel: &str, timeout: Duration, echo: 
     Ok(status)
 }
 
-fn stream_lines(stream: Option<impl std::io::Read + Send + 'static>) -> Box<dyn Iterator<Item = String> + Send> {
+fn stream_lines(
+    stream: Option<impl std::io::Read + Send + 'static>,
+) -> Box<dyn Iterator<Item = String> + Send> {
     match stream {
         Some(s) => Box::new(BufReader::new(s).lines().map_while(Result::ok)),
         None => Box::new(std::iter::empty()),

@@ -1,0 +1,239 @@
+//! A two-path network inside one machine: namespaces `client` and `server`
+//! joined by two veth pairs on two subnets, set up for MPTCP the way Red Hat's
+//! guide does it on real hosts (`ip mptcp limits`, a `signal` endpoint on the
+//! server). Paths can be rate-limited, delayed and taken down. All traffic
+//! stays inside the namespaces; everything is removed on drop, even when a
+//! test fails.
+
+use std::process::{Command, Output};
+
+/// One path: the veth pair and its subnet (documentation prefixes that exist
+/// only inside the namespaces).
+pub struct Path {
+    pub client_dev: &'static str,
+    pub server_dev: &'static str,
+    pub client_addr: &'static str,
+    pub server_addr: &'static str,
+}
+
+pub const PATHS: [Path; 2] = [
+    Path {
+        client_dev: "mp1c",
+        server_dev: "mp1s",
+        client_addr: "192.0.2.2",
+        server_addr: "192.0.2.1",
+    },
+    Path {
+        client_dev: "mp2c",
+        server_dev: "mp2s",
+        client_addr: "198.51.100.2",
+        server_addr: "198.51.100.1",
+    },
+];
+
+pub struct TwoPaths {
+    pub client: String,
+    pub server: String,
+}
+
+impl TwoPaths {
+    /// Builds the namespaces and both paths, unshaped. The namespace names
+    /// carry our pid so parallel runs do not collide.
+    pub fn new() -> TwoPaths {
+        let id = std::process::id();
+        let bed = TwoPaths {
+            client: format!("mpc{id}"),
+            server: format!("mps{id}"),
+        };
+        for ns in [&bed.client, &bed.server] {
+            ip(&["netns", "add", ns]);
+            bed.ip(ns, &["link", "set", "lo", "up"]);
+        }
+        for path in &PATHS {
+            ip(&[
+                "link",
+                "add",
+                path.client_dev,
+                "netns",
+                &bed.client,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                path.server_dev,
+                "netns",
+                &bed.server,
+            ]);
+            bed.ip(
+                &bed.client,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/24", path.client_addr),
+                    "dev",
+                    path.client_dev,
+                ],
+            );
+            bed.ip(
+                &bed.server,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/24", path.server_addr),
+                    "dev",
+                    path.server_dev,
+                ],
+            );
+            bed.ip(&bed.client, &["link", "set", path.client_dev, "up"]);
+            bed.ip(&bed.server, &["link", "set", path.server_dev, "up"]);
+        }
+        // Both ends accept one extra subflow; the server announces its
+        // second address (the guide's `signal` endpoint).
+        for ns in [&bed.client, &bed.server] {
+            bed.ip(
+                ns,
+                &[
+                    "mptcp",
+                    "limits",
+                    "set",
+                    "subflow",
+                    "2",
+                    "add_addr_accepted",
+                    "2",
+                ],
+            );
+        }
+        bed.ip(
+            &bed.server,
+            &[
+                "mptcp",
+                "endpoint",
+                "add",
+                PATHS[1].server_addr,
+                "dev",
+                PATHS[1].server_dev,
+                "signal",
+            ],
+        );
+        bed
+    }
+
+    /// Runs `ip -n NS ARGS`, panicking with its stderr on failure.
+    pub fn ip(&self, ns: &str, args: &[&str]) -> String {
+        let mut all = vec!["-n", ns];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// A command run inside namespace `ns`.
+    pub fn exec(&self, ns: &str, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns, program]);
+        command
+    }
+
+    /// Limits both directions of path `index` to `mbit` Mbit/s (tbf), with
+    /// optional extra one-way delay on each side (netem).
+    pub fn shape(&self, index: usize, mbit: u32, delay_ms: u32) {
+        let path = &PATHS[index];
+        for (ns, dev) in [
+            (&self.client, path.client_dev),
+            (&self.server, path.server_dev),
+        ] {
+            let rate = format!("{mbit}mbit");
+            if delay_ms > 0 {
+                tc(
+                    ns,
+                    &[
+                        "qdisc",
+                        "replace",
+                        "dev",
+                        dev,
+                        "root",
+                        "handle",
+                        "1:",
+                        "netem",
+                        "delay",
+                        &format!("{delay_ms}ms"),
+                    ],
+                );
+                tc(
+                    ns,
+                    &[
+                        "qdisc", "replace", "dev", dev, "parent", "1:1", "handle", "10:", "tbf",
+                        "rate", &rate, "burst", "32kbit", "latency", "100ms",
+                    ],
+                );
+            } else {
+                tc(
+                    ns,
+                    &[
+                        "qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate, "burst",
+                        "32kbit", "latency", "100ms",
+                    ],
+                );
+            }
+        }
+    }
+
+    /// Takes path `index` down (or up) on the client side.
+    pub fn set_link(&self, index: usize, up: bool) {
+        let dev = PATHS[index].client_dev;
+        self.ip(
+            &self.client,
+            &["link", "set", dev, if up { "up" } else { "down" }],
+        );
+    }
+
+    /// The `MPTcpExt` counters of a namespace (`nstat -az`), by name.
+    pub fn mptcp_counters(&self, ns: &str) -> Vec<(String, u64)> {
+        let out = check(self.exec(ns, "nstat").args(["-az"]).output(), "nstat");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("MPTcp"))
+            .filter_map(|l| {
+                let mut parts = l.split_whitespace();
+                Some((parts.next()?.to_string(), parts.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    pub fn counter(&self, ns: &str, name: &str) -> u64 {
+        self.mptcp_counters(ns)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| v)
+    }
+}
+
+impl Drop for TwoPaths {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its veth ends (and so the pairs).
+        for ns in [&self.client, &self.server] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = check(
+        Command::new("ip").args(args).output(),
+        &format!("ip {}", args.join(" ")),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tc(ns: &str, args: &[&str]) {
+    check(
+        Command::new("tc").args(["-n", ns]).args(args).output(),
+        &format!("tc {}", args.join(" ")),
+    );
+}
+
+fn check(result: std::io::Result<Output>, what: &str) -> Output {
+    let out = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+    if !out.status.success() {
+        panic!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}

@@ -5,20 +5,34 @@
 use crate::consts::COMM_LEN;
 use crate::decide::Keep;
 
-/// `Array<Config>` with one entry: which selectors exist.
+/// `Array<Config>` with one entry: which selectors exist, and where the
+/// program finds a task's network namespace in kernel memory.
 pub const CONFIG: &str = "CONFIG";
-/// `HashMap<CommKey, u8>`: comm → [`Role`] bits.
+/// `HashMap<CommKey, u8>`: comm → [`role`] bits.
 pub const COMMS: &str = "COMMS";
+/// `HashMap<u32, u8>`: process id (the kernel's tgid) → [`role`] bits.
+pub const PIDS: &str = "PIDS";
+/// `HashMap<u32, u8>`: network namespace inode → [`role`] bits.
+pub const NETNS: &str = "NETNS";
+/// `Array<CgroupRule>`, the first [`Config::cgroup_rules`] entries used.
+pub const CGROUPS: &str = "CGROUPS";
 /// `PerCpuArray<u64>` indexed by [`Counter`].
 pub const COUNTERS: &str = "COUNTERS";
 /// `RingBuf` of [`crate::event::UpgradeEvent`].
 pub const EVENTS: &str = "EVENTS";
 
 pub const MAX_COMMS: u32 = 1024;
+pub const MAX_PIDS: u32 = 1024;
+pub const MAX_NETNS: u32 = 256;
+/// Each cgroup rule costs the program one helper call per TCP socket.
+pub const MAX_CGROUP_RULES: u32 = 32;
 
 /// Selector kinds, as bits of [`Config::include_kinds`] / [`Config::exclude_kinds`].
 pub mod kind {
     pub const COMM: u32 = 1 << 0;
+    pub const PID: u32 = 1 << 1;
+    pub const NETNS: u32 = 1 << 2;
+    pub const CGROUP: u32 = 1 << 3;
 }
 
 /// Role bits of a map entry: a name may be included, excluded, or both (then
@@ -26,6 +40,11 @@ pub mod kind {
 pub mod role {
     pub const INCLUDE: u8 = 1 << 0;
     pub const EXCLUDE: u8 = 1 << 1;
+    /// In [`super::NETNS`] only, used when the program cannot read MPTCP's
+    /// per-namespace switch ([`super::NetnsLayout::pernet_id_addr`] is 0): the
+    /// loader checked that MPTCP is enabled in this namespace. Namespaces
+    /// without it are treated as MPTCP-disabled.
+    pub const MPTCP_CHECKED: u8 = 1 << 2;
 }
 
 #[repr(C)]
@@ -35,6 +54,39 @@ pub struct Config {
     pub include_kinds: u32,
     /// Kinds with at least one exclude entry.
     pub exclude_kinds: u32,
+    /// How many entries of [`CGROUPS`] are in use.
+    pub cgroup_rules: u32,
+    pub _reserved: u32,
+    pub netns: NetnsLayout,
+}
+
+/// Where the program finds, from the current task, its network namespace
+/// (`current->nsproxy->net_ns`), the namespace's inode (`net->ns.inum`) and
+/// its MPTCP switch (`net->gen->ptr[mptcp_pernet_id]->mptcp_enabled`). Byte
+/// offsets from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetnsLayout {
+    /// Kernel address of `mptcp_pernet_id`; 0 when unknown (see
+    /// [`role::MPTCP_CHECKED`]).
+    pub pernet_id_addr: u64,
+    pub task_nsproxy: u32,
+    pub nsproxy_net_ns: u32,
+    pub net_ns_inum: u32,
+    pub net_gen: u32,
+    pub net_generic_ptr: u32,
+    pub pernet_mptcp_enabled: u32,
+}
+
+/// A task matches when its cgroup at depth `level` (the root is 0) is `id`:
+/// it is in that cgroup or below it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupRule {
+    /// The cgroup v2 id: the inode number of its directory.
+    pub id: u64,
+    pub level: u32,
+    pub role: u32,
 }
 
 impl Config {
@@ -115,6 +167,7 @@ impl Counter {
 mod pod {
     // SAFETY: plain #[repr(C)] data without padding or pointers.
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::CgroupRule {}
     unsafe impl aya::Pod for super::CommKey {}
 }
 

@@ -7,7 +7,9 @@ use aya_ebpf::{
 };
 use mptcpify_common::{
     event::UpgradeEvent,
-    maps::{CommKey, Config, Counter, MAX_COMMS},
+    maps::{
+        CgroupRule, CommKey, Config, Counter, MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS, MAX_PIDS,
+    },
 };
 
 #[map(name = "CONFIG")]
@@ -15,6 +17,15 @@ pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 #[map(name = "COMMS")]
 pub static COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(MAX_COMMS, 0);
+
+#[map(name = "PIDS")]
+pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PIDS, 0);
+
+#[map(name = "NETNS")]
+pub static NETNS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_NETNS, 0);
+
+#[map(name = "CGROUPS")]
+pub static CGROUPS: Array<CgroupRule> = Array::with_max_entries(MAX_CGROUP_RULES, 0);
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);

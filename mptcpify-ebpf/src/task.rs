@@ -1,34 +1,142 @@
 //! Facts about the task calling `socket()`, turned into a `TaskMatch` by
-//! looking them up in the policy maps. Only selector kinds that the policy
-//! uses are looked up.
+//! looking them up in the policy maps. Only the selector kinds the policy
+//! uses are looked up; the namespace's MPTCP switch is always read, because
+//! upgrading where MPTCP is off would make `socket()` fail.
 
-use aya_ebpf::helpers::bpf_get_current_comm;
+use aya_ebpf::helpers::{
+    bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    bpf_get_current_task, bpf_probe_read_kernel,
+};
+use aya_ebpf::maps::HashMap;
 use mptcpify_common::{
-    maps::{kind, role, CommKey},
+    maps::{kind, role, CommKey, Config, NetnsLayout, MAX_CGROUP_RULES},
     TaskMatch,
 };
 
-use crate::maps::{config, COMMS};
+use crate::maps::{config, CGROUPS, COMMS, NETNS, PIDS};
+
+/// Roles collected over the selectors.
+#[derive(Default)]
+struct Hits {
+    included_kinds: u32,
+    excluded: bool,
+}
+
+impl Hits {
+    #[inline(always)]
+    fn add(&mut self, kind: u32, roles: u8) {
+        if roles & role::INCLUDE != 0 {
+            self.included_kinds |= kind;
+        }
+        if roles & role::EXCLUDE != 0 {
+            self.excluded = true;
+        }
+    }
+}
 
 #[inline(always)]
 pub fn matches() -> TaskMatch {
     let config = config();
     let wanted = config.include_kinds | config.exclude_kinds;
-    let mut roles = 0u8;
-    let mut included_kinds = 0u32;
+    let net = current_net(&config.netns);
+    let netns_roles = match net {
+        Some(net) if wanted & kind::NETNS != 0 || config.netns.pernet_id_addr == 0 => {
+            read::<u32>(net, config.netns.net_ns_inum).map_or(0, |inum| lookup(&NETNS, &inum))
+        }
+        _ => 0,
+    };
+    let mptcp_enabled = match net {
+        Some(_) if config.netns.pernet_id_addr == 0 => netns_roles & role::MPTCP_CHECKED != 0,
+        Some(net) => mptcp_enabled_in(net, &config.netns),
+        None => false,
+    };
+    if !mptcp_enabled {
+        return TaskMatch {
+            mptcp_enabled,
+            ..TaskMatch::default()
+        };
+    }
+
+    let mut hits = Hits::default();
+    if wanted & kind::NETNS != 0 {
+        hits.add(kind::NETNS, netns_roles);
+    }
     if wanted & kind::COMM != 0 {
         let comm = CommKey(bpf_get_current_comm().unwrap_or_default());
-        // SAFETY: the value is a plain u8 copied out at once.
-        if let Some(r) = unsafe { COMMS.get(&comm) } {
-            roles |= *r;
-            if *r & role::INCLUDE != 0 {
-                included_kinds |= kind::COMM;
-            }
-        }
+        hits.add(kind::COMM, lookup(&COMMS, &comm));
+    }
+    if wanted & kind::PID != 0 {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        hits.add(kind::PID, lookup(&PIDS, &tgid));
+    }
+    if wanted & kind::CGROUP != 0 {
+        cgroup_hits(&config, &mut hits);
     }
     TaskMatch {
-        included: config.system_wide() || included_kinds & config.include_kinds != 0,
-        excluded: roles & role::EXCLUDE != 0,
-        mptcp_enabled: true,
+        included: config.system_wide() || hits.included_kinds & config.include_kinds != 0,
+        excluded: hits.excluded,
+        mptcp_enabled,
     }
+}
+
+#[inline(always)]
+fn lookup<K>(map: &HashMap<K, u8>, key: &K) -> u8 {
+    // SAFETY: the value is a plain u8, copied out at once.
+    unsafe { map.get(key) }.copied().unwrap_or(0)
+}
+
+/// One helper call per rule: is the task's ancestor at the rule's depth the
+/// rule's cgroup?
+#[inline(always)]
+fn cgroup_hits(config: &Config, hits: &mut Hits) {
+    for i in 0..MAX_CGROUP_RULES {
+        if i >= config.cgroup_rules {
+            break;
+        }
+        let Some(rule) = CGROUPS.get(i) else { break };
+        // SAFETY: a helper without pointer arguments.
+        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(rule.level as i32) };
+        if ancestor == rule.id {
+            hits.add(kind::CGROUP, rule.role as u8);
+        }
+    }
+}
+
+/// `current->nsproxy->net_ns`.
+#[inline(always)]
+fn current_net(layout: &NetnsLayout) -> Option<u64> {
+    // SAFETY: returns the current task's address; only read through probe reads.
+    let task = unsafe { bpf_get_current_task() };
+    let nsproxy = read::<u64>(task, layout.task_nsproxy)?;
+    read::<u64>(nsproxy, layout.nsproxy_net_ns)
+}
+
+/// `net->gen->ptr[mptcp_pernet_id]->mptcp_enabled`, the value of the
+/// namespace's `net.mptcp.enabled`. Any failed read means "off": the socket
+/// then stays TCP, which is always safe.
+#[inline(always)]
+fn mptcp_enabled_in(net: u64, layout: &NetnsLayout) -> bool {
+    let Some(id) = read::<u32>(layout.pernet_id_addr, 0) else {
+        return false;
+    };
+    let Some(generic) = read::<u64>(net, layout.net_gen) else {
+        return false;
+    };
+    let slot = layout.net_generic_ptr as u64 + 8 * id as u64;
+    let Some(pernet) = read::<u64>(generic, slot as u32) else {
+        return false;
+    };
+    read::<u8>(pernet, layout.pernet_mptcp_enabled).is_some_and(|on| on != 0)
+}
+
+/// Reads a `T` at kernel address `base + offset`; `None` for a null base or
+/// a failed read.
+#[inline(always)]
+fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
+    if base == 0 {
+        return None;
+    }
+    let address = base.wrapping_add(offset as u64) as *const T;
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
+    unsafe { bpf_probe_read_kernel(address) }.ok()
 }

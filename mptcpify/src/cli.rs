@@ -1,6 +1,6 @@
 //! The command line: what an operator can ask for, and the help that teaches it.
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 
 const ABOUT: &str = "\
 Turn the TCP sockets of unmodified programs into Multipath TCP (MPTCP).
@@ -24,18 +24,42 @@ EXAMPLES:
     Everything except ssh and sshd:
         sudo mptcpify --exclude-comm ssh --exclude-comm sshd
 
+    One systemd service (start the service first; restart it after mptcpify
+    attached, since only new sockets are upgraded):
+        sudo mptcpify --unit nginx
+
+    One cgroup (and everything below it):
+        sudo mptcpify --cgroup system.slice/nginx.service
+
+    A container or pod: run mptcpify privileged in the pod's network namespace
+    (a sidecar); it upgrades only sockets created in that namespace:
+        mptcpify --netns self
+    or from the host, for a named namespace or a process's namespace:
+        sudo mptcpify --netns /run/netns/blue
+        sudo mptcpify --netns /proc/1234/ns/net
+
+    One command and its children, static binaries and Go included:
+        sudo mptcpify run -- iperf3 -c 192.0.2.1
+
     Check it works (in another terminal):
         ss -Mni            # MPTCP sockets and their subflows
         nstat -as 'MPTcp*' # MPTCP counters
 
 SELECTION:
-    With no include selector (--comm), every process is selected. A socket is
-    upgraded when its process matches at least one include selector and no
-    exclude selector. A process's name (comm) is cut by the kernel to 15 bytes:
-    pass the name as `ps -o comm` shows it.
+    With no include selector (--comm, --cgroup, --unit, --netns, --pid), every
+    process is selected. A socket is upgraded when its process matches at least
+    one include selector and no exclude selector (--exclude-comm,
+    --exclude-cgroup). A process's name (comm) is cut by the kernel to 15 bytes:
+    pass the name as `ps -o comm` shows it. Every selector is checked before
+    anything is attached; a missing cgroup, unit, namespace or process is an
+    error (mptcpify does not wait for a unit to appear).
 
-    Sockets stay TCP where MPTCP cannot be created: mptcpify refuses to start
-    when net.mptcp.enabled is 0 in its own network namespace.
+SAFETY:
+    A socket stays TCP wherever MPTCP cannot be created: in any network
+    namespace where net.mptcp.enabled is 0, including namespaces created after
+    mptcpify started, the program reads the namespace's setting and leaves the
+    socket alone, so socket() never fails because of mptcpify. mptcpify refuses
+    to start when MPTCP is off in its own namespace (--allow-disabled overrides).
 
 EXIT STATUS:
     0  detached cleanly after SIGINT/SIGTERM
@@ -49,9 +73,22 @@ EXIT STATUS:
     8  a selector names something that does not exist
     9  loading or attaching failed for another reason";
 
+const RUN_ABOUT: &str = "\
+Run CMD with MPTCP: CMD and every process it starts get MPTCP sockets, nothing else.
+
+mptcpify creates a cgroup for CMD (below its own cgroup), upgrades only that
+cgroup, forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to CMD,
+and exits with CMD's exit status (128+N when CMD is killed by signal N, like a
+shell). The cgroup is removed afterwards. Unlike `mptcpize run`, this works for
+statically linked programs and Go.";
+
 #[derive(Debug, Parser)]
 #[command(name = "mptcpify", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub selectors: Selectors,
 
@@ -59,7 +96,38 @@ pub struct Cli {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Attach even when net.mptcp.enabled is 0 in this network namespace.
+    #[command(flatten)]
+    pub safety: Safety,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    #[command(about = "Run CMD with MPTCP (and the processes it starts)", long_about = RUN_ABOUT)]
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Never upgrade sockets of processes named NAME (repeatable).
+    #[arg(long = "exclude-comm", value_name = "NAME")]
+    pub exclude_comm: Vec<String>,
+
+    /// Print a line for each upgraded socket (to stderr) and the counters.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub safety: Safety,
+
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct Safety {
+    /// Attach even when net.mptcp.enabled is 0 in mptcpify's own network
+    /// namespace (sockets there stay TCP).
     #[arg(long)]
     pub allow_disabled: bool,
 }
@@ -71,7 +139,31 @@ pub struct Selectors {
     #[arg(short, long = "comm", value_name = "NAME")]
     pub comm: Vec<String>,
 
+    /// Upgrade sockets of processes in this cgroup v2 directory or below it:
+    /// a path under the cgroup2 mount, or relative to it (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroup: Vec<String>,
+
+    /// Upgrade sockets of a running systemd service (cgroup
+    /// system.slice/NAME.service; `.service` is added when NAME has no
+    /// suffix) (repeatable).
+    #[arg(long = "unit", value_name = "NAME")]
+    pub unit: Vec<String>,
+
+    /// Upgrade sockets created in this network namespace: /proc/PID/ns/net,
+    /// /run/netns/NAME, or `self` (mptcpify's own: the sidecar case) (repeatable).
+    #[arg(long = "netns", value_name = "PATH|self")]
+    pub netns: Vec<String>,
+
+    /// Upgrade sockets of this process, all its threads (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pid: Vec<u32>,
+
     /// Never upgrade sockets of processes named NAME (repeatable).
     #[arg(long = "exclude-comm", value_name = "NAME")]
     pub exclude_comm: Vec<String>,
+
+    /// Never upgrade sockets of processes in this cgroup or below (repeatable).
+    #[arg(long = "exclude-cgroup", value_name = "PATH")]
+    pub exclude_cgroup: Vec<String>,
 }

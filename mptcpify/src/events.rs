@@ -6,15 +6,17 @@ use tokio::io::{unix::AsyncFd, Interest};
 
 pub struct Events {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// `mptcpify run` keeps stdout for the command.
+    to_stderr: bool,
 }
 
 impl Events {
-    pub fn new(ring: RingBuf<MapData>) -> anyhow::Result<Self> {
+    pub fn new(ring: RingBuf<MapData>, to_stderr: bool) -> anyhow::Result<Self> {
         // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
         // until it is dropped together with the AsyncFd.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("watching the event ring buffer: {e}"))?;
-        Ok(Self { ring })
+        Ok(Self { ring, to_stderr })
     }
 
     /// Waits for events and prints them; returns only on error.
@@ -24,7 +26,11 @@ impl Events {
             let ring = guard.get_inner_mut();
             while let Some(item) = ring.next() {
                 if let Some(event) = UpgradeEvent::from_bytes(&item) {
-                    println!("{}", line(&event));
+                    if self.to_stderr {
+                        eprintln!("mptcpify: {}", line(&event));
+                    } else {
+                        println!("{}", line(&event));
+                    }
                 }
             }
             guard.clear_ready();

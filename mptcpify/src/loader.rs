@@ -9,10 +9,11 @@ use aya::{
     programs::{FModRet, ProgramError},
     Btf, Ebpf, EbpfLoader,
 };
-use mptcpify_common::maps::{self, kind, role, CommKey, Config, Counter};
+use mptcpify_common::maps::{self, kind, role, CgroupRule, Config, Counter};
 
 use crate::errors::Failure;
-use crate::policy::Policy;
+use crate::kernel_layout::Guard;
+use crate::policy::{Entries, Policy};
 use crate::preflight::{kernel_release, lockdown_mode, HOOK};
 
 /// The object built by `cargo xtask build` (see build.rs).
@@ -24,11 +25,11 @@ pub struct Attached {
     ebpf: Ebpf,
 }
 
-pub fn attach(policy: &Policy, btf: &Btf) -> Result<Attached, Failure> {
+pub fn attach(policy: &Policy, guard: &Guard, btf: &Btf) -> Result<Attached, Failure> {
     let mut ebpf = EbpfLoader::new()
         .load(OBJECT)
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
-    write_policy(&mut ebpf, policy)?;
+    write_policy(&mut ebpf, policy, guard)?;
     let program = program(&mut ebpf)?;
     program.load(HOOK, btf).map_err(classify_load_error)?;
     program
@@ -44,19 +45,69 @@ fn program(ebpf: &mut Ebpf) -> Result<&mut FModRet, Failure> {
         .map_err(|e: ProgramError| load_failed(e.to_string()))
 }
 
-fn write_policy(ebpf: &mut Ebpf, policy: &Policy) -> Result<(), Failure> {
-    let mut config = Config::default();
-    let mut comms: HashMap<_, CommKey, u8> = map(ebpf, maps::COMMS)?;
-    for (key, roles) in &policy.comms {
-        comms
-            .insert(key, roles, 0)
-            .map_err(|e| load_failed(format!("writing {}: {e}", maps::COMMS)))?;
-        set_kind_bits(&mut config, kind::COMM, *roles);
+/// Fills every policy map, then the config that tells the program which
+/// kinds to look up (last, so the program never sees a kind without entries).
+fn write_policy(ebpf: &mut Ebpf, policy: &Policy, guard: &Guard) -> Result<(), Failure> {
+    let mut config = Config {
+        netns: guard.layout,
+        ..Config::default()
+    };
+    write_entries(ebpf, maps::COMMS, &policy.comms, kind::COMM, &mut config)?;
+    write_entries(ebpf, maps::PIDS, &policy.pids, kind::PID, &mut config)?;
+    let mut netns = policy.netns.clone();
+    if guard.fallback.is_some() && crate::netns::own_mptcp_enabled() {
+        let own = crate::netns::resolve("self")?;
+        match netns.0.iter_mut().find(|(k, _, _)| *k == own) {
+            Some((_, roles, _)) => *roles |= role::MPTCP_CHECKED,
+            None => netns.0.push((own, role::MPTCP_CHECKED, String::new())),
+        }
     }
+    write_entries(ebpf, maps::NETNS, &netns, kind::NETNS, &mut config)?;
+
+    let mut cgroups: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
+    if policy.cgroups.0.len() > maps::MAX_CGROUP_RULES as usize {
+        return Err(Failure::BadSelector {
+            what: format!(
+                "{} cgroups given; at most {} are supported",
+                policy.cgroups.0.len(),
+                maps::MAX_CGROUP_RULES
+            ),
+            fix: "Select a common parent cgroup instead.".into(),
+        });
+    }
+    for (index, (cgroup, roles, _)) in policy.cgroups.0.iter().enumerate() {
+        let rule = CgroupRule {
+            id: cgroup.id,
+            level: cgroup.level,
+            role: u32::from(*roles),
+        };
+        cgroups
+            .set(index as u32, rule, 0)
+            .map_err(|e| load_failed(format!("writing {}: {e}", maps::CGROUPS)))?;
+        set_kind_bits(&mut config, kind::CGROUP, *roles);
+    }
+    config.cgroup_rules = policy.cgroups.0.len() as u32;
+
     let mut array: Array<_, Config> = map(ebpf, maps::CONFIG)?;
     array
         .set(0, config, 0)
         .map_err(|e| load_failed(format!("writing {}: {e}", maps::CONFIG)))
+}
+
+fn write_entries<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    entries: &Entries<K>,
+    kind: u32,
+    config: &mut Config,
+) -> Result<(), Failure> {
+    let mut map: HashMap<_, K, u8> = map(ebpf, name)?;
+    for (key, roles, _) in &entries.0 {
+        map.insert(key, roles, 0)
+            .map_err(|e| load_failed(format!("writing {name}: {e}")))?;
+        set_kind_bits(config, kind, *roles);
+    }
+    Ok(())
 }
 
 fn set_kind_bits(config: &mut Config, kind: u32, roles: u8) {

@@ -1,18 +1,26 @@
 //! mptcpify: upgrade the TCP sockets of unmodified programs to MPTCP.
 //!
 //! - [`cli`]: the command line and its help.
-//! - [`policy`]: the selection, checked and resolved.
+//! - [`policy`]: the selection, checked and resolved; [`cgroup`], [`netns`]
+//!   and [`pid`] resolve each kind of selector.
 //! - [`preflight`]: privilege, kernel and sysctl checks.
+//! - [`kernel_layout`]: where the program finds a namespace's MPTCP switch.
 //! - [`loader`]: load, fill the policy maps, attach; counters.
 //! - [`events`]: the per-socket log.
+//! - [`run`]: `mptcpify run -- CMD`.
 //! - [`errors`]: every failure with its fix and exit code.
 
+mod cgroup;
 mod cli;
 mod errors;
 mod events;
+mod kernel_layout;
 mod loader;
+mod netns;
+mod pid;
 mod policy;
 mod preflight;
+mod run;
 
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
@@ -25,43 +33,64 @@ fn main() {
         .enable_all()
         .build()
         .expect("starting the tokio runtime");
-    let code = match runtime.block_on(run(cli)) {
-        Ok(()) => exit::OK,
-        Err(failure) => {
-            eprintln!("mptcpify: error: {failure}");
-            failure.exit_code()
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(cli::Command::Run(args)) => run::run(args).await,
+            None => foreground(cli).await.map(|()| exit::OK),
         }
-    };
+    });
+    let code = result.unwrap_or_else(|failure| {
+        eprintln!("mptcpify: error: {failure}");
+        failure.exit_code()
+    });
     std::process::exit(code);
 }
 
-async fn run(cli: cli::Cli) -> Result<(), Failure> {
+/// `mptcpify [SELECTORS]`: upgrade until SIGINT/SIGTERM.
+async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     // Installed first, so that a signal at any point after this one, even
     // before the "attached" line, leads to a clean detach.
     let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
+
     let policy = policy::Policy::resolve(&cli.selectors)?;
-    for warning in &policy.warnings {
-        eprintln!("mptcpify: warning: {warning}");
-    }
-    let btf = preflight::check(&preflight::Options {
-        allow_disabled: cli.allow_disabled,
-    })?;
-    let mut attached = loader::attach(&policy, &btf)?;
+    let mut attached = attach(&policy, &cli.safety)?;
     eprintln!(
         "mptcpify: attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
         preflight::HOOK,
         preflight::kernel_release()
     );
-
-    let mut events = events::Events::new(attached.take_events()?)?;
+    let mut events = events::Events::new(attached.take_events()?, false)?;
     tokio::select! {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
         result = events.print_forever(), if !cli.quiet => result?,
     }
+    report(attached)
+}
 
-    // Drain what arrived before the signal, then report.
+/// Preflight, then load and attach with `policy`. Shared by both modes.
+pub fn attach(policy: &policy::Policy, safety: &cli::Safety) -> Result<loader::Attached, Failure> {
+    for warning in &policy.warnings {
+        eprintln!("mptcpify: warning: {warning}");
+    }
+    let btf = preflight::check(&preflight::Options {
+        allow_disabled: safety.allow_disabled,
+    })?;
+    let guard = kernel_layout::guard().map_err(|e| Failure::LoadFailed {
+        detail: format!("reading the kernel's layout from BTF: {e:#}"),
+    })?;
+    if let Some(why) = &guard.fallback {
+        eprintln!(
+            "mptcpify: warning: cannot read net.mptcp.enabled of other network namespaces ({why}); \
+             upgrading only in mptcpify's own namespace"
+        );
+    }
+    loader::attach(policy, &guard, &btf)
+}
+
+/// Detaches and prints what the program counted.
+pub fn report(attached: loader::Attached) -> Result<(), Failure> {
     let counts = attached.counts()?;
     let stats = attached.run_stats();
     drop(attached);

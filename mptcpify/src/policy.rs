@@ -1,16 +1,53 @@
-//! The operator's selection, checked and resolved into what the BPF maps hold.
+//! The operator's selection, checked and resolved into the keys the BPF maps
+//! hold. Every selector is resolved before anything is loaded, so a bad one
+//! fails with nothing attached.
 
 use std::fmt;
 
 use mptcpify_common::maps::{role, CommKey};
 
+use crate::cgroup::{self, Cgroup};
 use crate::cli::Selectors;
 use crate::errors::Failure;
+use crate::{netns, pid};
+
+/// Entries of one selector kind: key, role bits, and how the operator named it.
+#[derive(Debug, Clone)]
+pub struct Entries<K>(pub Vec<(K, u8, String)>);
+
+impl<K> Default for Entries<K> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<K: PartialEq> Entries<K> {
+    fn add(&mut self, key: K, role: u8, label: String) {
+        match self.0.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, roles, _)) => *roles |= role,
+            None => self.0.push((key, role, label)),
+        }
+    }
+
+    fn labels(&self, role: u8) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(_, r, _)| r & role != 0)
+            .map(|(_, _, l)| l.as_str())
+            .collect()
+    }
+
+    fn any(&self, role: u8) -> bool {
+        self.0.iter().any(|(_, r, _)| r & role != 0)
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Policy {
-    /// comm → role bits, in the order given.
-    pub comms: Vec<(CommKey, u8)>,
+    pub comms: Entries<CommKey>,
+    pub pids: Entries<u32>,
+    pub netns: Entries<u32>,
+    pub cgroups: Entries<Cgroup>,
     /// Things worth telling the operator before attaching.
     pub warnings: Vec<String>,
 }
@@ -26,6 +63,29 @@ impl Policy {
                 policy.add_comm(name, role)?;
             }
         }
+        for (paths, role) in [
+            (&selectors.cgroup, role::INCLUDE),
+            (&selectors.exclude_cgroup, role::EXCLUDE),
+        ] {
+            for path in paths {
+                policy.add_cgroup(cgroup::resolve(path)?, role);
+            }
+        }
+        for unit in &selectors.unit {
+            policy.add_cgroup(cgroup::resolve_unit(unit)?, role::INCLUDE);
+        }
+        for spec in &selectors.netns {
+            policy.netns.add(
+                netns::resolve(spec)?,
+                role::INCLUDE,
+                format!("netns {spec}"),
+            );
+        }
+        for &given in &selectors.pid {
+            policy
+                .pids
+                .add(pid::resolve(given)?, role::INCLUDE, format!("pid {given}"));
+        }
         Ok(policy)
     }
 
@@ -39,30 +99,34 @@ impl Policy {
             });
         }
         let (key, cut) = CommKey::from_name(name.as_bytes());
+        let shown = String::from_utf8_lossy(key.as_bytes()).into_owned();
         if cut {
             self.warnings.push(format!(
-                "process name {name:?} is longer than the kernel keeps (15 bytes); \
-                 matching {:?}",
-                String::from_utf8_lossy(key.as_bytes())
+                "process name {name:?} is longer than the kernel keeps (15 bytes); matching {shown:?}"
             ));
         }
-        match self.comms.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, roles)) => *roles |= role,
-            None => self.comms.push((key, role)),
-        }
+        self.comms.add(key, role, format!("comm {shown}"));
         Ok(())
     }
 
-    pub fn system_wide(&self) -> bool {
-        !self.comms.iter().any(|(_, r)| r & role::INCLUDE != 0)
+    pub fn add_cgroup(&mut self, cgroup: Cgroup, role: u8) {
+        let label = format!("cgroup {}", cgroup.path.display());
+        self.cgroups.add(cgroup, role, label);
     }
 
-    fn comms_with(&self, role: u8) -> Vec<String> {
-        self.comms
-            .iter()
-            .filter(|(_, r)| r & role != 0)
-            .map(|(k, _)| String::from_utf8_lossy(k.as_bytes()).into_owned())
-            .collect()
+    pub fn system_wide(&self) -> bool {
+        !(self.comms.any(role::INCLUDE)
+            || self.pids.any(role::INCLUDE)
+            || self.netns.any(role::INCLUDE)
+            || self.cgroups.any(role::INCLUDE))
+    }
+
+    fn labels(&self, role: u8) -> Vec<&str> {
+        let mut all = self.comms.labels(role);
+        all.extend(self.pids.labels(role));
+        all.extend(self.netns.labels(role));
+        all.extend(self.cgroups.labels(role));
+        all
     }
 }
 
@@ -74,13 +138,13 @@ impl fmt::Display for Policy {
         } else {
             write!(
                 f,
-                "processes named {}",
-                self.comms_with(role::INCLUDE).join(", ")
+                "processes matching any of: {}",
+                self.labels(role::INCLUDE).join(", ")
             )?;
         }
-        let excluded = self.comms_with(role::EXCLUDE);
+        let excluded = self.labels(role::EXCLUDE);
         if !excluded.is_empty() {
-            write!(f, ", except those named {}", excluded.join(", "))?;
+            write!(f, "; never: {}", excluded.join(", "))?;
         }
         Ok(())
     }
@@ -94,6 +158,7 @@ mod tests {
         Selectors {
             comm: comm.iter().map(|s| s.to_string()).collect(),
             exclude_comm: exclude.iter().map(|s| s.to_string()).collect(),
+            ..Selectors::default()
         }
     }
 
@@ -101,7 +166,7 @@ mod tests {
     fn system_wide_without_includes() {
         let p = Policy::resolve(&selectors(&[], &["sshd"])).unwrap();
         assert!(p.system_wide());
-        assert_eq!(p.to_string(), "all processes, except those named sshd");
+        assert_eq!(p.to_string(), "all processes; never: comm sshd");
     }
 
     #[test]
@@ -113,13 +178,46 @@ mod tests {
             "{}",
             p.warnings[0]
         );
-        assert_eq!(p.comms.len(), 2);
-        assert_eq!(p.comms[1].1, role::INCLUDE | role::EXCLUDE);
+        assert_eq!(p.comms.0.len(), 2);
+        assert_eq!(p.comms.0[1].1, role::INCLUDE | role::EXCLUDE);
+        assert_eq!(
+            p.to_string(),
+            "processes matching any of: comm a-very-long-pro, comm x; never: comm x"
+        );
     }
 
     #[test]
     fn paths_are_rejected() {
         let err = Policy::resolve(&selectors(&["/usr/bin/iperf3"], &[])).unwrap_err();
         assert_eq!(err.exit_code(), crate::errors::exit::BAD_SELECTOR);
+    }
+
+    #[test]
+    fn bad_selectors_fail_with_their_exit_code() {
+        for s in [
+            Selectors {
+                cgroup: vec!["no/such/cgroup".into()],
+                ..Default::default()
+            },
+            Selectors {
+                unit: vec!["no-such-unit-here".into()],
+                ..Default::default()
+            },
+            Selectors {
+                netns: vec!["/run/netns/no-such-ns".into()],
+                ..Default::default()
+            },
+            Selectors {
+                pid: vec![u32::MAX - 1],
+                ..Default::default()
+            },
+        ] {
+            let err = Policy::resolve(&s).unwrap_err();
+            assert_eq!(
+                err.exit_code(),
+                crate::errors::exit::BAD_SELECTOR,
+                "{s:?}: {err}"
+            );
+        }
     }
 }

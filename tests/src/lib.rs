@@ -3,8 +3,10 @@
 //!
 //! - [`process`]: start mptcpify, wait until it is attached, stop it.
 //! - [`sockets`]: create sockets and read back what the kernel made of them.
+//! - [`probe`]: an unmodified C program's socket, in a chosen cgroup or netns.
 //! - [`testbed`]: two network namespaces joined by two paths.
 
+pub mod probe;
 pub mod process;
 pub mod sockets;
 pub mod testbed;

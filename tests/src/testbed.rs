@@ -39,7 +39,7 @@ pub struct TwoPaths {
 impl TwoPaths {
     /// Builds the namespaces and both paths, unshaped. The namespace names
     /// carry our pid so parallel runs do not collide.
-    pub fn new() -> TwoPaths {
+    pub fn setup() -> TwoPaths {
         let id = std::process::id();
         let bed = TwoPaths {
             client: format!("mpc{id}"),

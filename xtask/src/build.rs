@@ -24,7 +24,8 @@ pub fn all() -> Result<Artifacts> {
     let bpf_object = bpf_object(&toolchain)?;
     run(cargo().args(["build", "--release", "-p", "mptcpify"]))?;
     let tests = executables(&["test", "--no-run"], "test")?;
-    let tools = executables(&["build", "--bins"], "bin")?;
+    let mut tools = executables(&["build", "--bins"], "bin")?;
+    tools.extend(socket_probes()?);
     Ok(Artifacts {
         mptcpify: root().join("target/release/mptcpify"),
         bpf_object,
@@ -69,6 +70,29 @@ fn bpf_object(toolchain: &toolchain::Toolchain) -> Result<PathBuf> {
         std::fs::metadata(&object)?.len()
     ));
     Ok(object)
+}
+
+/// The C socket probe, dynamically and statically linked (what
+/// `mptcpify run` must handle and LD_PRELOAD cannot).
+fn socket_probes() -> Result<Vec<(String, PathBuf)>> {
+    let source = root().join("tests/probe/socket-probe.c");
+    let out = root().join("target/probe");
+    std::fs::create_dir_all(&out)?;
+    let mut probes = Vec::new();
+    for (name, extra) in [
+        ("socket-probe", None),
+        ("socket-probe-static", Some("-static")),
+    ] {
+        let exe = out.join(name);
+        let mut gcc = Command::new("gcc");
+        gcc.args(["-O2", "-Wall", "-o"])
+            .arg(&exe)
+            .arg(&source)
+            .args(extra);
+        run(&mut gcc)?;
+        probes.push((name.to_string(), exe));
+    }
+    Ok(probes)
 }
 
 /// Builds targets of the tests crate with `cargo <args>` and returns the

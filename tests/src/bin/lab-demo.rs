@@ -12,7 +12,7 @@ const RATE_MBIT: u32 = 10;
 const SECONDS: &str = "5";
 
 fn main() {
-    let bed = TwoPaths::new();
+    let bed = TwoPaths::setup();
     for path in 0..PATHS.len() {
         bed.shape(path, RATE_MBIT, 0);
     }
@@ -25,7 +25,7 @@ fn main() {
     transfer(&bed, false);
 
     banner("$ mptcpify --comm iperf3");
-    let mut running = Running::attach(&["--comm", "iperf3"]);
+    let running = Running::attach(&["--comm", "iperf3"]);
     banner("with mptcpify: the same iperf3 commands");
     transfer(&bed, true);
     for (name, ns) in [("client", &bed.client), ("server", &bed.server)] {

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmd::{output, run, say, verify_against_sums};
+use crate::cmd::{output, run, say, sha256, verify_against_sums};
 use crate::toolchain::find_file;
 use crate::{cache_dir, shared_dir};
 
@@ -21,7 +21,14 @@ pub struct Kernel {
 
 struct Known {
     name: &'static str,
-    /// Package name prefix; the package ends in `-cloud-amd64`.
+    /// The package verified to boot under TCG and run the suite. Newer 6.12
+    /// builds are not interchangeable: 6.12.95 panics early under TCG with
+    /// two vCPUs.
+    package: &'static str,
+    /// The SHA-256 of the verified `.deb`.
+    sha256: &'static str,
+    /// Package name prefix, for the newest build when the verified one is
+    /// gone from the archive; the package ends in `-cloud-amd64`.
     prefix: &'static str,
     suite: &'static str,
 }
@@ -29,11 +36,15 @@ struct Known {
 const KNOWN: &[Known] = &[
     Known {
         name: "6.12",
+        package: "linux-image-6.12.88+deb12-cloud-amd64",
+        sha256: "21d9d1277919597a3aba48acc428305bd495a5ff60d9c073a7e9a289d8d9dd9a",
         prefix: "linux-image-6.12.",
         suite: "bookworm-backports",
     },
     Known {
         name: "6.1",
+        package: "linux-image-6.1.0-56-cloud-amd64",
+        sha256: "e7d02b943971edcb8790e256c02cfab3bca6c3d37c1bf25392a57c71300615ee",
         prefix: "linux-image-6.1.0-",
         suite: "bookworm",
     },
@@ -44,9 +55,14 @@ pub fn get(name: &str) -> Result<Kernel> {
         let names: Vec<_> = KNOWN.iter().map(|k| k.name).collect();
         format!("unknown lab kernel {name:?}; known: {}", names.join(", "))
     })?;
-    let dir = cache_dir().join("kernels").join(name);
+    let deb = package(known)?;
+    let stem = deb
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let dir = cache_dir().join("kernels").join(stem);
     if !dir.join(".unpacked").is_file() {
-        let deb = package(known)?;
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
@@ -70,12 +86,12 @@ pub fn get(name: &str) -> Result<Kernel> {
 
 fn package(known: &Known) -> Result<PathBuf> {
     let shared = shared_dir().join("kernels");
-    if let Some(deb) = find_deb(&shared, known.prefix) {
+    if let Some(deb) = find_deb(&shared, known.package) {
         verify_against_sums(&deb)?;
         return Ok(deb);
     }
     let downloads = cache_dir().join("debs");
-    if let Some(deb) = find_deb(&downloads, known.prefix) {
+    if let Some(deb) = find_deb(&downloads, known.package) {
         return Ok(deb);
     }
     download(known, &downloads)
@@ -135,14 +151,35 @@ fn download(known: &Known, downloads: &Path) -> Result<PathBuf> {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    names.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
-    let Some(name) = names.last() else {
-        bail!("no package matching {pattern} in Debian {}", known.suite);
+    names.sort_by_key(|name| version_key(name));
+    let name = if names.contains(&known.package) {
+        known.package
+    } else {
+        let Some(newest) = names.last() else {
+            bail!("no package matching {pattern} in Debian {}", known.suite);
+        };
+        say(format!(
+            "warning: {} is gone from Debian {}; using {newest}, which the lab was not verified with",
+            known.package, known.suite
+        ));
+        newest
     };
     let mut fetch = Command::new("apt-get");
     options(&mut fetch);
     run(fetch.args(["download", name]).current_dir(downloads))?;
-    find_deb(downloads, known.prefix).context("apt-get download left no .deb")
+    let deb = find_deb(downloads, name).context("apt-get download left no .deb")?;
+    if name == known.package {
+        let actual = sha256(&deb)?;
+        if actual != known.sha256 {
+            let _ = std::fs::remove_file(&deb);
+            bail!(
+                "{} has SHA-256 {actual}, expected {}",
+                deb.display(),
+                known.sha256
+            );
+        }
+    }
+    Ok(deb)
 }
 
 /// Sorts `linux-image-6.1.0-10-...` before `linux-image-6.1.0-9-...` correctly.

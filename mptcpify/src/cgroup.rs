@@ -1,0 +1,191 @@
+//! cgroup v2 paths: finding the hierarchy, turning a path or a unit name into
+//! the (id, depth) the BPF program compares, and the temporary cgroup of
+//! `mptcpify run`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::errors::Failure;
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// The inode of the initial cgroup namespace (`PROC_CGROUP_INIT_INO`).
+const INIT_CGROUP_NS_INODE: u64 = 0xEFFF_FFFB;
+
+/// A cgroup v2 directory, as the program matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    pub path: PathBuf,
+    /// The cgroup id: the directory's inode number.
+    pub id: u64,
+    /// Depth below the hierarchy's root (the root is 0).
+    pub level: u32,
+}
+
+/// Where cgroup2 is mounted: `/sys/fs/cgroup` on unified hosts,
+/// `/sys/fs/cgroup/unified` on hybrid ones.
+pub fn mount_point() -> Result<PathBuf, Failure> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Failure::Other(anyhow::anyhow!("reading /proc/self/mountinfo: {e}")))?;
+    mount_point_in(&text).ok_or_else(|| Failure::BadSelector {
+        what: "no cgroup v2 hierarchy is mounted".into(),
+        fix: "Mount it (mount -t cgroup2 none /sys/fs/cgroup) or drop --cgroup/--unit/run.".into(),
+    })
+}
+
+fn mount_point_in(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount = left.split_whitespace().nth(4)?;
+        (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
+    })
+}
+
+/// Resolves `--cgroup PATH`: absolute under the cgroup2 mount, or relative to it.
+pub fn resolve(path: &str) -> Result<Cgroup, Failure> {
+    check_host_cgroup_namespace()?;
+    let mount = mount_point()?;
+    let given = Path::new(path);
+    let full = if given.is_absolute() {
+        given.to_path_buf()
+    } else {
+        mount.join(given)
+    };
+    let bad = |why: String| {
+        Failure::BadSelector {
+        what: format!("--cgroup {path}: {why}"),
+        fix: format!(
+            "Give a cgroup v2 directory under {} or relative to it, e.g. --cgroup system.slice/nginx.service \
+             (see `systemctl status UNIT` or /proc/PID/cgroup).",
+            mount.display()
+        ),
+    }
+    };
+    let metadata = std::fs::metadata(&full).map_err(|e| bad(format!("{}: {e}", full.display())))?;
+    if !metadata.is_dir() || !is_cgroup2(&full) {
+        return Err(bad(format!(
+            "{} is not a cgroup v2 directory",
+            full.display()
+        )));
+    }
+    let canonical = std::fs::canonicalize(&full).map_err(|e| bad(e.to_string()))?;
+    let relative = canonical.strip_prefix(&mount).map_err(|_| {
+        bad(format!(
+            "{} is not under {}",
+            canonical.display(),
+            mount.display()
+        ))
+    })?;
+    Ok(Cgroup {
+        id: metadata.ino(),
+        level: relative.components().count() as u32,
+        path: canonical,
+    })
+}
+
+/// Resolves `--unit NAME` to `system.slice/NAME.service`. A unit that is not
+/// running has no cgroup: that is an error, not something to wait for.
+pub fn resolve_unit(name: &str) -> Result<Cgroup, Failure> {
+    let unit = if name.contains('.') {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    };
+    let mount = mount_point()?;
+    let path = mount.join("system.slice").join(&unit);
+    if !path.is_dir() {
+        return Err(Failure::BadSelector {
+            what: format!("--unit {name}: {} does not exist", path.display()),
+            fix: format!(
+                "The unit's cgroup exists only while it runs: start it first (systemctl start {unit}), \
+                 then mptcpify, then restart the unit so that its sockets are created after attach."
+            ),
+        });
+    }
+    resolve(&path.to_string_lossy())
+}
+
+/// The levels the program compares are absolute; inside a cgroup namespace
+/// the visible root is not the real one.
+fn check_host_cgroup_namespace() -> Result<(), Failure> {
+    match std::fs::metadata("/proc/self/ns/cgroup") {
+        Ok(m) if m.ino() != INIT_CGROUP_NS_INODE => Err(Failure::BadSelector {
+            what: "mptcpify runs in a cgroup namespace, where cgroup paths are not the host's"
+                .into(),
+            fix: "Run it in the host's cgroup namespace (e.g. a container with --cgroupns=host), \
+                  or select with --netns self instead."
+                .into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs on a NUL-terminated path into a zeroed struct.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as i64 == CGROUP2_SUPER_MAGIC
+    }
+}
+
+/// mptcpify's own cgroup directory.
+pub fn own() -> Result<PathBuf, Failure> {
+    let mount = mount_point()?;
+    let text = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| Failure::Other(anyhow::anyhow!("reading /proc/self/cgroup: {e}")))?;
+    let relative = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| {
+            Failure::Other(anyhow::anyhow!("/proc/self/cgroup has no cgroup v2 entry"))
+        })?;
+    Ok(mount.join(relative.trim_start_matches('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount_on_hybrid_and_unified_hosts() {
+        let hybrid = "25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                      26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw\n\
+                      27 25 0:24 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
+        assert_eq!(
+            mount_point_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let unified =
+            "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate";
+        assert_eq!(
+            mount_point_in(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(mount_point_in("1 0 8:1 / / rw - ext4 /dev/sda1 rw"), None);
+    }
+
+    #[test]
+    fn resolves_real_cgroups_of_this_host() {
+        let mount = mount_point().expect("a cgroup2 mount on this host");
+        let root = resolve(&mount.to_string_lossy()).unwrap();
+        assert_eq!(root.level, 0);
+        let own = own().unwrap();
+        let relative = own
+            .strip_prefix(&mount)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if !relative.is_empty() {
+            let by_relative = resolve(&relative).unwrap();
+            assert_eq!(
+                by_relative.level as usize,
+                Path::new(&relative).components().count()
+            );
+            assert_eq!(resolve(&own.to_string_lossy()).unwrap(), by_relative);
+        }
+        assert!(resolve("/proc").is_err());
+        assert!(resolve("no/such/cgroup").is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! `--pid PID`: a running process, as the kernel's tgid.
+
+use std::os::unix::fs::MetadataExt;
+
+use crate::errors::Failure;
+
+/// The inode of the initial PID namespace (`PROC_PID_INIT_INO`).
+const INIT_PID_NS_INODE: u64 = 0xEFFF_FFFC;
+
+/// Resolves `pid` (a process or one of its threads) to its process id, which
+/// the program compares with the kernel's tgid.
+pub fn resolve(pid: u32) -> Result<u32, Failure> {
+    // The program sees ids of the initial PID namespace.
+    if std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() != INIT_PID_NS_INODE) {
+        return Err(Failure::BadSelector {
+            what: format!("--pid {pid}: mptcpify runs in a PID namespace, where PIDs are not the kernel's"),
+            fix: "Run it in the host's PID namespace (--pid=host), or select with --cgroup or --netns.".into(),
+        });
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| {
+        Failure::BadSelector {
+            what: format!("--pid {pid}: no such process"),
+            fix: "Give the PID of a running process (pgrep NAME); to start a command with MPTCP, \
+              use `mptcpify run -- CMD`."
+                .into(),
+        }
+    })?;
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(pid);
+    Ok(tgid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_pid_resolves_and_a_dead_one_does_not() {
+        let me = std::process::id();
+        if std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == INIT_PID_NS_INODE) {
+            assert_eq!(resolve(me).unwrap(), me);
+        }
+        assert!(resolve(u32::MAX - 1).is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! `mptcpify run -- CMD`: CMD in a cgroup of its own, upgraded, with signals
+//! forwarded and its exit status passed through.
+
+use std::ffi::CString;
+use std::io::ErrorKind;
+use std::path::PathBuf;
+
+use mptcpify_common::maps::role;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cgroup;
+use crate::cli::{RunArgs, Selectors};
+use crate::errors::Failure;
+use crate::policy::Policy;
+
+/// Signals passed on to CMD.
+const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+pub async fn run(args: RunArgs) -> Result<i32, Failure> {
+    // Every forwarded signal arrives on one channel, as its number.
+    let (signals_tx, mut signals) = tokio::sync::mpsc::unbounded_channel();
+    for number in FORWARDED {
+        let mut stream = signal(SignalKind::from_raw(number)).map_err(anyhow::Error::from)?;
+        let tx = signals_tx.clone();
+        tokio::spawn(
+            async move { while stream.recv().await.is_some() && tx.send(number).is_ok() {} },
+        );
+    }
+    let mut policy = Policy::resolve(&Selectors {
+        exclude_comm: args.exclude_comm.clone(),
+        ..Default::default()
+    })?;
+    let cgroup = RunCgroup::create()?;
+    policy.add_cgroup(
+        cgroup::resolve(&cgroup.path.to_string_lossy())?,
+        role::INCLUDE,
+    );
+    let mut attached = crate::attach(&policy, &args.safety)?;
+    if args.verbose {
+        eprintln!(
+            "mptcpify: attached; running {:?} in {}",
+            args.command,
+            cgroup.path.display()
+        );
+    }
+    let mut events = crate::events::Events::new(attached.take_events()?, true)?;
+
+    let mut child = match spawn_in(&args.command, &cgroup) {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("mptcpify: {}: {e}", args.command[0]);
+            return Ok(if e.kind() == ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
+    let pid = child.id().unwrap_or(0) as libc::pid_t;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(anyhow::Error::from)?,
+            Some(number) = signals.recv() => {
+                // SAFETY: kill(2) on our child's pid.
+                unsafe { libc::kill(pid, number) };
+            }
+            result = events.print_forever(), if args.verbose => result?,
+        }
+    };
+    if args.verbose {
+        crate::report(attached)?;
+    } else {
+        drop(attached);
+    }
+    drop(cgroup);
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Starts CMD; the child moves itself into the cgroup before exec, so not
+/// one socket of CMD is created outside it.
+fn spawn_in(command: &[String], cgroup: &RunCgroup) -> std::io::Result<tokio::process::Child> {
+    let procs = CString::new(
+        cgroup
+            .path
+            .join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
+    let mut child = tokio::process::Command::new(&command[0]);
+    child.args(&command[1..]);
+    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+    unsafe {
+        child.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+            libc::close(fd);
+            if written < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    child.spawn()
+}
+
+/// The temporary cgroup of one `run`, below mptcpify's own; removed on drop.
+struct RunCgroup {
+    path: PathBuf,
+    parent: PathBuf,
+}
+
+impl RunCgroup {
+    fn create() -> Result<Self, Failure> {
+        let parent = cgroup::own()?;
+        let path = parent.join(format!("mptcpify-run-{}", std::process::id()));
+        std::fs::create_dir(&path).map_err(|e| Failure::BadSelector {
+            what: format!("cannot create the cgroup {} for CMD: {e}", path.display()),
+            fix: "`mptcpify run` needs root and a writable cgroup v2 hierarchy; \
+                  alternatively start CMD yourself and use --pid or --comm."
+                .into(),
+        })?;
+        Ok(Self { path, parent })
+    }
+}
+
+impl Drop for RunCgroup {
+    /// Processes CMD left behind (daemons) go back to mptcpify's cgroup, so
+    /// that the directory can be removed; they keep running, as plain TCP.
+    fn drop(&mut self) {
+        let procs = self.path.join("cgroup.procs");
+        for _ in 0..10 {
+            let left = std::fs::read_to_string(&procs).unwrap_or_default();
+            for pid in left.lines() {
+                let _ = std::fs::write(self.parent.join("cgroup.procs"), pid);
+            }
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!(
+            "mptcpify: warning: could not remove {}",
+            self.path.display()
+        );
+    }
+}

@@ -5,8 +5,10 @@
 //! - [`sockets`]: create sockets and read back what the kernel made of them.
 //! - [`probe`]: an unmodified C program's socket, in a chosen cgroup or netns.
 //! - [`testbed`]: two network namespaces joined by two paths.
+//! - [`transfer`]: a checksummed socat transfer across them.
 
 pub mod probe;
 pub mod process;
 pub mod sockets;
 pub mod testbed;
+pub mod transfer;

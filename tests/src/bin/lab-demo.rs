@@ -2,14 +2,13 @@
 //! namespaces joined by two 10 Mbit/s paths, first as plain TCP, then under
 //! `mptcpify --comm iperf3`, showing `ss -M` and the MPTCP counters.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use mptcpify_tests::process::Running;
 use mptcpify_tests::testbed::{TwoPaths, PATHS};
 
 const RATE_MBIT: u32 = 10;
-const SECONDS: &str = "5";
+const SECONDS: u32 = 5;
 
 fn main() {
     let bed = TwoPaths::setup();
@@ -45,48 +44,22 @@ fn main() {
 }
 
 fn transfer(bed: &TwoPaths, show_ss: bool) {
-    let mut server = bed
-        .exec(&bed.server, "iperf3")
-        .args(["-s", "-1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let client = bed
-        .exec(&bed.client, "iperf3")
-        .args(["-c", PATHS[0].server_addr, "-t", SECONDS, "-f", "m"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    if show_ss {
-        println!("$ ip netns exec client ss -Mni   (MPTCP sockets)");
-        show(bed.exec(&bed.client, "ss").args(["-Mni"]));
-        println!("$ ip netns exec client ss -tni state established   (their TCP subflows)");
-        show(
-            bed.exec(&bed.client, "ss")
-                .args(["-tni", "state", "established"]),
-        );
-    }
-    let out = wait(client);
-    for line in out
-        .lines()
-        .filter(|l| l.contains("sender") || l.contains("receiver"))
-    {
+    let run = bed.iperf3(SECONDS, || {
+        if show_ss {
+            println!("$ ip netns exec client ss -Mni   (MPTCP sockets; subflows:1 = one extra path)");
+            show(bed.exec(&bed.client, "ss").args(["-Mni"]));
+            println!("$ ip netns exec client ss -tni state established   (their TCP subflows)");
+            show(bed.exec(&bed.client, "ss").args(["-tni", "state", "established"]));
+        }
+    });
+    for line in run.summary {
         println!("iperf3: {line}");
     }
-    let _ = server.wait();
 }
 
 fn show(command: &mut Command) {
     let out = command.output().expect("running ss");
     print!("{}", String::from_utf8_lossy(&out.stdout));
-}
-
-fn wait(child: Child) -> String {
-    let out = child.wait_with_output().expect("iperf3 client");
-    assert!(out.status.success(), "iperf3 client failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn banner(text: &str) {

@@ -1,0 +1,119 @@
+//! End to end over two real paths (the testbed), with unmodified programs
+//! upgraded only by mptcpify. Run as root in the 6.12 lab.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mptcpify_tests::process::Running;
+use mptcpify_tests::testbed::{TwoPaths, PATHS};
+use mptcpify_tests::transfer::{make_file, Receiver, Transfer};
+
+/// Per path; low enough that TCG's emulated CPU is not the bottleneck.
+const RATE_MBIT: u32 = 10;
+const FILE_SIZE: u64 = 64 << 20;
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn shaped(mbit: u32) -> TwoPaths {
+    let bed = TwoPaths::setup();
+    for path in 0..PATHS.len() {
+        bed.shape(path, mbit, 0);
+    }
+    bed
+}
+
+fn delta(bed: &TwoPaths, ns: &str, counter: &str, run: impl FnOnce()) -> u64 {
+    let before = bed.counter(ns, counter);
+    run();
+    bed.counter(ns, counter) - before
+}
+
+/// iperf3 under `mptcpify --comm iperf3` is MPTCP with a second subflow
+/// joined; without mptcpify the same commands are plain TCP.
+#[test]
+fn iperf3_gets_two_subflows_only_with_mptcpify() {
+    let bed = shaped(RATE_MBIT);
+    let plain = delta(&bed, &bed.client, "MPTcpExtMPCapableSYNTX", || {
+        bed.iperf3(2, || {});
+    });
+    assert_eq!(plain, 0, "without mptcpify iperf3 must be plain TCP");
+
+    let _running = Running::attach(&["-q", "--comm", "iperf3"]);
+    let (capable, joined) = (bed.counter(&bed.client, "MPTcpExtMPCapableSYNACKRX"), bed.counter(&bed.client, "MPTcpExtMPJoinSynAckRx"));
+    bed.iperf3(3, || {
+        let ss = bed.exec(&bed.client, "ss").args(["-Mni"]).output().unwrap();
+        let text = String::from_utf8_lossy(&ss.stdout);
+        assert!(text.contains("subflows:1"), "ss -Mni shows no second subflow:\n{text}");
+    });
+    assert!(bed.counter(&bed.client, "MPTcpExtMPCapableSYNACKRX") > capable, "MP_CAPABLE handshake");
+    assert!(bed.counter(&bed.client, "MPTcpExtMPJoinSynAckRx") > joined, "MP_JOIN on the second path");
+}
+
+/// Two equal paths: the upgraded transfer should approach twice the
+/// single-path TCP rate (physical limit 2.0×). Measured side by side.
+#[test]
+fn aggregation_doubles_throughput() {
+    let bed = shaped(RATE_MBIT);
+    let tcp = bed.iperf3(5, || {}).mbit_per_s;
+    let running = Running::attach(&["-q", "--comm", "iperf3"]);
+    let mptcp = bed.iperf3(5, || {}).mbit_per_s;
+    drop(running);
+    let ratio = mptcp / tcp;
+    println!("aggregation: tcp {tcp:.2} Mbit/s, mptcp {mptcp:.2} Mbit/s, ratio {ratio:.2}x (2 x {RATE_MBIT} Mbit/s paths)");
+    assert!(ratio >= 1.5, "ratio {ratio:.2} below the 1.5x floor (tcp {tcp}, mptcp {mptcp})");
+}
+
+fn source_file() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("mptcpify-transfer-{}", std::process::id()));
+    if !path.exists() {
+        make_file(&path, FILE_SIZE);
+    }
+    path
+}
+
+/// The path the connection started on dies mid-transfer: the transfer still
+/// completes, byte for byte.
+#[test]
+fn failover_keeps_the_transfer_intact() {
+    let bed = shaped(RATE_MBIT * 2);
+    let _running = Running::attach(&["-q", "--comm", "socat"]);
+    let mut transfer = Transfer::start(&bed, source_file(), 5001, Receiver::Socat);
+    transfer.wait_for_bytes(FILE_SIZE / 4, TRANSFER_TIMEOUT);
+    bed.set_link(0, false);
+    let done = transfer.finish(TRANSFER_TIMEOUT);
+    println!("failover: {} MiB in {:.1} s, longest stall {:.2} s", done.size >> 20, done.elapsed.as_secs_f64(), done.longest_stall.as_secs_f64());
+    assert_eq!(done.received, done.size);
+    assert_eq!(done.checksums.0, done.checksums.1);
+}
+
+/// Down, then up again while the transfer runs.
+#[test]
+fn failover_and_recovery_keep_the_transfer_intact() {
+    let bed = shaped(RATE_MBIT * 2);
+    let _running = Running::attach(&["-q", "--comm", "socat"]);
+    let mut transfer = Transfer::start(&bed, source_file(), 5002, Receiver::Socat);
+    transfer.wait_for_bytes(FILE_SIZE / 4, TRANSFER_TIMEOUT);
+    bed.set_link(0, false);
+    transfer.wait_for_bytes(FILE_SIZE / 2, TRANSFER_TIMEOUT);
+    bed.set_link(0, true);
+    let done = transfer.finish(TRANSFER_TIMEOUT);
+    println!("down+up: {} MiB in {:.1} s, longest stall {:.2} s", done.size >> 20, done.elapsed.as_secs_f64(), done.longest_stall.as_secs_f64());
+    assert_eq!(done.received, done.size);
+    assert_eq!(done.checksums.0, done.checksums.1);
+}
+
+/// An upgraded client against a server that is not upgraded (busybox nc,
+/// not selected): the kernel falls back to TCP, the data arrives intact, and
+/// the client's counters show the fallback.
+#[test]
+fn fallback_to_tcp_against_a_plain_server() {
+    let bed = shaped(RATE_MBIT * 2);
+    let _running = Running::attach(&["-q", "--comm", "socat"]);
+    let path = std::env::temp_dir().join(format!("mptcpify-fallback-{}", std::process::id()));
+    make_file(&path, 4 << 20);
+    let before = bed.counter(&bed.client, "MPTcpExtMPCapableFallbackSYNACK");
+    let transfer = Transfer::start(&bed, path, 5003, Receiver::Nc);
+    let done = transfer.finish(TRANSFER_TIMEOUT);
+    assert_eq!(done.checksums.0, done.checksums.1);
+    let fallbacks = bed.counter(&bed.client, "MPTcpExtMPCapableFallbackSYNACK") - before;
+    assert!(fallbacks >= 1, "client counters show no fallback: {:?}", bed.mptcp_counters(&bed.client));
+}

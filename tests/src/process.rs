@@ -13,6 +13,18 @@ pub fn bin() -> String {
     std::env::var("MPTCPIFY_BIN").unwrap_or_else(|_| "mptcpify".into())
 }
 
+/// The binary's path, looked up on PATH when `bin()` is a bare name.
+pub fn resolved_bin() -> std::path::PathBuf {
+    let bin = bin();
+    if bin.contains('/') {
+        return bin.into();
+    }
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).map(|d| d.join(&bin)).find(|p| p.is_file()))
+        .flatten()
+        .unwrap_or_else(|| bin.into())
+}
+
 pub fn command(args: &[&str]) -> Command {
     let mut command = Command::new(bin());
     command.args(args);

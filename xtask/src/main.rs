@@ -5,10 +5,11 @@
 //! - [`aya_patch`]: the patched aya sources the workspace builds against.
 //! - [`build`]: the BPF object, the binary, the test binaries.
 //! - [`lab`]: kernels, initramfs images and QEMU runs.
-//! - [`test`], [`demo`]: what runs where.
+//! - [`test`], [`demo`], [`bench`]: what runs where.
 //! - [`cmd`]: running commands loudly.
 
 mod aya_patch;
+mod bench;
 mod build;
 mod cmd;
 mod demo;
@@ -47,6 +48,8 @@ enum Command {
     Test,
     /// Show `mptcpify --comm iperf3` upgrading a real iperf3 run in the lab.
     Demo,
+    /// Measure costs and benefits in the lab; writes BENCHMARKS.md.
+    Bench,
 }
 
 fn main() {
@@ -59,6 +62,7 @@ fn main() {
             .and_then(exit_with),
         Command::Test => test::run(),
         Command::Demo => demo::run(),
+        Command::Bench => bench::run(),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");

@@ -28,6 +28,8 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
     ("iperf3", "iperf3"),
     ("socat", "socat"),
     ("dpkg-deb", "dpkg"),
+    ("mptcpize", "mptcpize"),
+    ("gcc", "gcc"),
 ];
 
 pub struct Toolchain {

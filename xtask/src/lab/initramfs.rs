@@ -17,6 +17,8 @@ use crate::root;
 const TOOLS: &[&str] = &[
     "ip", "ss", "tc", "nstat", "iperf3", "socat", "unshare", "nsenter",
 ];
+/// Other host files the benchmarks use (mptcpize's LD_PRELOAD library).
+const FILES: &[&str] = &["/usr/lib/x86_64-linux-gnu/mptcpize/libmptcpwrap.so.0.0.1"];
 /// Modules loaded at boot, in this order: the diag modules let `ss` list
 /// MPTCP sockets, veth joins namespaces, tbf/netem shape paths.
 const MODULES: &[&str] = &[
@@ -88,7 +90,7 @@ pub fn build(kernel: &Kernel, artifacts: &Artifacts, command: &str) -> Result<Pa
 fn base_recipe_hash() -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (TOOLS, MODULES, INIT).hash(&mut hasher);
+    (TOOLS, FILES, MODULES, INIT).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -139,6 +141,9 @@ fn base_files(stage: &Path, kernel: &Kernel) -> Result<()> {
     for tool in TOOLS {
         let path = which(tool)?;
         copy_binary(stage, &path, &path.to_string_lossy())?;
+    }
+    for file in FILES {
+        copy_binary(stage, Path::new(file), file)?;
     }
     for (index, module) in MODULES.iter().enumerate() {
         let found = output(

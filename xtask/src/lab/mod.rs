@@ -15,14 +15,19 @@ use crate::cmd::say;
 /// Boots `kernel` and runs `command` (a /bin/sh command line) in the guest as
 /// root; returns its exit status. The guest's output is streamed.
 pub fn run_in(kernel: &str, artifacts: &Artifacts, command: &str) -> Result<i32> {
+    Ok(capture_in(kernel, artifacts, command)?.0)
+}
+
+/// Like [`run_in`], also returning the console's lines.
+pub fn capture_in(kernel: &str, artifacts: &Artifacts, command: &str) -> Result<(i32, Vec<String>)> {
     let kernel = kernel::get(kernel)?;
     let image = initramfs::build(&kernel, artifacts, command)?;
     let started = std::time::Instant::now();
-    let status = qemu::boot(&kernel, &image)?;
+    let (status, console) = qemu::boot(&kernel, &image)?;
     say(format!(
         "lab: kernel {} finished in {:.1} s with exit status {status}",
         kernel.release,
         started.elapsed().as_secs_f64()
     ));
-    Ok(status)
+    Ok((status, console))
 }

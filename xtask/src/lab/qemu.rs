@@ -21,10 +21,12 @@ use crate::lab::kernel::Kernel;
 const TIMEOUT: Duration = Duration::from_secs(45 * 60);
 const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(40);
 
-pub fn boot(kernel: &Kernel, initramfs: &Path) -> Result<i32> {
+/// The guest command's exit status and the console's lines.
+pub fn boot(kernel: &Kernel, initramfs: &Path) -> Result<(i32, Vec<String>)> {
     let accel = accelerator(kernel, initramfs)?;
-    match run(kernel, initramfs, accel, TIMEOUT, true)? {
-        Some(status) => Ok(status),
+    let mut console = Vec::new();
+    match run(kernel, initramfs, accel, TIMEOUT, Some(&mut console))? {
+        Some(status) => Ok((status, console)),
         None => bail!("the guest stopped without reporting an exit status (see its console above)"),
     }
 }
@@ -50,7 +52,7 @@ fn accelerator(kernel: &Kernel, initramfs: &Path) -> Result<&'static str> {
     }
     say("probing whether KVM works here (once)");
     let works = matches!(
-        run(kernel, initramfs, "kvm", KVM_PROBE_TIMEOUT, false),
+        run(kernel, initramfs, "kvm", KVM_PROBE_TIMEOUT, None),
         Ok(Some(_))
     );
     std::fs::create_dir_all(cache_dir())?;
@@ -63,13 +65,14 @@ fn accelerator(kernel: &Kernel, initramfs: &Path) -> Result<&'static str> {
     Ok(if works { "kvm" } else { "tcg" })
 }
 
-/// Runs one boot; `None` when the guest ended without the exit marker.
+/// Runs one boot, echoing and keeping the console in `console` when given;
+/// `None` when the guest ended without the exit marker.
 fn run(
     kernel: &Kernel,
     initramfs: &Path,
     accel: &str,
     timeout: Duration,
-    echo: bool,
+    mut console: Option<&mut Vec<String>>,
 ) -> Result<Option<i32>> {
     let cpu = if accel == "kvm" { "host" } else { "max" };
     let mut child = Command::new("qemu-system-x86_64")
@@ -120,14 +123,15 @@ fn run(
                 if let Some(code) = line.strip_prefix(EXIT_MARKER) {
                     status = code.trim().parse().ok();
                 }
-                if echo {
+                if let Some(console) = console.as_mut() {
                     println!("{line}");
+                    console.push(line.to_string());
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 kill(&mut child);
-                if echo {
+                if console.is_some() {
                     bail!("the guest did not finish within {} s", timeout.as_secs());
                 }
                 return Ok(None);

@@ -1,0 +1,222 @@
+//! `cargo xtask bench` runs this inside the lab and turns its report (the
+//! lines between the markers) into BENCHMARKS.md. Every comparison is
+//! measured side by side in one run, in interleaved rounds; the tables give
+//! the median and the spread (min–max). Under TCG absolute times are
+//! inflated; the ratios are what compare.
+//!
+//! `lab-bench measure tcp|udp N` is the inner loop, run as a child process so
+//! that LD_PRELOAD (mptcpize) can be applied to it like to any program.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mptcpify_tests::process::Running;
+use mptcpify_tests::sockets::*;
+use mptcpify_tests::testbed::{TwoPaths, PATHS};
+use mptcpify_tests::transfer::{make_file, Receiver, Transfer};
+
+const ROUNDS: usize = 5;
+const CALLS: u32 = 20_000;
+const ATTACH_SAMPLES: usize = 20;
+const MPTCPIZE_LIB: &str = "/usr/lib/x86_64-linux-gnu/mptcpize/libmptcpwrap.so.0.0.1";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("measure") {
+        let udp = args[2] == "udp";
+        let calls: u32 = args[3].parse().unwrap();
+        println!("{}", measure(udp, calls));
+        return;
+    }
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").expect("enabling kernel.bpf_stats_enabled");
+    println!("BENCH-BEGIN");
+    socket_cost();
+    attach_latency();
+    throughput_and_failover();
+    memory();
+    println!("BENCH-END");
+}
+
+/// ns per socket()+close() pair, over `calls` pairs.
+fn measure(udp: bool, calls: u32) -> f64 {
+    let ty = if udp { SOCK_DGRAM } else { SOCK_STREAM };
+    let start = Instant::now();
+    for _ in 0..calls {
+        // SAFETY: plain socket/close.
+        unsafe {
+            let fd = libc::socket(AF_INET, ty | SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket() failed");
+            libc::close(fd);
+        }
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(calls)
+}
+
+fn measure_child(udp: bool, preload: bool) -> f64 {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(["measure", if udp { "udp" } else { "tcp" }, &CALLS.to_string()]);
+    if preload {
+        command.env("LD_PRELOAD", MPTCPIZE_LIB);
+    }
+    let out = command.output().expect("measure child");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("ns per call")
+}
+
+struct Mode {
+    name: &'static str,
+    args: Vec<String>,
+    attach: bool,
+    preload: bool,
+}
+
+fn sixty_four_names(matching: bool) -> Vec<String> {
+    let mut args = vec!["-q".to_string()];
+    for i in 0..64 {
+        args.push("--comm".into());
+        args.push(if matching && i == 63 { "lab-bench".into() } else { format!("other-{i}") });
+    }
+    args
+}
+
+fn socket_cost() {
+    let modes = [
+        Mode { name: "no hook", args: vec![], attach: false, preload: false },
+        Mode { name: "mptcpify, system-wide", args: vec!["-q".into()], attach: true, preload: false },
+        Mode { name: "mptcpify --comm ×64, none matching", args: sixty_four_names(false), attach: true, preload: false },
+        Mode { name: "mptcpify --comm ×64, matching", args: sixty_four_names(true), attach: true, preload: false },
+        Mode { name: "mptcpize (LD_PRELOAD)", args: vec![], attach: false, preload: true },
+    ];
+    // [mode] -> (tcp samples, udp samples, program ns/run samples)
+    let mut samples: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = modes.iter().map(|_| Default::default()).collect();
+    for _round in 0..ROUNDS {
+        for (mode, out) in modes.iter().zip(samples.iter_mut()) {
+            let running = mode.attach.then(|| Running::attach(&mode.args.iter().map(String::as_str).collect::<Vec<_>>()));
+            out.0.push(measure_child(false, mode.preload));
+            out.1.push(measure_child(true, mode.preload));
+            if let Some(running) = running {
+                running.signal(libc::SIGINT);
+                let (_, output) = running.wait();
+                if let Some(ns) = output.iter().find_map(|l| program_ns_per_run(l)) {
+                    out.2.push(ns);
+                }
+            }
+        }
+    }
+    let base_tcp = median(&samples[0].0);
+    let base_udp = median(&samples[0].1);
+    println!("## socket() + close() cost\n");
+    println!("{CALLS} calls per sample, {ROUNDS} interleaved rounds; `socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0)` (TCP) and `SOCK_DGRAM` (UDP: the hook runs but never upgrades, isolating its own cost from MPTCP's socket setup). Program ns/run is the kernel's own accounting (`kernel.bpf_stats_enabled=1`, run_time_ns / run_cnt) over every call of that mode.\n");
+    println!("| mode | TCP ns/call (median, min–max) | × no hook | UDP ns/call (median, min–max) | × no hook | program ns/run |");
+    println!("|---|---|---|---|---|---|");
+    for (mode, (tcp, udp, prog)) in modes.iter().zip(&samples) {
+        let prog = if prog.is_empty() { "–".to_string() } else { format!("{:.0}", median(prog)) };
+        println!(
+            "| {} | {} | {:.2} | {} | {:.2} | {prog} |",
+            mode.name,
+            spread(tcp),
+            median(tcp) / base_tcp,
+            spread(udp),
+            median(udp) / base_udp
+        );
+    }
+    println!();
+}
+
+/// "mptcpify: program ran N times, X ns per run (...)"
+fn program_ns_per_run(line: &str) -> Option<f64> {
+    let rest = line.strip_prefix("mptcpify: program ran ")?;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "ns")?;
+    words.get(at - 1)?.parse().ok()
+}
+
+fn attach_latency() {
+    let mut samples = Vec::new();
+    for _ in 0..ATTACH_SAMPLES {
+        let start = Instant::now();
+        let running = Running::start(mptcpify_tests::process::command(&["-q"]));
+        while new_tcp_protocol() != IPPROTO_MPTCP {
+            assert!(start.elapsed() < Duration::from_secs(120), "never attached");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+        drop(running);
+    }
+    println!("## Attach latency\n");
+    println!("From spawning `mptcpify` to the first upgraded socket (the time an operator waits), {ATTACH_SAMPLES} runs.\n");
+    println!("| median ms | min–max ms |\n|---|---|\n| {:.0} | {:.0}–{:.0} |\n", median(&samples), min(&samples), max(&samples));
+}
+
+fn throughput_and_failover() {
+    println!("## Two paths vs one\n");
+    println!("iperf3 for 5 s, both paths shaped to the same rate (tbf); TCP without mptcpify, then MPTCP under `mptcpify --comm iperf3`, {} rounds each rate. Physical limit 2.0×.\n", 3);
+    println!("| rate per path | TCP Mbit/s (median) | MPTCP Mbit/s (median) | ratio (median, min–max) |\n|---|---|---|---|");
+    for rate in [5, 10] {
+        let bed = TwoPaths::setup();
+        for path in 0..PATHS.len() {
+            bed.shape(path, rate, 0);
+        }
+        let (mut tcp, mut mptcp, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let t = bed.iperf3(5, || {}).mbit_per_s;
+            let running = Running::attach(&["-q", "--comm", "iperf3"]);
+            let m = bed.iperf3(5, || {}).mbit_per_s;
+            drop(running);
+            tcp.push(t);
+            mptcp.push(m);
+            ratios.push(m / t);
+        }
+        println!("| {rate} Mbit/s | {:.2} | {:.2} | {:.2} ({:.2}–{:.2}) |", median(&tcp), median(&mptcp), median(&ratios), min(&ratios), max(&ratios));
+    }
+    println!();
+
+    let bed = TwoPaths::setup();
+    for path in 0..PATHS.len() {
+        bed.shape(path, 20, 0);
+    }
+    let source = std::env::temp_dir().join("bench-transfer");
+    make_file(&source, 32 << 20);
+    let mut stalls = Vec::new();
+    for round in 0..3u16 {
+        let running = Running::attach(&["-q", "--comm", "socat"]);
+        let mut transfer = Transfer::start(&bed, source.clone(), 6000 + round, Receiver::Socat);
+        transfer.wait_for_bytes(8 << 20, Duration::from_secs(240));
+        bed.set_link(0, false);
+        let done = transfer.finish(Duration::from_secs(240));
+        assert_eq!(done.checksums.0, done.checksums.1);
+        stalls.push(done.longest_stall.as_secs_f64() * 1000.0);
+        bed.set_link(0, true);
+        drop(running);
+    }
+    println!("## Failover stall\n");
+    println!("32 MiB socat transfer over two 20 Mbit/s paths; the path the connection started on goes down after 8 MiB. Longest time the receiver got no byte (sampled every 50 ms), 3 rounds; checksums matched every time.\n");
+    println!("| median ms | min–max ms |\n|---|---|\n| {:.0} | {:.0}–{:.0} |\n", median(&stalls), min(&stalls), max(&stalls));
+}
+
+fn memory() {
+    let running = Running::attach(&["-q"]);
+    for _ in 0..1000 {
+        new_tcp_protocol();
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", running.pid())).unwrap();
+    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: ?").trim_start_matches("VmRSS:").trim().to_string();
+    let binary = std::fs::metadata(mptcpify_tests::process::resolved_bin()).map_or(0, |m| m.len());
+    println!("## Footprint\n");
+    println!("| what | size |\n|---|---|\n| resident memory of a running `mptcpify` (after 1000 upgrades) | {rss} |\n| `mptcpify` binary (release, stripped, BPF object embedded) | {} KiB |", binary / 1024);
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+fn spread(v: &[f64]) -> String {
+    format!("{:.0} ({:.0}–{:.0})", median(v), min(v), max(v))
+}

@@ -47,6 +47,13 @@ pub mod role {
     pub const MPTCP_CHECKED: u8 = 1 << 2;
 }
 
+/// Bits of [`Config::flags`].
+pub mod flag {
+    /// Send an [`crate::event::UpgradeEvent`] per upgrade (off with `-q`, so
+    /// a quiet run does not fill the ring buffer for nobody).
+    pub const EVENTS: u32 = 1 << 0;
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
@@ -56,7 +63,8 @@ pub struct Config {
     pub exclude_kinds: u32,
     /// How many entries of [`CGROUPS`] are in use.
     pub cgroup_rules: u32,
-    pub _reserved: u32,
+    /// [`flag`] bits.
+    pub flags: u32,
     pub netns: NetnsLayout,
 }
 

@@ -13,7 +13,11 @@ mod maps;
 mod task;
 
 use aya_ebpf::programs::FExitContext;
-use mptcpify_common::{decide, maps::Counter, SocketCall, Verdict};
+use mptcpify_common::{
+    decide,
+    maps::{flag, Counter},
+    SocketCall, Verdict,
+};
 
 /// Returns `IPPROTO_MPTCP` to upgrade, or 0 to let the kernel keep the
 /// application's protocol (and let other `fmod_ret` programs on the hook run;
@@ -34,7 +38,9 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
         Verdict::Upgrade => {
             maps::count(Counter::Tcp);
             maps::count(Counter::Upgraded);
-            maps::report_upgrade(call.family);
+            if maps::config().flags & flag::EVENTS != 0 {
+                maps::report_upgrade(call.family);
+            }
         }
         Verdict::Keep(keep) => {
             if let Some(counter) = Counter::for_keep(keep) {

@@ -9,7 +9,7 @@ use aya::{
     programs::{FModRet, ProgramError},
     Btf, Ebpf, EbpfLoader,
 };
-use mptcpify_common::maps::{self, kind, role, CgroupRule, Config, Counter};
+use mptcpify_common::maps::{self, flag, kind, role, CgroupRule, Config, Counter};
 
 use crate::errors::Failure;
 use crate::kernel_layout::Guard;
@@ -25,11 +25,17 @@ pub struct Attached {
     ebpf: Ebpf,
 }
 
-pub fn attach(policy: &Policy, guard: &Guard, btf: &Btf) -> Result<Attached, Failure> {
+/// `events`: whether the program reports each upgrade (see [`Attached::take_events`]).
+pub fn attach(
+    policy: &Policy,
+    guard: &Guard,
+    btf: &Btf,
+    events: bool,
+) -> Result<Attached, Failure> {
     let mut ebpf = EbpfLoader::new()
         .load(OBJECT)
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
-    write_policy(&mut ebpf, policy, guard)?;
+    write_policy(&mut ebpf, policy, guard, events)?;
     let program = program(&mut ebpf)?;
     program.load(HOOK, btf).map_err(classify_load_error)?;
     program
@@ -47,9 +53,16 @@ fn program(ebpf: &mut Ebpf) -> Result<&mut FModRet, Failure> {
 
 /// Fills every policy map, then the config that tells the program which
 /// kinds to look up (last, so the program never sees a kind without entries).
-fn write_policy(ebpf: &mut Ebpf, policy: &Policy, guard: &Guard) -> Result<(), Failure> {
+fn write_policy(
+    ebpf: &mut Ebpf,
+    policy: &Policy,
+    guard: &Guard,
+    events: bool,
+) -> Result<(), Failure> {
+    let flags = if events { flag::EVENTS } else { 0 };
     let mut config = Config {
         netns: guard.layout,
+        flags,
         ..Config::default()
     };
     write_entries(ebpf, maps::COMMS, &policy.comms, kind::COMM, &mut config)?;

@@ -54,7 +54,7 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
 
     let policy = policy::Policy::resolve(&cli.selectors)?;
-    let mut attached = attach(&policy, &cli.safety)?;
+    let mut attached = attach(&policy, &cli.safety, !cli.quiet)?;
     eprintln!(
         "mptcpify: attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
         preflight::HOOK,
@@ -70,7 +70,11 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
 }
 
 /// Preflight, then load and attach with `policy`. Shared by both modes.
-pub fn attach(policy: &policy::Policy, safety: &cli::Safety) -> Result<loader::Attached, Failure> {
+pub fn attach(
+    policy: &policy::Policy,
+    safety: &cli::Safety,
+    events: bool,
+) -> Result<loader::Attached, Failure> {
     for warning in &policy.warnings {
         eprintln!("mptcpify: warning: {warning}");
     }
@@ -86,7 +90,13 @@ pub fn attach(policy: &policy::Policy, safety: &cli::Safety) -> Result<loader::A
              upgrading only in mptcpify's own namespace"
         );
     }
-    loader::attach(policy, &guard, &btf)
+    let attached = loader::attach(policy, &guard, &btf, events)?;
+    drop(btf);
+    // The kernel's BTF (megabytes) was parsed twice to get here; hand that
+    // memory back, since mptcpify may run for months.
+    // SAFETY: glibc's malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+    Ok(attached)
 }
 
 /// Detaches and prints what the program counted.

@@ -42,7 +42,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         cgroup::resolve(&cgroup.path.to_string_lossy())?,
         role::INCLUDE,
     );
-    let mut attached = crate::attach(&policy, &args.safety)?;
+    let mut attached = crate::attach(&policy, &args.safety, args.verbose)?;
     if args.verbose {
         eprintln!(
             "mptcpify: attached; running {:?} in {}",

@@ -250,11 +250,23 @@ impl TwoPaths {
     /// Runs `iperf3 -s -1` in the server namespace and `iperf3 -c` from the
     /// client for `seconds`; `during` runs while the transfer is under way.
     pub fn iperf3(&self, seconds: u32, during: impl FnOnce()) -> Iperf {
-        let mut server = self.exec(&self.server, "iperf3").args(["-s", "-1"]).stdout(std::process::Stdio::null()).spawn().expect("iperf3 -s");
+        let mut server = self
+            .exec(&self.server, "iperf3")
+            .args(["-s", "-1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("iperf3 -s");
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let client = self
             .exec(&self.client, "iperf3")
-            .args(["-c", PATHS[0].server_addr, "-t", &seconds.to_string(), "-f", "m"])
+            .args([
+                "-c",
+                PATHS[0].server_addr,
+                "-t",
+                &seconds.to_string(),
+                "-f",
+                "m",
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("iperf3 -c");
@@ -264,13 +276,25 @@ impl TwoPaths {
         let _ = server.wait();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "iperf3 client failed:\n{text}");
-        let summary: Vec<String> =
-            text.lines().filter(|l| l.ends_with("sender") || l.ends_with("receiver")).map(String::from).collect();
-        let receiver = summary.iter().find(|l| l.ends_with("receiver")).unwrap_or_else(|| panic!("no summary in:\n{text}"));
+        let summary: Vec<String> = text
+            .lines()
+            .filter(|l| l.ends_with("sender") || l.ends_with("receiver"))
+            .map(String::from)
+            .collect();
+        let receiver = summary
+            .iter()
+            .find(|l| l.ends_with("receiver"))
+            .unwrap_or_else(|| panic!("no summary in:\n{text}"));
         // "[  5]   0.00-5.06   sec  11.2 MBytes  18.5 Mbits/sec    receiver"
         let words: Vec<&str> = receiver.split_whitespace().collect();
-        let unit = words.iter().position(|w| *w == "Mbits/sec").expect("Mbits/sec");
+        let unit = words
+            .iter()
+            .position(|w| *w == "Mbits/sec")
+            .expect("Mbits/sec");
         let mbit_per_s = words[unit - 1].parse().expect("a rate");
-        Iperf { mbit_per_s, summary }
+        Iperf {
+            mbit_per_s,
+            summary,
+        }
     }
 }

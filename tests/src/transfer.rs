@@ -35,8 +35,15 @@ pub fn make_file(path: &std::path::Path, size: u64) {
 }
 
 pub fn sha256(path: &std::path::Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The receiving program (comm `socat` or `nc`, so `--comm` can select one end).
@@ -59,7 +66,11 @@ impl Transfer {
             Receiver::Nc => format!("nc -l -p {port}"),
         };
         let script = format!("exec {command} > '{}'", received.display());
-        let server = bed.exec(&bed.server, "sh").args(["-c", &script]).spawn().expect("server");
+        let server = bed
+            .exec(&bed.server, "sh")
+            .args(["-c", &script])
+            .spawn()
+            .expect("server");
         std::thread::sleep(Duration::from_millis(800));
         let client = bed
             .exec(&bed.client, "socat")
@@ -68,7 +79,15 @@ impl Transfer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("socat client");
-        Transfer { source, received, size, server, client, started: Instant::now(), progress: Vec::new() }
+        Transfer {
+            source,
+            received,
+            size,
+            server,
+            client,
+            started: Instant::now(),
+            progress: Vec::new(),
+        }
     }
 
     pub fn received_bytes(&self) -> u64 {
@@ -85,7 +104,11 @@ impl Transfer {
     /// Samples every 50 ms until `bytes` arrived; panics after `timeout`.
     pub fn wait_for_bytes(&mut self, bytes: u64, timeout: Duration) {
         while self.sample() < bytes {
-            assert!(self.started.elapsed() < timeout, "only {} of {bytes} bytes after {timeout:?}", self.received_bytes());
+            assert!(
+                self.started.elapsed() < timeout,
+                "only {} of {bytes} bytes after {timeout:?}",
+                self.received_bytes()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -99,7 +122,11 @@ impl Transfer {
                 assert!(status.success(), "socat client failed: {status}");
                 break;
             }
-            assert!(self.started.elapsed() < timeout, "transfer not done after {timeout:?}: {} bytes", self.received_bytes());
+            assert!(
+                self.started.elapsed() < timeout,
+                "transfer not done after {timeout:?}: {} bytes",
+                self.received_bytes()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let status = self.server.wait().expect("server");
@@ -148,7 +175,15 @@ mod tests {
     #[test]
     fn stall_is_the_longest_flat_stretch() {
         let ms = Duration::from_millis;
-        let p = [(ms(0), 0), (ms(100), 10), (ms(200), 10), (ms(300), 10), (ms(400), 20), (ms(500), 20), (ms(600), 30)];
+        let p = [
+            (ms(0), 0),
+            (ms(100), 10),
+            (ms(200), 10),
+            (ms(300), 10),
+            (ms(400), 20),
+            (ms(500), 20),
+            (ms(600), 30),
+        ];
         assert_eq!(longest_stall(&p), ms(200));
     }
 }

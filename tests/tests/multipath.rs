@@ -38,14 +38,26 @@ fn iperf3_gets_two_subflows_only_with_mptcpify() {
     assert_eq!(plain, 0, "without mptcpify iperf3 must be plain TCP");
 
     let _running = Running::attach(&["-q", "--comm", "iperf3"]);
-    let (capable, joined) = (bed.counter(&bed.client, "MPTcpExtMPCapableSYNACKRX"), bed.counter(&bed.client, "MPTcpExtMPJoinSynAckRx"));
+    let (capable, joined) = (
+        bed.counter(&bed.client, "MPTcpExtMPCapableSYNACKRX"),
+        bed.counter(&bed.client, "MPTcpExtMPJoinSynAckRx"),
+    );
     bed.iperf3(3, || {
         let ss = bed.exec(&bed.client, "ss").args(["-Mni"]).output().unwrap();
         let text = String::from_utf8_lossy(&ss.stdout);
-        assert!(text.contains("subflows:1"), "ss -Mni shows no second subflow:\n{text}");
+        assert!(
+            text.contains("subflows:1"),
+            "ss -Mni shows no second subflow:\n{text}"
+        );
     });
-    assert!(bed.counter(&bed.client, "MPTcpExtMPCapableSYNACKRX") > capable, "MP_CAPABLE handshake");
-    assert!(bed.counter(&bed.client, "MPTcpExtMPJoinSynAckRx") > joined, "MP_JOIN on the second path");
+    assert!(
+        bed.counter(&bed.client, "MPTcpExtMPCapableSYNACKRX") > capable,
+        "MP_CAPABLE handshake"
+    );
+    assert!(
+        bed.counter(&bed.client, "MPTcpExtMPJoinSynAckRx") > joined,
+        "MP_JOIN on the second path"
+    );
 }
 
 /// Two equal paths: the upgraded transfer should approach twice the
@@ -59,7 +71,10 @@ fn aggregation_doubles_throughput() {
     drop(running);
     let ratio = mptcp / tcp;
     println!("aggregation: tcp {tcp:.2} Mbit/s, mptcp {mptcp:.2} Mbit/s, ratio {ratio:.2}x (2 x {RATE_MBIT} Mbit/s paths)");
-    assert!(ratio >= 1.5, "ratio {ratio:.2} below the 1.5x floor (tcp {tcp}, mptcp {mptcp})");
+    assert!(
+        ratio >= 1.5,
+        "ratio {ratio:.2} below the 1.5x floor (tcp {tcp}, mptcp {mptcp})"
+    );
 }
 
 fn source_file() -> PathBuf {
@@ -80,7 +95,12 @@ fn failover_keeps_the_transfer_intact() {
     transfer.wait_for_bytes(FILE_SIZE / 4, TRANSFER_TIMEOUT);
     bed.set_link(0, false);
     let done = transfer.finish(TRANSFER_TIMEOUT);
-    println!("failover: {} MiB in {:.1} s, longest stall {:.2} s", done.size >> 20, done.elapsed.as_secs_f64(), done.longest_stall.as_secs_f64());
+    println!(
+        "failover: {} MiB in {:.1} s, longest stall {:.2} s",
+        done.size >> 20,
+        done.elapsed.as_secs_f64(),
+        done.longest_stall.as_secs_f64()
+    );
     assert_eq!(done.received, done.size);
     assert_eq!(done.checksums.0, done.checksums.1);
 }
@@ -96,7 +116,12 @@ fn failover_and_recovery_keep_the_transfer_intact() {
     transfer.wait_for_bytes(FILE_SIZE / 2, TRANSFER_TIMEOUT);
     bed.set_link(0, true);
     let done = transfer.finish(TRANSFER_TIMEOUT);
-    println!("down+up: {} MiB in {:.1} s, longest stall {:.2} s", done.size >> 20, done.elapsed.as_secs_f64(), done.longest_stall.as_secs_f64());
+    println!(
+        "down+up: {} MiB in {:.1} s, longest stall {:.2} s",
+        done.size >> 20,
+        done.elapsed.as_secs_f64(),
+        done.longest_stall.as_secs_f64()
+    );
     assert_eq!(done.received, done.size);
     assert_eq!(done.checksums.0, done.checksums.1);
 }
@@ -115,5 +140,9 @@ fn fallback_to_tcp_against_a_plain_server() {
     let done = transfer.finish(TRANSFER_TIMEOUT);
     assert_eq!(done.checksums.0, done.checksums.1);
     let fallbacks = bed.counter(&bed.client, "MPTcpExtMPCapableFallbackSYNACK") - before;
-    assert!(fallbacks >= 1, "client counters show no fallback: {:?}", bed.mptcp_counters(&bed.client));
+    assert!(
+        fallbacks >= 1,
+        "client counters show no fallback: {:?}",
+        bed.mptcp_counters(&bed.client)
+    );
 }

@@ -13,16 +13,33 @@ use crate::root;
 
 pub fn run() -> Result<()> {
     let artifacts = build::all()?;
-    let (status, console) = lab::capture_in("6.12", &artifacts, &format!("{GUEST_BIN}/lab-bench\n"))?;
+    let (status, console) =
+        lab::capture_in("6.12", &artifacts, &format!("{GUEST_BIN}/lab-bench\n"))?;
     if status != 0 {
         bail!("the benchmark run failed (exit status {status})");
     }
-    let begin = console.iter().position(|l| l == "BENCH-BEGIN").context("no BENCH-BEGIN in the guest output")?;
-    let end = console.iter().position(|l| l == "BENCH-END").context("no BENCH-END in the guest output")?;
-    let mut report = console[begin + 1..end].join("\n");
+    let begin = console
+        .iter()
+        .position(|l| l == "BENCH-BEGIN")
+        .context("no BENCH-BEGIN in the guest output")?;
+    let end = console
+        .iter()
+        .position(|l| l == "BENCH-END")
+        .context("no BENCH-END in the guest output")?;
+    // The guest's console also carries mptcpify's own lines, echoed by the
+    // test helpers with a "  | " prefix; the report is the rest.
+    let mut report: String = console[begin + 1..end]
+        .iter()
+        .filter(|l| !l.starts_with("  | "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     report.push_str(&format!(
         "| BPF object (`{}`) | {} bytes |\n",
-        artifacts.bpf_object.strip_prefix(root()).unwrap_or(&artifacts.bpf_object).display(),
+        artifacts
+            .bpf_object
+            .strip_prefix(root())
+            .unwrap_or(&artifacts.bpf_object)
+            .display(),
         std::fs::metadata(&artifacts.bpf_object)?.len()
     ));
     let document = format!(
@@ -51,6 +68,11 @@ pub fn run() -> Result<()> {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -46,10 +46,15 @@ fn main() {
 fn transfer(bed: &TwoPaths, show_ss: bool) {
     let run = bed.iperf3(SECONDS, || {
         if show_ss {
-            println!("$ ip netns exec client ss -Mni   (MPTCP sockets; subflows:1 = one extra path)");
+            println!(
+                "$ ip netns exec client ss -Mni   (MPTCP sockets; subflows:1 = one extra path)"
+            );
             show(bed.exec(&bed.client, "ss").args(["-Mni"]));
             println!("$ ip netns exec client ss -tni state established   (their TCP subflows)");
-            show(bed.exec(&bed.client, "ss").args(["-tni", "state", "established"]));
+            show(
+                bed.exec(&bed.client, "ss")
+                    .args(["-tni", "state", "established"]),
+            );
         }
     });
     for line in run.summary {

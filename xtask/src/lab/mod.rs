@@ -19,7 +19,11 @@ pub fn run_in(kernel: &str, artifacts: &Artifacts, command: &str) -> Result<i32>
 }
 
 /// Like [`run_in`], also returning the console's lines.
-pub fn capture_in(kernel: &str, artifacts: &Artifacts, command: &str) -> Result<(i32, Vec<String>)> {
+pub fn capture_in(
+    kernel: &str,
+    artifacts: &Artifacts,
+    command: &str,
+) -> Result<(i32, Vec<String>)> {
     let kernel = kernel::get(kernel)?;
     let image = initramfs::build(&kernel, artifacts, command)?;
     let started = std::time::Instant::now();

@@ -64,3 +64,36 @@ fn mptcp_disabled_is_refused_with_the_fix() {
     assert!(text.contains("sysctl -w net.mptcp.enabled=1"), "{text}");
     assert!(text.contains("--allow-disabled"), "{text}");
 }
+
+/// Without root (or CAP_BPF + CAP_PERFMON): exit code 3, and the fix.
+#[test]
+fn unprivileged_is_refused_with_the_fix() {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(mptcpify_tests::process::resolved_bin())
+        .args(["--comm", "iperf3"])
+        .output()
+        .expect("running setpriv (util-linux)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("missing CAP_BPF and CAP_PERFMON"), "{text}");
+    assert!(text.contains("sudo mptcpify"), "{text}");
+}
+
+/// No kernel BTF (hidden here by an empty tmpfs in a private mount
+/// namespace): exit code 4, naming what is missing.
+#[test]
+fn missing_btf_is_refused_with_the_fix() {
+    let script = format!(
+        "mount -t tmpfs none /sys/kernel/btf && exec '{}' --comm iperf3",
+        mptcpify_tests::process::resolved_bin().display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("running unshare (needs root)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("/sys/kernel/btf/vmlinux"), "{text}");
+    assert!(text.contains("CONFIG_DEBUG_INFO_BTF"), "{text}");
+}

@@ -15,7 +15,7 @@ use crate::root;
 
 /// Host tools copied into the guest (with their libraries), by command name.
 const TOOLS: &[&str] = &[
-    "ip", "ss", "tc", "nstat", "iperf3", "socat", "unshare", "nsenter",
+    "ip", "ss", "tc", "nstat", "iperf3", "socat", "unshare", "nsenter", "setpriv",
 ];
 /// Other host files the benchmarks use (mptcpize's LD_PRELOAD library).
 const FILES: &[&str] = &["/usr/lib/x86_64-linux-gnu/mptcpize/libmptcpwrap.so.0.0.1"];

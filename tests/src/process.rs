@@ -20,12 +20,11 @@ pub fn resolved_bin() -> std::path::PathBuf {
         return bin.into();
     }
     std::env::var_os("PATH")
-        .map(|path| {
+        .and_then(|path| {
             std::env::split_paths(&path)
                 .map(|d| d.join(&bin))
                 .find(|p| p.is_file())
         })
-        .flatten()
         .unwrap_or_else(|| bin.into())
 }
 

@@ -168,6 +168,16 @@ fn longest_stall(progress: &[(Duration, u64)]) -> Duration {
     longest
 }
 
+impl Drop for Transfer {
+    /// A failed test must not leave socat behind in a namespace being deleted.
+    fn drop(&mut self) {
+        for child in [&mut self.client, &mut self.server] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,15 +195,5 @@ mod tests {
             (ms(600), 30),
         ];
         assert_eq!(longest_stall(&p), ms(200));
-    }
-}
-
-impl Drop for Transfer {
-    /// A failed test must not leave socat behind in a namespace being deleted.
-    fn drop(&mut self) {
-        for child in [&mut self.client, &mut self.server] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

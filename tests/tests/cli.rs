@@ -69,7 +69,12 @@ fn mptcp_disabled_is_refused_with_the_fix() {
 #[test]
 fn unprivileged_is_refused_with_the_fix() {
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(mptcpify_tests::process::resolved_bin())
         .args(["--comm", "iperf3"])
         .output()

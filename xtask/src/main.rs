@@ -2,12 +2,14 @@
 //! benchmarks. `cargo xtask <command>`; see `cargo xtask --help`.
 //!
 //! - [`toolchain`]: nightly rust-src, bpf-linker, host packages.
+//! - [`apt`]: Debian packages fetched without touching the machine's apt setup.
 //! - [`aya_patch`]: the patched aya sources the workspace builds against.
 //! - [`build`]: the BPF object, the binary, the test binaries.
 //! - [`lab`]: kernels, initramfs images and QEMU runs.
 //! - [`test`], [`demo`], [`bench`]: what runs where.
 //! - [`cmd`]: running commands loudly.
 
+mod apt;
 mod aya_patch;
 mod bench;
 mod build;

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::apt::Apt;
 use crate::cmd::{output, run, say, succeeds, verify_against_sums};
 use crate::{cache_dir, shared_dir};
 
@@ -85,7 +86,16 @@ fn rust_src() -> Result<()> {
     Ok(())
 }
 
-/// The shared verified copy when present, else `apt-get download`.
+/// Debian's rust-src that matches our nightly (1.97), verified to build
+/// `core` for bpfel-unknown-none with it. Bookworm's own rust-src (1.63) is
+/// far too old, so it comes from sid.
+const RUST_SRC: (&str, &str, &str) = (
+    "sid",
+    "rust-src=1.97.1+dfsg1-1",
+    "d0637f8f464234ffb12baa55fc0e851f5f9dcfd0199c1a0922e4488a4f591992",
+);
+
+/// The shared verified copy when present, else a verified download.
 fn rust_src_deb() -> Result<PathBuf> {
     let shared = shared_dir().join("toolchain");
     if let Some(deb) = find_file(&shared, "rust-src_", ".deb") {
@@ -93,13 +103,13 @@ fn rust_src_deb() -> Result<PathBuf> {
         return Ok(deb);
     }
     let dir = cache_dir().join("debs");
-    std::fs::create_dir_all(&dir)?;
-    run(Command::new("apt-get")
-        .arg("download")
-        .arg("rust-src")
-        .current_dir(&dir))
-    .context("downloading Debian's rust-src")?;
-    find_file(&dir, "rust-src_", ".deb").context("apt-get download rust-src left no .deb")
+    if let Some(deb) = find_file(&dir, "rust-src_", ".deb") {
+        return Ok(deb);
+    }
+    let (suite, package, sha256) = RUST_SRC;
+    Apt::suite(suite)?
+        .download(package, &dir, Some(sha256))
+        .context("downloading Debian's rust-src")
 }
 
 pub fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {

@@ -8,7 +8,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmd::{output, run, say, sha256, verify_against_sums};
+use crate::apt::Apt;
+use crate::cmd::{run, say, verify_against_sums};
 use crate::toolchain::find_file;
 use crate::{cache_dir, shared_dir};
 
@@ -110,76 +111,31 @@ fn find_deb(dir: &Path, prefix: &str) -> Option<PathBuf> {
     found.pop()
 }
 
-/// `apt-get download` from Debian with a private sources list and state.
+/// Downloads the verified package, or the newest of its series when the
+/// archive no longer has it.
 fn download(known: &Known, downloads: &Path) -> Result<PathBuf> {
     say(format!(
         "downloading the {} lab kernel from Debian {}",
         known.name, known.suite
     ));
-    let apt = cache_dir().join("apt");
-    for sub in ["state/lists/partial", "cache/archives/partial"] {
-        std::fs::create_dir_all(apt.join(sub))?;
-    }
-    std::fs::create_dir_all(downloads)?;
-    let sources = apt.join("sources.list");
-    std::fs::write(
-        &sources,
-        format!("deb http://deb.debian.org/debian {} main\n", known.suite),
-    )?;
-    let options = |command: &mut Command| {
-        command
-            .arg("-o")
-            .arg(format!("Dir::Etc::SourceList={}", sources.display()))
-            .arg("-o")
-            .arg("Dir::Etc::SourceParts=/nonexistent")
-            .arg("-o")
-            .arg(format!("Dir::State={}", apt.join("state").display()))
-            .arg("-o")
-            .arg(format!("Dir::Cache={}", apt.join("cache").display()));
-    };
-    let mut update = Command::new("apt-get");
-    options(&mut update);
-    run(update.arg("update"))?;
-    let mut search = Command::new("apt-cache");
-    options(&mut search);
+    let apt = Apt::suite(known.suite)?;
     let pattern = format!(
         "^{}[0-9.+a-z~-]*-cloud-amd64$",
         known.prefix.replace('.', "\\.")
     );
-    let list = output(search.args(["search", "--names-only", &pattern]))?;
-    let mut names: Vec<&str> = list
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    names.sort_by_key(|name| version_key(name));
-    let name = if names.contains(&known.package) {
-        known.package
-    } else {
-        let Some(newest) = names.last() else {
-            bail!("no package matching {pattern} in Debian {}", known.suite);
-        };
-        say(format!(
-            "warning: {} is gone from Debian {}; using {newest}, which the lab was not verified with",
-            known.package, known.suite
-        ));
-        newest
-    };
-    let mut fetch = Command::new("apt-get");
-    options(&mut fetch);
-    run(fetch.args(["download", name]).current_dir(downloads))?;
-    let deb = find_deb(downloads, name).context("apt-get download left no .deb")?;
-    if name == known.package {
-        let actual = sha256(&deb)?;
-        if actual != known.sha256 {
-            let _ = std::fs::remove_file(&deb);
-            bail!(
-                "{} has SHA-256 {actual}, expected {}",
-                deb.display(),
-                known.sha256
-            );
-        }
+    let mut names = apt.search_names(&pattern)?;
+    if names.iter().any(|n| n == known.package) {
+        return apt.download(known.package, downloads, Some(known.sha256));
     }
-    Ok(deb)
+    names.sort_by_key(|name| version_key(name));
+    let Some(newest) = names.last() else {
+        bail!("no package matching {pattern} in Debian {}", known.suite);
+    };
+    say(format!(
+        "warning: {} is gone from Debian {}; using {newest}, which the lab was not verified with",
+        known.package, known.suite
+    ));
+    apt.download(newest, downloads, None)
 }
 
 /// Sorts `linux-image-6.1.0-10-...` before `linux-image-6.1.0-9-...` correctly.

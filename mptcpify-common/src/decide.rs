@@ -30,6 +30,14 @@ impl SocketCall {
     }
 }
 
+/// What the running kernel can do, probed once by the loader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Support {
+    /// MPTCP sockets can be created for IPv6 (`CONFIG_MPTCP_IPV6`); without
+    /// it an upgraded `socket(AF_INET6, ...)` would fail.
+    pub ipv6: bool,
+}
+
 /// What the policy says about the calling task; see [`crate::maps::Config`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskMatch {
@@ -49,6 +57,8 @@ pub struct TaskMatch {
 pub enum Keep {
     /// Not an IPv4/IPv6 TCP stream socket.
     NotTcp,
+    /// The kernel cannot create MPTCP sockets of this family.
+    Unsupported,
     /// MPTCP is disabled in the task's network namespace.
     MptcpDisabled,
     /// An exclude selector names the task.
@@ -77,12 +87,21 @@ impl Verdict {
     }
 }
 
-/// Decides one `socket()` call. `task` is only called for TCP calls, so the
-/// BPF program passes the (costly) gathering of task facts as a closure.
+/// Decides one `socket()` call. The facts beyond the call's arguments are
+/// closures, asked for only when needed: most calls in a system are not TCP
+/// and must not pay for a map lookup, and the task's facts (helper calls,
+/// lookups) only matter when the kernel could upgrade at all.
 #[inline(always)]
-pub fn decide(call: &SocketCall, task: impl FnOnce() -> TaskMatch) -> Verdict {
+pub fn decide(
+    call: &SocketCall,
+    support: impl FnOnce() -> Support,
+    task: impl FnOnce() -> TaskMatch,
+) -> Verdict {
     if !call.is_tcp() {
         return Verdict::Keep(Keep::NotTcp);
+    }
+    if call.family == AF_INET6 && !support().ipv6 {
+        return Verdict::Keep(Keep::Unsupported);
     }
     let task = task();
     if !task.mptcp_enabled {
@@ -104,6 +123,7 @@ mod tests {
     const TYPES: [i32; 5] = [SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET, 0];
     const FLAGS: [i32; 4] = [0, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_CLOEXEC | SOCK_NONBLOCK];
     const PROTOCOLS: [i32; 5] = [IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP, 255];
+    const FULL: Support = Support { ipv6: true };
 
     fn all_task_matches() -> impl Iterator<Item = TaskMatch> {
         (0..8u8).map(|bits| TaskMatch {
@@ -113,9 +133,18 @@ mod tests {
         })
     }
 
-    /// Every family × type × flags × protocol × task: upgraded exactly when
-    /// the call is IPv4/IPv6 + stream + (0 or TCP) and the task is included,
-    /// not excluded, in a namespace with MPTCP on.
+    fn call(family: i32, sock_type: i32, protocol: i32) -> SocketCall {
+        SocketCall {
+            family,
+            sock_type,
+            protocol,
+        }
+    }
+
+    /// Every family × type × flags × protocol × task × IPv6 support:
+    /// upgraded exactly when the call is IPv4 (or IPv6 where the kernel
+    /// supports it) + stream + (0 or TCP) and the task is included, not
+    /// excluded, in a namespace with MPTCP on.
     #[test]
     fn exhaustive() {
         let mut upgrades = 0;
@@ -124,75 +153,77 @@ mod tests {
                 for flags in FLAGS {
                     for protocol in PROTOCOLS {
                         for task in all_task_matches() {
-                            let call = SocketCall {
-                                family,
-                                sock_type: ty | flags,
-                                protocol,
-                            };
-                            let tcp = (family == AF_INET || family == AF_INET6)
-                                && ty == SOCK_STREAM
-                                && (protocol == 0 || protocol == IPPROTO_TCP);
-                            let expect =
-                                tcp && task.included && !task.excluded && task.mptcp_enabled;
-                            let verdict = decide(&call, || task);
-                            assert_eq!(verdict == Verdict::Upgrade, expect, "{call:?} {task:?}");
-                            assert_eq!(
-                                verdict.hook_return(),
-                                if expect { IPPROTO_MPTCP } else { 0 }
-                            );
-                            upgrades += expect as u32;
+                            for ipv6 in [true, false] {
+                                let c = call(family, ty | flags, protocol);
+                                let tcp = (family == AF_INET || (family == AF_INET6 && ipv6))
+                                    && ty == SOCK_STREAM
+                                    && (protocol == 0 || protocol == IPPROTO_TCP);
+                                let expect =
+                                    tcp && task.included && !task.excluded && task.mptcp_enabled;
+                                let verdict = decide(&c, || Support { ipv6 }, || task);
+                                assert_eq!(
+                                    verdict == Verdict::Upgrade,
+                                    expect,
+                                    "{c:?} {task:?} ipv6={ipv6}"
+                                );
+                                let ret = if expect { IPPROTO_MPTCP } else { 0 };
+                                assert_eq!(verdict.hook_return(), ret);
+                                upgrades += expect as u32;
+                            }
                         }
                     }
                 }
             }
         }
-        // 2 families × 4 flag sets × 2 protocols × 1 task shape.
-        assert_eq!(upgrades, 16);
+        // (IPv4 with and without IPv6 support, IPv6 with it) × 4 flag sets
+        // × 2 protocols × 1 task shape.
+        assert_eq!(upgrades, 3 * 4 * 2);
     }
 
     #[test]
-    fn task_is_not_consulted_for_non_tcp() {
-        let udp = SocketCall {
-            family: AF_INET,
-            sock_type: SOCK_DGRAM,
-            protocol: 0,
-        };
-        assert_eq!(decide(&udp, || unreachable!()), Verdict::Keep(Keep::NotTcp));
-        let already = SocketCall {
-            family: AF_INET6,
-            sock_type: SOCK_STREAM,
-            protocol: IPPROTO_MPTCP,
-        };
+    fn nothing_else_is_consulted_for_non_tcp() {
+        let never = || -> TaskMatch { unreachable!() };
+        let udp = call(AF_INET, SOCK_DGRAM, 0);
         assert_eq!(
-            decide(&already, || unreachable!()),
+            decide(&udp, || unreachable!(), never),
             Verdict::Keep(Keep::NotTcp)
+        );
+        let already = call(AF_INET6, SOCK_STREAM, IPPROTO_MPTCP);
+        assert_eq!(
+            decide(&already, || unreachable!(), never),
+            Verdict::Keep(Keep::NotTcp)
+        );
+        let v6 = call(AF_INET6, SOCK_STREAM, 0);
+        let no_v6 = Support { ipv6: false };
+        assert_eq!(
+            decide(&v6, || no_v6, never),
+            Verdict::Keep(Keep::Unsupported)
         );
     }
 
     #[test]
     fn reasons_in_priority_order() {
-        let tcp = SocketCall {
-            family: AF_INET,
-            sock_type: SOCK_STREAM | SOCK_CLOEXEC,
-            protocol: 0,
-        };
+        let tcp = call(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         let all_bad = TaskMatch {
             included: false,
             excluded: true,
             mptcp_enabled: false,
         };
-        assert_eq!(decide(&tcp, || all_bad), Verdict::Keep(Keep::MptcpDisabled));
+        assert_eq!(
+            decide(&tcp, || FULL, || all_bad),
+            Verdict::Keep(Keep::MptcpDisabled)
+        );
         let on = TaskMatch {
             mptcp_enabled: true,
             ..all_bad
         };
-        assert_eq!(decide(&tcp, || on), Verdict::Keep(Keep::Excluded));
+        assert_eq!(decide(&tcp, || FULL, || on), Verdict::Keep(Keep::Excluded));
         let not_excluded = TaskMatch {
             excluded: false,
             ..on
         };
         assert_eq!(
-            decide(&tcp, || not_excluded),
+            decide(&tcp, || FULL, || not_excluded),
             Verdict::Keep(Keep::NotSelected)
         );
     }

@@ -52,6 +52,8 @@ pub mod flag {
     /// Send an [`crate::event::UpgradeEvent`] per upgrade (off with `-q`, so
     /// a quiet run does not fill the ring buffer for nobody).
     pub const EVENTS: u32 = 1 << 0;
+    /// The kernel creates MPTCP sockets for IPv6 (see [`crate::Support`]).
+    pub const MPTCP_IPV6: u32 = 1 << 1;
 }
 
 #[repr(C)]
@@ -100,6 +102,13 @@ pub struct CgroupRule {
 impl Config {
     pub fn system_wide(&self) -> bool {
         self.include_kinds == 0
+    }
+
+    #[inline(always)]
+    pub fn support(&self) -> crate::Support {
+        crate::Support {
+            ipv6: self.flags & flag::MPTCP_IPV6 != 0,
+        }
     }
 }
 
@@ -154,7 +163,7 @@ impl Counter {
     pub fn for_keep(keep: Keep) -> Option<Counter> {
         match keep {
             Keep::NotTcp => None,
-            Keep::MptcpDisabled => Some(Counter::KeptMptcpDisabled),
+            Keep::MptcpDisabled | Keep::Unsupported => Some(Counter::KeptMptcpDisabled),
             Keep::Excluded => Some(Counter::KeptExcluded),
             Keep::NotSelected => Some(Counter::KeptNotSelected),
         }
@@ -164,7 +173,7 @@ impl Counter {
         match self {
             Counter::Tcp => "tcp sockets seen",
             Counter::Upgraded => "upgraded to mptcp",
-            Counter::KeptMptcpDisabled => "kept tcp: mptcp disabled in netns",
+            Counter::KeptMptcpDisabled => "kept tcp: mptcp disabled in netns (or unsupported)",
             Counter::KeptExcluded => "kept tcp: excluded",
             Counter::KeptNotSelected => "kept tcp: not selected",
         }

@@ -33,7 +33,7 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
         sock_type: ctx.arg(1),
         protocol: ctx.arg(2),
     };
-    let verdict = decide(&call, task::matches);
+    let verdict = decide(&call, || maps::config().support(), task::matches);
     match verdict {
         Verdict::Upgrade => {
             maps::count(Counter::Tcp);

@@ -7,14 +7,14 @@ use std::time::Duration;
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{FModRet, ProgramError},
-    Btf, Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader,
 };
 use mptcpify_common::maps::{self, flag, kind, role, CgroupRule, Config, Counter};
 
 use crate::errors::Failure;
 use crate::kernel_layout::Guard;
 use crate::policy::{Entries, Policy};
-use crate::preflight::{kernel_release, lockdown_mode, HOOK};
+use crate::preflight::{kernel_release, lockdown_mode, Kernel, HOOK};
 
 /// The object built by `cargo xtask build` (see build.rs).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
@@ -25,19 +25,26 @@ pub struct Attached {
     ebpf: Ebpf,
 }
 
-/// `events`: whether the program reports each upgrade (see [`Attached::take_events`]).
+/// `events`: whether the program reports each upgrade (see [`Attached::take_events`]);
+/// `kernel`: the BTF to load against and what MPTCP supports here.
 pub fn attach(
     policy: &Policy,
     guard: &Guard,
-    btf: &Btf,
+    kernel: &Kernel,
     events: bool,
 ) -> Result<Attached, Failure> {
     let mut ebpf = EbpfLoader::new()
         .load(OBJECT)
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
-    write_policy(&mut ebpf, policy, guard, events)?;
+    let mut flags = if events { flag::EVENTS } else { 0 };
+    if kernel.support.ipv6 {
+        flags |= flag::MPTCP_IPV6;
+    }
+    write_policy(&mut ebpf, policy, guard, flags)?;
     let program = program(&mut ebpf)?;
-    program.load(HOOK, btf).map_err(classify_load_error)?;
+    program
+        .load(HOOK, &kernel.btf)
+        .map_err(classify_load_error)?;
     program
         .attach()
         .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
@@ -57,9 +64,8 @@ fn write_policy(
     ebpf: &mut Ebpf,
     policy: &Policy,
     guard: &Guard,
-    events: bool,
+    flags: u32,
 ) -> Result<(), Failure> {
-    let flags = if events { flag::EVENTS } else { 0 };
     let mut config = Config {
         netns: guard.layout,
         flags,

@@ -78,7 +78,7 @@ pub fn attach(
     for warning in &policy.warnings {
         eprintln!("mptcpify: warning: {warning}");
     }
-    let btf = preflight::check(&preflight::Options {
+    let kernel = preflight::check(&preflight::Options {
         allow_disabled: safety.allow_disabled,
     })?;
     let guard = kernel_layout::guard().map_err(|e| Failure::LoadFailed {
@@ -90,8 +90,11 @@ pub fn attach(
              upgrading only in mptcpify's own namespace"
         );
     }
-    let attached = loader::attach(policy, &guard, &btf, events)?;
-    drop(btf);
+    if !kernel.support.ipv6 {
+        eprintln!("mptcpify: warning: this kernel cannot create IPv6 MPTCP sockets (CONFIG_MPTCP_IPV6); IPv6 sockets stay TCP");
+    }
+    let attached = loader::attach(policy, &guard, &kernel, events)?;
+    drop(kernel);
     // The kernel's BTF (megabytes) was parsed twice to get here; hand that
     // memory back, since mptcpify may run for months.
     // SAFETY: glibc's malloc_trim has no preconditions.

@@ -3,6 +3,7 @@
 
 use aya::Btf;
 use aya_obj::btf::BtfKind;
+use mptcpify_common::{consts::IPPROTO_MPTCP, Support};
 
 use crate::errors::Failure;
 
@@ -18,12 +19,46 @@ pub struct Options {
     pub allow_disabled: bool,
 }
 
-/// Runs every check; returns the kernel's BTF, which loading needs.
-pub fn check(options: &Options) -> Result<Btf, Failure> {
+/// What loading needs from the checks.
+pub struct Kernel {
+    pub btf: Btf,
+    pub support: Support,
+}
+
+/// Runs every check.
+pub fn check(options: &Options) -> Result<Kernel, Failure> {
     check_privileges()?;
     let btf = kernel_btf()?;
     check_mptcp_enabled(options)?;
-    Ok(btf)
+    Ok(Kernel {
+        btf,
+        support: probe_support(),
+    })
+}
+
+/// Whether MPTCP works for IPv6 here. An IPv6 MPTCP socket failing where an
+/// IPv4 one works means `CONFIG_MPTCP_IPV6` is off: upgrading IPv6 sockets
+/// would then break them. (Without IPv6 at all, TCP and MPTCP fail alike.)
+fn probe_support() -> Support {
+    let errno = |family| {
+        // SAFETY: socket/close with plain integers.
+        let fd = unsafe {
+            libc::socket(
+                family,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                IPPROTO_MPTCP,
+            )
+        };
+        if fd < 0 {
+            return std::io::Error::last_os_error().raw_os_error();
+        }
+        unsafe { libc::close(fd) };
+        None
+    };
+    let v6 = errno(libc::AF_INET6);
+    Support {
+        ipv6: v6.is_none() || v6 == errno(libc::AF_INET) || v6 == Some(libc::EAFNOSUPPORT),
+    }
 }
 
 pub fn kernel_release() -> String {

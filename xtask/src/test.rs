@@ -10,7 +10,7 @@ use crate::lab::{self, initramfs::GUEST_BIN};
 pub fn run() -> Result<()> {
     let artifacts = build::all()?;
 
-    say("1/4 host unit tests (the decision, the policy)");
+    say("1/4 host unit tests (the decision, the policy, selector resolution, BTF layout)");
     cmd::run(cargo().args([
         "test",
         "--release",
@@ -18,6 +18,10 @@ pub fn run() -> Result<()> {
         "mptcpify-common",
         "-p",
         "mptcpify",
+        "-p",
+        "mptcpify-tests",
+        "--lib",
+        "--bins",
     ]))?;
 
     say("2/4 host checks: bad input, and this host's kernel refusing trampolines");

@@ -65,9 +65,9 @@ fn iperf3_gets_two_subflows_only_with_mptcpify() {
 #[test]
 fn aggregation_doubles_throughput() {
     let bed = shaped(RATE_MBIT);
-    let tcp = bed.iperf3(5, || {}).mbit_per_s;
+    let tcp = bed.iperf3(8, || {}).mbit_per_s;
     let running = Running::attach(&["-q", "--comm", "iperf3"]);
-    let mptcp = bed.iperf3(5, || {}).mbit_per_s;
+    let mptcp = bed.iperf3(8, || {}).mbit_per_s;
     drop(running);
     let ratio = mptcp / tcp;
     println!("aggregation: tcp {tcp:.2} Mbit/s, mptcp {mptcp:.2} Mbit/s, ratio {ratio:.2}x (2 x {RATE_MBIT} Mbit/s paths)");

@@ -203,7 +203,7 @@ fn attach_latency() {
 
 fn throughput_and_failover() {
     println!("## Two paths vs one\n");
-    println!("iperf3 for 5 s, both paths shaped to the same rate (tbf); TCP without mptcpify, then MPTCP under `mptcpify --comm iperf3`, {} rounds each rate. Physical limit 2.0×.\n", 3);
+    println!("iperf3 for 8 s, both paths shaped to the same rate (tbf); TCP without mptcpify, then MPTCP under `mptcpify --comm iperf3`, {} rounds each rate. Physical limit 2.0×.\n", 3);
     println!("| rate per path | TCP Mbit/s (median) | MPTCP Mbit/s (median) | ratio (median, min–max) |\n|---|---|---|---|");
     for rate in [5, 10] {
         let bed = TwoPaths::setup();
@@ -212,9 +212,9 @@ fn throughput_and_failover() {
         }
         let (mut tcp, mut mptcp, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
-            let t = bed.iperf3(5, || {}).mbit_per_s;
+            let t = bed.iperf3(8, || {}).mbit_per_s;
             let running = Running::attach(&["-q", "--comm", "iperf3"]);
-            let m = bed.iperf3(5, || {}).mbit_per_s;
+            let m = bed.iperf3(8, || {}).mbit_per_s;
             drop(running);
             tcp.push(t);
             mptcp.push(m);

@@ -8,7 +8,7 @@ use mptcpify_tests::process::Running;
 use mptcpify_tests::testbed::{TwoPaths, PATHS};
 
 const RATE_MBIT: u32 = 10;
-const SECONDS: u32 = 5;
+const SECONDS: u32 = 8;
 
 fn main() {
     let bed = TwoPaths::setup();

@@ -175,7 +175,13 @@ fn copy_binary(stage: &Path, source: &Path, dest: &str) -> Result<()> {
     let target = stage.join(dest.trim_start_matches('/'));
     std::fs::create_dir_all(target.parent().unwrap())?;
     std::fs::copy(source, &target).with_context(|| format!("copying {}", source.display()))?;
-    let listing = output(Command::new("ldd").arg(source)).unwrap_or_default();
+    // A static binary has no libraries; ldd then complains on stderr.
+    let listing = Command::new("ldd")
+        .arg(source)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     let libraries: BTreeSet<&str> = listing
         .lines()
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))

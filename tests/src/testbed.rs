@@ -176,6 +176,31 @@ impl TwoPaths {
         }
     }
 
+    /// Waits until an MPTCP connection in the client namespace has its second
+    /// subflow (`ss -Mni` shows `subflows:1`); returns how long that took.
+    /// A failover test must not cut the first path before this.
+    pub fn wait_for_second_subflow(&self, timeout: std::time::Duration) -> std::time::Duration {
+        let start = std::time::Instant::now();
+        loop {
+            let out = self
+                .exec(&self.client, "ss")
+                .args(["-Mni"])
+                .output()
+                .expect("ss -Mni");
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.contains("subflows:1") {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no second subflow after {timeout:?}:\n{text}\nclient counters: {:?}\nserver counters: {:?}",
+                nonzero(self.mptcp_counters(&self.client)),
+                nonzero(self.mptcp_counters(&self.server))
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Takes path `index` down (or up) on the client side.
     pub fn set_link(&self, index: usize, up: bool) {
         let dev = PATHS[index].client_dev;
@@ -204,6 +229,10 @@ impl TwoPaths {
             .find(|(n, _)| n == name)
             .map_or(0, |(_, v)| v)
     }
+}
+
+fn nonzero(counters: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    counters.into_iter().filter(|(_, v)| *v > 0).collect()
 }
 
 impl Drop for TwoPaths {

@@ -49,8 +49,12 @@ pub fn sha256(path: &std::path::Path) -> String {
 /// The receiving program (comm `socat` or `nc`, so `--comm` can select one end).
 #[derive(Clone, Copy)]
 pub enum Receiver {
+    /// `socat ... TCP-LISTEN:PORT,fork`: like a real server it keeps its
+    /// listening socket open while serving. That matters: the kernel
+    /// accepts a second subflow (MP_JOIN) only through an open listener,
+    /// and socat without `fork` closes it right after the first accept.
     Socat,
-    /// busybox nc
+    /// busybox nc (one connection, then it exits).
     Nc,
 }
 
@@ -62,7 +66,7 @@ impl Transfer {
         let _ = std::fs::remove_file(&received);
         let size = std::fs::metadata(&source).expect("transfer source").len();
         let command = match receiver {
-            Receiver::Socat => format!("socat -u TCP-LISTEN:{port},reuseaddr STDOUT"),
+            Receiver::Socat => format!("socat -u TCP-LISTEN:{port},reuseaddr,fork STDOUT"),
             Receiver::Nc => format!("nc -l -p {port}"),
         };
         let script = format!("exec {command} > '{}'", received.display());
@@ -129,10 +133,20 @@ impl Transfer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let status = self.server.wait().expect("server");
-        self.sample();
+        // The sender is done; the receiver has it all once the last bytes
+        // are written (a forking socat keeps listening: it is stopped then).
+        while self.sample() < self.size {
+            if let Some(status) = self.server.try_wait().expect("server") {
+                assert!(status.success(), "receiver failed: {status}");
+                break;
+            }
+            assert!(
+                self.started.elapsed() < timeout,
+                "receiver short of data after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let elapsed = self.started.elapsed();
-        assert!(status.success(), "server failed: {status}");
         Finished {
             elapsed,
             received: self.received_bytes(),

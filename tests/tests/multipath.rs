@@ -105,6 +105,7 @@ fn failover(port: u16, recover: bool) {
     let _running = Running::attach(&["-q", "--comm", "socat"]);
     let mut transfer = Transfer::start(&bed, source_file(), port, Receiver::Socat);
     transfer.wait_for_bytes(FILE_SIZE / 4, TRANSFER_TIMEOUT);
+    bed.wait_for_second_subflow(Duration::from_secs(30));
     bed.set_link(0, false);
     if recover {
         transfer.wait_for_bytes(FILE_SIZE / 2, TRANSFER_TIMEOUT);

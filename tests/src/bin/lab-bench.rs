@@ -242,6 +242,7 @@ fn throughput_and_failover() {
         let running = Running::attach(&["-q", "--comm", "socat"]);
         let mut transfer = Transfer::start(&bed, source.clone(), 6000 + round, Receiver::Socat);
         transfer.wait_for_bytes(8 << 20, Duration::from_secs(240));
+        bed.wait_for_second_subflow(Duration::from_secs(30));
         bed.set_link(0, false);
         let done = transfer.finish(Duration::from_secs(240));
         assert_eq!(done.checksums.0, done.checksums.1);

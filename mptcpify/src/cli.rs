@@ -100,9 +100,23 @@ pub struct Cli {
     pub safety: Safety,
 }
 
+const RUN_AFTER_HELP: &str = "\
+EXAMPLES:
+    sudo mptcpify run -- iperf3 -c 192.0.2.1
+    sudo mptcpify run -v -- ./static-server --port 8080
+    sudo mptcpify run --exclude-comm curl -- ./script-that-runs-curl.sh
+
+From a terminal, Ctrl-C reaches CMD directly (same process group) and is also
+forwarded; programs treat the second SIGINT like the first.";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    #[command(about = "Run CMD with MPTCP (and the processes it starts)", long_about = RUN_ABOUT)]
+    #[command(
+        about = "Run CMD with MPTCP (and the processes it starts)",
+        long_about = RUN_ABOUT,
+        after_help = RUN_AFTER_HELP,
+        override_usage = "mptcpify run [OPTIONS] -- CMD [ARGS]..."
+    )]
     Run(RunArgs),
 }
 

@@ -36,6 +36,22 @@ fn help_teaches_usage_and_exit_codes() {
     }
 }
 
+#[test]
+fn run_help_teaches_usage_and_exit_status() {
+    let (status, out) = run(&["run", "--help"]);
+    assert_eq!(status.code(), Some(0));
+    for needle in [
+        "mptcpify run [OPTIONS] -- CMD",
+        "128+N",
+        "statically linked",
+        "EXAMPLES",
+    ] {
+        assert!(out.contains(needle), "run --help lacks {needle:?}:\n{out}");
+    }
+    let (status, out) = run(&["run"]);
+    assert_eq!(status.code(), Some(2), "{out}");
+}
+
 /// The warning comes before any kernel check, so this works on every kernel;
 /// whatever happens next (attach, or a refusal) is stopped by the drop.
 #[test]

@@ -87,23 +87,25 @@ impl Verdict {
     }
 }
 
-/// Decides one `socket()` call. The facts beyond the call's arguments are
-/// closures, asked for only when needed: most calls in a system are not TCP
-/// and must not pay for a map lookup, and the task's facts (helper calls,
-/// lookups) only matter when the kernel could upgrade at all.
+/// Everything beyond the call's arguments that the decision needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facts {
+    pub support: Support,
+    pub task: TaskMatch,
+}
+
+/// Decides one `socket()` call. The facts are a closure, gathered only for
+/// TCP calls: most calls in a system are not TCP and must not pay for a map
+/// lookup or a helper call.
 #[inline(always)]
-pub fn decide(
-    call: &SocketCall,
-    support: impl FnOnce() -> Support,
-    task: impl FnOnce() -> TaskMatch,
-) -> Verdict {
+pub fn decide(call: &SocketCall, facts: impl FnOnce() -> Facts) -> Verdict {
     if !call.is_tcp() {
         return Verdict::Keep(Keep::NotTcp);
     }
-    if call.family == AF_INET6 && !support().ipv6 {
+    let Facts { support, task } = facts();
+    if call.family == AF_INET6 && !support.ipv6 {
         return Verdict::Keep(Keep::Unsupported);
     }
-    let task = task();
     if !task.mptcp_enabled {
         Verdict::Keep(Keep::MptcpDisabled)
     } else if task.excluded {
@@ -160,7 +162,10 @@ mod tests {
                                     && (protocol == 0 || protocol == IPPROTO_TCP);
                                 let expect =
                                     tcp && task.included && !task.excluded && task.mptcp_enabled;
-                                let verdict = decide(&c, || Support { ipv6 }, || task);
+                                let verdict = decide(&c, || Facts {
+                                    support: Support { ipv6 },
+                                    task,
+                                });
                                 assert_eq!(
                                     verdict == Verdict::Upgrade,
                                     expect,
@@ -182,23 +187,22 @@ mod tests {
 
     #[test]
     fn nothing_else_is_consulted_for_non_tcp() {
-        let never = || -> TaskMatch { unreachable!() };
+        let never = || -> Facts { unreachable!() };
         let udp = call(AF_INET, SOCK_DGRAM, 0);
-        assert_eq!(
-            decide(&udp, || unreachable!(), never),
-            Verdict::Keep(Keep::NotTcp)
-        );
+        assert_eq!(decide(&udp, never), Verdict::Keep(Keep::NotTcp));
         let already = call(AF_INET6, SOCK_STREAM, IPPROTO_MPTCP);
-        assert_eq!(
-            decide(&already, || unreachable!(), never),
-            Verdict::Keep(Keep::NotTcp)
-        );
+        assert_eq!(decide(&already, never), Verdict::Keep(Keep::NotTcp));
         let v6 = call(AF_INET6, SOCK_STREAM, 0);
-        let no_v6 = Support { ipv6: false };
-        assert_eq!(
-            decide(&v6, || no_v6, never),
-            Verdict::Keep(Keep::Unsupported)
-        );
+        let task = TaskMatch {
+            included: true,
+            excluded: false,
+            mptcp_enabled: true,
+        };
+        let no_v6 = Facts {
+            support: Support { ipv6: false },
+            task,
+        };
+        assert_eq!(decide(&v6, || no_v6), Verdict::Keep(Keep::Unsupported));
     }
 
     #[test]
@@ -210,20 +214,32 @@ mod tests {
             mptcp_enabled: false,
         };
         assert_eq!(
-            decide(&tcp, || FULL, || all_bad),
+            decide(&tcp, || Facts {
+                support: FULL,
+                task: all_bad
+            }),
             Verdict::Keep(Keep::MptcpDisabled)
         );
         let on = TaskMatch {
             mptcp_enabled: true,
             ..all_bad
         };
-        assert_eq!(decide(&tcp, || FULL, || on), Verdict::Keep(Keep::Excluded));
+        assert_eq!(
+            decide(&tcp, || Facts {
+                support: FULL,
+                task: on
+            }),
+            Verdict::Keep(Keep::Excluded)
+        );
         let not_excluded = TaskMatch {
             excluded: false,
             ..on
         };
         assert_eq!(
-            decide(&tcp, || FULL, || not_excluded),
+            decide(&tcp, || Facts {
+                support: FULL,
+                task: not_excluded
+            }),
             Verdict::Keep(Keep::NotSelected)
         );
     }

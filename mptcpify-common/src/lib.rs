@@ -11,4 +11,4 @@ pub mod decide;
 pub mod event;
 pub mod maps;
 
-pub use decide::{decide, Keep, SocketCall, Support, TaskMatch, Verdict};
+pub use decide::{decide, Facts, Keep, SocketCall, Support, TaskMatch, Verdict};

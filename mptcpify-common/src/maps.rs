@@ -3,7 +3,7 @@
 //! start; the program only reads them.
 
 use crate::consts::COMM_LEN;
-use crate::decide::Keep;
+use crate::decide::{Keep, Verdict};
 
 /// `Array<Config>` with one entry: which selectors exist, and where the
 /// program finds a task's network namespace in kernel memory.
@@ -135,22 +135,20 @@ impl CommKey {
     }
 }
 
-/// Slots of [`COUNTERS`]. Only TCP `socket()` calls are counted: counting
-/// every call would put a map lookup on the path of every socket.
+/// Slots of [`COUNTERS`], one per verdict on a TCP call. Only TCP calls are
+/// counted: counting every call would put a map lookup on the path of every
+/// socket. The number of TCP calls is their sum, so it has no slot of its own.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// TCP calls the program examined.
-    Tcp = 0,
-    Upgraded = 1,
-    KeptMptcpDisabled = 2,
-    KeptExcluded = 3,
-    KeptNotSelected = 4,
+    Upgraded = 0,
+    KeptMptcpDisabled = 1,
+    KeptExcluded = 2,
+    KeptNotSelected = 3,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 5] = [
-        Counter::Tcp,
+    pub const ALL: [Counter; 4] = [
         Counter::Upgraded,
         Counter::KeptMptcpDisabled,
         Counter::KeptExcluded,
@@ -158,20 +156,22 @@ impl Counter {
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
-    /// The slot that records a verdict on a TCP call (`None` for non-TCP).
+    /// The slot that records `verdict` (`None` for non-TCP calls).
     #[inline(always)]
-    pub fn for_keep(keep: Keep) -> Option<Counter> {
-        match keep {
-            Keep::NotTcp => None,
-            Keep::MptcpDisabled | Keep::Unsupported => Some(Counter::KeptMptcpDisabled),
-            Keep::Excluded => Some(Counter::KeptExcluded),
-            Keep::NotSelected => Some(Counter::KeptNotSelected),
+    pub fn for_verdict(verdict: Verdict) -> Option<Counter> {
+        match verdict {
+            Verdict::Upgrade => Some(Counter::Upgraded),
+            Verdict::Keep(Keep::NotTcp) => None,
+            Verdict::Keep(Keep::MptcpDisabled | Keep::Unsupported) => {
+                Some(Counter::KeptMptcpDisabled)
+            }
+            Verdict::Keep(Keep::Excluded) => Some(Counter::KeptExcluded),
+            Verdict::Keep(Keep::NotSelected) => Some(Counter::KeptNotSelected),
         }
     }
 
     pub fn label(self) -> &'static str {
         match self {
-            Counter::Tcp => "tcp sockets seen",
             Counter::Upgraded => "upgraded to mptcp",
             Counter::KeptMptcpDisabled => "kept tcp: mptcp disabled in netns (or unsupported)",
             Counter::KeptExcluded => "kept tcp: excluded",

@@ -16,7 +16,7 @@ use aya_ebpf::programs::FExitContext;
 use mptcpify_common::{
     decide,
     maps::{flag, Counter},
-    SocketCall, Verdict,
+    Facts, SocketCall, Verdict,
 };
 
 /// Returns `IPPROTO_MPTCP` to upgrade, or 0 to let the kernel keep the
@@ -33,21 +33,21 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
         sock_type: ctx.arg(1),
         protocol: ctx.arg(2),
     };
-    let verdict = decide(&call, || maps::config().support(), task::matches);
-    match verdict {
-        Verdict::Upgrade => {
-            maps::count(Counter::Tcp);
-            maps::count(Counter::Upgraded);
-            if maps::config().flags & flag::EVENTS != 0 {
-                maps::report_upgrade(call.family);
-            }
+    // The config is read once, and only for TCP calls.
+    let mut events = false;
+    let verdict = decide(&call, || {
+        let config = maps::config();
+        events = config.flags & flag::EVENTS != 0;
+        Facts {
+            support: config.support(),
+            task: task::matches(&config),
         }
-        Verdict::Keep(keep) => {
-            if let Some(counter) = Counter::for_keep(keep) {
-                maps::count(Counter::Tcp);
-                maps::count(counter);
-            }
-        }
+    });
+    if let Some(counter) = Counter::for_verdict(verdict) {
+        maps::count(counter);
+    }
+    if verdict == Verdict::Upgrade && events {
+        maps::report_upgrade(call.family);
     }
     verdict.hook_return()
 }

@@ -13,7 +13,7 @@ use mptcpify_common::{
     TaskMatch,
 };
 
-use crate::maps::{config, CGROUPS, COMMS, NETNS, PIDS};
+use crate::maps::{CGROUPS, COMMS, NETNS, PIDS};
 
 /// Roles collected over the selectors.
 #[derive(Default)]
@@ -35,8 +35,7 @@ impl Hits {
 }
 
 #[inline(always)]
-pub fn matches() -> TaskMatch {
-    let config = config();
+pub fn matches(config: &Config) -> TaskMatch {
     let wanted = config.include_kinds | config.exclude_kinds;
     let net = current_net(&config.netns);
     let netns_roles = match net {
@@ -70,7 +69,7 @@ pub fn matches() -> TaskMatch {
         hits.add(kind::PID, lookup(&PIDS, &tgid));
     }
     if wanted & kind::CGROUP != 0 {
-        cgroup_hits(&config, &mut hits);
+        cgroup_hits(config, &mut hits);
     }
     TaskMatch {
         included: config.system_wide() || hits.included_kinds & config.include_kinds != 0,

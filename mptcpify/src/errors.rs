@@ -37,9 +37,10 @@ pub enum Failure {
         lockdown: Option<String>,
         detail: String,
     },
-    /// `net.mptcp.enabled` is 0 (or MPTCP is not built in).
+    /// `net.mptcp.enabled` is 0, or (`built_in: false`) the kernel has no MPTCP.
     MptcpDisabled {
         detail: String,
+        built_in: bool,
     },
     /// A selector names something that does not exist or is not usable.
     BadSelector {
@@ -120,12 +121,24 @@ impl fmt::Display for Failure {
                      `mptcpize run CMD`."
                 )
             }
-            Failure::MptcpDisabled { detail } => write!(
+            Failure::MptcpDisabled {
+                detail,
+                built_in: true,
+            } => write!(
                 f,
                 "MPTCP is disabled: {detail}\n\n\
                  Enable it (in this network namespace) with:\n    sysctl -w net.mptcp.enabled=1\n\
                  or pass --allow-disabled to attach anyway (sockets stay TCP wherever MPTCP \
                  is off)."
+            ),
+            Failure::MptcpDisabled {
+                detail,
+                built_in: false,
+            } => write!(
+                f,
+                "this kernel has no MPTCP ({detail})\n\n\
+                 It was built without CONFIG_MPTCP, so no socket can be upgraded. Use a kernel \
+                 with MPTCP (every major distribution enables it)."
             ),
             Failure::BadSelector { what, fix } => write!(f, "{what}\n\n{fix}"),
             Failure::LoadFailed { detail } => write!(f, "could not load mptcpify: {detail}"),

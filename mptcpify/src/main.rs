@@ -108,6 +108,8 @@ pub fn report(attached: loader::Attached) -> Result<(), Failure> {
     let stats = attached.run_stats();
     drop(attached);
     eprintln!("mptcpify: detached; new sockets are TCP again");
+    let tcp: u64 = counts.iter().map(|(_, value)| value).sum();
+    eprintln!("mptcpify: {tcp:>8} tcp sockets seen");
     for (counter, value) in counts {
         eprintln!("mptcpify: {:>8} {}", value, counter.label());
     }

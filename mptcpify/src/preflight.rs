@@ -100,18 +100,25 @@ fn kernel_btf() -> Result<Btf, Failure> {
 
 fn check_mptcp_enabled(options: &Options) -> Result<(), Failure> {
     const SYSCTL: &str = "/proc/sys/net/mptcp/enabled";
-    let detail = match std::fs::read_to_string(SYSCTL) {
+    match std::fs::read_to_string(SYSCTL) {
         Ok(value) if value.trim() == "0" => {
-            "net.mptcp.enabled = 0 in mptcpify's network namespace".to_string()
+            let detail = "net.mptcp.enabled = 0 in mptcpify's network namespace".to_string();
+            if options.allow_disabled {
+                eprintln!("mptcpify: warning: {detail}; attaching anyway (--allow-disabled)");
+                return Ok(());
+            }
+            Err(Failure::MptcpDisabled {
+                detail,
+                built_in: true,
+            })
         }
-        Ok(_) => return Ok(()),
-        Err(e) => format!("{SYSCTL}: {e} (is this kernel built with CONFIG_MPTCP?)"),
-    };
-    if options.allow_disabled {
-        eprintln!("mptcpify: warning: {detail}; attaching anyway (--allow-disabled)");
-        return Ok(());
+        Ok(_) => Ok(()),
+        // No sysctl: the kernel has no MPTCP at all, and no flag can help.
+        Err(e) => Err(Failure::MptcpDisabled {
+            detail: format!("{SYSCTL}: {e}"),
+            built_in: false,
+        }),
     }
-    Err(Failure::MptcpDisabled { detail })
 }
 
 /// The kernel's lockdown mode, when one is active (`[integrity]`, `[confidentiality]`).

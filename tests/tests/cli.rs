@@ -63,42 +63,52 @@ fn over_long_comm_warns_with_the_truncated_name() {
     assert!(line.contains("matching \"a-very-long-pro\""), "{line}");
 }
 
+/// Runs mptcpify through a wrapper that sets up the failing condition, and
+/// checks the exit code and that stderr names cause and fix.
+fn assert_refused(wrapper: &mut Command, code: i32, needles: &[&str]) {
+    let out = wrapper
+        .output()
+        .unwrap_or_else(|e| panic!("running {wrapper:?} (needs root): {e}"));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{text}");
+    for needle in needles {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+fn bin() -> String {
+    mptcpify_tests::process::resolved_bin()
+        .display()
+        .to_string()
+}
+
 /// `net.mptcp.enabled=0` in mptcpify's namespace: refused with exit code 7
 /// and the sysctl to run. A fresh namespace keeps the machine's own setting.
 #[test]
 fn mptcp_disabled_is_refused_with_the_fix() {
-    let script = format!(
-        "echo 0 > /proc/sys/net/mptcp/enabled && exec '{}'",
-        mptcpify_tests::process::bin()
+    let script = format!("echo 0 > /proc/sys/net/mptcp/enabled && exec '{}'", bin());
+    assert_refused(
+        Command::new("unshare").args(["-n", "sh", "-c", &script]),
+        7,
+        &["sysctl -w net.mptcp.enabled=1", "--allow-disabled"],
     );
-    let out = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .output()
-        .expect("running unshare (needs root)");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(7), "{text}");
-    assert!(text.contains("sysctl -w net.mptcp.enabled=1"), "{text}");
-    assert!(text.contains("--allow-disabled"), "{text}");
 }
 
 /// Without root (or CAP_BPF + CAP_PERFMON): exit code 3, and the fix.
 #[test]
 fn unprivileged_is_refused_with_the_fix() {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(mptcpify_tests::process::resolved_bin())
-        .args(["--comm", "iperf3"])
-        .output()
-        .expect("running setpriv (util-linux)");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{text}");
-    assert!(text.contains("missing CAP_BPF and CAP_PERFMON"), "{text}");
-    assert!(text.contains("sudo mptcpify"), "{text}");
+    assert_refused(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .args([bin().as_str(), "--comm", "iperf3"]),
+        3,
+        &["missing CAP_BPF and CAP_PERFMON", "sudo mptcpify"],
+    );
 }
 
 /// No kernel BTF (hidden here by an empty tmpfs in a private mount
@@ -107,14 +117,11 @@ fn unprivileged_is_refused_with_the_fix() {
 fn missing_btf_is_refused_with_the_fix() {
     let script = format!(
         "mount -t tmpfs none /sys/kernel/btf && exec '{}' --comm iperf3",
-        mptcpify_tests::process::resolved_bin().display()
+        bin()
     );
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("running unshare (needs root)");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{text}");
-    assert!(text.contains("/sys/kernel/btf/vmlinux"), "{text}");
-    assert!(text.contains("CONFIG_DEBUG_INFO_BTF"), "{text}");
+    assert_refused(
+        Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]),
+        4,
+        &["/sys/kernel/btf/vmlinux", "CONFIG_DEBUG_INFO_BTF"],
+    );
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::cache_dir;
-use crate::cmd::{output, run, say, sha256};
+use crate::cmd::{find_file, output, run, say, sha256};
 
 pub struct Apt {
     root: PathBuf,
@@ -67,18 +67,12 @@ impl Apt {
             .args(["download", package])
             .current_dir(dir))?;
         let name = package.split('=').next().unwrap_or(package);
-        let deb = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|f| f.to_string_lossy().starts_with(&format!("{name}_")))
-            })
-            .with_context(|| {
-                format!(
-                    "apt-get download {package} left no .deb in {}",
-                    dir.display()
-                )
-            })?;
+        let deb = find_file(dir, &format!("{name}_"), ".deb").with_context(|| {
+            format!(
+                "apt-get download {package} left no .deb in {}",
+                dir.display()
+            )
+        })?;
         if let Some(expected) = sha256_hex {
             let actual = sha256(&deb)?;
             if actual != expected {

@@ -1,6 +1,7 @@
-//! Running commands: each is echoed, and failures say which command failed.
+//! Running commands (each is echoed, and failures say which command failed),
+//! and the small file helpers around them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -84,4 +85,18 @@ pub fn verify_against_sums(path: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The last (by name) file in `dir` whose name has `prefix` and `suffix`.
+pub fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with(prefix) && name.ends_with(suffix)
+        })
+        .collect();
+    found.sort();
+    found.pop()
 }

@@ -7,13 +7,13 @@
 //!   that emits the bitcode is the one that links it.
 //! - Debian packages: qemu, busybox, iperf3, ...
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
 use crate::apt::Apt;
-use crate::cmd::{output, run, say, succeeds, verify_against_sums};
+use crate::cmd::{find_file, output, run, say, succeeds, verify_against_sums};
 use crate::{cache_dir, shared_dir};
 
 pub const NIGHTLY: &str = "nightly";
@@ -110,19 +110,6 @@ fn rust_src_deb() -> Result<PathBuf> {
     Apt::suite(suite)?
         .download(package, &dir, Some(sha256))
         .context("downloading Debian's rust-src")
-}
-
-pub fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with(prefix) && name.ends_with(suffix)
-        })
-        .collect();
-    found.sort();
-    found.pop()
 }
 
 fn bpf_linker() -> Result<PathBuf> {

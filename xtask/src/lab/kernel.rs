@@ -9,8 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::apt::Apt;
-use crate::cmd::{run, say, verify_against_sums};
-use crate::toolchain::find_file;
+use crate::cmd::{find_file, run, say, verify_against_sums};
 use crate::{cache_dir, shared_dir};
 
 pub struct Kernel {
@@ -87,28 +86,15 @@ pub fn get(name: &str) -> Result<Kernel> {
 
 fn package(known: &Known) -> Result<PathBuf> {
     let shared = shared_dir().join("kernels");
-    if let Some(deb) = find_deb(&shared, known.package) {
+    if let Some(deb) = find_file(&shared, &format!("{}_", known.package), ".deb") {
         verify_against_sums(&deb)?;
         return Ok(deb);
     }
     let downloads = cache_dir().join("debs");
-    if let Some(deb) = find_deb(&downloads, known.package) {
+    if let Some(deb) = find_file(&downloads, &format!("{}_", known.package), ".deb") {
         return Ok(deb);
     }
     download(known, &downloads)
-}
-
-fn find_deb(dir: &Path, prefix: &str) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with(prefix) && name.contains("-cloud-amd64_") && name.ends_with(".deb")
-        })
-        .collect();
-    found.sort();
-    found.pop()
 }
 
 /// Downloads the verified package, or the newest of its series when the

@@ -3,10 +3,12 @@
 //!
 //! - [`process`]: start mptcpify, wait until it is attached, stop it.
 //! - [`sockets`]: create sockets and read back what the kernel made of them.
+//! - [`host`]: what the running kernel can do, probed without mptcpify.
 //! - [`probe`]: an unmodified C program's socket, in a chosen cgroup or netns.
 //! - [`testbed`]: two network namespaces joined by two paths.
 //! - [`transfer`]: a checksummed socat transfer across them.
 
+pub mod host;
 pub mod probe;
 pub mod process;
 pub mod sockets;

@@ -34,21 +34,26 @@ pub fn command(args: &[&str]) -> Command {
     command
 }
 
-/// Runs mptcpify to completion (for invocations that must fail fast).
+/// Runs mptcpify to completion (for invocations that must fail fast); a run
+/// that has not ended after [`ATTACH_TIMEOUT`] is killed and fails the test.
 pub fn run(args: &[&str]) -> (ExitStatus, String) {
-    let out = command(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running mptcpify");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status, text)
+    output_within(command(args), ATTACH_TIMEOUT)
+}
+
+/// Runs `command` to completion, stdout and stderr together; kills it and
+/// fails the test if it takes longer than `timeout`, so that no test waits
+/// forever on a child (e.g. one that attached where a refusal was expected).
+pub fn output_within(command: Command, timeout: Duration) -> (ExitStatus, String) {
+    let (status, output) = Running::start(command).wait_timeout(timeout);
+    (status, output.join("\n"))
 }
 
 /// A running mptcpify; killed (SIGKILL) when dropped, so a failing test
 /// never leaves the hook attached for the next one.
 pub struct Running {
     child: Child,
+    /// What was started, for failure messages.
+    program: String,
     lines: Receiver<String>,
     /// Everything printed so far (stdout and stderr).
     pub output: Vec<String>,
@@ -63,12 +68,13 @@ impl Running {
     }
 
     pub fn start(mut command: Command) -> Running {
+        let program = command.get_program().to_string_lossy().into_owned();
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin()));
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
         let (tx, lines) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -88,6 +94,7 @@ impl Running {
         }
         Running {
             child,
+            program,
             lines,
             output: Vec::new(),
         }
@@ -131,8 +138,32 @@ impl Running {
     }
 
     /// Waits for the exit and collects the rest of the output.
-    pub fn wait(mut self) -> (ExitStatus, Vec<String>) {
-        let status = self.child.wait().expect("waiting for mptcpify");
+    pub fn wait(self) -> (ExitStatus, Vec<String>) {
+        self.wait_timeout(ATTACH_TIMEOUT)
+    }
+
+    /// Waits at most `timeout` for the exit (then kills it and fails the
+    /// test), and collects the rest of the output.
+    pub fn wait_timeout(mut self, timeout: Duration) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait().expect("waiting for the child") {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    while let Ok(line) = self.lines.try_recv() {
+                        self.output.push(line);
+                    }
+                    panic!(
+                        "{:?} did not exit within {timeout:?}; output:\n{}",
+                        self.program,
+                        self.output.join("\n")
+                    );
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
             self.output.push(line);
         }

@@ -1,6 +1,6 @@
 //! Bad input and help: answered before anything is loaded, on any kernel.
 
-use mptcpify_tests::process::{run, Running};
+use mptcpify_tests::process::{output_within, run, Running, ATTACH_TIMEOUT};
 use std::process::Command;
 use std::time::Duration;
 
@@ -66,11 +66,9 @@ fn over_long_comm_warns_with_the_truncated_name() {
 /// Runs mptcpify through a wrapper that sets up the failing condition, and
 /// checks the exit code and that stderr names cause and fix.
 fn assert_refused(wrapper: &mut Command, code: i32, needles: &[&str]) {
-    let out = wrapper
-        .output()
-        .unwrap_or_else(|e| panic!("running {wrapper:?} (needs root): {e}"));
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{text}");
+    let wrapper = std::mem::replace(wrapper, Command::new("true"));
+    let (status, text) = output_within(wrapper, ATTACH_TIMEOUT);
+    assert_eq!(status.code(), Some(code), "{text}");
     for needle in needles {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }

@@ -39,7 +39,7 @@ enum Command {
     Build,
     /// Boot a lab kernel and run a shell command inside (as root).
     Vm {
-        /// Lab kernel: 6.12 (has the hook) or 6.1 (too old).
+        /// Lab kernel: 6.12, 6.18 or 7.3 (with the hook) or 6.1 (too old).
         #[arg(long, default_value = "6.12")]
         kernel: String,
         /// The command, run by the guest's /bin/sh.
@@ -47,7 +47,12 @@ enum Command {
         command: Vec<String>,
     },
     /// Run every test: host unit tests, host checks, and the VM suites.
-    Test,
+    Test {
+        /// Run the lab suites on this kernel only (repeatable; default: every
+        /// lab kernel: 6.12, 6.18, 7.3 and 6.1).
+        #[arg(long = "kernel", value_name = "VERSION")]
+        kernels: Vec<String>,
+    },
     /// Show `mptcpify --comm iperf3` upgrading a real iperf3 run in the lab.
     Demo,
     /// Measure costs and benefits in the lab; writes BENCHMARKS.md.
@@ -62,7 +67,7 @@ fn main() {
         Command::Vm { kernel, command } => build::all()
             .and_then(|artifacts| lab::run_in(&kernel, &artifacts, &command.join(" ")))
             .and_then(exit_with),
-        Command::Test => test::run(),
+        Command::Test { kernels } => test::run(&kernels),
         Command::Demo => demo::run(),
         Command::Bench => bench::run(),
     };

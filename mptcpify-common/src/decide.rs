@@ -49,6 +49,10 @@ pub struct TaskMatch {
     /// (`net.mptcp.enabled` is 1 there). When false, upgrading would make
     /// `socket()` fail with `ENOPROTOOPT`.
     pub mptcp_enabled: bool,
+    /// The task runs under a Landlock domain on a kernel whose Landlock does
+    /// not apply its TCP rules to MPTCP sockets (landlock-lsm/linux#54):
+    /// upgrading would let it reach what its own sandbox forbids.
+    pub sandboxed: bool,
 }
 
 /// Why a socket keeps its protocol. The order of the checks in [`decide`] is
@@ -65,6 +69,8 @@ pub enum Keep {
     Excluded,
     /// Include selectors exist and none names the task.
     NotSelected,
+    /// The task is sandboxed by Landlock, whose TCP rules MPTCP would bypass.
+    Sandboxed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +118,8 @@ pub fn decide(call: &SocketCall, facts: impl FnOnce() -> Facts) -> Verdict {
         Verdict::Keep(Keep::Excluded)
     } else if !task.included {
         Verdict::Keep(Keep::NotSelected)
+    } else if task.sandboxed {
+        Verdict::Keep(Keep::Sandboxed)
     } else {
         Verdict::Upgrade
     }
@@ -128,10 +136,11 @@ mod tests {
     const FULL: Support = Support { ipv6: true };
 
     fn all_task_matches() -> impl Iterator<Item = TaskMatch> {
-        (0..8u8).map(|bits| TaskMatch {
+        (0..16u8).map(|bits| TaskMatch {
             included: bits & 1 != 0,
             excluded: bits & 2 != 0,
             mptcp_enabled: bits & 4 != 0,
+            sandboxed: bits & 8 != 0,
         })
     }
 
@@ -146,7 +155,7 @@ mod tests {
     /// Every family × type × flags × protocol × task × IPv6 support:
     /// upgraded exactly when the call is IPv4 (or IPv6 where the kernel
     /// supports it) + stream + (0 or TCP) and the task is included, not
-    /// excluded, in a namespace with MPTCP on.
+    /// excluded, not sandboxed, in a namespace with MPTCP on.
     #[test]
     fn exhaustive() {
         let mut upgrades = 0;
@@ -160,8 +169,11 @@ mod tests {
                                 let tcp = (family == AF_INET || (family == AF_INET6 && ipv6))
                                     && ty == SOCK_STREAM
                                     && (protocol == 0 || protocol == IPPROTO_TCP);
-                                let expect =
-                                    tcp && task.included && !task.excluded && task.mptcp_enabled;
+                                let expect = tcp
+                                    && task.included
+                                    && !task.excluded
+                                    && !task.sandboxed
+                                    && task.mptcp_enabled;
                                 let verdict = decide(&c, || Facts {
                                     support: Support { ipv6 },
                                     task,
@@ -197,6 +209,7 @@ mod tests {
             included: true,
             excluded: false,
             mptcp_enabled: true,
+            sandboxed: false,
         };
         let no_v6 = Facts {
             support: Support { ipv6: false },
@@ -212,6 +225,7 @@ mod tests {
             included: false,
             excluded: true,
             mptcp_enabled: false,
+            sandboxed: true,
         };
         assert_eq!(
             decide(&tcp, || Facts {
@@ -241,6 +255,17 @@ mod tests {
                 task: not_excluded
             }),
             Verdict::Keep(Keep::NotSelected)
+        );
+        let included = TaskMatch {
+            included: true,
+            ..not_excluded
+        };
+        assert_eq!(
+            decide(&tcp, || Facts {
+                support: FULL,
+                task: included
+            }),
+            Verdict::Keep(Keep::Sandboxed)
         );
     }
 }

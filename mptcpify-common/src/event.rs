@@ -1,10 +1,20 @@
-//! The record sent to userspace for each upgraded socket.
+//! The record sent to userspace for each upgraded socket, and for each
+//! socket kept TCP because its task is sandboxed.
 
 use crate::consts::COMM_LEN;
+
+/// Values of [`UpgradeEvent::outcome`].
+pub mod outcome {
+    pub const UPGRADED: u32 = 0;
+    /// Would have been upgraded, kept TCP: the task is Landlock-sandboxed.
+    pub const KEPT_SANDBOXED: u32 = 1;
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UpgradeEvent {
+    /// [`outcome`].
+    pub outcome: u32,
     /// Process id (the kernel's tgid).
     pub pid: u32,
     /// Thread id (the kernel's pid).

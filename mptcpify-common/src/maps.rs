@@ -20,6 +20,9 @@ pub const CGROUPS: &str = "CGROUPS";
 pub const COUNTERS: &str = "COUNTERS";
 /// `RingBuf` of [`crate::event::UpgradeEvent`].
 pub const EVENTS: &str = "EVENTS";
+/// `Array<CheckSlot>` with one entry, used only by the start-up self-check
+/// program (see [`CheckSlot`]).
+pub const CHECK: &str = "CHECK";
 
 pub const MAX_COMMS: u32 = 1024;
 pub const MAX_PIDS: u32 = 1024;
@@ -54,6 +57,11 @@ pub mod flag {
     pub const EVENTS: u32 = 1 << 0;
     /// The kernel creates MPTCP sockets for IPv6 (see [`crate::Support`]).
     pub const MPTCP_IPV6: u32 = 1 << 1;
+    /// Keep TCP for tasks under a Landlock domain: this kernel's Landlock
+    /// does not apply its TCP rules to MPTCP ([`CredLayout`] says where the
+    /// domain is). Off where Landlock is absent, has no network rules, or
+    /// covers MPTCP: the loader probes which.
+    pub const KEEP_SANDBOXED: u32 = 1 << 2;
 }
 
 #[repr(C)]
@@ -68,6 +76,57 @@ pub struct Config {
     /// [`flag`] bits.
     pub flags: u32,
     pub netns: NetnsLayout,
+    pub cred: CredLayout,
+}
+
+/// Where the program finds the calling task's Landlock domain:
+/// `current->cred->security + landlock_domain` holds the domain pointer
+/// (`struct landlock_cred_security`, security/landlock/cred.h), NULL when the
+/// task is not sandboxed. The first two offsets come from BTF; the last is
+/// Landlock's slot in the LSM blob, which the kernel lays out at boot
+/// (`lsm_set_blob_size`, security/security.c), so the loader finds it by
+/// observing a sandboxed and a plain task (see [`CheckSlot`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredLayout {
+    pub task_cred: u32,
+    pub cred_security: u32,
+    pub landlock_domain: u32,
+    pub _pad: u32,
+}
+
+/// How many 8-byte words of a task's cred security blob the self-check copies.
+pub const CHECK_BLOB_WORDS: usize = 32;
+
+/// What the self-check program saw for the first TCP `socket()` of process
+/// [`CheckSlot::pid`]: the loader runs test children (a namespace with MPTCP
+/// on, one with it off, a Landlock-sandboxed task) and compares what the
+/// program's own code read with what it knows to be true, before attaching
+/// the upgrader.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckSlot {
+    /// Written by the loader: the process to watch.
+    pub pid: u32,
+    /// Written by the program: 1 once it saw a TCP call of `pid`.
+    pub seen: u32,
+    /// The namespace guard's reading, as the upgrader computes it.
+    pub mptcp_enabled: u32,
+    pub _pad: u32,
+    /// The first words of `current->cred->security`.
+    pub blob: [u64; CHECK_BLOB_WORDS],
+}
+
+impl Default for CheckSlot {
+    fn default() -> Self {
+        Self {
+            pid: 0,
+            seen: 0,
+            mptcp_enabled: 0,
+            _pad: 0,
+            blob: [0; CHECK_BLOB_WORDS],
+        }
+    }
 }
 
 /// Where the program finds, from the current task, its network namespace
@@ -145,14 +204,16 @@ pub enum Counter {
     KeptMptcpDisabled = 1,
     KeptExcluded = 2,
     KeptNotSelected = 3,
+    KeptSandboxed = 4,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 4] = [
+    pub const ALL: [Counter; 5] = [
         Counter::Upgraded,
         Counter::KeptMptcpDisabled,
         Counter::KeptExcluded,
         Counter::KeptNotSelected,
+        Counter::KeptSandboxed,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -167,6 +228,7 @@ impl Counter {
             }
             Verdict::Keep(Keep::Excluded) => Some(Counter::KeptExcluded),
             Verdict::Keep(Keep::NotSelected) => Some(Counter::KeptNotSelected),
+            Verdict::Keep(Keep::Sandboxed) => Some(Counter::KeptSandboxed),
         }
     }
 
@@ -176,6 +238,7 @@ impl Counter {
             Counter::KeptMptcpDisabled => "kept tcp: mptcp disabled in netns (or unsupported)",
             Counter::KeptExcluded => "kept tcp: excluded",
             Counter::KeptNotSelected => "kept tcp: not selected",
+            Counter::KeptSandboxed => "kept tcp: sandboxed (Landlock)",
         }
     }
 }
@@ -186,6 +249,7 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::CgroupRule {}
     unsafe impl aya::Pod for super::CommKey {}
+    unsafe impl aya::Pod for super::CheckSlot {}
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! let BPF choose the protocol (Linux 6.6+, or backports).
 //!
 //! It only gathers inputs; [`mptcpify_common::decide`] decides.
+//! A second program, `mptcpify_check`, runs only while the loader checks
+//! itself at start-up (see [`mptcpify_check`]).
 //!
 //! - [`maps`]: the policy and the outputs (counters, events).
 //! - [`task`]: what the policy may ask about the calling task.
@@ -12,11 +14,12 @@
 mod maps;
 mod task;
 
-use aya_ebpf::programs::FExitContext;
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::FExitContext};
 use mptcpify_common::{
     decide,
-    maps::{flag, Counter},
-    Facts, SocketCall, Verdict,
+    event::outcome,
+    maps::{flag, Counter, CHECK_BLOB_WORDS},
+    Facts, Keep, SocketCall, Verdict,
 };
 
 /// Returns `IPPROTO_MPTCP` to upgrade, or 0 to let the kernel keep the
@@ -25,14 +28,7 @@ use mptcpify_common::{
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "fmod_ret/update_socket_protocol")]
 pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
-    // The arguments of a traced function are read from the context the same
-    // way for fentry, fexit and fmod_ret.
-    let ctx = FExitContext::new(ctx);
-    let call = SocketCall {
-        family: ctx.arg(0),
-        sock_type: ctx.arg(1),
-        protocol: ctx.arg(2),
-    };
+    let call = socket_call(ctx);
     // The config is read once, and only for TCP calls.
     let mut events = false;
     let verdict = decide(&call, || {
@@ -46,10 +42,62 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     if let Some(counter) = Counter::for_verdict(verdict) {
         maps::count(counter);
     }
-    if verdict == Verdict::Upgrade && events {
-        maps::report_upgrade(call.family);
+    if events {
+        match verdict {
+            Verdict::Upgrade => maps::report(outcome::UPGRADED, call.family),
+            Verdict::Keep(Keep::Sandboxed) => maps::report(outcome::KEPT_SANDBOXED, call.family),
+            Verdict::Keep(_) => {}
+        }
     }
     verdict.hook_return()
+}
+
+#[inline(always)]
+fn socket_call(ctx: *mut core::ffi::c_void) -> SocketCall {
+    // The arguments of a traced function are read from the context the same
+    // way for fentry, fexit and fmod_ret.
+    let ctx = FExitContext::new(ctx);
+    SocketCall {
+        family: ctx.arg(0),
+        sock_type: ctx.arg(1),
+        protocol: ctx.arg(2),
+    }
+}
+
+/// The start-up self-check: for the first TCP `socket()` of the process the
+/// loader names in `CHECK`, records what the upgrader's own code reads (the
+/// namespace guard) and the raw LSM blob of the task's credentials, where
+/// the loader finds Landlock's slot. Never changes a socket (returns 0), and
+/// is detached before the upgrader is attached.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fmod_ret/update_socket_protocol")]
+pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
+    if !socket_call(ctx).is_tcp() {
+        return 0;
+    }
+    let Some(slot) = maps::CHECK.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a valid map value pointer; only the loader's test children
+    // reach the writes, one at a time.
+    let slot = unsafe { &mut *slot };
+    if slot.pid != (bpf_get_current_pid_tgid() >> 32) as u32 || slot.seen != 0 {
+        return 0;
+    }
+    let config = maps::config();
+    slot.seen = 1;
+    slot.mptcp_enabled = task::guard(&config).mptcp_enabled as u32;
+    if let Some(security) = task::cred_security(&config.cred) {
+        // SAFETY: the helper checks the source address and fails cleanly.
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                slot.blob.as_mut_ptr().cast(),
+                (CHECK_BLOB_WORDS * 8) as u32,
+                security as *const core::ffi::c_void,
+            )
+        };
+    }
+    0
 }
 
 #[cfg(not(test))]

@@ -8,7 +8,8 @@ use aya_ebpf::{
 use mptcpify_common::{
     event::UpgradeEvent,
     maps::{
-        CgroupRule, CommKey, Config, Counter, MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS, MAX_PIDS,
+        CgroupRule, CheckSlot, CommKey, Config, Counter, MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS,
+        MAX_PIDS,
     },
 };
 
@@ -35,6 +36,9 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
+#[map(name = "CHECK")]
+pub static CHECK: Array<CheckSlot> = Array::with_max_entries(1, 0);
+
 #[inline(always)]
 pub fn config() -> Config {
     CONFIG.get(0).copied().unwrap_or_default()
@@ -48,13 +52,15 @@ pub fn count(counter: Counter) {
     }
 }
 
+/// One event: `outcome` is an [`mptcpify_common::event::outcome`] value.
 #[inline(always)]
-pub fn report_upgrade(family: i32) {
+pub fn report(outcome: u32, family: i32) {
     let Some(mut entry) = EVENTS.reserve::<UpgradeEvent>(0) else {
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     entry.write(UpgradeEvent {
+        outcome,
         pid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
         family: family as u32,

@@ -1,7 +1,8 @@
 //! Facts about the task calling `socket()`, turned into a `TaskMatch` by
 //! looking them up in the policy maps. Only the selector kinds the policy
 //! uses are looked up; the namespace's MPTCP switch is always read, because
-//! upgrading where MPTCP is off would make `socket()` fail.
+//! upgrading where MPTCP is off would make `socket()` fail; the Landlock
+//! domain only for a task that would otherwise be upgraded.
 
 use aya_ebpf::helpers::{
     bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -9,7 +10,7 @@ use aya_ebpf::helpers::{
 };
 use aya_ebpf::maps::HashMap;
 use mptcpify_common::{
-    maps::{kind, role, CommKey, Config, NetnsLayout, MAX_CGROUP_RULES},
+    maps::{flag, kind, role, CommKey, Config, CredLayout, NetnsLayout, MAX_CGROUP_RULES},
     TaskMatch,
 };
 
@@ -34,8 +35,16 @@ impl Hits {
     }
 }
 
+/// What the namespace guard found: whether MPTCP is on in the task's
+/// namespace, and the namespace's roles in [`NETNS`] (looked up only when
+/// the policy or the guard needs them).
+pub struct Guard {
+    pub mptcp_enabled: bool,
+    pub netns_roles: u8,
+}
+
 #[inline(always)]
-pub fn matches(config: &Config) -> TaskMatch {
+pub fn guard(config: &Config) -> Guard {
     let wanted = config.include_kinds | config.exclude_kinds;
     let net = current_net(&config.netns);
     let netns_roles = match net {
@@ -49,6 +58,19 @@ pub fn matches(config: &Config) -> TaskMatch {
         Some(net) => mptcp_enabled_in(net, &config.netns),
         None => false,
     };
+    Guard {
+        mptcp_enabled,
+        netns_roles,
+    }
+}
+
+#[inline(always)]
+pub fn matches(config: &Config) -> TaskMatch {
+    let wanted = config.include_kinds | config.exclude_kinds;
+    let Guard {
+        mptcp_enabled,
+        netns_roles,
+    } = guard(config);
     if !mptcp_enabled {
         return TaskMatch {
             mptcp_enabled,
@@ -71,11 +93,35 @@ pub fn matches(config: &Config) -> TaskMatch {
     if wanted & kind::CGROUP != 0 {
         cgroup_hits(config, &mut hits);
     }
+    let included = config.system_wide() || hits.included_kinds & config.include_kinds != 0;
+    let excluded = hits.excluded;
+    // Only a task that would be upgraded pays for the three reads.
+    let sandboxed = included
+        && !excluded
+        && config.flags & flag::KEEP_SANDBOXED != 0
+        && landlock_domain(&config.cred) != Some(0);
     TaskMatch {
-        included: config.system_wide() || hits.included_kinds & config.include_kinds != 0,
-        excluded: hits.excluded,
+        included,
+        excluded,
         mptcp_enabled,
+        sandboxed,
     }
+}
+
+/// `current->cred->security`, the task's LSM blob.
+#[inline(always)]
+pub fn cred_security(layout: &CredLayout) -> Option<u64> {
+    // SAFETY: the current task's address; only read through probe reads.
+    let task = unsafe { bpf_get_current_task() };
+    let cred = read::<u64>(task, layout.task_cred)?;
+    read::<u64>(cred, layout.cred_security)
+}
+
+/// The task's Landlock domain pointer (0: not sandboxed). `None` when a read
+/// failed, which the caller treats as sandboxed: keeping TCP is always safe.
+#[inline(always)]
+fn landlock_domain(layout: &CredLayout) -> Option<u64> {
+    read::<u64>(cred_security(layout)?, layout.landlock_domain)
 }
 
 #[inline(always)]
@@ -131,7 +177,7 @@ fn mptcp_enabled_in(net: u64, layout: &NetnsLayout) -> bool {
 /// Reads a `T` at kernel address `base + offset`; `None` for a null base or
 /// a failed read.
 #[inline(always)]
-fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
+pub fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
     if base == 0 {
         return None;
     }

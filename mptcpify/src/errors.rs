@@ -15,6 +15,7 @@ pub mod exit {
     pub const MPTCP_DISABLED: i32 = 7;
     pub const BAD_SELECTOR: i32 = 8;
     pub const LOAD_FAILED: i32 = 9;
+    pub const SELF_CHECK_FAILED: i32 = 10;
 }
 
 #[derive(Debug)]
@@ -51,6 +52,12 @@ pub enum Failure {
     LoadFailed {
         detail: String,
     },
+    /// The start-up self-check found that the program would misread this
+    /// kernel (the namespace guard, or where Landlock keeps its domain).
+    SelfCheckFailed {
+        what: String,
+        detail: String,
+    },
     Other(anyhow::Error),
 }
 
@@ -64,6 +71,7 @@ impl Failure {
             Failure::MptcpDisabled { .. } => exit::MPTCP_DISABLED,
             Failure::BadSelector { .. } => exit::BAD_SELECTOR,
             Failure::LoadFailed { .. } => exit::LOAD_FAILED,
+            Failure::SelfCheckFailed { .. } => exit::SELF_CHECK_FAILED,
             Failure::Other(_) => exit::OTHER,
         }
     }
@@ -142,6 +150,15 @@ impl fmt::Display for Failure {
             ),
             Failure::BadSelector { what, fix } => write!(f, "{what}\n\n{fix}"),
             Failure::LoadFailed { detail } => write!(f, "could not load mptcpify: {detail}"),
+            Failure::SelfCheckFailed { what, detail } => write!(
+                f,
+                "self-check failed on kernel {}: {what}\n  ({detail})\n\n\
+                 mptcpify checks on the running kernel, before attaching, that its program reads \
+                 what it relies on; it did not, so attaching could break socket() or weaken a \
+                 sandbox, and nothing was attached. Please report this with the kernel version \
+                 (uname -r); meanwhile use `mptcpize run CMD` for dynamically linked programs.",
+                crate::preflight::kernel_release()
+            ),
             Failure::Other(err) => write!(f, "{err:#}"),
         }
     }

@@ -1,7 +1,11 @@
-//! Prints one line per upgraded socket, read from the program's ring buffer.
+//! Prints one line per upgraded socket (and per socket kept TCP because its
+//! process is sandboxed), read from the program's ring buffer.
 
 use aya::maps::{MapData, RingBuf};
-use mptcpify_common::{consts::AF_INET6, event::UpgradeEvent};
+use mptcpify_common::{
+    consts::AF_INET6,
+    event::{outcome, UpgradeEvent},
+};
 use tokio::io::{unix::AsyncFd, Interest};
 
 pub struct Events {
@@ -49,8 +53,12 @@ fn line(event: &UpgradeEvent) -> String {
     } else {
         "ipv4"
     };
+    let what = match event.outcome {
+        outcome::KEPT_SANDBOXED => "kept tcp (sandboxed: Landlock would not restrict mptcp)",
+        _ => "upgraded",
+    };
     format!(
-        "upgraded pid={} tid={} comm={} family={family}",
+        "{what} pid={} tid={} comm={} family={family}",
         event.pid,
         event.tid,
         String::from_utf8_lossy(&event.comm[..end])

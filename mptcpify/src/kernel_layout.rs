@@ -26,6 +26,9 @@ pub struct Layout {
     pub net_generic_ptr: u32,
     /// `None` when the kernel's BTF has no `struct mptcp_pernet`.
     pub pernet_mptcp_enabled: Option<u32>,
+    /// `task_struct.cred` and `cred.security`: the way to a task's LSM blob.
+    pub task_cred: u32,
+    pub cred_security: u32,
 }
 
 impl Layout {
@@ -39,6 +42,8 @@ impl Layout {
             net_gen: btf.offset("net", "gen")?,
             net_generic_ptr: btf.offset("net_generic", "ptr")?,
             pernet_mptcp_enabled: btf.offset("mptcp_pernet", "mptcp_enabled").ok(),
+            task_cred: btf.offset("task_struct", "cred")?,
+            cred_security: btf.offset("cred", "security")?,
         })
     }
 
@@ -49,31 +54,52 @@ impl Layout {
     }
 }
 
-/// The address of the kernel variable holding MPTCP's pernet id, when
-/// /proc/kallsyms shows it (needs CONFIG_KALLSYMS_ALL, as in Debian, Fedora
-/// and RHEL kernels, and root to see real addresses).
-pub fn mptcp_pernet_id_address() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
-    text.lines().find_map(|line| {
+/// What /proc/kallsyms says about a symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Symbol {
+    Address(u64),
+    /// Listed with address 0: `kernel.kptr_restrict` hides addresses (2
+    /// hides them from everyone, 1 from readers without CAP_SYSLOG).
+    Hidden,
+    /// Not listed: the kernel lacks CONFIG_KALLSYMS_ALL (data symbols).
+    Missing,
+}
+
+/// Looks `name` up in /proc/kallsyms text. A plain scan of the lines: the
+/// one symbol needed does not justify building a table.
+pub fn find_symbol(kallsyms: &str, name: &str) -> Symbol {
+    for line in kallsyms.lines() {
         let mut parts = line.split_whitespace();
-        let address = parts.next()?;
-        let _kind = parts.next()?;
-        (parts.next()? == "mptcp_pernet_id")
-            .then(|| u64::from_str_radix(address, 16).ok())
-            .flatten()
-            .filter(|&a| a != 0)
-    })
+        let (Some(address), Some(_kind), Some(symbol)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        // Module symbols carry a "[module]" suffix after the name.
+        if symbol == name {
+            return match u64::from_str_radix(address, 16) {
+                Ok(0) | Err(_) => Symbol::Hidden,
+                Ok(address) => Symbol::Address(address),
+            };
+        }
+    }
+    Symbol::Missing
 }
 
 /// Just enough of a BTF reader to find struct members: names and bit offsets
 /// of the members of structs and unions.
 struct Btf<'a> {
-    /// Struct/union name → members (name, type id, bit offset).
-    composites: HashMap<&'a str, Vec<(&'a str, u32, u32)>>,
-    /// Type id → composite name, for anonymous members ("" for anonymous).
-    by_id: HashMap<u32, &'a str>,
-    anonymous: HashMap<u32, Vec<(&'a str, u32, u32)>>,
+    /// Struct/union name → the members (name, type id, bit offset) of each
+    /// definition. vmlinux can hold several different structs of one name
+    /// (from different compilation units); a lookup that they answer
+    /// differently is an error, never the first match.
+    composites: HashMap<&'a str, Vec<Members<'a>>>,
+    anonymous: HashMap<u32, Members<'a>>,
+    /// A kind this reader does not know stops the walk there (its size is
+    /// unknown); structs defined before it are still found.
+    stopped: Option<String>,
 }
+
+type Members<'a> = Vec<(&'a str, u32, u32)>;
 
 impl<'a> Btf<'a> {
     fn parse(data: &'a [u8]) -> Result<Self> {
@@ -101,8 +127,8 @@ impl<'a> Btf<'a> {
         };
         let mut btf = Btf {
             composites: HashMap::new(),
-            by_id: HashMap::new(),
             anonymous: HashMap::new(),
+            stopped: None,
         };
         let mut pos = type_off;
         let end = type_off + type_len;
@@ -121,7 +147,10 @@ impl<'a> Btf<'a> {
                 6 | 13 => 8 * vlen,
                 15 | 19 => 12 * vlen,
                 2 | 7..=12 | 16 | 18 => 0,
-                other => bail!("unknown BTF kind {other}"),
+                other => {
+                    btf.stopped = Some(format!("unknown BTF kind {other} at type id {id}"));
+                    break;
+                }
             };
             if kind == KIND_STRUCT || kind == KIND_UNION {
                 let mut members = Vec::with_capacity(vlen);
@@ -136,12 +165,10 @@ impl<'a> Btf<'a> {
                     members.push((name(u32_at(base)?), u32_at(base + 4)?, bits));
                 }
                 let type_name = name(name_off);
-                btf.by_id.insert(id, type_name);
                 if type_name.is_empty() {
                     btf.anonymous.insert(id, members);
                 } else {
-                    // The first definition wins; BTF holds one per name in vmlinux.
-                    btf.composites.entry(type_name).or_insert(members);
+                    btf.composites.entry(type_name).or_default().push(members);
                 }
             }
             pos += extra;
@@ -153,12 +180,26 @@ impl<'a> Btf<'a> {
     /// Byte offset of `member` in struct/union `composite`, looking through
     /// anonymous structs and unions.
     fn offset(&self, composite: &str, member: &str) -> Result<u32> {
-        let members = self
-            .composites
-            .get(composite)
-            .ok_or_else(|| anyhow!("kernel BTF has no struct {composite}"))?;
-        let bits = find(self, members, member, 0)
-            .ok_or_else(|| anyhow!("kernel BTF: struct {composite} has no member {member}"))?;
+        let Some(definitions) = self.composites.get(composite) else {
+            match &self.stopped {
+                Some(why) => bail!("kernel BTF has no struct {composite} before the {why}"),
+                None => bail!("kernel BTF has no struct {composite}"),
+            }
+        };
+        let mut found: Vec<Option<u32>> = definitions
+            .iter()
+            .map(|members| find(self, members, member, 0))
+            .collect();
+        found.dedup();
+        let bits = match found.as_slice() {
+            [Some(bits)] => *bits,
+            [None] => bail!("kernel BTF: struct {composite} has no member {member}"),
+            _ => bail!(
+                "kernel BTF has {} different definitions of struct {composite} that disagree \
+                 on {member}: ambiguous",
+                definitions.len()
+            ),
+        };
         if bits % 8 != 0 {
             bail!("{composite}.{member} is a bitfield");
         }
@@ -182,9 +223,22 @@ fn find(btf: &Btf, members: &[(&str, u32, u32)], wanted: &str, base: u32) -> Opt
     None
 }
 
-/// What the program gets to keep sockets TCP where MPTCP is off.
+/// Tests only: `MPTCPIFY_FAULT_GUARD_OFFSET=N` replaces the offset of
+/// `mptcp_enabled` in `struct mptcp_pernet`, to prove that the start-up
+/// self-check refuses a guard that reads the wrong byte. Not for operators.
+fn fault_injected_offset() -> Option<u32> {
+    std::env::var("MPTCPIFY_FAULT_GUARD_OFFSET")
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// What the program gets to keep sockets TCP where MPTCP is off, and to find
+/// a task's Landlock domain.
 pub struct Guard {
     pub layout: mptcpify_common::maps::NetnsLayout,
+    /// Landlock's slot (`landlock_domain`) is filled in by the self-check.
+    pub cred: mptcpify_common::maps::CredLayout,
     /// Set when the program cannot read other namespaces' MPTCP switch (no
     /// `mptcp_pernet_id` in /proc/kallsyms): only mptcpify's own namespace,
     /// checked here, is upgraded.
@@ -193,7 +247,8 @@ pub struct Guard {
 
 pub fn guard() -> Result<Guard> {
     let layout = Layout::from_running_kernel()?;
-    let address = mptcp_pernet_id_address();
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    let symbol = find_symbol(&kallsyms, "mptcp_pernet_id");
     let mut netns = mptcpify_common::maps::NetnsLayout {
         pernet_id_addr: 0,
         task_nsproxy: layout.task_nsproxy,
@@ -203,19 +258,33 @@ pub fn guard() -> Result<Guard> {
         net_generic_ptr: layout.net_generic_ptr,
         pernet_mptcp_enabled: 0,
     };
-    let fallback = match (address, layout.pernet_mptcp_enabled) {
-        (Some(address), Some(offset)) => {
+    let fallback = match (symbol, layout.pernet_mptcp_enabled) {
+        (Symbol::Address(address), Some(offset)) => {
             netns.pernet_id_addr = address;
-            netns.pernet_mptcp_enabled = offset;
+            netns.pernet_mptcp_enabled = fault_injected_offset().unwrap_or(offset);
             None
         }
-        (None, _) => Some(
-            "mptcp_pernet_id is not in /proc/kallsyms (kernel without CONFIG_KALLSYMS_ALL?)".into(),
+        (Symbol::Hidden, _) => Some(format!(
+            "/proc/kallsyms hides the address of mptcp_pernet_id (kernel.kptr_restrict = {}); \
+             `sysctl -w kernel.kptr_restrict=1` shows it to root (CAP_SYSLOG)",
+            std::fs::read_to_string("/proc/sys/kernel/kptr_restrict")
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|_| "?".into())
+        )),
+        (Symbol::Missing, _) => Some(
+            "mptcp_pernet_id is not in /proc/kallsyms: the kernel was built without \
+             CONFIG_KALLSYMS_ALL"
+                .into(),
         ),
         (_, None) => Some("the kernel's BTF has no struct mptcp_pernet".into()),
     };
     Ok(Guard {
         layout: netns,
+        cred: mptcpify_common::maps::CredLayout {
+            task_cred: layout.task_cred,
+            cred_security: layout.cred_security,
+            ..Default::default()
+        },
         fallback,
     })
 }
@@ -245,5 +314,91 @@ mod tests {
     #[test]
     fn rejects_non_btf() {
         assert!(Layout::from_btf(b"not btf at all, not at all").is_err());
+    }
+
+    /// A small BTF image: `int`, then the given composites (name, members of
+    /// (name, byte offset)), then optionally a kind no reader knows (31).
+    fn image(composites: &[(&str, &[(&str, u32)])], unknown_kind_at_end: bool) -> Vec<u8> {
+        let mut strings = vec![0u8];
+        let mut add = |s: &str| {
+            let at = strings.len() as u32;
+            strings.extend_from_slice(s.as_bytes());
+            strings.push(0);
+            at
+        };
+        let mut types: Vec<u32> = vec![add("int"), 1 << 24, 4, 32]; // INT, 32 bits
+        for (name, members) in composites {
+            types.extend([add(name), (4 << 24) | members.len() as u32, 64]);
+            for (member, offset) in *members {
+                types.extend([add(member), 1, offset * 8]);
+            }
+        }
+        if unknown_kind_at_end {
+            types.extend([0, 31 << 24, 0]);
+        }
+        let type_bytes: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut out = Vec::new();
+        out.extend(BTF_MAGIC.to_le_bytes());
+        out.extend([1u8, 0]);
+        for word in [
+            24,
+            0,
+            type_bytes.len() as u32,
+            type_bytes.len() as u32,
+            strings.len() as u32,
+        ] {
+            out.extend(word.to_le_bytes());
+        }
+        out.extend(type_bytes);
+        out.extend(strings);
+        out
+    }
+
+    #[test]
+    fn duplicated_struct_names_that_disagree_are_an_error() {
+        let data = image(
+            &[("pair", &[("a", 0), ("b", 8)]), ("pair", &[("b", 4)])],
+            false,
+        );
+        let btf = Btf::parse(&data).unwrap();
+        assert_eq!(
+            btf.offset("pair", "a")
+                .unwrap_err()
+                .to_string()
+                .contains("ambiguous"),
+            true
+        );
+        assert!(btf
+            .offset("pair", "b")
+            .unwrap_err()
+            .to_string()
+            .contains("ambiguous"));
+        // Two definitions that agree are not ambiguous.
+        let data = image(&[("same", &[("x", 16)]), ("same", &[("x", 16)])], false);
+        assert_eq!(Btf::parse(&data).unwrap().offset("same", "x").unwrap(), 16);
+    }
+
+    #[test]
+    fn an_unknown_kind_after_the_needed_structs_does_not_stop_the_reader() {
+        let data = image(&[("net", &[("gen", 8)])], true);
+        let btf = Btf::parse(&data).unwrap();
+        assert_eq!(btf.offset("net", "gen").unwrap(), 8);
+        let err = btf.offset("nsproxy", "net_ns").unwrap_err().to_string();
+        assert!(err.contains("unknown BTF kind 31"), "{err}");
+    }
+
+    #[test]
+    fn kallsyms_tells_hidden_from_missing() {
+        let shown = "ffffffff81000000 T _stext\nffffffff83a1b2c0 d mptcp_pernet_id\n";
+        assert_eq!(
+            find_symbol(shown, "mptcp_pernet_id"),
+            Symbol::Address(0xffff_ffff_83a1_b2c0)
+        );
+        let hidden = "0000000000000000 T _stext\n0000000000000000 d mptcp_pernet_id\n";
+        assert_eq!(find_symbol(hidden, "mptcp_pernet_id"), Symbol::Hidden);
+        assert_eq!(
+            find_symbol("ffffffff81000000 T _stext\n", "mptcp_pernet_id"),
+            Symbol::Missing
+        );
     }
 }

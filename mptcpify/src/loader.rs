@@ -9,20 +9,25 @@ use aya::{
     programs::{FModRet, ProgramError},
     Ebpf, EbpfLoader,
 };
-use mptcpify_common::maps::{self, flag, kind, role, CgroupRule, Config, Counter};
+use mptcpify_common::maps::{self, flag, kind, role, CgroupRule, CheckSlot, Config, Counter};
 
 use crate::errors::Failure;
 use crate::kernel_layout::Guard;
 use crate::policy::{Entries, Policy};
 use crate::preflight::{kernel_release, lockdown_mode, Kernel, HOOK};
+use crate::selfcheck::{self, Landlock};
 
 /// The object built by `cargo xtask build` (see build.rs).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
-/// The program's function name in the object.
+/// The upgrader's function name in the object.
 const PROGRAM: &str = "mptcpify";
+/// The start-up self-check program (see `selfcheck`).
+const CHECK_PROGRAM: &str = "mptcpify_check";
 
 pub struct Attached {
     ebpf: Ebpf,
+    /// What the self-check found about Landlock on this kernel.
+    pub landlock: Landlock,
 }
 
 /// `events`: whether the program reports each upgrade (see [`Attached::take_events`]);
@@ -40,34 +45,70 @@ pub fn attach(
     if kernel.support.ipv6 {
         flags |= flag::MPTCP_IPV6;
     }
-    write_policy(&mut ebpf, policy, guard, flags)?;
-    let program = program(&mut ebpf)?;
+    let mut config = write_policy(&mut ebpf, policy, guard, flags)?;
+
+    // The self-check runs before the upgrader exists, with the same config.
+    let findings = {
+        let check = program(&mut ebpf, CHECK_PROGRAM)?;
+        check.load(HOOK, &kernel.btf).map_err(classify_load_error)?;
+        check
+            .attach()
+            .map_err(|e| load_failed(format!("attaching the self-check to {HOOK}: {e}")))?;
+        let mut slots: Array<_, CheckSlot> = map(&mut ebpf, maps::CHECK)?;
+        let findings = selfcheck::run(&mut slots, guard.fallback.is_some());
+        program(&mut ebpf, CHECK_PROGRAM)?
+            .unload()
+            .map_err(|e| load_failed(format!("detaching the self-check: {e}")))?;
+        findings?
+    };
+    if let Some(partial) = &findings.partial {
+        eprintln!("mptcpify: warning: {partial}");
+    }
+    if let Landlock::KeepSandboxed { domain_offset } = findings.landlock {
+        config.flags |= flag::KEEP_SANDBOXED;
+        config.cred.landlock_domain = domain_offset;
+        write_config(&mut ebpf, config)?;
+    }
+
+    let program = program(&mut ebpf, PROGRAM)?;
     program
         .load(HOOK, &kernel.btf)
         .map_err(classify_load_error)?;
     program
         .attach()
         .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
-    Ok(Attached { ebpf })
+    Ok(Attached {
+        ebpf,
+        landlock: findings.landlock,
+    })
 }
 
-fn program(ebpf: &mut Ebpf) -> Result<&mut FModRet, Failure> {
-    ebpf.program_mut(PROGRAM)
-        .ok_or_else(|| load_failed(format!("no program {PROGRAM} in the BPF object")))?
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut FModRet, Failure> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| load_failed(format!("no program {name} in the BPF object")))?
         .try_into()
         .map_err(|e: ProgramError| load_failed(e.to_string()))
 }
 
+fn write_config(ebpf: &mut Ebpf, config: Config) -> Result<(), Failure> {
+    let mut array: Array<_, Config> = map(ebpf, maps::CONFIG)?;
+    array
+        .set(0, config, 0)
+        .map_err(|e| load_failed(format!("writing {}: {e}", maps::CONFIG)))
+}
+
 /// Fills every policy map, then the config that tells the program which
 /// kinds to look up (last, so the program never sees a kind without entries).
+/// Returns the config written.
 fn write_policy(
     ebpf: &mut Ebpf,
     policy: &Policy,
     guard: &Guard,
     flags: u32,
-) -> Result<(), Failure> {
+) -> Result<Config, Failure> {
     let mut config = Config {
         netns: guard.layout,
+        cred: guard.cred,
         flags,
         ..Config::default()
     };
@@ -106,11 +147,8 @@ fn write_policy(
         set_kind_bits(&mut config, kind::CGROUP, *roles);
     }
     config.cgroup_rules = policy.cgroups.0.len() as u32;
-
-    let mut array: Array<_, Config> = map(ebpf, maps::CONFIG)?;
-    array
-        .set(0, config, 0)
-        .map_err(|e| load_failed(format!("writing {}: {e}", maps::CONFIG)))
+    write_config(ebpf, config)?;
+    Ok(config)
 }
 
 fn write_entries<K: aya::Pod>(

@@ -7,6 +7,8 @@
 //! - [`kernel_layout`]: where the program finds a namespace's MPTCP switch.
 //! - [`loader`]: load, fill the policy maps, attach; counters.
 //! - [`events`]: the per-socket log.
+//! - [`selfcheck`]: proving, before attaching, that the program reads this
+//!   kernel right (the namespace guard, Landlock).
 //! - [`run`]: `mptcpify run -- CMD`.
 //! - [`errors`]: every failure with its fix and exit code.
 
@@ -21,6 +23,7 @@ mod pid;
 mod policy;
 mod preflight;
 mod run;
+mod selfcheck;
 
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
@@ -28,6 +31,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::errors::{exit, Failure};
 
 fn main() {
+    // The self-check's test children are this binary (see selfcheck.rs).
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some(selfcheck::CHILD_COMMAND) {
+        std::process::exit(selfcheck::child(&args.next().unwrap_or_default()));
+    }
     let cli = cli::Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -95,6 +103,12 @@ pub fn attach(
     }
     let attached = loader::attach(policy, &guard, &kernel, events)?;
     drop(kernel);
+    if let selfcheck::Landlock::KeepSandboxed { .. } = attached.landlock {
+        eprintln!(
+            "mptcpify: Landlock-sandboxed processes keep TCP: this kernel's Landlock does not \
+             apply its TCP rules to MPTCP"
+        );
+    }
     // The kernel's BTF (megabytes) was parsed twice to get here; hand that
     // memory back, since mptcpify may run for months.
     // SAFETY: glibc's malloc_trim has no preconditions.

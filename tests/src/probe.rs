@@ -13,6 +13,18 @@ pub fn path(name: &str) -> PathBuf {
     }
 }
 
+/// A helper program of the tests crate (`src/bin/`): on PATH in the lab,
+/// else next to the test binary's `deps/` folder (a host run).
+pub fn tool(name: &str) -> PathBuf {
+    crate::process::on_path(name).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        exe.parent()
+            .and_then(Path::parent)
+            .map(|release| release.join(name))
+            .expect("target/release")
+    })
+}
+
 /// What the probe printed: `protocol=262`, `protocol=6` or `errno=N`.
 pub fn result(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stdout);

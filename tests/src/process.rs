@@ -19,13 +19,15 @@ pub fn resolved_bin() -> std::path::PathBuf {
     if bin.contains('/') {
         return bin.into();
     }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(&bin))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| bin.into())
+    on_path(&bin).unwrap_or_else(|| bin.into())
+}
+
+/// `name` looked up on PATH.
+pub fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 pub fn command(args: &[&str]) -> Command {

@@ -1,0 +1,111 @@
+//! mptcpify must never weaken what the host relies on: a process's own
+//! Landlock sandbox, and the namespace guard that keeps socket() working
+//! where MPTCP is off, which mptcpify proves on the running kernel before it
+//! attaches. Run as root on a kernel with update_socket_protocol.
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use mptcpify_tests::probe;
+use mptcpify_tests::process::{self, output_within, Running, ATTACH_TIMEOUT};
+
+/// What `landlocked-probe` printed, as (sandbox, protocol, connect).
+fn landlocked_probe(port: u16, extra: &[&str]) -> (String, String, String) {
+    let out = Command::new(probe::tool("landlocked-probe"))
+        .arg(port.to_string())
+        .args(extra)
+        .output()
+        .expect("running landlocked-probe");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("landlocked-probe printed no {key}: {out:?}"))
+            .to_string()
+    };
+    (field("sandbox="), field("protocol="), field("connect="))
+}
+
+/// A process that forbade itself every TCP connect must get EACCES with
+/// mptcpify attached system-wide, as without it. On kernels whose Landlock
+/// does not check MPTCP (landlock-lsm/linux#54: found out here by the probe
+/// asking for MPTCP itself) an upgraded socket would connect, so such a
+/// process must keep TCP, counted and said in its event line.
+#[test]
+fn a_landlock_sandbox_holds_under_mptcpify() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let eacces = format!("errno {}", libc::EACCES);
+
+    let (sandbox, protocol, connect) = landlocked_probe(port, &[]);
+    assert_eq!(sandbox, "full", "this kernel's Landlock has no TCP rules");
+    assert_eq!(
+        (protocol.as_str(), connect.as_str()),
+        ("6", eacces.as_str())
+    );
+    let (_, protocol, mptcp_connect) = landlocked_probe(port, &["mptcp"]);
+    assert_eq!(protocol, "262");
+    let landlock_misses_mptcp = mptcp_connect == "ok";
+    eprintln!(
+        "this kernel's Landlock covers MPTCP: {}",
+        !landlock_misses_mptcp
+    );
+
+    let mut running = Running::attach(&[]);
+    let says_kept = running
+        .output
+        .iter()
+        .any(|l| l.contains("Landlock-sandboxed processes keep TCP"));
+    assert_eq!(says_kept, landlock_misses_mptcp, "{:?}", running.output);
+    let (_, protocol, connect) = landlocked_probe(port, &[]);
+    assert_eq!(
+        connect, eacces,
+        "the sandbox was bypassed (protocol={protocol})"
+    );
+    if landlock_misses_mptcp {
+        assert_eq!(protocol, "6");
+        let line = running.wait_for("kept tcp (sandboxed", ATTACH_TIMEOUT);
+        assert!(line.contains("comm=landlocked-prob "), "{line}");
+    }
+    // Not sandboxed: still upgraded.
+    assert_eq!(probe::here(), "protocol=262");
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    if landlock_misses_mptcp {
+        assert!(
+            counter(&output, "kept tcp: sandboxed (Landlock)") >= 1,
+            "{output:?}"
+        );
+    }
+}
+
+fn counter(output: &[String], label: &str) -> u64 {
+    output
+        .iter()
+        .find(|l| l.ends_with(label))
+        .unwrap_or_else(|| panic!("no counter {label:?} in {output:?}"))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A guard that reads the wrong byte (here: the top byte of the pointer that
+/// starts `struct mptcp_pernet`, always 0xff) must be caught by the start-up
+/// self-check: its own exit code, and nothing attached.
+#[test]
+fn a_guard_reading_the_wrong_byte_is_refused() {
+    let mut command = process::command(&["-q"]);
+    command.env("MPTCPIFY_FAULT_GUARD_OFFSET", "7");
+    let (status, out) = output_within(command, ATTACH_TIMEOUT);
+    assert_eq!(status.code(), Some(10), "{out}");
+    assert!(out.contains("self-check failed"), "{out}");
+    assert!(
+        out.contains("namespace guard reads net.mptcp.enabled wrongly"),
+        "{out}"
+    );
+    assert!(!out.contains("mptcpify: attached"), "{out}");
+    assert_eq!(probe::here(), "protocol=6");
+}

@@ -76,20 +76,27 @@ pub struct Config {
     /// [`flag`] bits.
     pub flags: u32,
     pub netns: NetnsLayout,
-    pub cred: CredLayout,
+    pub task: TaskLayout,
 }
 
-/// Where the program finds the calling task's Landlock domain:
-/// `current->cred->security + landlock_domain` holds the domain pointer
-/// (`struct landlock_cred_security`, security/landlock/cred.h), NULL when the
-/// task is not sandboxed. The first two offsets come from BTF; the last is
-/// Landlock's slot in the LSM blob, which the kernel lays out at boot
-/// (`lsm_set_blob_size`, security/security.c), so the loader finds it by
-/// observing a sandboxed and a plain task (see [`CheckSlot`]).
+/// Where the program finds facts about the calling task, byte offsets:
+/// - its process name: `current->group_leader->comm` (a thread's own comm,
+///   `current->comm`, is what `bpf_get_current_comm` gives; worker threads
+///   rename themselves, so `--comm` matches either);
+/// - its Landlock domain: `current->cred->security + landlock_domain` holds
+///   the domain pointer (`struct landlock_cred_security`,
+///   security/landlock/cred.h), NULL when the task is not sandboxed.
+///
+/// All but `landlock_domain` come from BTF; that one is Landlock's slot in
+/// the LSM blob, which the kernel lays out at boot (`lsm_set_blob_size`,
+/// security/security.c), so the loader finds it by observing sandboxed and
+/// plain tasks (see [`CheckSlot`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CredLayout {
-    pub task_cred: u32,
+pub struct TaskLayout {
+    pub group_leader: u32,
+    pub comm: u32,
+    pub cred: u32,
     pub cred_security: u32,
     pub landlock_domain: u32,
     pub _pad: u32,

@@ -87,7 +87,7 @@ pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
     let config = maps::config();
     slot.seen = 1;
     slot.mptcp_enabled = task::guard(&config).mptcp_enabled as u32;
-    if let Some(security) = task::cred_security(&config.cred) {
+    if let Some(security) = task::cred_security(&config.task) {
         // SAFETY: the helper checks the source address and fails cleanly.
         unsafe {
             aya_ebpf::helpers::generated::bpf_probe_read_kernel(

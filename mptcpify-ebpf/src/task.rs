@@ -10,7 +10,8 @@ use aya_ebpf::helpers::{
 };
 use aya_ebpf::maps::HashMap;
 use mptcpify_common::{
-    maps::{flag, kind, role, CommKey, Config, CredLayout, NetnsLayout, MAX_CGROUP_RULES},
+    consts::COMM_LEN,
+    maps::{flag, kind, role, CommKey, Config, NetnsLayout, TaskLayout, MAX_CGROUP_RULES},
     TaskMatch,
 };
 
@@ -84,7 +85,11 @@ pub fn matches(config: &Config) -> TaskMatch {
     }
     if wanted & kind::COMM != 0 {
         let comm = CommKey(bpf_get_current_comm().unwrap_or_default());
-        hits.add(kind::COMM, lookup(&COMMS, &comm));
+        let mut roles = lookup(&COMMS, &comm);
+        if let Some(process) = process_name(&config.task) {
+            roles |= lookup(&COMMS, &process);
+        }
+        hits.add(kind::COMM, roles);
     }
     if wanted & kind::PID != 0 {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
@@ -99,7 +104,7 @@ pub fn matches(config: &Config) -> TaskMatch {
     let sandboxed = included
         && !excluded
         && config.flags & flag::KEEP_SANDBOXED != 0
-        && landlock_domain(&config.cred) != Some(0);
+        && landlock_domain(&config.task) != Some(0);
     TaskMatch {
         included,
         excluded,
@@ -108,19 +113,32 @@ pub fn matches(config: &Config) -> TaskMatch {
     }
 }
 
-/// `current->cred->security`, the task's LSM blob.
+/// The process name (`current->group_leader->comm`) when the calling thread
+/// is not the leader; the leader's name is the thread's own.
 #[inline(always)]
-pub fn cred_security(layout: &CredLayout) -> Option<u64> {
+fn process_name(layout: &TaskLayout) -> Option<CommKey> {
     // SAFETY: the current task's address; only read through probe reads.
     let task = unsafe { bpf_get_current_task() };
-    let cred = read::<u64>(task, layout.task_cred)?;
+    let leader = read::<u64>(task, layout.group_leader)?;
+    if leader == task {
+        return None;
+    }
+    read::<[u8; COMM_LEN]>(leader, layout.comm).map(CommKey)
+}
+
+/// `current->cred->security`, the task's LSM blob.
+#[inline(always)]
+pub fn cred_security(layout: &TaskLayout) -> Option<u64> {
+    // SAFETY: the current task's address; only read through probe reads.
+    let task = unsafe { bpf_get_current_task() };
+    let cred = read::<u64>(task, layout.cred)?;
     read::<u64>(cred, layout.cred_security)
 }
 
 /// The task's Landlock domain pointer (0: not sandboxed). `None` when a read
 /// failed, which the caller treats as sandboxed: keeping TCP is always safe.
 #[inline(always)]
-fn landlock_domain(layout: &CredLayout) -> Option<u64> {
+fn landlock_domain(layout: &TaskLayout) -> Option<u64> {
     read::<u64>(cred_security(layout)?, layout.landlock_domain)
 }
 

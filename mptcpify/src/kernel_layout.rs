@@ -29,6 +29,9 @@ pub struct Layout {
     /// `task_struct.cred` and `cred.security`: the way to a task's LSM blob.
     pub task_cred: u32,
     pub cred_security: u32,
+    /// `task_struct.group_leader` and `task_struct.comm`: the process name.
+    pub task_group_leader: u32,
+    pub task_comm: u32,
 }
 
 impl Layout {
@@ -44,6 +47,8 @@ impl Layout {
             pernet_mptcp_enabled: btf.offset("mptcp_pernet", "mptcp_enabled").ok(),
             task_cred: btf.offset("task_struct", "cred")?,
             cred_security: btf.offset("cred", "security")?,
+            task_group_leader: btf.offset("task_struct", "group_leader")?,
+            task_comm: btf.offset("task_struct", "comm")?,
         })
     }
 
@@ -238,7 +243,7 @@ fn fault_injected_offset() -> Option<u32> {
 pub struct Guard {
     pub layout: mptcpify_common::maps::NetnsLayout,
     /// Landlock's slot (`landlock_domain`) is filled in by the self-check.
-    pub cred: mptcpify_common::maps::CredLayout,
+    pub task: mptcpify_common::maps::TaskLayout,
     /// Set when the program cannot read other namespaces' MPTCP switch (no
     /// `mptcp_pernet_id` in /proc/kallsyms): only mptcpify's own namespace,
     /// checked here, is upgraded.
@@ -280,8 +285,10 @@ pub fn guard() -> Result<Guard> {
     };
     Ok(Guard {
         layout: netns,
-        cred: mptcpify_common::maps::CredLayout {
-            task_cred: layout.task_cred,
+        task: mptcpify_common::maps::TaskLayout {
+            group_leader: layout.task_group_leader,
+            comm: layout.task_comm,
+            cred: layout.task_cred,
             cred_security: layout.cred_security,
             ..Default::default()
         },

@@ -66,7 +66,7 @@ pub fn attach(
     }
     if let Landlock::KeepSandboxed { domain_offset } = findings.landlock {
         config.flags |= flag::KEEP_SANDBOXED;
-        config.cred.landlock_domain = domain_offset;
+        config.task.landlock_domain = domain_offset;
         write_config(&mut ebpf, config)?;
     }
 
@@ -108,33 +108,21 @@ fn write_policy(
 ) -> Result<Config, Failure> {
     let mut config = Config {
         netns: guard.layout,
-        cred: guard.cred,
+        task: guard.task,
         flags,
         ..Config::default()
     };
     write_entries(ebpf, maps::COMMS, &policy.comms, kind::COMM, &mut config)?;
     write_entries(ebpf, maps::PIDS, &policy.pids, kind::PID, &mut config)?;
-    let mut netns = policy.netns.clone();
-    if guard.fallback.is_some() && crate::netns::own_mptcp_enabled() {
-        let own = crate::netns::resolve("self")?;
-        match netns.0.iter_mut().find(|(k, _, _)| *k == own) {
-            Some((_, roles, _)) => *roles |= role::MPTCP_CHECKED,
-            None => netns.0.push((own, role::MPTCP_CHECKED, String::new())),
-        }
-    }
+    let netns = if guard.fallback.is_some() {
+        checked_namespaces(policy)?
+    } else {
+        policy.netns.clone()
+    };
     write_entries(ebpf, maps::NETNS, &netns, kind::NETNS, &mut config)?;
 
+    // Policy::resolve checked the counts against the maps' sizes.
     let mut cgroups: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
-    if policy.cgroups.0.len() > maps::MAX_CGROUP_RULES as usize {
-        return Err(Failure::BadSelector {
-            what: format!(
-                "{} cgroups given; at most {} are supported",
-                policy.cgroups.0.len(),
-                maps::MAX_CGROUP_RULES
-            ),
-            fix: "Select a common parent cgroup instead.".into(),
-        });
-    }
     for (index, (cgroup, roles, _)) in policy.cgroups.0.iter().enumerate() {
         let rule = CgroupRule {
             id: cgroup.id,
@@ -149,6 +137,35 @@ fn write_policy(
     config.cgroup_rules = policy.cgroups.0.len() as u32;
     write_config(ebpf, config)?;
     Ok(config)
+}
+
+/// The fallback mode (the program cannot read other namespaces' MPTCP
+/// switch): the namespaces whose `net.mptcp.enabled` mptcpify read as 1 —
+/// its own and each `--netns` — get [`role::MPTCP_CHECKED`]; every other
+/// namespace keeps TCP. A selected namespace with MPTCP off is said.
+fn checked_namespaces(policy: &Policy) -> Result<crate::policy::Entries<u32>, Failure> {
+    let mut netns = policy.netns.clone();
+    let mut specs = policy.netns_specs.clone();
+    specs.push((crate::netns::resolve("self")?, "self".into()));
+    for (key, spec) in specs {
+        let enabled = crate::netns::mptcp_enabled_at(&spec).map_err(|e| Failure::BadSelector {
+            what: format!("--netns {spec}: cannot read its net.mptcp.enabled: {e}"),
+            fix: "mptcpify needs to join the namespace (CAP_SYS_ADMIN) to read it.".into(),
+        })?;
+        if !enabled {
+            if spec != "self" {
+                eprintln!(
+                    "mptcpify: warning: net.mptcp.enabled is 0 in --netns {spec}: its sockets stay TCP"
+                );
+            }
+            continue;
+        }
+        match netns.0.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, roles, _)) => *roles |= role::MPTCP_CHECKED,
+            None => netns.0.push((key, role::MPTCP_CHECKED, String::new())),
+        }
+    }
+    Ok(netns)
 }
 
 fn write_entries<K: aya::Pod>(

@@ -95,7 +95,8 @@ pub fn attach(
     if let Some(why) = &guard.fallback {
         eprintln!(
             "mptcpify: warning: cannot read net.mptcp.enabled of other network namespaces ({why}); \
-             upgrading only in mptcpify's own namespace"
+             upgrading only in the namespaces whose setting mptcpify read at start: its own and \
+             each --netns"
         );
     }
     if !kernel.support.ipv6 {

@@ -37,6 +37,27 @@ pub fn own_mptcp_enabled() -> bool {
     std::fs::read_to_string("/proc/sys/net/mptcp/enabled").is_ok_and(|v| v.trim() == "1")
 }
 
+/// Whether `net.mptcp.enabled` is 1 in the namespace at `spec`: read by a
+/// thread that joined it (/proc/sys/net shows the reading task's namespace;
+/// joining a network namespace is allowed per thread, setns(2)).
+pub fn mptcp_enabled_at(spec: &str) -> std::io::Result<bool> {
+    let path = if spec == "self" {
+        "/proc/self/ns/net"
+    } else {
+        spec
+    };
+    let file = std::fs::File::open(path)?;
+    std::thread::spawn(move || {
+        // SAFETY: setns on an fd we hold, in a thread of our own.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(std::fs::read_to_string("/proc/sys/net/mptcp/enabled")?.trim() == "1")
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the namespace reader panicked"))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +70,36 @@ mod tests {
             resolve(&format!("/proc/{}/ns/net", std::process::id())).unwrap(),
             own
         );
+    }
+
+    /// Needs root (unshare -n), as every machine of ours has.
+    #[test]
+    fn reads_another_namespaces_mptcp_setting() {
+        for value in ["0", "1"] {
+            let mut child = std::process::Command::new("unshare")
+                .args([
+                    "-n",
+                    "sh",
+                    "-c",
+                    &format!("echo {value} > /proc/sys/net/mptcp/enabled && echo ok && sleep 10"),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("unshare -n (needs root)");
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+            assert_eq!(line.trim(), "ok");
+            // The shell is the child; its namespace is the one to read.
+            let spec = format!("/proc/{}/ns/net", child.id());
+            let enabled = mptcp_enabled_at(&spec);
+            let _ = child.kill();
+            let _ = child.wait();
+            assert_eq!(enabled.unwrap(), value == "1");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use mptcpify_common::maps::{role, CommKey};
+use mptcpify_common::maps::{role, CommKey, MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS, MAX_PIDS};
 
 use crate::cgroup::{self, Cgroup};
 use crate::cli::Selectors;
@@ -47,6 +47,8 @@ pub struct Policy {
     pub comms: Entries<CommKey>,
     pub pids: Entries<u32>,
     pub netns: Entries<u32>,
+    /// How each `--netns` was given (key, spec), to read its MPTCP setting.
+    pub netns_specs: Vec<(u32, String)>,
     pub cgroups: Entries<Cgroup>,
     /// Things worth telling the operator before attaching.
     pub warnings: Vec<String>,
@@ -75,18 +77,58 @@ impl Policy {
             policy.add_cgroup(cgroup::resolve_unit(unit)?, role::INCLUDE);
         }
         for spec in &selectors.netns {
-            policy.netns.add(
-                netns::resolve(spec)?,
-                role::INCLUDE,
-                format!("netns {spec}"),
-            );
+            let key = netns::resolve(spec)?;
+            policy
+                .netns
+                .add(key, role::INCLUDE, format!("netns {spec}"));
+            policy.netns_specs.push((key, spec.clone()));
         }
         for &given in &selectors.pid {
             policy
                 .pids
                 .add(pid::resolve(given)?, role::INCLUDE, format!("pid {given}"));
         }
+        policy.check_limits()?;
         Ok(policy)
+    }
+
+    /// More entries than a map holds would fail half-way through filling the
+    /// maps; refuse before anything is loaded, naming the limit.
+    pub fn check_limits(&self) -> Result<(), Failure> {
+        for (count, limit, what, fix) in [
+            (
+                self.comms.0.len(),
+                MAX_COMMS,
+                "process names (--comm, --exclude-comm)",
+                "Select by cgroup (--cgroup, --unit) instead of naming every process.",
+            ),
+            (
+                self.pids.0.len(),
+                MAX_PIDS,
+                "processes (--pid)",
+                "Start them in one cgroup and use --cgroup, or `mptcpify run`.",
+            ),
+            (
+                self.netns.0.len(),
+                MAX_NETNS,
+                "network namespaces (--netns)",
+                "Select the containers by cgroup instead.",
+            ),
+            (
+                self.cgroups.0.len(),
+                MAX_CGROUP_RULES,
+                "cgroups (--cgroup, --unit, --exclude-cgroup)",
+                "Select a common parent cgroup instead.",
+            ),
+        ] {
+            if count > limit as usize {
+                return Err(Failure::BadSelector {
+                    what: format!("{count} {what} given; mptcpify holds at most {limit}"),
+                    fix: fix.into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn add_comm(&mut self, name: &str, role: u8) -> Result<(), Failure> {
@@ -184,6 +226,24 @@ mod tests {
             p.to_string(),
             "processes matching any of: comm a-very-long-pro, comm x; never: comm x"
         );
+    }
+
+    #[test]
+    fn more_entries_than_a_map_holds_are_refused_with_the_limit() {
+        let names: Vec<String> = (0..=MAX_COMMS).map(|i| format!("p{i}")).collect();
+        let err = Policy::resolve(&Selectors {
+            comm: names,
+            ..Selectors::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.exit_code(), crate::errors::exit::BAD_SELECTOR);
+        assert!(err.to_string().contains("at most 1024"), "{err}");
+        let names: Vec<String> = (0..MAX_COMMS).map(|i| format!("p{i}")).collect();
+        assert!(Policy::resolve(&Selectors {
+            comm: names,
+            ..Selectors::default()
+        })
+        .is_ok());
     }
 
     #[test]

@@ -6,8 +6,9 @@
 use std::net::TcpListener;
 use std::process::Command;
 
-use mptcpify_tests::probe;
+use mptcpify_tests::probe::{self, TempNetns};
 use mptcpify_tests::process::{self, output_within, Running, ATTACH_TIMEOUT};
+use mptcpify_tests::sockets::{as_comm, new_tcp_protocol, IPPROTO_MPTCP, IPPROTO_TCP};
 
 /// What `landlocked-probe` printed, as (sandbox, protocol, connect).
 fn landlocked_probe(port: u16, extra: &[&str]) -> (String, String, String) {
@@ -108,4 +109,91 @@ fn a_guard_reading_the_wrong_byte_is_refused() {
     );
     assert!(!out.contains("mptcpify: attached"), "{out}");
     assert_eq!(probe::here(), "protocol=6");
+}
+
+/// A sysctl set for one test, restored on drop.
+struct Sysctl {
+    path: String,
+    old: String,
+}
+
+impl Sysctl {
+    fn set(name: &str, value: &str) -> Sysctl {
+        let path = format!("/proc/sys/{}", name.replace('.', "/"));
+        let old = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        std::fs::write(&path, value).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        Sysctl { path, old }
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.path, self.old.trim());
+    }
+}
+
+/// With kallsyms addresses hidden (kptr_restrict = 2) the program cannot
+/// read other namespaces' MPTCP switch: mptcpify says why (not "kernel
+/// lacks CONFIG_KALLSYMS_ALL") and upgrades only where it read the setting
+/// itself: its own namespace and each `--netns` with MPTCP on.
+#[test]
+fn hidden_kallsyms_fall_back_safely_and_say_why() {
+    let _hidden = Sysctl::set("kernel.kptr_restrict", "2");
+    let on = TempNetns::new("fbon");
+    let off = TempNetns::new("fboff");
+    let disabled = Command::new("ip")
+        .args(["netns", "exec", &off.0, "sh", "-c"])
+        .arg("echo 0 > /proc/sys/net/mptcp/enabled")
+        .status()
+        .unwrap();
+    assert!(disabled.success());
+    let running = Running::attach(&[
+        "-q",
+        "--netns",
+        &on.path(),
+        "--netns",
+        &off.path(),
+        "--netns",
+        "self",
+    ]);
+    let said = running.output.join("\n");
+    assert!(said.contains("kptr_restrict = 2"), "{said}");
+    assert!(!said.contains("CONFIG_KALLSYMS_ALL"), "{said}");
+    assert!(
+        said.contains(&format!("net.mptcp.enabled is 0 in --netns {}", off.path())),
+        "{said}"
+    );
+    assert_eq!(probe::in_netns(&on.0), "protocol=262");
+    assert_eq!(probe::in_netns(&off.0), "protocol=6");
+    assert_eq!(probe::here(), "protocol=262");
+    drop(running);
+
+    // System-wide: a namespace mptcpify did not check keeps TCP.
+    let _running = Running::attach(&["-q"]);
+    assert_eq!(probe::here(), "protocol=262");
+    let fresh = Command::new("unshare")
+        .arg("-n")
+        .arg(probe::path("socket-probe"))
+        .output()
+        .unwrap();
+    assert_eq!(probe::result(&fresh), "protocol=6");
+}
+
+/// `--comm` names a process: a worker thread that renamed itself (tokio's
+/// `tokio-runtime-w`, Java, Go) is matched by its process's name, for
+/// inclusion and exclusion alike.
+#[test]
+fn comm_matches_renamed_threads_by_their_process_name() {
+    let process = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let process = process.trim();
+    let worker = || as_comm("tokio-runtime-w", new_tcp_protocol);
+
+    let running = Running::attach(&["-q", "--comm", process]);
+    assert_eq!(worker(), IPPROTO_MPTCP, "--comm {process}");
+    assert_eq!(probe::here(), "protocol=6");
+    drop(running);
+
+    let _running = Running::attach(&["-q", "--exclude-comm", process]);
+    assert_eq!(worker(), IPPROTO_TCP, "--exclude-comm {process}");
+    assert_eq!(probe::here(), "protocol=262");
 }

@@ -48,7 +48,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
 for m in /lib/modules/lab/*.ko; do insmod "$m" || echo "lab: insmod $m failed"; done
 ip link set lo up
-echo "lab: kernel $(uname -r) up in $(cut -d' ' -f1 /proc/uptime) s"
+echo "MPTCPIFY-LAB-UP: kernel $(uname -r) up in $(cut -d' ' -f1 /proc/uptime) s"
 cd /root
 sh /lab/command
 echo "MPTCPIFY-LAB-EXIT=$?"
@@ -57,6 +57,8 @@ poweroff -f
 
 /// The marker /init prints with the command's exit status.
 pub const EXIT_MARKER: &str = "MPTCPIFY-LAB-EXIT=";
+/// The marker /init prints once the kernel booted and the image is set up.
+pub const UP_MARKER: &str = "MPTCPIFY-LAB-UP:";
 
 pub fn build(kernel: &Kernel, artifacts: &Artifacts, command: &str) -> Result<PathBuf> {
     let dir = root().join("target/lab").join(&kernel.release);

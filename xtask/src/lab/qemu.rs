@@ -14,21 +14,43 @@ use anyhow::{bail, Context, Result};
 
 use crate::cache_dir;
 use crate::cmd::say;
-use crate::lab::initramfs::EXIT_MARKER;
+use crate::lab::initramfs::{EXIT_MARKER, UP_MARKER};
 use crate::lab::kernel::Kernel;
 
 /// Generous: the whole privileged suite runs in one boot under TCG.
 const TIMEOUT: Duration = Duration::from_secs(45 * 60);
 const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// Boots that die before /init runs (the kernel panics early now and then
+/// under TCG emulation, e.g. in sched_clock_cpu on 6.12) are retried this
+/// often; they say nothing about our code. A guest that reached /init is
+/// never retried.
+const EARLY_PANIC_RETRIES: usize = 2;
+
 /// The guest command's exit status and the console's lines.
 pub fn boot(kernel: &Kernel, initramfs: &Path) -> Result<(i32, Vec<String>)> {
     let accel = accelerator(kernel, initramfs)?;
-    let mut console = Vec::new();
-    match run(kernel, initramfs, accel, TIMEOUT, Some(&mut console))? {
-        Some(status) => Ok((status, console)),
-        None => bail!("the guest stopped without reporting an exit status (see its console above)"),
+    for attempt in 0..=EARLY_PANIC_RETRIES {
+        let mut console = Vec::new();
+        let status = run(kernel, initramfs, accel, TIMEOUT, Some(&mut console))?;
+        if let Some(status) = status {
+            return Ok((status, console));
+        }
+        if console.iter().any(|l| l.contains(UP_MARKER)) {
+            bail!("the guest stopped without reporting an exit status (see its console above)");
+        }
+        if attempt < EARLY_PANIC_RETRIES {
+            say(format!(
+                "lab: kernel {} died while booting, before /init ran (emulation); booting again",
+                kernel.release
+            ));
+        }
     }
+    bail!(
+        "kernel {} died while booting {} times in a row, before /init ran (see its console above)",
+        kernel.release,
+        EARLY_PANIC_RETRIES + 1
+    )
 }
 
 /// `MPTCPIFY_LAB_ACCEL=kvm|tcg` overrides the probe.

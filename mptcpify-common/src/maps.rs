@@ -16,6 +16,13 @@ pub const PIDS: &str = "PIDS";
 pub const NETNS: &str = "NETNS";
 /// `Array<CgroupRule>`, the first [`Config::cgroup_rules`] entries used.
 pub const CGROUPS: &str = "CGROUPS";
+/// `HashMap<CgroupPath, u32>`: a rule's cgroup path → its index in
+/// [`CGROUPS`]. When a cgroup of that path is created (a service restarts,
+/// or starts after mptcpify), the program that follows `cgroup_mkdir`
+/// writes the new cgroup's id into the rule, before any process can join it.
+pub const CGROUP_PATHS: &str = "CGROUP_PATHS";
+/// `PerCpuArray<CgroupPath>` with one entry: scratch space for a path.
+pub const PATH_SCRATCH: &str = "PATH_SCRATCH";
 /// `PerCpuArray<u64>` indexed by [`Counter`].
 pub const COUNTERS: &str = "COUNTERS";
 /// `RingBuf` of [`crate::event::UpgradeEvent`].
@@ -77,7 +84,50 @@ pub struct Config {
     pub flags: u32,
     pub netns: NetnsLayout,
     pub task: TaskLayout,
+    pub cgroup: CgroupLayout,
 }
+
+/// Where the program that follows `cgroup_mkdir(struct cgroup *, const char
+/// *path)` finds the new cgroup's id (`cgrp->kn->id`, what
+/// `bpf_get_current_ancestor_cgroup_id` returns) and its hierarchy
+/// (`cgrp->root->hierarchy_id`: 0 for cgroup v2, `cgrp_dfl_root`; a hybrid
+/// host's v1 hierarchies create the same paths with other ids). From BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupLayout {
+    pub cgroup_kn: u32,
+    pub kn_id: u32,
+    pub cgroup_root: u32,
+    pub root_hierarchy_id: u32,
+}
+
+/// The cgroup v2 hierarchy's id in `cgroup_root.hierarchy_id`
+/// (kernel/cgroup/cgroup.c gives the default root the first id).
+pub const CGROUP2_HIERARCHY_ID: i32 = 0;
+
+/// Longest cgroup path (relative to the cgroup2 root, with its leading `/`)
+/// a rule can follow, NUL included. Kubernetes pod cgroups are ~170 bytes.
+pub const CGROUP_PATH_LEN: usize = 256;
+
+/// A cgroup path as the `cgroup_mkdir` tracepoint gives it (relative to the
+/// hierarchy's root, leading `/`), NUL-padded: the key of [`CGROUP_PATHS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CgroupPath(pub [u8; CGROUP_PATH_LEN]);
+
+impl CgroupPath {
+    /// `None` when `path` does not fit.
+    pub fn new(path: &[u8]) -> Option<Self> {
+        let mut key = [0u8; CGROUP_PATH_LEN];
+        key.get_mut(..path.len())?.copy_from_slice(path);
+        (path.len() < CGROUP_PATH_LEN).then_some(Self(key))
+    }
+}
+
+/// The id of a rule whose cgroup does not exist (yet): no cgroup has it,
+/// unlike 0, which `bpf_get_current_ancestor_cgroup_id` returns for levels
+/// deeper than the task's.
+pub const ABSENT_CGROUP: u64 = u64::MAX;
 
 /// Where the program finds facts about the calling task, byte offsets:
 /// - its process name: `current->group_leader->comm` (a thread's own comm,
@@ -257,6 +307,7 @@ mod pod {
     unsafe impl aya::Pod for super::CgroupRule {}
     unsafe impl aya::Pod for super::CommKey {}
     unsafe impl aya::Pod for super::CheckSlot {}
+    unsafe impl aya::Pod for super::CgroupPath {}
 }
 
 #[cfg(test)]

@@ -8,9 +8,11 @@
 //!
 //! - [`maps`]: the policy and the outputs (counters, events).
 //! - [`task`]: what the policy may ask about the calling task.
+//! - [`follow`]: `mptcpify_follow`, keeping cgroup rules on their paths.
 #![no_std]
 #![no_main]
 
+mod follow;
 mod maps;
 mod task;
 

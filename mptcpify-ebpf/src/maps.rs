@@ -8,8 +8,8 @@ use aya_ebpf::{
 use mptcpify_common::{
     event::UpgradeEvent,
     maps::{
-        CgroupRule, CheckSlot, CommKey, Config, Counter, MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS,
-        MAX_PIDS,
+        CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, MAX_CGROUP_RULES, MAX_COMMS,
+        MAX_NETNS, MAX_PIDS,
     },
 };
 
@@ -35,6 +35,12 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 /// events are dropped (the counters still count).
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[map(name = "CGROUP_PATHS")]
+pub static CGROUP_PATHS: HashMap<CgroupPath, u32> = HashMap::with_max_entries(MAX_CGROUP_RULES, 0);
+
+#[map(name = "PATH_SCRATCH")]
+pub static PATH_SCRATCH: PerCpuArray<CgroupPath> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "CHECK")]
 pub static CHECK: Array<CheckSlot> = Array::with_max_entries(1, 0);

@@ -1,6 +1,6 @@
 //! cgroup v2 paths: finding the hierarchy, turning a path or a unit name into
-//! the (id, depth) the BPF program compares, and the temporary cgroup of
-//! `mptcpify run`.
+//! the (id, depth, path) the BPF program compares and follows, and the
+//! temporary cgroup of `mptcpify run`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,14 +11,29 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// The inode of the initial cgroup namespace (`PROC_CGROUP_INIT_INO`).
 const INIT_CGROUP_NS_INODE: u64 = 0xEFFF_FFFB;
 
-/// A cgroup v2 directory, as the program matches it.
+/// A cgroup v2 directory, as the program matches and follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cgroup {
     pub path: PathBuf,
-    /// The cgroup id: the directory's inode number.
+    /// The path relative to the hierarchy's root, with a leading `/`, as
+    /// the kernel's `cgroup_mkdir` tracepoint names a new cgroup.
+    pub relative: String,
+    /// The cgroup id: the directory's inode number;
+    /// [`mptcpify_common::maps::ABSENT_CGROUP`] while it does not exist.
     pub id: u64,
     /// Depth below the hierarchy's root (the root is 0).
     pub level: u32,
+}
+
+impl Cgroup {
+    pub fn exists(&self) -> bool {
+        self.id != mptcpify_common::maps::ABSENT_CGROUP
+    }
+
+    /// The id of the directory at `path` now, if there is one.
+    pub fn current_id(&self) -> Option<u64> {
+        std::fs::metadata(&self.path).ok().map(|m| m.ino())
+    }
 }
 
 /// Where cgroup2 is mounted: `/sys/fs/cgroup` on unified hosts,
@@ -78,12 +93,17 @@ pub fn resolve(path: &str) -> Result<Cgroup, Failure> {
     Ok(Cgroup {
         id: metadata.ino(),
         level: relative.components().count() as u32,
+        relative: format!("/{}", relative.display()),
         path: canonical,
     })
 }
 
-/// Resolves `--unit NAME` to `system.slice/NAME.service`. A unit that is not
-/// running has no cgroup: that is an error, not something to wait for.
+/// Resolves `--unit NAME` to the unit's cgroup, as systemd places it (its
+/// `ControlGroup`, or for a unit not running now, where its `Slice=` will
+/// put it). A unit that is not running yet is followed: its sockets are
+/// upgraded from the moment systemd creates its cgroup. Without systemd
+/// (no /run/systemd/system) the cgroup is taken to be
+/// `system.slice/NAME.service` and must exist.
 pub fn resolve_unit(name: &str) -> Result<Cgroup, Failure> {
     let unit = if name.contains('.') {
         name.to_string()
@@ -91,17 +111,94 @@ pub fn resolve_unit(name: &str) -> Result<Cgroup, Failure> {
         format!("{name}.service")
     };
     let mount = mount_point()?;
-    let path = mount.join("system.slice").join(&unit);
-    if !path.is_dir() {
+    if !Path::new("/run/systemd/system").is_dir() {
+        let path = mount.join("system.slice").join(&unit);
+        if !path.is_dir() {
+            return Err(Failure::BadSelector {
+                what: format!(
+                    "--unit {name}: systemd is not running here and {} does not exist",
+                    path.display()
+                ),
+                fix: "Without systemd, --unit means the cgroup system.slice/NAME.service; give \
+                      the service's cgroup with --cgroup PATH instead."
+                    .into(),
+            });
+        }
+        return resolve(&path.to_string_lossy());
+    }
+    let relative = systemd_cgroup(name, &unit)?;
+    let path = mount.join(relative.trim_start_matches('/'));
+    if path.is_dir() {
+        return resolve(&path.to_string_lossy());
+    }
+    check_host_cgroup_namespace()?;
+    Ok(Cgroup {
+        level: Path::new(&relative).components().count() as u32 - 1,
+        relative,
+        path,
+        id: mptcpify_common::maps::ABSENT_CGROUP,
+    })
+}
+
+/// The cgroup (relative to the cgroup2 root) systemd gives `unit`: asked of
+/// systemd through `systemctl show`, its stable command-line interface (a
+/// D-Bus client would be a large dependency for three properties).
+fn systemd_cgroup(name: &str, unit: &str) -> Result<String, Failure> {
+    let out = std::process::Command::new("systemctl")
+        .args([
+            "show",
+            "--property=LoadState,ControlGroup,Slice",
+            "--",
+            unit,
+        ])
+        .output()
+        .map_err(|e| Failure::BadSelector {
+            what: format!("--unit {name}: cannot run systemctl: {e}"),
+            fix: "mptcpify asks systemd where the unit's cgroup is; give it with --cgroup PATH \
+                  instead."
+                .into(),
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let property = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_default()
+            .to_string()
+    };
+    if property("LoadState") != "loaded" {
         return Err(Failure::BadSelector {
-            what: format!("--unit {name}: {} does not exist", path.display()),
-            fix: format!(
-                "The unit's cgroup exists only while it runs: start it first (systemctl start {unit}), \
-                 then mptcpify, then restart the unit so that its sockets are created after attach."
+            what: format!(
+                "--unit {name}: systemd has no unit {unit} (LoadState={})",
+                property("LoadState")
             ),
+            fix: "Give the name `systemctl list-units --all` shows (a template needs its \
+                  instance: --unit getty@tty1)."
+                .into(),
         });
     }
-    resolve(&path.to_string_lossy())
+    let control_group = property("ControlGroup");
+    if !control_group.is_empty() {
+        return Ok(control_group);
+    }
+    Ok(format!("{}/{unit}", slice_path(&property("Slice"))))
+}
+
+/// Where systemd puts a slice's cgroup: `a-b.slice` is
+/// `/a.slice/a-b.slice` (systemd.slice(5)); the root slice `-.slice` is `/`
+/// (returned as ""). An empty slice is taken to be `system.slice`.
+pub fn slice_path(slice: &str) -> String {
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let Some(stem) = slice.strip_suffix(".slice").filter(|s| *s != "-") else {
+        return String::new();
+    };
+    let parts: Vec<&str> = stem.split('-').collect();
+    (1..=parts.len())
+        .map(|n| format!("/{}.slice", parts[..n].join("-")))
+        .collect()
 }
 
 /// The levels the program compares are absolute; inside a cgroup namespace
@@ -167,10 +264,23 @@ mod tests {
     }
 
     #[test]
+    fn slices_nest_as_systemd_names_them() {
+        assert_eq!(slice_path("system.slice"), "/system.slice");
+        assert_eq!(slice_path(""), "/system.slice");
+        assert_eq!(
+            slice_path("kubepods-besteffort.slice"),
+            "/kubepods.slice/kubepods-besteffort.slice"
+        );
+        assert_eq!(slice_path("a-b-c.slice"), "/a.slice/a-b.slice/a-b-c.slice");
+        assert_eq!(slice_path("-.slice"), "");
+    }
+
+    #[test]
     fn resolves_real_cgroups_of_this_host() {
         let mount = mount_point().expect("a cgroup2 mount on this host");
         let root = resolve(&mount.to_string_lossy()).unwrap();
         assert_eq!(root.level, 0);
+        assert_eq!(root.relative, "/");
         let own = own().unwrap();
         let relative = own
             .strip_prefix(&mount)

@@ -32,6 +32,8 @@ pub struct Layout {
     /// `task_struct.group_leader` and `task_struct.comm`: the process name.
     pub task_group_leader: u32,
     pub task_comm: u32,
+    /// A new cgroup's id and hierarchy (see `maps::CgroupLayout`).
+    pub cgroup: mptcpify_common::maps::CgroupLayout,
 }
 
 impl Layout {
@@ -49,6 +51,12 @@ impl Layout {
             cred_security: btf.offset("cred", "security")?,
             task_group_leader: btf.offset("task_struct", "group_leader")?,
             task_comm: btf.offset("task_struct", "comm")?,
+            cgroup: mptcpify_common::maps::CgroupLayout {
+                cgroup_kn: btf.offset("cgroup", "kn")?,
+                kn_id: btf.offset("kernfs_node", "id")?,
+                cgroup_root: btf.offset("cgroup", "root")?,
+                root_hierarchy_id: btf.offset("cgroup_root", "hierarchy_id")?,
+            },
         })
     }
 
@@ -244,6 +252,7 @@ pub struct Guard {
     pub layout: mptcpify_common::maps::NetnsLayout,
     /// Landlock's slot (`landlock_domain`) is filled in by the self-check.
     pub task: mptcpify_common::maps::TaskLayout,
+    pub cgroup: mptcpify_common::maps::CgroupLayout,
     /// Set when the program cannot read other namespaces' MPTCP switch (no
     /// `mptcp_pernet_id` in /proc/kallsyms): only mptcpify's own namespace,
     /// checked here, is upgraded.
@@ -292,6 +301,7 @@ pub fn guard() -> Result<Guard> {
             cred_security: layout.cred_security,
             ..Default::default()
         },
+        cgroup: layout.cgroup,
         fallback,
     })
 }

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{FModRet, ProgramError},
+    programs::{BtfTracePoint, FModRet, ProgramError},
     Ebpf, EbpfLoader,
 };
-use mptcpify_common::maps::{self, flag, kind, role, CgroupRule, CheckSlot, Config, Counter};
+use mptcpify_common::maps::{
+    self, flag, kind, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter,
+};
 
 use crate::errors::Failure;
 use crate::kernel_layout::Guard;
@@ -23,6 +25,9 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
 const PROGRAM: &str = "mptcpify";
 /// The start-up self-check program (see `selfcheck`).
 const CHECK_PROGRAM: &str = "mptcpify_check";
+/// The program that keeps cgroup rules on their paths (on `cgroup_mkdir`).
+const FOLLOW_PROGRAM: &str = "mptcpify_follow";
+const FOLLOW_TRACEPOINT: &str = "cgroup_mkdir";
 
 pub struct Attached {
     ebpf: Ebpf,
@@ -70,6 +75,10 @@ pub fn attach(
         write_config(&mut ebpf, config)?;
     }
 
+    if !policy.cgroups.0.is_empty() {
+        follow_cgroups(&mut ebpf, policy, kernel)?;
+    }
+
     let program = program(&mut ebpf, PROGRAM)?;
     program
         .load(HOOK, &kernel.btf)
@@ -81,6 +90,37 @@ pub fn attach(
         ebpf,
         landlock: findings.landlock,
     })
+}
+
+/// Attaches the program that writes a re-created cgroup's id into its rule,
+/// then takes each rule's id afresh: a cgroup re-created between resolving
+/// the policy and this point is caught here, one created later by the
+/// program.
+fn follow_cgroups(ebpf: &mut Ebpf, policy: &Policy, kernel: &Kernel) -> Result<(), Failure> {
+    let follow: &mut BtfTracePoint = ebpf
+        .program_mut(FOLLOW_PROGRAM)
+        .ok_or_else(|| load_failed(format!("no program {FOLLOW_PROGRAM} in the BPF object")))?
+        .try_into()
+        .map_err(|e: ProgramError| load_failed(e.to_string()))?;
+    follow
+        .load(FOLLOW_TRACEPOINT, &kernel.btf)
+        .map_err(|e| load_failed(format!("loading the program for {FOLLOW_TRACEPOINT}: {e}")))?;
+    follow
+        .attach()
+        .map_err(|e| load_failed(format!("attaching to {FOLLOW_TRACEPOINT}: {e}")))?;
+    let mut rules: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
+    for (index, (cgroup, _, _)) in policy.cgroups.0.iter().enumerate() {
+        if let Some(id) = cgroup.current_id() {
+            let mut rule = rules
+                .get(&(index as u32), 0)
+                .map_err(|e| load_failed(format!("reading {}: {e}", maps::CGROUPS)))?;
+            rule.id = id;
+            rules
+                .set(index as u32, rule, 0)
+                .map_err(|e| load_failed(format!("writing {}: {e}", maps::CGROUPS)))?;
+        }
+    }
+    Ok(())
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut FModRet, Failure> {
@@ -109,6 +149,7 @@ fn write_policy(
     let mut config = Config {
         netns: guard.layout,
         task: guard.task,
+        cgroup: guard.cgroup,
         flags,
         ..Config::default()
     };
@@ -122,6 +163,21 @@ fn write_policy(
     write_entries(ebpf, maps::NETNS, &netns, kind::NETNS, &mut config)?;
 
     // Policy::resolve checked the counts against the maps' sizes.
+    let mut paths: HashMap<_, CgroupPath, u32> = map(ebpf, maps::CGROUP_PATHS)?;
+    for (index, (cgroup, _, _)) in policy.cgroups.0.iter().enumerate() {
+        let key =
+            CgroupPath::new(cgroup.relative.as_bytes()).ok_or_else(|| Failure::BadSelector {
+                what: format!(
+                    "cgroup path {} is longer than the {} bytes mptcpify can follow",
+                    cgroup.relative,
+                    maps::CGROUP_PATH_LEN - 1
+                ),
+                fix: "Select a parent cgroup with a shorter path.".into(),
+            })?;
+        paths
+            .insert(key, index as u32, 0)
+            .map_err(|e| load_failed(format!("writing {}: {e}", maps::CGROUP_PATHS)))?;
+    }
     let mut cgroups: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
     for (index, (cgroup, roles, _)) in policy.cgroups.0.iter().enumerate() {
         let rule = CgroupRule {

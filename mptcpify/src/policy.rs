@@ -152,7 +152,10 @@ impl Policy {
     }
 
     pub fn add_cgroup(&mut self, cgroup: Cgroup, role: u8) {
-        let label = format!("cgroup {}", cgroup.path.display());
+        let mut label = format!("cgroup {}", cgroup.path.display());
+        if !cgroup.exists() {
+            label.push_str(" (from when it is created)");
+        }
         self.cgroups.add(cgroup, role, label);
     }
 

@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::process::Command;
 
-use mptcpify_tests::probe::{self, TempNetns};
+use mptcpify_tests::probe::{self, TempCgroup, TempNetns};
 use mptcpify_tests::process::{self, output_within, Running, ATTACH_TIMEOUT};
 use mptcpify_tests::sockets::{as_comm, new_tcp_protocol, IPPROTO_MPTCP, IPPROTO_TCP};
 
@@ -196,4 +196,135 @@ fn comm_matches_renamed_threads_by_their_process_name() {
     let _running = Running::attach(&["-q", "--exclude-comm", process]);
     assert_eq!(worker(), IPPROTO_TCP, "--exclude-comm {process}");
     assert_eq!(probe::here(), "protocol=262");
+}
+
+/// A service restart removes its cgroup and creates a new one with a new
+/// id: the rule follows the path (in the kernel, before any process can
+/// join), and the same path made in a cgroup v1 hierarchy (hybrid hosts'
+/// name=systemd) does not take the rule over.
+#[test]
+fn cgroup_rules_follow_their_path_across_recreation() {
+    let name = format!("mptest-web-{}", std::process::id());
+    let web = TempCgroup::new(&name);
+    let _running = Running::attach(&["-q", "--cgroup", &name]);
+    assert_eq!(probe::in_cgroup(&web.0), "protocol=262");
+    for round in 0..2 {
+        std::fs::remove_dir(&web.0).unwrap();
+        std::fs::create_dir(&web.0).unwrap();
+        assert_eq!(
+            probe::in_cgroup(&web.0),
+            "protocol=262",
+            "after re-creation {round}"
+        );
+    }
+    let v1 = CgroupV1::mount();
+    std::fs::create_dir(v1.0.join(&name)).unwrap();
+    assert_eq!(probe::in_cgroup(&web.0), "protocol=262", "after a v1 mkdir");
+    assert_eq!(probe::here(), "protocol=6");
+}
+
+/// A named cgroup v1 hierarchy, unmounted on drop.
+struct CgroupV1(std::path::PathBuf);
+
+impl CgroupV1 {
+    fn mount() -> CgroupV1 {
+        let dir = std::env::temp_dir().join(format!("mptest-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "cgroup", "-o", "none,name=mptest", "cgroup"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mounting a cgroup v1 hierarchy at {}", dir.display());
+        CgroupV1(dir)
+    }
+}
+
+impl Drop for CgroupV1 {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "find '{0}' -mindepth 1 -depth -type d -exec rmdir {{}} \\; ; umount '{0}' && rmdir '{0}'",
+                self.0.display()
+            ))
+            .status();
+    }
+}
+
+/// A stand-in for systemd, for `--unit` resolution where the lab has no
+/// systemd: /run/systemd/system exists and `systemctl show` answers for
+/// one unit. (Real systemd is tested with the systemd lab image.)
+struct FakeSystemd {
+    bin: std::path::PathBuf,
+    made_run_dir: bool,
+}
+
+impl FakeSystemd {
+    fn with_unit(unit: &str, slice: &str) -> FakeSystemd {
+        let bin = std::env::temp_dir().join(format!("mptest-systemd-{}", std::process::id()));
+        std::fs::create_dir_all(&bin).unwrap();
+        let script = format!(
+            "#!/bin/sh\n# systemctl show --property=LoadState,ControlGroup,Slice -- UNIT\n\
+             case \"$4\" in\n  {unit}) printf 'LoadState=loaded\\nControlGroup=\\nSlice={slice}\\n' ;;\n  \
+             *) printf 'LoadState=not-found\\nControlGroup=\\nSlice=\\n' ;;\nesac\n"
+        );
+        let path = bin.join("systemctl");
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let made_run_dir = !std::path::Path::new("/run/systemd/system").exists();
+        std::fs::create_dir_all("/run/systemd/system").unwrap();
+        FakeSystemd { bin, made_run_dir }
+    }
+
+    fn mptcpify(&self, args: &[&str]) -> Command {
+        let mut command = process::command(args);
+        let path = std::env::var("PATH").unwrap_or_default();
+        command.env("PATH", format!("{}:{path}", self.bin.display()));
+        command
+    }
+}
+
+impl Drop for FakeSystemd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.bin);
+        if self.made_run_dir {
+            let _ = std::fs::remove_dir("/run/systemd/system");
+            let _ = std::fs::remove_dir("/run/systemd");
+        }
+    }
+}
+
+/// mptcpify can start before the service (a boot-time unit): `--unit`
+/// resolves where systemd will put the unit (its Slice=), and its sockets
+/// are upgraded from the moment the cgroup exists, across restarts. A unit
+/// systemd does not know is refused (exit 8).
+#[test]
+fn unit_started_after_mptcpify_is_followed() {
+    let id = std::process::id();
+    let unit = format!("later{id}.service");
+    let slice = format!("mptest{id}.slice");
+    let systemd = FakeSystemd::with_unit(&unit, &slice);
+
+    let (status, out) = output_within(systemd.mptcpify(&["--unit", "nosuch"]), ATTACH_TIMEOUT);
+    assert_eq!(status.code(), Some(8), "{out}");
+    assert!(out.contains("systemd has no unit nosuch.service"), "{out}");
+
+    let mut running = Running::start(systemd.mptcpify(&["-q", "--unit", &format!("later{id}")]));
+    let attached = running.wait_for("mptcpify: attached", ATTACH_TIMEOUT);
+    assert!(attached.contains("(from when it is created)"), "{attached}");
+    assert!(attached.contains(&format!("{slice}/{unit}")), "{attached}");
+    let service = TempCgroup::new(&format!("{slice}/{unit}"));
+    assert_eq!(probe::in_cgroup(&service.0), "protocol=262");
+    std::fs::remove_dir(&service.0).unwrap();
+    std::fs::create_dir(&service.0).unwrap();
+    assert_eq!(
+        probe::in_cgroup(&service.0),
+        "protocol=262",
+        "after a restart"
+    );
+    let slice_dir = TempCgroup(service.0.parent().unwrap().to_path_buf());
+    drop(service);
+    drop(slice_dir);
 }

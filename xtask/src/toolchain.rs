@@ -112,26 +112,93 @@ fn rust_src_deb() -> Result<PathBuf> {
         .context("downloading Debian's rust-src")
 }
 
+/// Our bpf-linker, built against the libLLVM of the nightly that compiles
+/// the program: the nightly floats, so each run checks that the libLLVM the
+/// cached bpf-linker loads is the nightly's own, and rebuilds it (for the
+/// nightly's LLVM major) when the nightly has moved on. A bpf-linker on PATH
+/// is not used: nothing says which LLVM it was built for.
 fn bpf_linker() -> Result<PathBuf> {
-    if succeeds(Command::new("bpf-linker").arg("--version")) {
-        let path = output(Command::new("sh").args(["-c", "command -v bpf-linker"]))?;
-        return Ok(PathBuf::from(path.trim()).parent().unwrap().to_path_buf());
-    }
     let root = cache_dir().join("bpf-linker");
     let bin = root.join("bin");
-    if succeeds(Command::new(bin.join("bpf-linker")).arg("--version")) {
+    let nightly_llvm = nightly_libllvm()?;
+    let linked = linked_libllvm(&bin.join("bpf-linker"));
+    if linked.as_deref() == Some(nightly_llvm.as_str())
+        && succeeds(Command::new(bin.join("bpf-linker")).arg("--version"))
+    {
         return Ok(bin);
     }
+    if let Some(old) = linked {
+        say(format!(
+            "bpf-linker was built for {old}, the nightly now has {nightly_llvm}: rebuilding it"
+        ));
+    }
+    let major = nightly_llvm_major()?;
     say(format!(
-        "building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM (a few minutes, once)"
+        "building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} (a few minutes, once)"
     ));
     let prefix = llvm_prefix()?;
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
-        .args(["--no-default-features", "--features", "llvm-22", "--root"])
+        .args([
+            "install",
+            "--force",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+            "--root",
+        ])
         .arg(&root)
-        .env("LLVM_PREFIX", &prefix))?;
+        .env("LLVM_PREFIX", &prefix))
+    .with_context(|| {
+        format!(
+            "bpf-linker {BPF_LINKER_VERSION} could not be built for the nightly's LLVM {major}: \
+             if it has no `llvm-{major}` feature, pin a nightly with an LLVM it supports \
+             (rustup toolchain install nightly-YYYY-MM-DD, and set NIGHTLY in \
+             xtask/src/toolchain.rs) or raise BPF_LINKER_VERSION"
+        )
+    })?;
+    let linked = linked_libllvm(&bin.join("bpf-linker"));
+    if linked.as_deref() != Some(nightly_llvm.as_str()) {
+        bail!(
+            "the freshly built bpf-linker loads {linked:?}, not the nightly's {nightly_llvm}; \
+             delete {} and run again",
+            root.display()
+        );
+    }
     Ok(bin)
+}
+
+/// The file name of the nightly's libLLVM (`libLLVM.so.22.1-rust-1.97.0-nightly`).
+fn nightly_libllvm() -> Result<String> {
+    let sysroot_lib = nightly_sysroot()?.join("lib");
+    let real = find_file(&sysroot_lib, "libLLVM.so.", "")
+        .with_context(|| format!("no libLLVM.so.* in {}", sysroot_lib.display()))?;
+    Ok(real.file_name().unwrap().to_string_lossy().into_owned())
+}
+
+/// The LLVM major version of the nightly (`rustc -vV`: "LLVM version: 22.1.4").
+fn nightly_llvm_major() -> Result<u32> {
+    let text = output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "-vV"]))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next()?.parse().ok())
+        .context("rustc +nightly -vV names no LLVM version")
+}
+
+/// The libLLVM file name `binary` loads, as ldd resolves it.
+fn linked_libllvm(binary: &std::path::Path) -> Option<String> {
+    if !binary.is_file() {
+        return None;
+    }
+    let listing = output(Command::new("ldd").arg(binary)).ok()?;
+    listing
+        .split_whitespace()
+        .find(|w| w.starts_with("libLLVM"))
+        .map(String::from)
 }
 
 /// A folder whose `lib/` holds the nightly's libLLVM under the names the

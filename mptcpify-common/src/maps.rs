@@ -10,9 +10,12 @@ use crate::decide::{Keep, Verdict};
 pub const CONFIG: &str = "CONFIG";
 /// `HashMap<CommKey, u8>`: comm → [`role`] bits.
 pub const COMMS: &str = "COMMS";
-/// `HashMap<u32, u8>`: process id (the kernel's tgid) → [`role`] bits.
+/// `HashMap<u32, PidRule>`: process id (the kernel's tgid) → the process's
+/// start time and [`role`] bits.
 pub const PIDS: &str = "PIDS";
-/// `HashMap<u32, u8>`: network namespace inode → [`role`] bits.
+/// `HashMap<u64, u8>`: network namespace cookie → [`role`] bits. Cookies
+/// (`net->net_cookie`, `SO_NETNS_COOKIE`) are never reused, unlike the
+/// namespace's inode number, which the kernel recycles.
 pub const NETNS: &str = "NETNS";
 /// `Array<CgroupRule>`, the first [`Config::cgroup_rules`] entries used.
 pub const CGROUPS: &str = "CGROUPS";
@@ -149,8 +152,26 @@ pub struct TaskLayout {
     pub cred: u32,
     pub cred_security: u32,
     pub landlock_domain: u32,
+    /// `task_struct.start_boottime`: when the process started (ns).
+    pub start_boottime: u32,
+}
+
+/// A `--pid` rule: the process is the one with this pid *and* this start
+/// time, so a later process that reuses the pid is not selected.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidRule {
+    /// The start time in clock ticks since boot, as /proc/PID/stat gives
+    /// it: `start_boottime / (NSEC_PER_SEC / USER_HZ)` (fs/proc/array.c,
+    /// `nsec_to_clock_t`).
+    pub start_ticks: u64,
+    pub roles: u32,
     pub _pad: u32,
 }
+
+/// `NSEC_PER_SEC / USER_HZ`: USER_HZ is 100 on every architecture the
+/// hook exists on (x86, arm64, ...).
+pub const NS_PER_TICK: u64 = 10_000_000;
 
 /// How many 8-byte words of a task's cred security blob the self-check copies.
 pub const CHECK_BLOB_WORDS: usize = 32;
@@ -198,7 +219,7 @@ pub struct NetnsLayout {
     pub pernet_id_addr: u64,
     pub task_nsproxy: u32,
     pub nsproxy_net_ns: u32,
-    pub net_ns_inum: u32,
+    pub net_cookie: u32,
     pub net_gen: u32,
     pub net_generic_ptr: u32,
     pub pernet_mptcp_enabled: u32,
@@ -308,6 +329,7 @@ mod pod {
     unsafe impl aya::Pod for super::CommKey {}
     unsafe impl aya::Pod for super::CheckSlot {}
     unsafe impl aya::Pod for super::CgroupPath {}
+    unsafe impl aya::Pod for super::PidRule {}
 }
 
 #[cfg(test)]

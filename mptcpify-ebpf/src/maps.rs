@@ -9,7 +9,7 @@ use mptcpify_common::{
     event::UpgradeEvent,
     maps::{
         CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, MAX_CGROUP_RULES, MAX_COMMS,
-        MAX_NETNS, MAX_PIDS,
+        MAX_NETNS, MAX_PIDS, PidRule,
     },
 };
 
@@ -20,10 +20,10 @@ pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 pub static COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(MAX_COMMS, 0);
 
 #[map(name = "PIDS")]
-pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PIDS, 0);
+pub static PIDS: HashMap<u32, PidRule> = HashMap::with_max_entries(MAX_PIDS, 0);
 
 #[map(name = "NETNS")]
-pub static NETNS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_NETNS, 0);
+pub static NETNS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_NETNS, 0);
 
 #[map(name = "CGROUPS")]
 pub static CGROUPS: Array<CgroupRule> = Array::with_max_entries(MAX_CGROUP_RULES, 0);

@@ -11,7 +11,9 @@ use aya_ebpf::helpers::{
 use aya_ebpf::maps::HashMap;
 use mptcpify_common::{
     consts::COMM_LEN,
-    maps::{flag, kind, role, CommKey, Config, NetnsLayout, TaskLayout, MAX_CGROUP_RULES},
+    maps::{
+        flag, kind, role, CommKey, Config, NetnsLayout, TaskLayout, MAX_CGROUP_RULES, NS_PER_TICK,
+    },
     TaskMatch,
 };
 
@@ -50,7 +52,7 @@ pub fn guard(config: &Config) -> Guard {
     let net = current_net(&config.netns);
     let netns_roles = match net {
         Some(net) if wanted & kind::NETNS != 0 || config.netns.pernet_id_addr == 0 => {
-            read::<u32>(net, config.netns.net_ns_inum).map_or(0, |inum| lookup(&NETNS, &inum))
+            read::<u64>(net, config.netns.net_cookie).map_or(0, |cookie| lookup(&NETNS, &cookie))
         }
         _ => 0,
     };
@@ -93,7 +95,12 @@ pub fn matches(config: &Config) -> TaskMatch {
     }
     if wanted & kind::PID != 0 {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        hits.add(kind::PID, lookup(&PIDS, &tgid));
+        // SAFETY: the value is plain data, copied out at once.
+        if let Some(rule) = unsafe { PIDS.get(&tgid) }.copied() {
+            if process_start_ticks(&config.task) == Some(rule.start_ticks) {
+                hits.add(kind::PID, rule.roles as u8);
+            }
+        }
     }
     if wanted & kind::CGROUP != 0 {
         cgroup_hits(config, &mut hits);
@@ -124,6 +131,15 @@ fn process_name(layout: &TaskLayout) -> Option<CommKey> {
         return None;
     }
     read::<[u8; COMM_LEN]>(leader, layout.comm).map(CommKey)
+}
+
+/// When the calling process started, in the clock ticks of /proc/PID/stat.
+#[inline(always)]
+fn process_start_ticks(layout: &TaskLayout) -> Option<u64> {
+    // SAFETY: the current task's address; only read through probe reads.
+    let task = unsafe { bpf_get_current_task() };
+    let leader = read::<u64>(task, layout.group_leader)?;
+    read::<u64>(leader, layout.start_boottime).map(|ns| ns / NS_PER_TICK)
 }
 
 /// `current->cred->security`, the task's LSM blob.

@@ -144,6 +144,12 @@ pub struct Safety {
     /// namespace (sockets there stay TCP).
     #[arg(long)]
     pub allow_disabled: bool,
+
+    /// Attach even though another mptcpify is attached and together they
+    /// would not keep every exclusion: a socket is MPTCP when any instance
+    /// upgrades it.
+    #[arg(long)]
+    pub allow_other_instances: bool,
 }
 
 /// Which processes' sockets to upgrade.

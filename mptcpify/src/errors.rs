@@ -16,6 +16,8 @@ pub mod exit {
     pub const BAD_SELECTOR: i32 = 8;
     pub const LOAD_FAILED: i32 = 9;
     pub const SELF_CHECK_FAILED: i32 = 10;
+    pub const OTHER_INSTANCE: i32 = 11;
+    pub const RUN_SETUP: i32 = 12;
 }
 
 #[derive(Debug)]
@@ -58,6 +60,16 @@ pub enum Failure {
         what: String,
         detail: String,
     },
+    /// Another mptcpify is attached, and together they would not do what
+    /// each was asked (an exclusion would not hold).
+    OtherInstance {
+        detail: String,
+    },
+    /// `mptcpify run` could not set up CMD's cgroup.
+    RunSetup {
+        what: String,
+        fix: String,
+    },
     Other(anyhow::Error),
 }
 
@@ -72,6 +84,8 @@ impl Failure {
             Failure::BadSelector { .. } => exit::BAD_SELECTOR,
             Failure::LoadFailed { .. } => exit::LOAD_FAILED,
             Failure::SelfCheckFailed { .. } => exit::SELF_CHECK_FAILED,
+            Failure::OtherInstance { .. } => exit::OTHER_INSTANCE,
+            Failure::RunSetup { .. } => exit::RUN_SETUP,
             Failure::Other(_) => exit::OTHER,
         }
     }
@@ -148,7 +162,18 @@ impl fmt::Display for Failure {
                  It was built without CONFIG_MPTCP, so no socket can be upgraded. Use a kernel \
                  with MPTCP (every major distribution enables it)."
             ),
-            Failure::BadSelector { what, fix } => write!(f, "{what}\n\n{fix}"),
+            Failure::BadSelector { what, fix } | Failure::RunSetup { what, fix } => {
+                write!(f, "{what}\n\n{fix}")
+            }
+            Failure::OtherInstance { detail } => write!(
+                f,
+                "another mptcpify is attached: {detail}\n\n\
+                 Instances on one machine combine: a socket is MPTCP when any of them upgrades \
+                 it, so one instance's --exclude-* cannot hold against another's selection, and \
+                 a system-wide instance upgrades what the other leaves alone. Stop the other \
+                 instance (or merge both policies into one), or pass --allow-other-instances to \
+                 attach anyway."
+            ),
             Failure::LoadFailed { detail } => write!(f, "could not load mptcpify: {detail}"),
             Failure::SelfCheckFailed { what, detail } => write!(
                 f,

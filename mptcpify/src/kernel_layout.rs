@@ -1,12 +1,14 @@
-//! Where the BPF program finds a task's network namespace and that
-//! namespace's MPTCP switch in kernel memory: struct field offsets read from
-//! the running kernel's BTF, and the address of `mptcp_pernet_id` from
-//! /proc/kallsyms. aya has no CO-RE for Rust BPF programs, so the offsets are
-//! computed here and handed to the program in its config map.
+//! Where the BPF programs find what they read in kernel memory: struct field
+//! offsets from the running kernel's BTF, and the address of
+//! `mptcp_pernet_id` from /proc/kallsyms. aya has no CO-RE for Rust BPF
+//! programs, so the offsets are computed here and handed to the programs in
+//! their config map.
 //!
-//! The chain the program follows:
-//! `current->nsproxy->net_ns` → `net->ns.inum` (the netns inode, as in
-//! `/proc/PID/ns/net`) and `net->gen->ptr[mptcp_pernet_id]->mptcp_enabled`.
+//! The namespace chain: `current->nsproxy->net_ns` → `net->net_cookie` (as
+//! `SO_NETNS_COOKIE` gives it) and
+//! `net->gen->ptr[mptcp_pernet_id]->mptcp_enabled`. The task's facts
+//! (process name, start time, credentials) and a new cgroup's id: see
+//! `mptcpify_common::maps::{TaskLayout, CgroupLayout}`.
 
 use std::collections::HashMap;
 
@@ -21,7 +23,7 @@ const KIND_UNION: u32 = 5;
 pub struct Layout {
     pub task_nsproxy: u32,
     pub nsproxy_net_ns: u32,
-    pub net_ns_inum: u32,
+    pub net_cookie: u32,
     pub net_gen: u32,
     pub net_generic_ptr: u32,
     /// `None` when the kernel's BTF has no `struct mptcp_pernet`.
@@ -32,6 +34,8 @@ pub struct Layout {
     /// `task_struct.group_leader` and `task_struct.comm`: the process name.
     pub task_group_leader: u32,
     pub task_comm: u32,
+    /// `task_struct.start_boottime`: when the process started.
+    pub task_start_boottime: u32,
     /// A new cgroup's id and hierarchy (see `maps::CgroupLayout`).
     pub cgroup: mptcpify_common::maps::CgroupLayout,
 }
@@ -39,11 +43,11 @@ pub struct Layout {
 impl Layout {
     pub fn from_btf(data: &[u8]) -> Result<Layout> {
         let btf = Btf::parse(data)?;
-        let net_ns_inum = btf.offset("net", "ns")? + btf.offset("ns_common", "inum")?;
+
         Ok(Layout {
             task_nsproxy: btf.offset("task_struct", "nsproxy")?,
             nsproxy_net_ns: btf.offset("nsproxy", "net_ns")?,
-            net_ns_inum,
+            net_cookie: btf.offset("net", "net_cookie")?,
             net_gen: btf.offset("net", "gen")?,
             net_generic_ptr: btf.offset("net_generic", "ptr")?,
             pernet_mptcp_enabled: btf.offset("mptcp_pernet", "mptcp_enabled").ok(),
@@ -51,6 +55,7 @@ impl Layout {
             cred_security: btf.offset("cred", "security")?,
             task_group_leader: btf.offset("task_struct", "group_leader")?,
             task_comm: btf.offset("task_struct", "comm")?,
+            task_start_boottime: btf.offset("task_struct", "start_boottime")?,
             cgroup: mptcpify_common::maps::CgroupLayout {
                 cgroup_kn: btf.offset("cgroup", "kn")?,
                 kn_id: btf.offset("kernfs_node", "id")?,
@@ -267,7 +272,7 @@ pub fn guard() -> Result<Guard> {
         pernet_id_addr: 0,
         task_nsproxy: layout.task_nsproxy,
         nsproxy_net_ns: layout.nsproxy_net_ns,
-        net_ns_inum: layout.net_ns_inum,
+        net_cookie: layout.net_cookie,
         net_gen: layout.net_gen,
         net_generic_ptr: layout.net_generic_ptr,
         pernet_mptcp_enabled: 0,
@@ -299,6 +304,7 @@ pub fn guard() -> Result<Guard> {
             comm: layout.task_comm,
             cred: layout.task_cred,
             cred_security: layout.cred_security,
+            start_boottime: layout.task_start_boottime,
             ..Default::default()
         },
         cgroup: layout.cgroup,

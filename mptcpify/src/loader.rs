@@ -10,7 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use mptcpify_common::maps::{
-    self, flag, kind, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter,
+    self, flag, kind, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter, PidRule,
 };
 
 use crate::errors::Failure;
@@ -154,7 +154,17 @@ fn write_policy(
         ..Config::default()
     };
     write_entries(ebpf, maps::COMMS, &policy.comms, kind::COMM, &mut config)?;
-    write_entries(ebpf, maps::PIDS, &policy.pids, kind::PID, &mut config)?;
+    let mut pids: HashMap<_, u32, PidRule> = map(ebpf, maps::PIDS)?;
+    for (process, roles, _) in &policy.pids.0 {
+        let rule = PidRule {
+            start_ticks: process.start_ticks,
+            roles: u32::from(*roles),
+            _pad: 0,
+        };
+        pids.insert(process.tgid, rule, 0)
+            .map_err(|e| load_failed(format!("writing {}: {e}", maps::PIDS)))?;
+        set_kind_bits(&mut config, kind::PID, *roles);
+    }
     let netns = if guard.fallback.is_some() {
         checked_namespaces(policy)?
     } else {
@@ -199,7 +209,7 @@ fn write_policy(
 /// switch): the namespaces whose `net.mptcp.enabled` mptcpify read as 1 —
 /// its own and each `--netns` — get [`role::MPTCP_CHECKED`]; every other
 /// namespace keeps TCP. A selected namespace with MPTCP off is said.
-fn checked_namespaces(policy: &Policy) -> Result<crate::policy::Entries<u32>, Failure> {
+fn checked_namespaces(policy: &Policy) -> Result<crate::policy::Entries<u64>, Failure> {
     let mut netns = policy.netns.clone();
     let mut specs = policy.netns_specs.clone();
     specs.push((crate::netns::resolve("self")?, "self".into()));

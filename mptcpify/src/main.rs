@@ -4,6 +4,7 @@
 //! - [`policy`]: the selection, checked and resolved; [`cgroup`], [`netns`]
 //!   and [`pid`] resolve each kind of selector.
 //! - [`preflight`]: privilege, kernel and sysctl checks.
+//! - [`instances`]: other mptcpify instances attached on this machine.
 //! - [`kernel_layout`]: where the program finds a namespace's MPTCP switch.
 //! - [`loader`]: load, fill the policy maps, attach; counters.
 //! - [`events`]: the per-socket log.
@@ -16,6 +17,7 @@ mod cgroup;
 mod cli;
 mod errors;
 mod events;
+mod instances;
 mod kernel_layout;
 mod loader;
 mod netns;
@@ -89,6 +91,7 @@ pub fn attach(
     let kernel = preflight::check(&preflight::Options {
         allow_disabled: safety.allow_disabled,
     })?;
+    instances::check(policy, &instances::attached(), safety.allow_other_instances)?;
     let guard = kernel_layout::guard().map_err(|e| Failure::LoadFailed {
         detail: format!("reading the kernel's layout from BTF: {e:#}"),
     })?;

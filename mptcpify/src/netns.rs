@@ -1,16 +1,18 @@
 //! Network namespaces named by path (`/proc/PID/ns/net`, `/run/netns/NAME`)
-//! or `self`, resolved to the inode the program compares (`net->ns.inum`).
+//! or `self`, resolved to the cookie the program compares (`net->net_cookie`,
+//! never reused, unlike the namespace's inode number).
 
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::errors::Failure;
 
 /// `NS_GET_NSTYPE` from `linux/nsfs.h`.
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+/// `SO_NETNS_COOKIE` from `asm-generic/socket.h` (Linux 5.14+).
+const SO_NETNS_COOKIE: libc::c_int = 71;
 
-/// The inode of the network namespace at `spec` (`self` is mptcpify's own).
-pub fn resolve(spec: &str) -> Result<u32, Failure> {
+/// The cookie of the network namespace at `spec` (`self` is mptcpify's own).
+pub fn resolve(spec: &str) -> Result<u64, Failure> {
     let path = if spec == "self" {
         "/proc/self/ns/net"
     } else {
@@ -28,8 +30,52 @@ pub fn resolve(spec: &str) -> Result<u32, Failure> {
     if kind != libc::CLONE_NEWNET {
         return Err(bad(format!("{path} is not a network namespace")));
     }
-    let inode = file.metadata().map_err(|e| bad(e.to_string()))?.ino();
-    u32::try_from(inode).map_err(|_| bad(format!("unexpected namespace inode {inode}")))
+    if spec == "self" {
+        return own_cookie().map_err(|e| bad(format!("reading its cookie: {e}")));
+    }
+    in_namespace(file, own_cookie).map_err(|e| bad(format!("reading its cookie: {e}")))
+}
+
+/// Runs `f` on a thread that joined the namespace of `file` (joining a
+/// network namespace is allowed per thread, setns(2); needs CAP_SYS_ADMIN).
+fn in_namespace<T: Send + 'static>(
+    file: std::fs::File,
+    f: fn() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    std::thread::spawn(move || {
+        // SAFETY: setns on an fd we hold, in a thread of our own.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the namespace reader panicked"))?
+}
+
+/// The cookie of the calling thread's network namespace, from a socket.
+fn own_cookie() -> std::io::Result<u64> {
+    // SAFETY: a new socket we own at once; getsockopt into a local u64.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut cookie = 0u64;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        if libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(cookie)
+    }
 }
 
 /// Whether `net.mptcp.enabled` is 1 in mptcpify's own namespace.
@@ -100,6 +146,19 @@ mod tests {
             let _ = child.wait();
             assert_eq!(enabled.unwrap(), value == "1");
         }
+    }
+
+    #[test]
+    fn namespaces_have_distinct_cookies() {
+        let mut child = std::process::Command::new("unshare")
+            .args(["-n", "sleep", "10"])
+            .spawn()
+            .expect("unshare -n (needs root)");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let other = resolve(&format!("/proc/{}/ns/net", child.id()));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_ne!(other.unwrap(), resolve("self").unwrap());
     }
 
     #[test]

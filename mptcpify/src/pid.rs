@@ -1,4 +1,5 @@
-//! `--pid PID`: a running process, as the kernel's tgid.
+//! `--pid PID`: a running process, as the kernel's tgid and its start time
+//! (so that a process that later reuses the pid is not selected).
 
 use std::os::unix::fs::MetadataExt;
 
@@ -7,9 +8,17 @@ use crate::errors::Failure;
 /// The inode of the initial PID namespace (`PROC_PID_INIT_INO`).
 const INIT_PID_NS_INODE: u64 = 0xEFFF_FFFC;
 
-/// Resolves `pid` (a process or one of its threads) to its process id, which
-/// the program compares with the kernel's tgid.
-pub fn resolve(pid: u32) -> Result<u32, Failure> {
+/// A selected process: its id (the kernel's tgid) and start time (clock
+/// ticks since boot, /proc/PID/stat's `starttime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub tgid: u32,
+    pub start_ticks: u64,
+}
+
+/// Resolves `pid` (a process or one of its threads) to its process, which
+/// the program compares with the kernel's tgid and the start time.
+pub fn resolve(pid: u32) -> Result<Process, Failure> {
     // The program sees ids of the initial PID namespace.
     if std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() != INIT_PID_NS_INODE) {
         return Err(Failure::BadSelector {
@@ -30,7 +39,14 @@ pub fn resolve(pid: u32) -> Result<u32, Failure> {
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(pid);
-    Ok(tgid)
+    let start_ticks = procfs::process::Process::new(tgid as i32)
+        .and_then(|p| p.stat())
+        .map_err(|e| Failure::BadSelector {
+            what: format!("--pid {pid}: reading /proc/{tgid}/stat: {e}"),
+            fix: "Give the PID of a running process (pgrep NAME).".into(),
+        })?
+        .starttime;
+    Ok(Process { tgid, start_ticks })
 }
 
 #[cfg(test)]
@@ -41,7 +57,7 @@ mod tests {
     fn own_pid_resolves_and_a_dead_one_does_not() {
         let me = std::process::id();
         if std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == INIT_PID_NS_INODE) {
-            assert_eq!(resolve(me).unwrap(), me);
+            assert_eq!(resolve(me).unwrap().tgid, me);
         }
         assert!(resolve(u32::MAX - 1).is_err());
     }

@@ -45,10 +45,10 @@ impl<K: PartialEq> Entries<K> {
 #[derive(Debug, Default)]
 pub struct Policy {
     pub comms: Entries<CommKey>,
-    pub pids: Entries<u32>,
-    pub netns: Entries<u32>,
+    pub pids: Entries<pid::Process>,
+    pub netns: Entries<u64>,
     /// How each `--netns` was given (key, spec), to read its MPTCP setting.
-    pub netns_specs: Vec<(u32, String)>,
+    pub netns_specs: Vec<(u64, String)>,
     pub cgroups: Entries<Cgroup>,
     /// Things worth telling the operator before attaching.
     pub warnings: Vec<String>,
@@ -157,6 +157,13 @@ impl Policy {
             label.push_str(" (from when it is created)");
         }
         self.cgroups.add(cgroup, role, label);
+    }
+
+    pub fn excludes_anything(&self) -> bool {
+        self.comms.any(role::EXCLUDE)
+            || self.pids.any(role::EXCLUDE)
+            || self.netns.any(role::EXCLUDE)
+            || self.cgroups.any(role::EXCLUDE)
     }
 
     pub fn system_wide(&self) -> bool {

@@ -52,6 +52,20 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     }
     let mut events = crate::events::Events::new(attached.take_events()?, true)?;
 
+    // A signal that came while attaching (Ctrl-C during a slow start) means
+    // "don't": CMD never starts, and mptcpify exits as if CMD had been killed.
+    // Attaching blocked the runtime; a short sleep lets its signal driver and
+    // the forwarders above deliver what arrived meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    if let Ok(number) = signals.try_recv() {
+        drop(attached);
+        drop(cgroup);
+        eprintln!(
+            "mptcpify: signal {number} while attaching; not running {:?}",
+            args.command[0]
+        );
+        return Ok(128 + number);
+    }
     let mut child = match spawn_in(&args.command, &cgroup) {
         Ok(child) => child,
         Err(e) => {
@@ -63,13 +77,16 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
             });
         }
     };
-    let pid = child.id().unwrap_or(0) as libc::pid_t;
+    // Never 0 or -1, which kill(2) would take as a process group or everyone.
+    let pid = child.id().map(|id| id as libc::pid_t).filter(|&p| p > 0);
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(anyhow::Error::from)?,
             Some(number) = signals.recv() => {
-                // SAFETY: kill(2) on our child's pid.
-                unsafe { libc::kill(pid, number) };
+                if let Some(pid) = pid {
+                    // SAFETY: kill(2) on our own child's pid.
+                    unsafe { libc::kill(pid, number) };
+                }
             }
             result = events.print_forever(), if args.verbose => result?,
         }
@@ -123,17 +140,39 @@ struct RunCgroup {
     parent: PathBuf,
 }
 
+const PREFIX: &str = "mptcpify-run-";
+
 impl RunCgroup {
     fn create() -> Result<Self, Failure> {
         let parent = cgroup::own()?;
-        let path = parent.join(format!("mptcpify-run-{}", std::process::id()));
-        std::fs::create_dir(&path).map_err(|e| Failure::BadSelector {
+        sweep_leftovers(&parent);
+        let path = parent.join(format!("{PREFIX}{}", std::process::id()));
+        std::fs::create_dir(&path).map_err(|e| Failure::RunSetup {
             what: format!("cannot create the cgroup {} for CMD: {e}", path.display()),
-            fix: "`mptcpify run` needs root and a writable cgroup v2 hierarchy; \
-                  alternatively start CMD yourself and use --pid or --comm."
+            fix: "`mptcpify run` puts CMD in a cgroup of its own below mptcpify's: it needs root \
+                  and a writable cgroup v2 hierarchy there. Alternatively start CMD yourself and \
+                  select it with --pid, --comm or --cgroup."
                 .into(),
         })?;
         Ok(Self { path, parent })
+    }
+}
+
+/// Removes the empty cgroups of earlier runs that were killed (SIGKILL
+/// leaves no chance to clean up): `mptcpify-run-PID` whose PID is gone.
+fn sweep_leftovers(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+            // Fails, harmlessly, while processes are still in it.
+            let _ = std::fs::remove_dir(entry.path());
+        }
     }
 }
 

@@ -6,6 +6,7 @@
  *   socket-probe            print, exit 0
  *   socket-probe N          print, exit N
  *   socket-probe sleep S    print, then sleep S seconds
+ *   socket-probe pid        print, then its pid as pid=N
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,7 +27,9 @@ int main(int argc, char **argv)
 	getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len);
 	printf("protocol=%d\n", protocol);
 	fflush(stdout);
-	if (argc > 2 && strcmp(argv[1], "sleep") == 0)
+	if (argc > 1 && strcmp(argv[1], "pid") == 0)
+		printf("pid=%d\n", (int)getpid());
+	else if (argc > 2 && strcmp(argv[1], "sleep") == 0)
 		sleep(atoi(argv[2]));
 	else if (argc > 1)
 		return atoi(argv[1]);

@@ -234,3 +234,47 @@ fn bad_selectors_attach_nothing() {
         assert_eq!(probe::here(), TCP);
     }
 }
+
+/// Ctrl-C while `mptcpify run` is still attaching aborts: CMD never runs.
+#[test]
+fn run_aborts_on_a_signal_during_attach() {
+    let marker = std::env::temp_dir().join(format!("mptest-ran-{}", std::process::id()));
+    let script = format!("touch '{}'", marker.display());
+    let mut command = process::command(&["run", "--", "sh", "-c", &script]);
+    command.env("RUST_BACKTRACE", "0");
+    let running = Running::start(command);
+    // Well before the self-check and the attach are done under emulation;
+    // after the signal handlers are installed (the first thing `run` does).
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "{output:?}");
+    assert!(!marker.exists(), "CMD ran: {output:?}");
+}
+
+/// A `mptcpify run` killed with SIGKILL leaves its cgroup behind; the next
+/// run removes it.
+#[test]
+fn run_sweeps_cgroups_left_by_killed_runs() {
+    let mut command = process::command(&["run", "-v", "--", "sleep", "60"]);
+    command.env("RUST_BACKTRACE", "0");
+    let mut running = Running::start(command);
+    let line = running.wait_for("mptcpify: attached; running", process::ATTACH_TIMEOUT);
+    let cgroup = std::path::PathBuf::from(line.rsplit(" in ").next().unwrap());
+    running.signal(libc::SIGKILL);
+    let _ = running.wait();
+    // The sleep is still in the cgroup; it goes when killed.
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines() {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        cgroup.is_dir(),
+        "{} should be left behind by SIGKILL",
+        cgroup.display()
+    );
+    let out = run_cmd(&["true"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!cgroup.exists(), "{} was not swept", cgroup.display());
+}

@@ -328,3 +328,59 @@ fn unit_started_after_mptcpify_is_followed() {
     drop(service);
     drop(slice_dir);
 }
+
+/// `--pid P` selects the process P was, not whatever later gets P: a probe
+/// forced onto the same pid (through kernel.ns_last_pid) after the selected
+/// process exited keeps TCP.
+#[test]
+fn pid_selection_does_not_carry_over_to_a_reused_pid() {
+    let mut chosen = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = chosen.id();
+    let _running = Running::attach(&["-q", "--pid", &pid.to_string()]);
+    let _ = chosen.kill();
+    let _ = chosen.wait();
+    for _ in 0..20 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let script = format!("exec '{}' pid", probe::path("socket-probe").display());
+        let reused = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let got = reused.id();
+        let out = reused.wait_with_output().unwrap();
+        if got == pid {
+            assert_eq!(probe::result(&out), "protocol=6", "pid {pid} reused");
+            return;
+        }
+    }
+    panic!("could not get pid {pid} again through ns_last_pid");
+}
+
+/// Two instances: one that only includes may join another that only
+/// includes (sidecars); one with exclusions, or a system-wide one, is
+/// refused with its own exit code, since a socket is MPTCP when any
+/// instance upgrades it.
+#[test]
+fn a_second_instance_that_would_override_exclusions_is_refused() {
+    let _first = Running::attach(&["-q", "--comm", "first-only"]);
+    let (status, out) = process::run(&["-q", "--exclude-comm", "sshd"]);
+    assert_eq!(status.code(), Some(11), "{out}");
+    assert!(out.contains("another mptcpify is attached"), "{out}");
+    assert!(out.contains("--allow-other-instances"), "{out}");
+    assert!(!out.contains("mptcpify: attached"), "{out}");
+
+    let second = Running::attach(&["-q", "--comm", "second-only"]);
+    assert!(
+        second
+            .output
+            .iter()
+            .any(|l| l.contains("another mptcpify is attached")),
+        "{:?}",
+        second.output
+    );
+    let worker = |name: &'static str| as_comm(name, new_tcp_protocol);
+    assert_eq!(worker("first-only"), IPPROTO_MPTCP);
+    assert_eq!(worker("second-only"), IPPROTO_MPTCP);
+    assert_eq!(worker("neither"), IPPROTO_TCP);
+}

@@ -1,0 +1,172 @@
+//! Other mptcpify instances on this machine, found in the kernel (so a
+//! sidecar in another container counts too). Instances chain on the same
+//! hook and the first non-zero return wins, so together a socket is MPTCP
+//! when any of them upgrades it. That is fine for instances that each only
+//! include (sidecars with `--netns self`), and wrong as soon as one of them
+//! excludes something or upgrades everything: then mptcpify refuses to add
+//! itself, unless told to.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use aya::maps::MapInfo;
+use aya::programs::loaded_programs;
+use mptcpify_common::maps;
+
+use crate::errors::Failure;
+use crate::policy::Policy;
+
+/// The upgrader's program name, as the kernel keeps it (first 15 bytes).
+const PROGRAM_NAME: &str = "mptcpify";
+
+/// What another instance selects, from its CONFIG map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance {
+    pub program_id: u32,
+    /// `Config::include_kinds` (0: system-wide) and `exclude_kinds`; the
+    /// first two fields of every version's `Config`.
+    pub include_kinds: u32,
+    pub exclude_kinds: u32,
+}
+
+/// Whether `policy` may be added next to `others`: refused when any side
+/// excludes something or selects everything.
+pub fn check(policy: &Policy, others: &[Instance], allow: bool) -> Result<(), Failure> {
+    let Some(first) = others.first() else {
+        return Ok(());
+    };
+    let ids: Vec<String> = others.iter().map(|o| o.program_id.to_string()).collect();
+    let ours_clashes = policy.system_wide() || policy.excludes_anything();
+    let theirs_clash = others
+        .iter()
+        .any(|o| o.include_kinds == 0 || o.exclude_kinds != 0);
+    if !(ours_clashes || theirs_clash) {
+        eprintln!(
+            "mptcpify: note: another mptcpify is attached (BPF program id {}); a socket is MPTCP \
+             when either upgrades it",
+            ids.join(", ")
+        );
+        return Ok(());
+    }
+    let detail = format!(
+        "BPF program id {} (see `bpftool prog show id {}`), which {}; this one {}",
+        ids.join(", "),
+        first.program_id,
+        describe(first.include_kinds == 0, first.exclude_kinds != 0),
+        describe(policy.system_wide(), policy.excludes_anything()),
+    );
+    if allow {
+        eprintln!("mptcpify: warning: another mptcpify is attached: {detail}; attaching anyway (--allow-other-instances)");
+        return Ok(());
+    }
+    Err(Failure::OtherInstance { detail })
+}
+
+fn describe(system_wide: bool, excludes: bool) -> &'static str {
+    match (system_wide, excludes) {
+        (true, true) => "upgrades every process but some",
+        (true, false) => "upgrades every process",
+        (false, true) => "selects some processes and excludes others",
+        (false, false) => "selects some processes",
+    }
+}
+
+/// Every attached mptcpify upgrader but those of this process.
+pub fn attached() -> Vec<Instance> {
+    loaded_programs()
+        .flatten()
+        .filter(|p| p.name_as_str() == Some(PROGRAM_NAME))
+        .filter_map(|p| {
+            let config = p
+                .map_ids()
+                .ok()
+                .flatten()?
+                .into_iter()
+                .filter_map(|id| MapInfo::from_id(id).ok())
+                .find(|m| m.name_as_str() == Some(maps::CONFIG))?;
+            let head = first_words(&config)?;
+            Some(Instance {
+                program_id: p.id(),
+                include_kinds: head[0],
+                exclude_kinds: head[1],
+            })
+        })
+        .collect()
+}
+
+/// The first two u32 of entry 0 of an array map whose value type may be
+/// another version's `Config`: read raw (BPF_MAP_LOOKUP_ELEM), since aya's
+/// typed maps insist on this version's value size.
+fn first_words(map: &MapInfo) -> Option<[u32; 2]> {
+    let fd = map.fd().ok()?;
+    let mut value = vec![0u8; map.value_size().max(8) as usize];
+    let key = 0u32;
+    // union bpf_attr for BPF_MAP_LOOKUP_ELEM: map_fd @0, key @8, value @16.
+    let mut attr = [0u64; 4];
+    attr[0] = fd.as_fd().as_raw_fd() as u64;
+    attr[1] = &key as *const u32 as u64;
+    attr[2] = value.as_mut_ptr() as u64;
+    // SAFETY: bpf(2) with pointers to live buffers of the map's sizes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            1, // BPF_MAP_LOOKUP_ELEM
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let word = |i: usize| u32::from_ne_bytes(value[i..i + 4].try_into().unwrap());
+    Some([word(0), word(4)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Selectors;
+
+    fn policy(comm: &[&str], exclude: &[&str]) -> Policy {
+        Policy::resolve(&Selectors {
+            comm: comm.iter().map(|s| s.to_string()).collect(),
+            exclude_comm: exclude.iter().map(|s| s.to_string()).collect(),
+            ..Selectors::default()
+        })
+        .unwrap()
+    }
+
+    const SIDECAR: Instance = Instance {
+        program_id: 7,
+        include_kinds: maps::kind::NETNS,
+        exclude_kinds: 0,
+    };
+
+    #[test]
+    fn includers_combine_and_anything_else_is_refused() {
+        assert!(check(&policy(&["a"], &[]), &[], false).is_ok());
+        assert!(check(&policy(&["a"], &[]), &[SIDECAR], false).is_ok());
+        for (ours, theirs) in [
+            (policy(&[], &[]), SIDECAR),
+            (policy(&["a"], &["b"]), SIDECAR),
+            (
+                policy(&["a"], &[]),
+                Instance {
+                    include_kinds: 0,
+                    ..SIDECAR
+                },
+            ),
+            (
+                policy(&["a"], &[]),
+                Instance {
+                    exclude_kinds: maps::kind::COMM,
+                    ..SIDECAR
+                },
+            ),
+        ] {
+            let err = check(&ours, &[theirs], false).unwrap_err();
+            assert_eq!(err.exit_code(), crate::errors::exit::OTHER_INSTANCE);
+            assert!(err.to_string().contains("program id 7"), "{err}");
+            assert!(check(&ours, &[theirs], true).is_ok());
+        }
+    }
+}

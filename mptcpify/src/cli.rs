@@ -6,12 +6,16 @@ const ABOUT: &str = "\
 Turn the TCP sockets of unmodified programs into Multipath TCP (MPTCP).
 
 mptcpify attaches a small eBPF program to the kernel hook that socket() consults
-(update_socket_protocol, Linux 6.6+). While mptcpify runs, every new IPv4/IPv6 TCP
-socket of the selected processes is created as an MPTCP socket instead; it works
-for static binaries and Go programs too, unlike LD_PRELOAD tools. When the peer
-does not speak MPTCP the kernel falls back to plain TCP, so connections keep working.
-Sockets created before mptcpify started are not changed: start it first, then the
-programs. When mptcpify exits (Ctrl-C, SIGTERM, even SIGKILL) new sockets are TCP again.";
+(update_socket_protocol, Linux 6.6+). While mptcpify runs, the IPv4/IPv6 TCP
+sockets that the selected processes create with socket(2) are created as MPTCP
+sockets instead; it works for static binaries and Go programs too, unlike
+LD_PRELOAD tools. When the peer does not speak MPTCP the kernel falls back to plain
+TCP, so connections keep working. Sockets created before mptcpify started are not
+changed: start it first, then the programs. When mptcpify exits (Ctrl-C, SIGTERM,
+even SIGKILL) new sockets are TCP again.
+
+Not covered: sockets created through io_uring (IORING_OP_SOCKET), which never pass
+the hook, and sockets the kernel makes for itself (NFS, iSCSI, ...).";
 
 const AFTER_HELP: &str = "\
 EXAMPLES:
@@ -24,8 +28,8 @@ EXAMPLES:
     Everything except ssh and sshd:
         sudo mptcpify --exclude-comm ssh --exclude-comm sshd
 
-    One systemd service (start the service first; restart it after mptcpify
-    attached, since only new sockets are upgraded):
+    One systemd service, before or after it starts, across its restarts (a
+    running service's existing sockets stay TCP: restart it once):
         sudo mptcpify --unit nginx
 
     One cgroup (and everything below it):
@@ -49,10 +53,17 @@ SELECTION:
     With no include selector (--comm, --cgroup, --unit, --netns, --pid), every
     process is selected. A socket is upgraded when its process matches at least
     one include selector and no exclude selector (--exclude-comm,
-    --exclude-cgroup). A process's name (comm) is cut by the kernel to 15 bytes:
-    pass the name as `ps -o comm` shows it. Every selector is checked before
-    anything is attached; a missing cgroup, unit, namespace or process is an
-    error (mptcpify does not wait for a unit to appear).
+    --exclude-cgroup). --comm matches the process name (`ps -o comm`) and each
+    thread's own name (`ps -L -o comm`), so worker threads that rename
+    themselves (tokio-runtime-w, Java, Go) are matched by their process's name;
+    the kernel cuts names to 15 bytes. --cgroup and --unit follow their path:
+    when the cgroup is removed and created again (a service restart), or is
+    created after mptcpify started (a unit started later), its processes are
+    selected from the moment it exists. --unit asks systemd for the unit's
+    cgroup (its Slice= included). Namespaces and processes are matched by ids
+    the kernel never reuses (the namespace cookie; pid and start time). Every
+    selector is checked before anything is attached: a cgroup, namespace or
+    process that does not exist, or a unit systemd does not know, is an error.
 
 SAFETY:
     A socket stays TCP wherever MPTCP cannot be created: in any network
@@ -60,6 +71,19 @@ SAFETY:
     mptcpify started, the program reads the namespace's setting and leaves the
     socket alone, so socket() never fails because of mptcpify. mptcpify refuses
     to start when MPTCP is off in its own namespace (--allow-disabled overrides).
+    A process sandboxed by Landlock keeps TCP when the kernel's Landlock does not
+    apply its TCP rules to MPTCP (upgrading would let it reach what its sandbox
+    forbids); mptcpify finds out which at start and says so.
+    Before attaching, mptcpify checks itself on the running kernel with test
+    processes (a namespace with MPTCP on and one with it off, a sandboxed
+    process); if its program would misread this kernel it refuses (exit 10).
+    Several mptcpify instances combine (a socket is MPTCP when any upgrades it):
+    one that would override another's exclusions is refused (exit 11).
+    See the Safety section of the README for what other access controls see.
+
+OBSERVING:
+    mptcpify prints a line per upgraded socket, and per socket kept TCP because
+    its process is sandboxed (-q silences them), and its counters at exit.
 
 EXIT STATUS:
     0  detached cleanly after SIGINT/SIGTERM
@@ -70,8 +94,11 @@ EXIT STATUS:
     5  kernel too old: no update_socket_protocol hook
     6  kernel refuses BPF trampoline programs (lockdown, hardened kernel)
     7  MPTCP disabled (net.mptcp.enabled = 0)
-    8  a selector names something that does not exist
-    9  loading or attaching failed for another reason";
+    8  a selector names something that does not exist, or too many of them
+    9  loading or attaching failed for another reason
+    10 self-check failed: the program would misread this kernel
+    11 another mptcpify is attached and would override this one's policy
+    12 `mptcpify run` could not set up CMD's cgroup";
 
 const RUN_ABOUT: &str = "\
 Run CMD with MPTCP: CMD and every process it starts get MPTCP sockets, nothing else.

@@ -107,7 +107,14 @@ mptcpify creates a cgroup for CMD (below its own cgroup), upgrades only that
 cgroup, forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to CMD,
 and exits with CMD's exit status (128+N when CMD is killed by signal N, like a
 shell). The cgroup is removed afterwards. Unlike `mptcpize run`, this works for
-statically linked programs and Go.";
+statically linked programs and Go.
+
+mptcpify needs root to attach, CMD does not get it: started through sudo, CMD
+runs as the user who ran sudo (SUDO_UID, SUDO_GID), with that user's groups,
+HOME, USER and LOGNAME, like `sudo -u USER CMD`; --user/--group choose another
+identity, --as-root keeps root on purpose. CMD gets no capability (none
+effective, permitted, inheritable or ambient) and no_new_privs. Without sudo
+and without --user, CMD runs as root.";
 
 #[derive(Debug, Parser)]
 #[command(name = "mptcpify", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -129,8 +136,9 @@ pub struct Cli {
 
 const RUN_AFTER_HELP: &str = "\
 EXAMPLES:
-    sudo mptcpify run -- iperf3 -c 192.0.2.1
-    sudo mptcpify run -v -- ./static-server --port 8080
+    sudo mptcpify run -- iperf3 -c 192.0.2.1        # iperf3 runs as you, not root
+    sudo mptcpify run --user www-data -- ./static-server --port 8080
+    sudo mptcpify run --as-root -- ./needs-root-too
     sudo mptcpify run --exclude-comm curl -- ./script-that-runs-curl.sh
 
 From a terminal, Ctrl-C reaches CMD directly (same process group) and is also
@@ -153,9 +161,23 @@ pub struct RunArgs {
     #[arg(long = "exclude-comm", value_name = "NAME")]
     pub exclude_comm: Vec<String>,
 
-    /// Print a line for each upgraded socket (to stderr) and the counters.
+    /// Print a line for each upgraded socket (to stderr), who CMD runs as,
+    /// and the counters.
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Run CMD as this user (name or uid), with the user's groups, HOME,
+    /// USER and LOGNAME. Default: the user who ran sudo (SUDO_UID).
+    #[arg(long, value_name = "USER|UID", conflicts_with = "as_root")]
+    pub user: Option<String>,
+
+    /// Run CMD with this primary group (name or gid). Default: the user's.
+    #[arg(long, value_name = "GROUP|GID", conflicts_with = "as_root")]
+    pub group: Option<String>,
+
+    /// Run CMD as root, with root's capabilities, even when started through sudo.
+    #[arg(long)]
+    pub as_root: bool,
 
     #[command(flatten)]
     pub safety: Safety,

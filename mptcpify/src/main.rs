@@ -10,13 +10,14 @@
 //! - [`events`]: the per-socket log.
 //! - [`selfcheck`]: proving, before attaching, that the program reads this
 //!   kernel right (the namespace guard, Landlock).
-//! - [`run`]: `mptcpify run -- CMD`.
+//! - [`run`]: `mptcpify run -- CMD`; [`identity`]: who CMD runs as.
 //! - [`errors`]: every failure with its fix and exit code.
 
 mod cgroup;
 mod cli;
 mod errors;
 mod events;
+mod identity;
 mod instances;
 mod kernel_layout;
 mod loader;

@@ -11,6 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cgroup;
 use crate::cli::{RunArgs, Selectors};
 use crate::errors::Failure;
+use crate::identity::{Identity, Request};
 use crate::policy::Policy;
 
 /// Signals passed on to CMD.
@@ -33,6 +34,15 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
             async move { while stream.recv().await.is_some() && tx.send(number).is_ok() {} },
         );
     }
+    let sudo = std::env::var("SUDO_UID")
+        .ok()
+        .zip(std::env::var("SUDO_GID").ok());
+    let identity = Identity::resolve(&Request {
+        user: args.user.as_deref(),
+        group: args.group.as_deref(),
+        as_root: args.as_root,
+        sudo,
+    })?;
     let mut policy = Policy::resolve(&Selectors {
         exclude_comm: args.exclude_comm.clone(),
         ..Default::default()
@@ -44,6 +54,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     );
     let mut attached = crate::attach(&policy, &args.safety, args.verbose)?;
     if args.verbose {
+        eprintln!("mptcpify: CMD runs as {identity}");
         eprintln!(
             "mptcpify: attached; running {:?} in {}",
             args.command,
@@ -66,7 +77,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         );
         return Ok(128 + number);
     }
-    let mut child = match spawn_in(&args.command, &cgroup) {
+    let mut child = match spawn_in(&args.command, &cgroup, identity) {
         Ok(child) => child,
         Err(e) => {
             eprintln!("mptcpify: {}: {e}", args.command[0]);
@@ -103,9 +114,14 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-/// Starts CMD; the child moves itself into the cgroup before exec, so not
-/// one socket of CMD is created outside it.
-fn spawn_in(command: &[String], cgroup: &RunCgroup) -> std::io::Result<tokio::process::Child> {
+/// Starts CMD; the child moves itself into the cgroup, then takes on
+/// `identity`, before exec: not one socket of CMD is created outside the
+/// cgroup, and nothing of mptcpify's privileges reaches CMD.
+fn spawn_in(
+    command: &[String],
+    cgroup: &RunCgroup,
+    identity: Identity,
+) -> std::io::Result<tokio::process::Child> {
     let procs = CString::new(
         cgroup
             .path
@@ -115,8 +131,9 @@ fn spawn_in(command: &[String], cgroup: &RunCgroup) -> std::io::Result<tokio::pr
     )
     .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
     let mut child = tokio::process::Command::new(&command[0]);
-    child.args(&command[1..]);
-    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+    child.args(&command[1..]).envs(identity.environment());
+    // SAFETY: only async-signal-safe calls (open, write, close, and the
+    // system calls of drop_privileges) between fork and exec.
     unsafe {
         child.pre_exec(move || {
             let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
@@ -128,7 +145,7 @@ fn spawn_in(command: &[String], cgroup: &RunCgroup) -> std::io::Result<tokio::pr
             if written < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            identity.drop_privileges()
         });
     }
     child.spawn()

@@ -55,6 +55,13 @@ echo "MPTCPIFY-LAB-EXIT=$?"
 poweroff -f
 "#;
 
+/// The lab's users: root, and two plain users the `run` tests switch to.
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+                      alice:x:1000:1000:alice:/home/alice:/bin/sh\n\
+                      bob:x:1001:1001:bob:/home/bob:/bin/sh\n";
+/// bob is also in alice's group, to show supplementary groups.
+const GROUP: &str = "root:x:0:\nalice:x:1000:bob\nbob:x:1001:\n";
+
 /// The marker /init prints with the command's exit status.
 pub const EXIT_MARKER: &str = "MPTCPIFY-LAB-EXIT=";
 /// The marker /init prints once the kernel booted and the image is set up.
@@ -92,7 +99,7 @@ pub fn build(kernel: &Kernel, artifacts: &Artifacts, command: &str) -> Result<Pa
 fn base_recipe_hash() -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (TOOLS, FILES, MODULES, INIT).hash(&mut hasher);
+    (TOOLS, FILES, MODULES, INIT, PASSWD, GROUP).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -134,12 +141,8 @@ fn base_files(stage: &Path, kernel: &Kernel) -> Result<()> {
     }
     std::fs::copy(&busybox, stage.join("bin/busybox"))?;
     write(stage, "init", INIT.as_bytes(), 0o755)?;
-    write(
-        stage,
-        "etc/passwd",
-        b"root:x:0:0:root:/root:/bin/sh\n",
-        0o644,
-    )?;
+    write(stage, "etc/passwd", PASSWD.as_bytes(), 0o644)?;
+    write(stage, "etc/group", GROUP.as_bytes(), 0o644)?;
     for tool in TOOLS {
         let path = which(tool)?;
         copy_binary(stage, &path, &path.to_string_lossy())?;

@@ -204,7 +204,8 @@ pub struct Safety {
 /// Which processes' sockets to upgrade.
 #[derive(Debug, Args, Default, Clone)]
 pub struct Selectors {
-    /// Upgrade sockets of processes named NAME (repeatable).
+    /// Upgrade sockets of processes named NAME: the process name, or a
+    /// thread's own name (repeatable).
     #[arg(short, long = "comm", value_name = "NAME")]
     pub comm: Vec<String>,
 
@@ -213,14 +214,16 @@ pub struct Selectors {
     #[arg(long = "cgroup", value_name = "PATH")]
     pub cgroup: Vec<String>,
 
-    /// Upgrade sockets of a running systemd service (cgroup
-    /// system.slice/NAME.service; `.service` is added when NAME has no
-    /// suffix) (repeatable).
+    /// Upgrade sockets of a systemd service, running or not yet started, and
+    /// across its restarts: its cgroup as systemd places it (`.service` is
+    /// added when NAME has no suffix) (repeatable).
     #[arg(long = "unit", value_name = "NAME")]
     pub unit: Vec<String>,
 
     /// Upgrade sockets created in this network namespace: /proc/PID/ns/net,
-    /// /run/netns/NAME, or `self` (mptcpify's own: the sidecar case) (repeatable).
+    /// /run/netns/NAME, or `self` (mptcpify's own: the sidecar case)
+    /// (repeatable). A path like /run/netns/NAME is followed: when it names a
+    /// new namespace (ip netns del + add), that one is selected within 0.1 s.
     #[arg(long = "netns", value_name = "PATH|self")]
     pub netns: Vec<String>,
 

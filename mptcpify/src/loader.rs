@@ -33,6 +33,9 @@ pub struct Attached {
     ebpf: Ebpf,
     /// What the self-check found about Landlock on this kernel.
     pub landlock: Landlock,
+    /// The fallback mode: the program cannot read other namespaces' MPTCP
+    /// switch (see `kernel_layout::Guard`).
+    pub fallback: bool,
 }
 
 /// `events`: whether the program reports each upgrade (see [`Attached::take_events`]);
@@ -89,6 +92,7 @@ pub fn attach(
     Ok(Attached {
         ebpf,
         landlock: findings.landlock,
+        fallback: guard.fallback.is_some(),
     })
 }
 
@@ -319,6 +323,18 @@ impl Attached {
             runs: info.run_count(),
             run_time: info.run_time(),
         })
+    }
+
+    /// Moves a `--netns` rule from namespace cookie `old` to `new`.
+    pub fn move_netns_rule(&mut self, old: u64, new: u64, roles: u8) -> anyhow::Result<()> {
+        let mut netns: HashMap<_, u64, u8> = HashMap::try_from(
+            self.ebpf
+                .map_mut(maps::NETNS)
+                .ok_or_else(|| anyhow::anyhow!("no map {}", maps::NETNS))?,
+        )?;
+        netns.insert(new, roles, 0)?;
+        let _ = netns.remove(&old);
+        Ok(())
     }
 
     /// The ring buffer of upgrade events; can be taken once.

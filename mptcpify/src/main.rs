@@ -2,7 +2,8 @@
 //!
 //! - [`cli`]: the command line and its help.
 //! - [`policy`]: the selection, checked and resolved; [`cgroup`], [`netns`]
-//!   and [`pid`] resolve each kind of selector.
+//!   and [`pid`] resolve each kind of selector; [`netns_follow`] keeps
+//!   `--netns PATH` on its path.
 //! - [`preflight`]: privilege, kernel and sysctl checks.
 //! - [`instances`]: other mptcpify instances attached on this machine.
 //! - [`kernel_layout`]: where the program finds a namespace's MPTCP switch.
@@ -22,6 +23,7 @@ mod instances;
 mod kernel_layout;
 mod loader;
 mod netns;
+mod netns_follow;
 mod pid;
 mod policy;
 mod preflight;
@@ -72,10 +74,12 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         preflight::kernel_release()
     );
     let mut events = events::Events::new(attached.take_events()?, false)?;
+    let mut netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
     tokio::select! {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
         result = events.print_forever(), if !cli.quiet => result?,
+        result = netns_follower.run_forever(&mut attached) => result?,
     }
     report(attached)
 }

@@ -384,3 +384,54 @@ fn a_second_instance_that_would_override_exclusions_is_refused() {
     assert_eq!(worker("second-only"), IPPROTO_MPTCP);
     assert_eq!(worker("neither"), IPPROTO_TCP);
 }
+
+/// `--netns /run/netns/NAME` follows its path: after `ip netns del NAME`
+/// and `ip netns add NAME`, the new namespace is selected (within
+/// mptcpify's polling interval, said on a line of its own).
+#[test]
+fn netns_rule_follows_its_path_across_recreation() {
+    let ns = TempNetns::new("mpfollow");
+    let mut running = Running::attach(&["-q", "--netns", &ns.path()]);
+    assert_eq!(probe::in_netns(&ns.0), "protocol=262");
+    for step in [["del", &ns.0], ["add", &ns.0]] {
+        let ok = Command::new("ip").arg("netns").args(step).status().unwrap();
+        assert!(ok.success(), "ip netns {step:?}");
+    }
+    running.wait_for("names a new namespace", std::time::Duration::from_secs(10));
+    assert_eq!(probe::in_netns(&ns.0), "protocol=262");
+    assert_eq!(probe::here(), "protocol=6");
+}
+
+/// A namespace selected by a /proc path dies with its process; a new,
+/// unselected namespace that gets the same inode number (the kernel reuses
+/// them) must not be upgraded: rules are keyed by the namespace cookie.
+#[test]
+fn a_new_namespace_reusing_a_selected_ones_inode_is_not_selected() {
+    use std::os::unix::fs::MetadataExt;
+    let mut holder = Command::new("unshare")
+        .args(["-n", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let path = format!("/proc/{}/ns/net", holder.id());
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    let _running = Running::attach(&["-q", "--netns", &path]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut same_inode = false;
+    for attempt in 0..5 {
+        let name = format!("mpreuse{attempt}");
+        let ns = TempNetns::new(&name);
+        same_inode = std::fs::metadata(ns.path()).unwrap().ino() == inode;
+        assert_eq!(
+            probe::in_netns(&ns.0),
+            "protocol=6",
+            "inode reused: {same_inode}"
+        );
+        if same_inode {
+            break;
+        }
+    }
+    eprintln!("a new namespace got the selected one's inode {inode}: {same_inode}");
+}

@@ -63,12 +63,13 @@ pub enum Keep {
     NotTcp,
     /// The kernel cannot create MPTCP sockets of this family.
     Unsupported,
-    /// MPTCP is disabled in the task's network namespace.
-    MptcpDisabled,
     /// An exclude selector names the task.
     Excluded,
     /// Include selectors exist and none names the task.
     NotSelected,
+    /// MPTCP is disabled in the task's network namespace. Checked after the
+    /// selection: a socket the policy does not select pays nothing for it.
+    MptcpDisabled,
     /// The task is sandboxed by Landlock, whose TCP rules MPTCP would bypass.
     Sandboxed,
 }
@@ -112,12 +113,12 @@ pub fn decide(call: &SocketCall, facts: impl FnOnce() -> Facts) -> Verdict {
     if call.family == AF_INET6 && !support.ipv6 {
         return Verdict::Keep(Keep::Unsupported);
     }
-    if !task.mptcp_enabled {
-        Verdict::Keep(Keep::MptcpDisabled)
-    } else if task.excluded {
+    if task.excluded {
         Verdict::Keep(Keep::Excluded)
     } else if !task.included {
         Verdict::Keep(Keep::NotSelected)
+    } else if !task.mptcp_enabled {
+        Verdict::Keep(Keep::MptcpDisabled)
     } else if task.sandboxed {
         Verdict::Keep(Keep::Sandboxed)
     } else {
@@ -221,51 +222,33 @@ mod tests {
     #[test]
     fn reasons_in_priority_order() {
         let tcp = call(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        let verdict = |task| {
+            decide(&tcp, || Facts {
+                support: FULL,
+                task,
+            })
+        };
         let all_bad = TaskMatch {
             included: false,
             excluded: true,
             mptcp_enabled: false,
             sandboxed: true,
         };
-        assert_eq!(
-            decide(&tcp, || Facts {
-                support: FULL,
-                task: all_bad
-            }),
-            Verdict::Keep(Keep::MptcpDisabled)
-        );
-        let on = TaskMatch {
-            mptcp_enabled: true,
-            ..all_bad
-        };
-        assert_eq!(
-            decide(&tcp, || Facts {
-                support: FULL,
-                task: on
-            }),
-            Verdict::Keep(Keep::Excluded)
-        );
+        assert_eq!(verdict(all_bad), Verdict::Keep(Keep::Excluded));
         let not_excluded = TaskMatch {
             excluded: false,
-            ..on
+            ..all_bad
         };
-        assert_eq!(
-            decide(&tcp, || Facts {
-                support: FULL,
-                task: not_excluded
-            }),
-            Verdict::Keep(Keep::NotSelected)
-        );
+        assert_eq!(verdict(not_excluded), Verdict::Keep(Keep::NotSelected));
         let included = TaskMatch {
             included: true,
             ..not_excluded
         };
-        assert_eq!(
-            decide(&tcp, || Facts {
-                support: FULL,
-                task: included
-            }),
-            Verdict::Keep(Keep::Sandboxed)
-        );
+        assert_eq!(verdict(included), Verdict::Keep(Keep::MptcpDisabled));
+        let enabled = TaskMatch {
+            mptcp_enabled: true,
+            ..included
+        };
+        assert_eq!(verdict(enabled), Verdict::Keep(Keep::Sandboxed));
     }
 }

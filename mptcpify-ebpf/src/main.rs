@@ -88,7 +88,7 @@ pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
     }
     let config = maps::config();
     slot.seen = 1;
-    slot.mptcp_enabled = task::guard(&config).mptcp_enabled as u32;
+    slot.mptcp_enabled = task::mptcp_enabled(&config) as u32;
     if let Some(security) = task::cred_security(&config.task) {
         // SAFETY: the helper checks the source address and fails cleanly.
         unsafe {

@@ -1,8 +1,8 @@
 //! Facts about the task calling `socket()`, turned into a `TaskMatch` by
 //! looking them up in the policy maps. Only the selector kinds the policy
-//! uses are looked up; the namespace's MPTCP switch is always read, because
-//! upgrading where MPTCP is off would make `socket()` fail; the Landlock
-//! domain only for a task that would otherwise be upgraded.
+//! uses are looked up; for a task the policy selects, the namespace's MPTCP
+//! switch is then always read, because upgrading where MPTCP is off would
+//! make `socket()` fail, and then its Landlock domain.
 
 use aya_ebpf::helpers::{
     bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -38,51 +38,54 @@ impl Hits {
     }
 }
 
-/// What the namespace guard found: whether MPTCP is on in the task's
-/// namespace, and the namespace's roles in [`NETNS`] (looked up only when
-/// the policy or the guard needs them).
-pub struct Guard {
-    pub mptcp_enabled: bool,
-    pub netns_roles: u8,
-}
-
+/// The task's namespace (`current->nsproxy->net_ns`) and its roles in
+/// [`NETNS`], looked up only when the policy selects by namespace or the
+/// guard needs them (the fallback mode).
 #[inline(always)]
-pub fn guard(config: &Config) -> Guard {
+fn namespace(config: &Config) -> (Option<u64>, u8) {
     let wanted = config.include_kinds | config.exclude_kinds;
     let net = current_net(&config.netns);
-    let netns_roles = match net {
+    let roles = match net {
         Some(net) if wanted & kind::NETNS != 0 || config.netns.pernet_id_addr == 0 => {
             read::<u64>(net, config.netns.net_cookie).map_or(0, |cookie| lookup(&NETNS, &cookie))
         }
         _ => 0,
     };
-    let mptcp_enabled = match net {
-        Some(_) if config.netns.pernet_id_addr == 0 => netns_roles & role::MPTCP_CHECKED != 0,
+    (net, roles)
+}
+
+/// Whether MPTCP is on in namespace `net`: its own switch, or in the
+/// fallback mode whether mptcpify checked it ([`role::MPTCP_CHECKED`]).
+#[inline(always)]
+fn enabled(config: &Config, net: Option<u64>, roles: u8) -> bool {
+    match net {
+        Some(_) if config.netns.pernet_id_addr == 0 => roles & role::MPTCP_CHECKED != 0,
         Some(net) => mptcp_enabled_in(net, &config.netns),
         None => false,
-    };
-    Guard {
-        mptcp_enabled,
-        netns_roles,
     }
 }
 
+/// The namespace guard alone (is MPTCP on in the task's namespace?), as
+/// the self-check program reads it.
+#[inline(always)]
+pub fn mptcp_enabled(config: &Config) -> bool {
+    let (net, netns_roles) = namespace(config);
+    enabled(config, net, netns_roles)
+}
+
+/// The policy's view of the calling task, gathered in the order
+/// [`mptcpify_common::decide`] asks: the selection first (what most TCP
+/// sockets of a machine stop at when a policy selects a few processes), then
+/// the namespace guard and the sandbox, only for a task that would be
+/// upgraded. Facts after the one that decides are left at their defaults.
 #[inline(always)]
 pub fn matches(config: &Config) -> TaskMatch {
     let wanted = config.include_kinds | config.exclude_kinds;
-    let Guard {
-        mptcp_enabled,
-        netns_roles,
-    } = guard(config);
-    if !mptcp_enabled {
-        return TaskMatch {
-            mptcp_enabled,
-            ..TaskMatch::default()
-        };
-    }
-
+    let by_netns = wanted & kind::NETNS != 0;
+    let (mut net, mut netns_roles) = (None, 0);
     let mut hits = Hits::default();
-    if wanted & kind::NETNS != 0 {
+    if by_netns {
+        (net, netns_roles) = namespace(config);
         hits.add(kind::NETNS, netns_roles);
     }
     if wanted & kind::COMM != 0 {
@@ -105,19 +108,22 @@ pub fn matches(config: &Config) -> TaskMatch {
     if wanted & kind::CGROUP != 0 {
         cgroup_hits(config, &mut hits);
     }
-    let included = config.system_wide() || hits.included_kinds & config.include_kinds != 0;
-    let excluded = hits.excluded;
-    // Only a task that would be upgraded pays for the three reads.
-    let sandboxed = included
-        && !excluded
+    let mut facts = TaskMatch {
+        included: config.system_wide() || hits.included_kinds & config.include_kinds != 0,
+        excluded: hits.excluded,
+        ..TaskMatch::default()
+    };
+    if !facts.included || facts.excluded {
+        return facts;
+    }
+    if !by_netns {
+        (net, netns_roles) = namespace(config);
+    }
+    facts.mptcp_enabled = enabled(config, net, netns_roles);
+    facts.sandboxed = facts.mptcp_enabled
         && config.flags & flag::KEEP_SANDBOXED != 0
         && landlock_domain(&config.task) != Some(0);
-    TaskMatch {
-        included,
-        excluded,
-        mptcp_enabled,
-        sandboxed,
-    }
+    facts
 }
 
 /// The process name (`current->group_leader->comm`) when the calling thread
@@ -157,6 +163,7 @@ pub fn cred_security(layout: &TaskLayout) -> Option<u64> {
 fn landlock_domain(layout: &TaskLayout) -> Option<u64> {
     read::<u64>(cred_security(layout)?, layout.landlock_domain)
 }
+
 
 #[inline(always)]
 fn lookup<K>(map: &HashMap<K, u8>, key: &K) -> u8 {

@@ -384,13 +384,11 @@ mod tests {
             false,
         );
         let btf = Btf::parse(&data).unwrap();
-        assert_eq!(
-            btf.offset("pair", "a")
-                .unwrap_err()
-                .to_string()
-                .contains("ambiguous"),
-            true
-        );
+        assert!(btf
+            .offset("pair", "a")
+            .unwrap_err()
+            .to_string()
+            .contains("ambiguous"));
         assert!(btf
             .offset("pair", "b")
             .unwrap_err()

@@ -69,7 +69,17 @@ impl Running {
         running
     }
 
-    pub fn start(mut command: Command) -> Running {
+    pub fn start(command: Command) -> Running {
+        Self::start_echoing(command, true)
+    }
+
+    /// Like [`Running::start`], without echoing the output to stderr (for
+    /// benchmarks, where a line per socket would flood the console).
+    pub fn start_quietly(command: Command) -> Running {
+        Self::start_echoing(command, false)
+    }
+
+    fn start_echoing(mut command: Command, echo: bool) -> Running {
         let program = command.get_program().to_string_lossy().into_owned();
         let mut child = command
             .stdin(Stdio::null())
@@ -87,7 +97,9 @@ impl Running {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    eprintln!("  | {line}");
+                    if echo {
+                        eprintln!("  | {line}");
+                    }
                     if tx.send(line).is_err() {
                         break;
                     }

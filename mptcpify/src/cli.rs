@@ -78,7 +78,7 @@ SAFETY:
     processes (a namespace with MPTCP on and one with it off, a sandboxed
     process); if its program would misread this kernel it refuses (exit 10).
     Several mptcpify instances combine (a socket is MPTCP when any upgrades it):
-    one that would override another's exclusions is refused (exit 11).
+    when either excludes anything, the second is refused (exit 11).
     See the Safety section of the README for what other access controls see.
 
 OBSERVING:

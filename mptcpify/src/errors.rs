@@ -169,10 +169,9 @@ impl fmt::Display for Failure {
                 f,
                 "another mptcpify is attached: {detail}\n\n\
                  Instances on one machine combine: a socket is MPTCP when any of them upgrades \
-                 it, so one instance's --exclude-* cannot hold against another's selection, and \
-                 a system-wide instance upgrades what the other leaves alone. Stop the other \
-                 instance (or merge both policies into one), or pass --allow-other-instances to \
-                 attach anyway."
+                 it, so one instance's --exclude-* cannot hold against another's selection. \
+                 Stop the other instance (or merge both policies into one), or pass \
+                 --allow-other-instances to attach anyway."
             ),
             Failure::LoadFailed { detail } => write!(f, "could not load mptcpify: {detail}"),
             Failure::SelfCheckFailed { what, detail } => write!(

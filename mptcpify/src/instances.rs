@@ -1,9 +1,10 @@
 //! Other mptcpify instances on this machine, found in the kernel (so a
 //! sidecar in another container counts too). Instances chain on the same
 //! hook and the first non-zero return wins, so together a socket is MPTCP
-//! when any of them upgrades it. That is fine for instances that each only
-//! include (sidecars with `--netns self`), and wrong as soon as one of them
-//! excludes something or upgrades everything: then mptcpify refuses to add
+//! when any of them upgrades it: their selections add up. That is what each
+//! asked for as long as none excludes anything (sidecars with `--netns
+//! self`, a `run` next to a system-wide instance); an exclusion cannot hold
+//! against another instance's selection, so then mptcpify refuses to add
 //! itself, unless told to.
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -29,16 +30,14 @@ pub struct Instance {
 }
 
 /// Whether `policy` may be added next to `others`: refused when any side
-/// excludes something or selects everything.
+/// excludes something.
 pub fn check(policy: &Policy, others: &[Instance], allow: bool) -> Result<(), Failure> {
     let Some(first) = others.first() else {
         return Ok(());
     };
     let ids: Vec<String> = others.iter().map(|o| o.program_id.to_string()).collect();
-    let ours_clashes = policy.system_wide() || policy.excludes_anything();
-    let theirs_clash = others
-        .iter()
-        .any(|o| o.include_kinds == 0 || o.exclude_kinds != 0);
+    let ours_clashes = policy.excludes_anything();
+    let theirs_clash = others.iter().any(|o| o.exclude_kinds != 0);
     if !(ours_clashes || theirs_clash) {
         eprintln!(
             "mptcpify: note: another mptcpify is attached (BPF program id {}); a socket is MPTCP \
@@ -142,19 +141,18 @@ mod tests {
     };
 
     #[test]
-    fn includers_combine_and_anything_else_is_refused() {
+    fn selections_add_up_and_exclusions_are_refused() {
+        let system_wide = Instance {
+            include_kinds: 0,
+            ..SIDECAR
+        };
         assert!(check(&policy(&["a"], &[]), &[], false).is_ok());
         assert!(check(&policy(&["a"], &[]), &[SIDECAR], false).is_ok());
+        assert!(check(&policy(&[], &[]), &[SIDECAR], false).is_ok());
+        assert!(check(&policy(&["a"], &[]), &[system_wide], false).is_ok());
         for (ours, theirs) in [
-            (policy(&[], &[]), SIDECAR),
-            (policy(&["a"], &["b"]), SIDECAR),
-            (
-                policy(&["a"], &[]),
-                Instance {
-                    include_kinds: 0,
-                    ..SIDECAR
-                },
-            ),
+            (policy(&[], &["b"]), SIDECAR),
+            (policy(&["a"], &["b"]), system_wide),
             (
                 policy(&["a"], &[]),
                 Instance {

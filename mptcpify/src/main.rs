@@ -6,7 +6,8 @@
 //!   `--netns PATH` on its path.
 //! - [`preflight`]: privilege, kernel and sysctl checks.
 //! - [`instances`]: other mptcpify instances attached on this machine.
-//! - [`kernel_layout`]: where the program finds a namespace's MPTCP switch.
+//! - [`kernel_layout`]: what the programs read in kernel memory, and where
+//!   (BTF offsets, kallsyms).
 //! - [`loader`]: load, fill the policy maps, attach; counters.
 //! - [`events`]: the per-socket log.
 //! - [`selfcheck`]: proving, before attaching, that the program reads this

@@ -98,7 +98,7 @@ EXIT STATUS:
     9  loading or attaching failed for another reason
     10 self-check failed: the program would misread this kernel
     11 another mptcpify is attached and would override this one's policy
-    12 `mptcpify run` could not set up CMD's cgroup";
+    12 `mptcpify run` could not set up CMD: its cgroup, or the user it runs as";
 
 const RUN_ABOUT: &str = "\
 Run CMD with MPTCP: CMD and every process it starts get MPTCP sockets, nothing else.

@@ -53,8 +53,14 @@ impl Identity {
                 Some(request.group.unwrap_or(gid).to_string()),
                 "started through sudo (SUDO_UID)",
             ),
+            // Root keeps root's groups: a --group alone would be ignored.
             (None, None) => match request.group {
-                Some(group) => ("0".into(), Some(group.to_string()), "--group"),
+                Some(group) => {
+                    return Err(bad(format!(
+                        "--group {group} without --user: CMD would run as root, whose groups \
+                         mptcpify does not change"
+                    )))
+                }
                 None => return Ok(Identity::root("no SUDO_UID and no --user")),
             },
         };
@@ -291,6 +297,12 @@ mod tests {
         assert!(id.is_root());
         let id = Identity::resolve(&request(None, false, None)).unwrap();
         assert!(id.is_root());
+        let group_alone = Request {
+            group: Some("nogroup"),
+            ..request(None, false, None)
+        };
+        let err = Identity::resolve(&group_alone).unwrap_err();
+        assert!(err.to_string().contains("without --user"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,8 @@ EXAMPLES:
     One systemd service, before or after it starts, across its restarts (a
     running service's existing sockets stay TCP: restart it once):
         sudo mptcpify --unit nginx
+    the same as a service of its own that starts with nginx, at every boot:
+        sudo mptcpify enable nginx       # undo: sudo mptcpify disable nginx
 
     One cgroup (and everything below it):
         sudo mptcpify --cgroup system.slice/nginx.service
@@ -98,13 +100,15 @@ EXIT STATUS:
     9  loading or attaching failed for another reason
     10 self-check failed: the program would misread this kernel
     11 another mptcpify is attached and would override this one's policy
-    12 `mptcpify run` could not set up CMD: its cgroup, or the user it runs as";
+    12 `mptcpify run` could not set up CMD: its cgroup, or the user it runs as
+    13 `mptcpify enable/disable` could not change systemd's configuration";
 
 const RUN_ABOUT: &str = "\
 Run CMD with MPTCP: CMD and every process it starts get MPTCP sockets, nothing else.
 
-mptcpify creates a cgroup for CMD (below its own cgroup), upgrades only that
-cgroup, forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to CMD,
+mptcpify creates a cgroup for CMD (below its own cgroup; under systemd, in a
+transient scope mptcpify-run-PID.scope with Delegate=yes, unless mptcpify already
+runs in a delegated unit), upgrades only that cgroup, forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to CMD,
 and exits with CMD's exit status (128+N when CMD is killed by signal N, like a
 shell). The cgroup is removed afterwards. Unlike `mptcpize run`, this works for
 statically linked programs and Go.
@@ -153,6 +157,39 @@ pub enum Command {
         override_usage = "mptcpify run [OPTIONS] -- CMD [ARGS]..."
     )]
     Run(RunArgs),
+    #[command(
+        about = "Upgrade a systemd service from now on and at every boot (mptcpify@UNIT)",
+        long_about = ENABLE_ABOUT
+    )]
+    Enable(UnitArgs),
+    #[command(
+        about = "Undo `mptcpify enable UNIT`: the service's new sockets are TCP again",
+        long_about = DISABLE_ABOUT
+    )]
+    Disable(UnitArgs),
+}
+
+const ENABLE_ABOUT: &str = "\
+Upgrade a systemd service from now on and at every boot.
+
+Enables and starts mptcpify@UNIT.service (the unit the release bundle installs:
+`mptcpify --unit UNIT` as a hardened Type=notify service, ordered before UNIT),
+and adds a drop-in to UNIT (/etc/systemd/system/UNIT.service.d/50-mptcpify.conf,
+Wants=mptcpify@UNIT.service) so that starting UNIT starts mptcpify first. The
+rule follows UNIT across its restarts. Sockets UNIT has already created stay
+TCP: restart it once (`systemctl restart UNIT`) to upgrade its listeners.
+Like `mptcpize enable UNIT`, without LD_PRELOAD: static binaries and Go too.";
+
+const DISABLE_ABOUT: &str = "\
+Undo `mptcpify enable UNIT`: stops and disables mptcpify@UNIT.service and removes
+the drop-in. UNIT's new sockets are TCP from then on; its existing MPTCP
+sockets stay MPTCP until it restarts.";
+
+#[derive(Debug, Args)]
+pub struct UnitArgs {
+    /// The service: NAME or NAME.service.
+    #[arg(value_name = "UNIT")]
+    pub unit: String,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ pub mod exit {
     pub const SELF_CHECK_FAILED: i32 = 10;
     pub const OTHER_INSTANCE: i32 = 11;
     pub const RUN_SETUP: i32 = 12;
+    pub const SERVICE_SETUP: i32 = 13;
 }
 
 #[derive(Debug)]
@@ -70,6 +71,11 @@ pub enum Failure {
         what: String,
         fix: String,
     },
+    /// `mptcpify enable/disable` could not change systemd's configuration.
+    ServiceSetup {
+        what: String,
+        fix: String,
+    },
     Other(anyhow::Error),
 }
 
@@ -86,6 +92,7 @@ impl Failure {
             Failure::SelfCheckFailed { .. } => exit::SELF_CHECK_FAILED,
             Failure::OtherInstance { .. } => exit::OTHER_INSTANCE,
             Failure::RunSetup { .. } => exit::RUN_SETUP,
+            Failure::ServiceSetup { .. } => exit::SERVICE_SETUP,
             Failure::Other(_) => exit::OTHER,
         }
     }
@@ -162,7 +169,9 @@ impl fmt::Display for Failure {
                  It was built without CONFIG_MPTCP, so no socket can be upgraded. Use a kernel \
                  with MPTCP (every major distribution enables it)."
             ),
-            Failure::BadSelector { what, fix } | Failure::RunSetup { what, fix } => {
+            Failure::BadSelector { what, fix }
+            | Failure::RunSetup { what, fix }
+            | Failure::ServiceSetup { what, fix } => {
                 write!(f, "{what}\n\n{fix}")
             }
             Failure::OtherInstance { detail } => write!(

@@ -83,6 +83,26 @@ pub enum Symbol {
     Missing,
 }
 
+/// Why /proc/kallsyms showed mptcp_pernet_id as 0, and the fix, by
+/// `kernel.kptr_restrict` (kernel/kallsyms.c, kallsyms_show_value: 2 hides
+/// from everyone, 0 and 1 show to a reader with CAP_SYSLOG).
+pub fn hidden_because(kptr_restrict: Option<u8>) -> String {
+    match kptr_restrict {
+        Some(2) => "/proc/kallsyms hides the address of mptcp_pernet_id from everyone \
+                    (kernel.kptr_restrict = 2); `sysctl -w kernel.kptr_restrict=1` shows it \
+                    to root with CAP_SYSLOG"
+            .into(),
+        Some(level) => format!(
+            "/proc/kallsyms hides the address of mptcp_pernet_id from mptcpify \
+             (kernel.kptr_restrict = {level}): mptcpify lacks CAP_SYSLOG (a systemd unit's \
+             CapabilityBoundingSet= or ProtectKernelLogs=yes removes it); give it CAP_SYSLOG"
+        ),
+        None => "/proc/kallsyms hides the address of mptcp_pernet_id (kernel.kptr_restrict \
+                 unreadable); root with CAP_SYSLOG sees it when kernel.kptr_restrict is 0 or 1"
+            .into(),
+    }
+}
+
 /// Looks `name` up in /proc/kallsyms text. A plain scan of the lines: the
 /// one symbol needed does not justify building a table.
 pub fn find_symbol(kallsyms: &str, name: &str) -> Symbol {
@@ -283,12 +303,10 @@ pub fn guard() -> Result<Guard> {
             netns.pernet_mptcp_enabled = fault_injected_offset().unwrap_or(offset);
             None
         }
-        (Symbol::Hidden, _) => Some(format!(
-            "/proc/kallsyms hides the address of mptcp_pernet_id (kernel.kptr_restrict = {}); \
-             `sysctl -w kernel.kptr_restrict=1` shows it to root (CAP_SYSLOG)",
+        (Symbol::Hidden, _) => Some(hidden_because(
             std::fs::read_to_string("/proc/sys/kernel/kptr_restrict")
-                .map(|v| v.trim().to_string())
-                .unwrap_or_else(|_| "?".into())
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
         )),
         (Symbol::Missing, _) => Some(
             "mptcp_pernet_id is not in /proc/kallsyms: the kernel was built without \
@@ -315,6 +333,17 @@ pub fn guard() -> Result<Guard> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hidden_address_names_the_setting_or_the_capability_that_hides_it() {
+        assert!(hidden_because(Some(2)).contains("kptr_restrict=1"));
+        for level in [0, 1] {
+            let why = hidden_because(Some(level));
+            assert!(why.contains("lacks CAP_SYSLOG"), "{why}");
+            assert!(!why.contains("sysctl"), "{why}");
+        }
+        assert!(hidden_because(None).contains("CAP_SYSLOG"));
+    }
 
     /// Needs the build host's BTF, which every machine of ours has; the
     /// offsets are checked for plausibility, the real proof is the lab test

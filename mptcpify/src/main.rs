@@ -12,11 +12,14 @@
 //! - [`events`]: the per-socket log.
 //! - [`selfcheck`]: proving, before attaching, that the program reads this
 //!   kernel right (the namespace guard, Landlock).
-//! - [`run`]: `mptcpify run -- CMD`; [`identity`]: who CMD runs as.
+//! - [`run`]: `mptcpify run -- CMD`; [`identity`]: who CMD runs as;
+//!   [`delegation`]: a cgroup that is mptcpify's to divide (systemd).
+//! - [`service`]: `mptcpify enable/disable UNIT` (mptcpify@UNIT.service).
 //! - [`errors`]: every failure with its fix and exit code.
 
 mod cgroup;
 mod cli;
+mod delegation;
 mod errors;
 mod events;
 mod identity;
@@ -30,6 +33,7 @@ mod policy;
 mod preflight;
 mod run;
 mod selfcheck;
+mod service;
 
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
@@ -50,6 +54,8 @@ fn main() {
     let result = runtime.block_on(async {
         match cli.command {
             Some(cli::Command::Run(args)) => run::run(args).await,
+            Some(cli::Command::Enable(args)) => service::enable(&args),
+            Some(cli::Command::Disable(args)) => service::disable(&args),
             None => foreground(cli).await.map(|()| exit::OK),
         }
     });
@@ -69,11 +75,24 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
 
     let policy = policy::Policy::resolve(&cli.selectors)?;
     let mut attached = attach(&policy, &cli.safety, !cli.quiet)?;
-    eprintln!(
-        "mptcpify: attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
+    let attached_line = format!(
+        "attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
         preflight::HOOK,
         preflight::kernel_release()
     );
+    eprintln!("mptcpify: {attached_line}");
+    // Under systemd (Type=notify), "started" means attached and self-checked:
+    // a unit ordered after mptcpify@X finds X's sockets upgraded. Not under
+    // systemd, NOTIFY_SOCKET is unset and this does nothing.
+    if let Err(e) = sd_notify::notify(
+        true,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&attached_line),
+        ],
+    ) {
+        eprintln!("mptcpify: warning: could not tell systemd that mptcpify is ready: {e}");
+    }
     let mut events = events::Events::new(attached.take_events()?, false)?;
     let mut netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
     tokio::select! {

@@ -151,7 +151,8 @@ fn spawn_in(
     child.spawn()
 }
 
-/// The temporary cgroup of one `run`, below mptcpify's own; removed on drop.
+/// The temporary cgroup of one `run`, below mptcpify's own (a delegated one:
+/// see [`delegation`](crate::delegation)); removed on drop.
 struct RunCgroup {
     path: PathBuf,
     parent: PathBuf,
@@ -161,7 +162,7 @@ const PREFIX: &str = "mptcpify-run-";
 
 impl RunCgroup {
     fn create() -> Result<Self, Failure> {
-        let parent = cgroup::own()?;
+        let parent = crate::delegation::parent()?;
         sweep_leftovers(&parent);
         let path = parent.join(format!("{PREFIX}{}", std::process::id()));
         std::fs::create_dir(&path).map_err(|e| Failure::RunSetup {

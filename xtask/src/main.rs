@@ -42,6 +42,9 @@ enum Command {
         /// Lab kernel: 6.12, 6.18 or 7.3 (with the hook) or 6.1 (too old).
         #[arg(long, default_value = "6.12")]
         kernel: String,
+        /// Boot Debian with systemd as PID 1 (and nginx) instead of busybox.
+        #[arg(long)]
+        systemd: bool,
         /// The command, run by the guest's /bin/sh.
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
@@ -64,9 +67,22 @@ fn main() {
     let result = match cli.command {
         Command::Setup => toolchain::setup().map(drop),
         Command::Build => build::all().map(drop),
-        Command::Vm { kernel, command } => build::all()
-            .and_then(|artifacts| lab::run_in(&kernel, &artifacts, &command.join(" ")))
-            .and_then(exit_with),
+        Command::Vm {
+            kernel,
+            systemd,
+            command,
+        } => {
+            let image = if systemd {
+                lab::Image::Systemd
+            } else {
+                lab::Image::Busybox
+            };
+            build::all()
+                .and_then(|artifacts| {
+                    lab::capture_in(&kernel, &artifacts, &command.join(" "), image)
+                })
+                .and_then(|(status, _)| exit_with(status))
+        }
         Command::Test { kernels } => test::run(&kernels),
         Command::Demo => demo::run(),
         Command::Bench => bench::run(),

@@ -9,7 +9,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::build::{self, cargo, Artifacts};
 use crate::cmd::{self, say};
-use crate::lab::{self, initramfs::GUEST_BIN, kernel::KNOWN};
+use crate::lab::{self, initramfs::GUEST_BIN, kernel::KNOWN, Image};
+
+/// The suite that needs systemd as PID 1: it runs in the systemd image only.
+const SYSTEMD_SUITE: &str = "systemd";
 
 /// `kernels`: the lab kernels to run on (empty: every one in `lab::kernel::KNOWN`).
 pub fn run(kernels: &[String]) -> Result<()> {
@@ -46,7 +49,13 @@ pub fn run(kernels: &[String]) -> Result<()> {
     }
     if host == "attachable" {
         say("this host's kernel lets mptcpify attach: the kernel suites run here too");
-        for (name, _) in artifacts.tests.iter().filter(|(n, _)| !is_host_only(n)) {
+        // Not the systemd suite: it installs, starts and stops units and
+        // restarts nginx, which is the lab's to do, not a host's.
+        for (name, _) in artifacts
+            .tests
+            .iter()
+            .filter(|(n, _)| !is_host_only(n) && n != SYSTEMD_SUITE)
+        {
             cmd::run(&mut host_test(&artifacts, name)?)?;
         }
     }
@@ -60,6 +69,7 @@ pub fn run(kernels: &[String]) -> Result<()> {
             let suite: Vec<String> = artifacts
                 .tests
                 .iter()
+                .filter(|(test, _)| test != SYSTEMD_SUITE)
                 .map(|(test, _)| format!("{GUEST_BIN}/test-{test} --test-threads=1"))
                 .collect();
             format!("set -e\n{}\n", suite.join("\n"))
@@ -72,6 +82,16 @@ pub fn run(kernels: &[String]) -> Result<()> {
         let status = lab::run_in(name, &artifacts, &command)?;
         if status != 0 {
             bail!("the lab suite on {name} failed (exit status {status})");
+        }
+        if known.has_hook {
+            say(format!(
+                "lab, Debian {name} with systemd as PID 1: units, nginx, delegation"
+            ));
+            let command = format!("{GUEST_BIN}/test-{SYSTEMD_SUITE} --test-threads=1\n");
+            let (status, _) = lab::capture_in(name, &artifacts, &command, Image::Systemd)?;
+            if status != 0 {
+                bail!("the systemd suite on {name} failed (exit status {status})");
+            }
         }
     }
     say("all tests passed");

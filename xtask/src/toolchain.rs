@@ -31,6 +31,7 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
     ("dpkg-deb", "dpkg"),
     ("mptcpize", "mptcpize"),
     ("gcc", "gcc"),
+    ("mmdebstrap", "mmdebstrap"),
 ];
 
 pub struct Toolchain {

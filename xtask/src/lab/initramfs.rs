@@ -1,6 +1,10 @@
 //! Initramfs images for the lab, as concatenated cpio archives (the kernel
-//! unpacks them in order): a cached base (busybox, host tools with their
-//! shared libraries, kernel modules, /init), our binaries, and the command.
+//! unpacks them in order): a cached base, the kernel's modules, our binaries
+//! and the command. Two bases ([`Image`]): busybox with host tools (boots in
+//! a second; most suites), or Debian with systemd as PID 1 ([`rootfs`]; the
+//! suites about services and units).
+//!
+//! [`rootfs`]: crate::lab::rootfs
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -62,38 +66,159 @@ const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
 /// bob is also in alice's group, to show supplementary groups.
 const GROUP: &str = "root:x:0:\nalice:x:1000:bob\nbob:x:1001:\n";
 
+/// The systemd image runs the command as this service, once the system is
+/// up (after multi-user.target: nginx runs), with the console as its output.
+const LAB_UNIT: &str = "[Unit]
+Description=mptcpify lab: the test command
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/lab/run
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/console
+Environment=PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+";
+
+/// What the lab service runs: the same markers as the busybox /init.
+const LAB_RUN: &str = r#"#!/bin/sh
+for m in /lib/modules/lab/*.ko; do insmod "$m" || echo "lab: insmod $m failed"; done
+echo "MPTCPIFY-LAB-UP: kernel $(uname -r) up in $(cut -d' ' -f1 /proc/uptime) s, $(systemctl --version | head -1), $(systemctl is-system-running)"
+cd /root
+sh /lab/command
+echo "MPTCPIFY-LAB-EXIT=$?"
+systemctl poweroff --force --force
+"#;
+
+/// The base system a lab boot starts from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Image {
+    /// busybox, the host's tools and /init: fast, no service manager.
+    Busybox,
+    /// Debian with systemd as PID 1, D-Bus and nginx.
+    Systemd,
+}
+
+impl Image {
+    /// What the kernel runs as PID 1.
+    pub fn init(self) -> &'static str {
+        match self {
+            Image::Busybox => "/init",
+            Image::Systemd => "/lib/systemd/systemd",
+        }
+    }
+
+    /// Guest RAM: the systemd image (about 150 MB unpacked) lives in it.
+    pub fn memory_mib(self) -> u32 {
+        match self {
+            Image::Busybox => 1024,
+            Image::Systemd => 2048,
+        }
+    }
+}
+
 /// The marker /init prints with the command's exit status.
 pub const EXIT_MARKER: &str = "MPTCPIFY-LAB-EXIT=";
 /// The marker /init prints once the kernel booted and the image is set up.
 pub const UP_MARKER: &str = "MPTCPIFY-LAB-UP:";
 
-pub fn build(kernel: &Kernel, artifacts: &Artifacts, command: &str) -> Result<PathBuf> {
+pub fn build(
+    kernel: &Kernel,
+    artifacts: &Artifacts,
+    command: &str,
+    image: Image,
+) -> Result<PathBuf> {
     let dir = root().join("target/lab").join(&kernel.release);
     std::fs::create_dir_all(&dir)?;
-    // The base depends only on the kernel and on this file's lists.
-    let base = dir.join(format!("base-{:016x}.cpio", base_recipe_hash()));
-    if !base.is_file() {
-        let stage = stage(&dir, "base")?;
-        base_files(&stage, kernel)?;
-        archive(&stage, &base)?;
+    // The bases depend only on the kernel and on this file's lists.
+    let mut parts = Vec::new();
+    match image {
+        Image::Busybox => {
+            let base = dir.join(format!("base-{:016x}.cpio", base_recipe_hash()));
+            if !base.is_file() {
+                let stage = stage(&dir, "base")?;
+                base_files(&stage, kernel)?;
+                archive(&stage, &base)?;
+            }
+            parts.push(base);
+        }
+        Image::Systemd => {
+            parts.push(crate::lab::rootfs::archive()?);
+            let modules = dir.join(format!("modules-{:016x}.cpio", base_recipe_hash()));
+            if !modules.is_file() {
+                let stage = stage(&dir, "modules")?;
+                // Under usr/: Debian's /lib is a symlink, which a cpio
+                // directory entry `lib` would replace (the kernel's
+                // init/initramfs.c clean_path() removes an entry of another type).
+                lab_modules(&stage, "usr/lib/modules/lab", kernel)?;
+                archive(&stage, &modules)?;
+            }
+            parts.push(modules);
+        }
     }
     let ours = stage(&dir, "ours")?;
-    copy_binary(&ours, &artifacts.mptcpify, &format!("{GUEST_BIN}/mptcpify"))?;
+    // Debian's own libraries serve our binaries in the systemd image (they
+    // are newer than the host's); copying the host's would put `lib`
+    // directory entries over Debian's /lib symlink (see above).
+    let copy = match image {
+        Image::Busybox => copy_binary,
+        Image::Systemd => {
+            systemd_files(&ours)?;
+            copy_executable
+        }
+    };
+    copy(&ours, &artifacts.mptcpify, &format!("{GUEST_BIN}/mptcpify"))?;
     for (name, exe) in &artifacts.tests {
-        copy_binary(&ours, exe, &format!("{GUEST_BIN}/test-{name}"))?;
+        copy(&ours, exe, &format!("{GUEST_BIN}/test-{name}"))?;
     }
     for (name, exe) in &artifacts.tools {
-        copy_binary(&ours, exe, &format!("{GUEST_BIN}/{name}"))?;
+        copy(&ours, exe, &format!("{GUEST_BIN}/{name}"))?;
     }
     write(&ours, "lab/command", command.as_bytes(), 0o755)?;
     let ours_cpio = dir.join("ours.cpio");
     archive(&ours, &ours_cpio)?;
 
-    let image = dir.join("initramfs.cpio");
-    let mut bytes = std::fs::read(&base)?;
-    bytes.extend(std::fs::read(&ours_cpio)?);
-    std::fs::write(&image, bytes)?;
-    Ok(image)
+    parts.push(ours_cpio);
+
+    let initramfs = dir.join("initramfs.cpio");
+    let mut out = std::fs::File::create(&initramfs)?;
+    for part in parts {
+        std::io::copy(&mut std::fs::File::open(part)?, &mut out)?;
+    }
+    Ok(initramfs)
+}
+
+/// The lab service, enabled; the units mptcpify ships (`dist/systemd/`),
+/// installed where a bundle install puts them; no getty on the console.
+fn systemd_files(stage: &Path) -> Result<()> {
+    write(stage, "lab/run", LAB_RUN.as_bytes(), 0o755)?;
+    let units = "etc/systemd/system";
+    write(
+        stage,
+        &format!("{units}/mptcpify-lab.service"),
+        LAB_UNIT.as_bytes(),
+        0o644,
+    )?;
+    let wants = stage.join(units).join("multi-user.target.wants");
+    std::fs::create_dir_all(&wants)?;
+    std::os::unix::fs::symlink(
+        "/etc/systemd/system/mptcpify-lab.service",
+        wants.join("mptcpify-lab.service"),
+    )?;
+    for masked in ["serial-getty@ttyS0.service", "getty@tty1.service"] {
+        std::os::unix::fs::symlink("/dev/null", stage.join(units).join(masked))?;
+    }
+    let shipped = root().join("dist/systemd");
+    let installed = stage.join("usr/local/lib/systemd/system");
+    std::fs::create_dir_all(&installed)?;
+    for entry in
+        std::fs::read_dir(&shipped).with_context(|| format!("reading {}", shipped.display()))?
+    {
+        let entry = entry?;
+        std::fs::copy(entry.path(), installed.join(entry.file_name()))?;
+    }
+    Ok(())
 }
 
 fn base_recipe_hash() -> u64 {
@@ -150,6 +275,12 @@ fn base_files(stage: &Path, kernel: &Kernel) -> Result<()> {
     for file in FILES {
         copy_binary(stage, Path::new(file), file)?;
     }
+    lab_modules(stage, "lib/modules/lab", kernel)
+}
+
+/// The kernel's modules the lab loads at boot, in load order, into `dir`.
+fn lab_modules(stage: &Path, dir: &str, kernel: &Kernel) -> Result<()> {
+    std::fs::create_dir_all(stage.join(dir))?;
     for (index, module) in MODULES.iter().enumerate() {
         let found = output(
             Command::new("find")
@@ -160,7 +291,7 @@ fn base_files(stage: &Path, kernel: &Kernel) -> Result<()> {
             .lines()
             .next()
             .with_context(|| format!("module {module} not in {}", kernel.modules.display()))?;
-        let dest = stage.join(format!("lib/modules/lab/{index:02}-{module}.ko"));
+        let dest = stage.join(format!("{dir}/{index:02}-{module}.ko"));
         if source.ends_with(".xz") {
             let plain = output(
                 Command::new("sh")
@@ -174,12 +305,18 @@ fn base_files(stage: &Path, kernel: &Kernel) -> Result<()> {
     Ok(())
 }
 
-/// Copies an executable and the shared libraries it needs (as ldd lists
-/// them), keeping the libraries' host paths.
-fn copy_binary(stage: &Path, source: &Path, dest: &str) -> Result<()> {
+/// Copies an executable alone.
+fn copy_executable(stage: &Path, source: &Path, dest: &str) -> Result<()> {
     let target = stage.join(dest.trim_start_matches('/'));
     std::fs::create_dir_all(target.parent().unwrap())?;
     std::fs::copy(source, &target).with_context(|| format!("copying {}", source.display()))?;
+    Ok(())
+}
+
+/// Copies an executable and the shared libraries it needs (as ldd lists
+/// them), keeping the libraries' host paths.
+fn copy_binary(stage: &Path, source: &Path, dest: &str) -> Result<()> {
+    copy_executable(stage, source, dest)?;
     // A static binary has no libraries; ldd then complains on stderr.
     let listing = Command::new("ldd")
         .arg(source)

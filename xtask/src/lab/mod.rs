@@ -6,28 +6,31 @@
 pub mod initramfs;
 pub mod kernel;
 pub mod qemu;
+pub mod rootfs;
 
 use anyhow::Result;
 
 use crate::build::Artifacts;
 use crate::cmd::say;
+pub use initramfs::Image;
 
 /// Boots `kernel` and runs `command` (a /bin/sh command line) in the guest as
 /// root; returns its exit status. The guest's output is streamed.
 pub fn run_in(kernel: &str, artifacts: &Artifacts, command: &str) -> Result<i32> {
-    Ok(capture_in(kernel, artifacts, command)?.0)
+    Ok(capture_in(kernel, artifacts, command, Image::Busybox)?.0)
 }
 
-/// Like [`run_in`], also returning the console's lines.
+/// Like [`run_in`], on `image`, also returning the console's lines.
 pub fn capture_in(
     kernel: &str,
     artifacts: &Artifacts,
     command: &str,
+    image: Image,
 ) -> Result<(i32, Vec<String>)> {
     let kernel = kernel::get(kernel)?;
-    let image = initramfs::build(&kernel, artifacts, command)?;
+    let initramfs = initramfs::build(&kernel, artifacts, command, image)?;
     let started = std::time::Instant::now();
-    let (status, console) = qemu::boot(&kernel, &image)?;
+    let (status, console) = qemu::boot(&kernel, &initramfs, image)?;
     say(format!(
         "lab: kernel {} finished in {:.1} s with exit status {status}",
         kernel.release,

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cache_dir;
 use crate::cmd::say;
-use crate::lab::initramfs::{EXIT_MARKER, UP_MARKER};
+use crate::lab::initramfs::{Image, EXIT_MARKER, UP_MARKER};
 use crate::lab::kernel::Kernel;
 
 /// Generous: the whole privileged suite runs in one boot under TCG.
@@ -28,11 +28,11 @@ const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(40);
 const EARLY_PANIC_RETRIES: usize = 2;
 
 /// The guest command's exit status and the console's lines.
-pub fn boot(kernel: &Kernel, initramfs: &Path) -> Result<(i32, Vec<String>)> {
-    let accel = accelerator(kernel, initramfs)?;
+pub fn boot(kernel: &Kernel, initramfs: &Path, image: Image) -> Result<(i32, Vec<String>)> {
+    let accel = accelerator(kernel, initramfs, image)?;
     for attempt in 0..=EARLY_PANIC_RETRIES {
         let mut console = Vec::new();
-        let status = run(kernel, initramfs, accel, TIMEOUT, Some(&mut console))?;
+        let status = run(kernel, initramfs, image, accel, TIMEOUT, Some(&mut console))?;
         if let Some(status) = status {
             return Ok((status, console));
         }
@@ -54,7 +54,7 @@ pub fn boot(kernel: &Kernel, initramfs: &Path) -> Result<(i32, Vec<String>)> {
 }
 
 /// `MPTCPIFY_LAB_ACCEL=kvm|tcg` overrides the probe.
-fn accelerator(kernel: &Kernel, initramfs: &Path) -> Result<&'static str> {
+fn accelerator(kernel: &Kernel, initramfs: &Path, image: Image) -> Result<&'static str> {
     match std::env::var("MPTCPIFY_LAB_ACCEL").as_deref() {
         Ok("kvm") => return Ok("kvm"),
         Ok("tcg") => return Ok("tcg"),
@@ -74,7 +74,7 @@ fn accelerator(kernel: &Kernel, initramfs: &Path) -> Result<&'static str> {
     }
     say("probing whether KVM works here (once)");
     let works = matches!(
-        run(kernel, initramfs, "kvm", KVM_PROBE_TIMEOUT, None),
+        run(kernel, initramfs, image, "kvm", KVM_PROBE_TIMEOUT, None),
         Ok(Some(_))
     );
     std::fs::create_dir_all(cache_dir())?;
@@ -92,13 +92,15 @@ fn accelerator(kernel: &Kernel, initramfs: &Path) -> Result<&'static str> {
 fn run(
     kernel: &Kernel,
     initramfs: &Path,
+    image: Image,
     accel: &str,
     timeout: Duration,
     mut console: Option<&mut Vec<String>>,
 ) -> Result<Option<i32>> {
     let cpu = if accel == "kvm" { "host" } else { "max" };
+    let memory = image.memory_mib().to_string();
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", accel, "-cpu", cpu, "-m", "1024", "-smp", "2"])
+        .args(["-accel", accel, "-cpu", cpu, "-m", &memory, "-smp", "2"])
         .args([
             "-nographic",
             "-no-reboot",
@@ -111,10 +113,11 @@ fn run(
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
         .arg(initramfs)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
-        ])
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 panic=-1 quiet loglevel=3 rdinit={}",
+            image.init()
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,243 @@
+//! Under a real systemd (PID 1, D-Bus, nginx from Debian): the lab's systemd
+//! image (`cargo xtask test` boots it; `cargo xtask vm --systemd`). The
+//! tests run as a service of that systemd (mptcpify-lab.service), so they
+//! see what a process started by systemd sees: a cgroup systemd owns.
+//!
+//! Whether a listener is MPTCP is read from the kernel: `ss -M` lists the
+//! MPTCP sockets (mptcp_diag), whichever program made them.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mptcpify_tests::probe;
+use mptcpify_tests::process;
+
+/// A unit start waits for mptcpify's READY (attached and self-checked):
+/// seconds under emulation.
+const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn require_systemd() {
+    assert!(
+        Path::new("/run/systemd/system").exists(),
+        "these tests need systemd as PID 1: they run in the lab's systemd image \
+         (cargo xtask test, or cargo xtask vm --systemd)"
+    );
+}
+
+/// Runs a command line with sh; its output (stdout and stderr) when it
+/// succeeds, else the test fails with that output.
+fn sh(script: &str) -> String {
+    let mut command = Command::new("sh");
+    command.args(["-c", script]);
+    let (status, output) = process::output_within(command, SYSTEMCTL_TIMEOUT);
+    assert!(status.success(), "`{script}` failed ({status}):\n{output}");
+    output
+}
+
+/// Ports with an MPTCP listener, from the kernel (`ss -M`).
+fn mptcp_listener_ports() -> Vec<u16> {
+    let listing = sh("ss -H -M -l -n");
+    let mut ports: Vec<u16> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter_map(|local| local.rsplit(':').next()?.parse().ok())
+        .collect();
+    ports.sort();
+    ports.dedup();
+    ports
+}
+
+fn nginx_is_mptcp() -> bool {
+    mptcp_listener_ports().contains(&80)
+}
+
+/// nginx answers on port 80 (from a plain-TCP client: a fallback when the
+/// listener is MPTCP, which must work just the same).
+fn assert_nginx_serves() {
+    sh("curl -sf -o /dev/null --max-time 20 http://127.0.0.1/");
+}
+
+fn unit_property(unit: &str, property: &str) -> String {
+    sh(&format!("systemctl show -P {property} {unit}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn run_puts_cmd_in_a_delegated_scope_of_its_own() {
+    require_systemd();
+    // Precondition, derived: this test's own cgroup is a service systemd did
+    // not delegate, where making cgroups is not ours to do.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own_unit = own
+        .trim()
+        .rsplit('/')
+        .next()
+        .expect("a cgroup path")
+        .to_string();
+    assert_eq!(unit_property(&own_unit, "Delegate"), "no", "{own}");
+
+    let script = format!(
+        "cat /proc/self/cgroup; \
+         scope=$(basename \"$(dirname \"$(cut -d: -f3 /proc/self/cgroup)\")\"); \
+         echo \"scope=$scope delegate=$(systemctl show -P Delegate \"$scope\")\"; \
+         exec '{}'",
+        probe::path("socket-probe").display()
+    );
+    let (status, output) = process::output_within(
+        process::command(&["run", "--", "sh", "-c", &script]),
+        process::ATTACH_TIMEOUT,
+    );
+    assert!(status.success(), "{output}");
+    let cgroup = output
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("CMD printed no cgroup:\n{output}"));
+    let parts: Vec<&str> = cgroup.rsplit('/').take(2).collect();
+    let pid = parts[0]
+        .strip_prefix("mptcpify-run-")
+        .unwrap_or_else(|| panic!("CMD is not in mptcpify's cgroup: {cgroup}"));
+    let scope = format!("mptcpify-run-{pid}.scope");
+    assert_eq!(
+        parts[1], scope,
+        "CMD's cgroup is not inside a scope of its own (made inside {own_unit}?):\n{output}"
+    );
+    assert!(
+        output.contains(&format!("scope={scope} delegate=yes")),
+        "the scope is not delegated:\n{output}"
+    );
+    assert!(output.contains("protocol=262"), "{output}");
+    // An empty scope is stopped and, with CollectMode, forgotten.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while unit_property(&scope, "LoadState") != "not-found" {
+        assert!(
+            Instant::now() < deadline,
+            "{scope} is still loaded after mptcpify exited: {}",
+            sh(&format!("systemctl status --no-pager {scope} || true"))
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_shipped_units_pass_systemd_analyze_verify() {
+    require_systemd();
+    let units = Path::new("/usr/local/lib/systemd/system");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(units).expect("the units are installed") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("mptcpify") {
+            continue;
+        }
+        // A template is verified through an instance of it.
+        let target = match name.strip_suffix("@.service") {
+            Some(stem) => format!("{stem}@nginx.service"),
+            None => name.clone(),
+        };
+        let out = sh(&format!(
+            "systemd-analyze verify --man=no {target} 2>&1; echo status=$?"
+        ));
+        assert!(
+            out.trim_end().ends_with("status=0") && !out.contains(&name),
+            "{name}:\n{out}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "no mptcpify unit in {}", units.display());
+}
+
+#[test]
+fn mptcpify_at_nginx_upgrades_nginx_across_restarts_started_before_or_after_it() {
+    require_systemd();
+    let unit = "mptcpify@nginx.service";
+    sh("systemctl stop mptcpify@nginx.service; systemctl restart nginx.service");
+    assert!(
+        !nginx_is_mptcp(),
+        "nginx listens with MPTCP before mptcpify ran"
+    );
+
+    // Started after nginx: its running listeners stay what they are, its
+    // restart gets MPTCP (the rule follows the re-created cgroup).
+    sh(&format!("systemctl start {unit}"));
+    assert_eq!(unit_property(unit, "ActiveState"), "active");
+    assert!(
+        unit_property(unit, "StatusText").starts_with("attached"),
+        "READY came before the attach: {}",
+        unit_property(unit, "StatusText")
+    );
+    assert!(!nginx_is_mptcp(), "an existing listener changed protocol");
+    for restart in 1..=2 {
+        sh("systemctl restart nginx.service");
+        assert!(
+            nginx_is_mptcp(),
+            "nginx is TCP after restart {restart} under {unit}: {:?}",
+            sh("ss -H -l -n -t -M")
+        );
+        assert_nginx_serves();
+    }
+
+    // Stopped: the next nginx is TCP again.
+    sh(&format!("systemctl stop {unit}"));
+    sh("systemctl restart nginx.service");
+    assert!(!nginx_is_mptcp(), "nginx is MPTCP after {unit} stopped");
+    assert_nginx_serves();
+
+    // Started before nginx (as at boot: Before=nginx.service).
+    sh("systemctl stop nginx.service");
+    sh(&format!("systemctl start {unit}"));
+    sh("systemctl start nginx.service");
+    assert!(nginx_is_mptcp(), "nginx started after {unit} is TCP");
+    assert_nginx_serves();
+
+    // Under the unit's hardening mptcpify still reads every namespace's
+    // MPTCP switch (CAP_SYSLOG kept): no fallback mode, no warning.
+    let journal = sh(&format!("journalctl -b --no-pager -o cat -u {unit}"));
+    assert!(!journal.contains("warning"), "{journal}");
+    sh(&format!(
+        "systemctl stop {unit}; systemctl restart nginx.service"
+    ));
+}
+
+#[test]
+fn enable_starts_mptcpify_with_the_service_and_disable_undoes_it() {
+    require_systemd();
+    let unit = "mptcpify@nginx.service";
+    let drop_in = Path::new("/etc/systemd/system/nginx.service.d/50-mptcpify.conf");
+    sh("systemctl restart nginx.service");
+
+    let (status, said) =
+        process::output_within(process::command(&["enable", "nginx"]), SYSTEMCTL_TIMEOUT);
+    assert!(status.success(), "{said}");
+    assert!(said.contains("systemctl restart nginx.service"), "{said}");
+    assert_eq!(unit_property(unit, "ActiveState"), "active");
+    assert_eq!(
+        sh(&format!("systemctl is-enabled {unit}")).trim(),
+        "enabled"
+    );
+    assert!(drop_in.is_file());
+    assert!(!nginx_is_mptcp(), "a running listener changed protocol");
+    sh("systemctl restart nginx.service");
+    assert!(nginx_is_mptcp(), "nginx is TCP after its restart");
+    assert_nginx_serves();
+
+    // As at boot: starting nginx alone starts mptcpify first, in one
+    // transaction (the drop-in's Wants=, the template's Before=).
+    sh(&format!("systemctl stop nginx.service {unit}"));
+    sh("systemctl start nginx.service");
+    assert_eq!(unit_property(unit, "ActiveState"), "active");
+    assert!(nginx_is_mptcp(), "nginx started alone is TCP");
+    assert_nginx_serves();
+
+    let (status, said) =
+        process::output_within(process::command(&["disable", "nginx"]), SYSTEMCTL_TIMEOUT);
+    assert!(status.success(), "{said}");
+    assert_eq!(unit_property(unit, "ActiveState"), "inactive");
+    assert!(!drop_in.exists());
+    sh("systemctl restart nginx.service");
+    assert!(!nginx_is_mptcp(), "nginx is MPTCP after disable");
+    sh("systemctl stop nginx.service; systemctl start nginx.service");
+    assert_eq!(unit_property(unit, "ActiveState"), "inactive");
+    assert!(!nginx_is_mptcp());
+}

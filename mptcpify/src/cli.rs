@@ -17,16 +17,33 @@ even SIGKILL) new sockets are TCP again.
 Not covered: sockets created through io_uring (IORING_OP_SOCKET), which never pass
 the hook, and sockets the kernel makes for itself (NFS, iSCSI, ...).";
 
-const AFTER_HELP: &str = "\
+/// What forcing MPTCP on every process risks; said in `--help` and when no
+/// process is selected. MPTCP's own limits (net/mptcp/sockopt.c accepts a
+/// subset of TCP's and IP's options), measured in the lab on 6.12.
+macro_rules! all_risks {
+    () => {
+        "    Forcing MPTCP on programs that were not written for it can break them:
+    MPTCP refuses setsockopt TCP_ULP (kTLS), TCP_MD5SIG (BGP), TCP_USER_TIMEOUT,
+    TCP_MAXSEG, TCP_QUICKACK, TCP_WINDOW_CLAMP, TCP_REPAIR (CRIU), IP_TTL,
+    IP_MINTTL, IP_RECVERR, IPV6_TCLASS (OpenSSH over IPv6), SO_ZEROCOPY and more
+    (ENOPROTOOPT, EOPNOTSUPP), and silently ignores classic BPF socket filters,
+    reuseport steering, pacing, and MSG_OOB urgent data. Select the programs you
+    mean (--comm, --unit, --cgroup, ...), or say --all and exclude what breaks
+    (--exclude-comm NAME, --exclude-cgroup PATH)."
+    };
+}
+
+const AFTER_HELP: &str = concat!(
+    "\
 EXAMPLES:
-    Upgrade every new TCP socket on the machine:
-        sudo mptcpify
+    Upgrade every new TCP socket on the machine (see ALL PROCESSES):
+        sudo mptcpify --all
 
     Upgrade only iperf3 (client or server), quietly:
         sudo mptcpify --comm iperf3 -q
 
     Everything except ssh and sshd:
-        sudo mptcpify --exclude-comm ssh --exclude-comm sshd
+        sudo mptcpify --all --exclude-comm ssh --exclude-comm sshd
 
     One systemd service, before or after it starts, across its restarts (a
     running service's existing sockets stay TCP: restart it once):
@@ -52,10 +69,10 @@ EXAMPLES:
         nstat -as 'MPTcp*' # MPTCP counters
 
 SELECTION:
-    With no include selector (--comm, --cgroup, --unit, --netns, --pid), every
-    process is selected. A socket is upgraded when its process matches at least
-    one include selector and no exclude selector (--exclude-comm,
-    --exclude-cgroup). --comm matches the process name (`ps -o comm`) and each
+    Give at least one include selector (--comm, --cgroup, --unit, --netns,
+    --pid), or --all to select every process. A socket is upgraded when its
+    process matches at least one include selector (or --all) and no exclude
+    selector (--exclude-comm, --exclude-cgroup). --comm matches the process name (`ps -o comm`) and each
     thread's own name (`ps -L -o comm`), so worker threads that rename
     themselves (tokio-runtime-w, Java, Go) are matched by their process's name;
     the kernel cuts names to 15 bytes. --cgroup and --unit follow their path:
@@ -66,6 +83,11 @@ SELECTION:
     the kernel never reuses (the namespace cookie; pid and start time). Every
     selector is checked before anything is attached: a cgroup, namespace or
     process that does not exist, or a unit systemd does not know, is an error.
+
+ALL PROCESSES:
+",
+    all_risks!(),
+    "
 
 SAFETY:
     A socket stays TCP wherever MPTCP cannot be created: in any network
@@ -101,7 +123,8 @@ EXIT STATUS:
     10 self-check failed: the program would misread this kernel
     11 another mptcpify is attached and would override this one's policy
     12 `mptcpify run` could not set up CMD: its cgroup, or the user it runs as
-    13 `mptcpify enable/disable` could not change systemd's configuration";
+    13 `mptcpify enable/disable` could not change systemd's configuration"
+);
 
 const RUN_ABOUT: &str = "\
 Run CMD with MPTCP: CMD and every process it starts get MPTCP sockets, nothing else.
@@ -129,6 +152,12 @@ pub struct Cli {
 
     #[command(flatten)]
     pub selectors: Selectors,
+
+    /// Upgrade every process on the machine (but those excluded). Needed
+    /// when no include selector is given: forcing MPTCP on everything breaks
+    /// programs that use what MPTCP lacks (see ALL PROCESSES below).
+    #[arg(long, conflicts_with_all = ["comm", "cgroup", "unit", "netns", "pid"])]
+    pub all: bool,
 
     /// Do not print a line for each upgraded socket.
     #[arg(short, long)]
@@ -238,6 +267,25 @@ pub struct Safety {
     pub allow_other_instances: bool,
 }
 
+impl Cli {
+    /// Upgrading every process is a choice made with --all, not what an
+    /// empty command line means: a usage error (exit 2) naming the risks.
+    pub fn require_selection(&self) -> Result<(), clap::Error> {
+        if self.all || self.selectors.has_include() {
+            return Ok(());
+        }
+        use clap::CommandFactory;
+        Err(Cli::command().error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            concat!(
+                "no process selected: give --comm, --unit, --cgroup, --netns or --pid, \
+                 or --all to upgrade every process.\n\n",
+                all_risks!()
+            ),
+        ))
+    }
+}
+
 /// Which processes' sockets to upgrade.
 #[derive(Debug, Args, Default, Clone)]
 pub struct Selectors {
@@ -275,4 +323,16 @@ pub struct Selectors {
     /// Never upgrade sockets of processes in this cgroup or below (repeatable).
     #[arg(long = "exclude-cgroup", value_name = "PATH")]
     pub exclude_cgroup: Vec<String>,
+}
+
+impl Selectors {
+    /// Whether any selector says which processes to upgrade (exclusions
+    /// alone still leave every other process selected).
+    pub fn has_include(&self) -> bool {
+        !(self.comm.is_empty()
+            && self.cgroup.is_empty()
+            && self.unit.is_empty()
+            && self.netns.is_empty()
+            && self.pid.is_empty())
+    }
 }

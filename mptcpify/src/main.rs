@@ -47,6 +47,11 @@ fn main() {
         std::process::exit(selfcheck::child(&args.next().unwrap_or_default()));
     }
     let cli = cli::Cli::parse();
+    if cli.command.is_none() {
+        if let Err(usage) = cli.require_selection() {
+            usage.exit();
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -11,6 +11,35 @@ fn unknown_flag_is_a_usage_error() {
     assert!(out.contains("unexpected argument '--bogus'"), "{out}");
 }
 
+/// Upgrading every process is asked for with --all, never the meaning of an
+/// empty command line: the refusal names the selectors and the risks.
+#[test]
+fn no_selector_is_a_usage_error_that_names_the_risks() {
+    for args in [&[][..], &["-q"], &["--exclude-comm", "sshd"]] {
+        let (status, out) = run(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {out}");
+        for needle in ["no process selected", "--all", "TCP_ULP", "--exclude-comm"] {
+            assert!(out.contains(needle), "{args:?} lacks {needle:?}: {out}");
+        }
+    }
+    let (status, out) = run(&["--all", "--comm", "nginx"]);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("cannot be used with"), "{out}");
+}
+
+#[test]
+fn enable_outside_systemd_or_with_a_bad_name_says_why() {
+    let (status, out) = run(&["enable", "nginx.socket"]);
+    assert_eq!(status.code(), Some(8), "{out}");
+    assert!(out.contains("not a service name"), "{out}");
+    // The host may or may not run systemd: derived, not assumed.
+    if !std::path::Path::new("/run/systemd/system").exists() {
+        let (status, out) = run(&["enable", "nginx"]);
+        assert_eq!(status.code(), Some(13), "{out}");
+        assert!(out.contains("systemd is not running"), "{out}");
+    }
+}
+
 #[test]
 fn a_path_is_not_a_process_name() {
     let (status, out) = run(&["--comm", "/usr/bin/iperf3"]);
@@ -84,7 +113,10 @@ fn bin() -> String {
 /// and the sysctl to run. A fresh namespace keeps the machine's own setting.
 #[test]
 fn mptcp_disabled_is_refused_with_the_fix() {
-    let script = format!("echo 0 > /proc/sys/net/mptcp/enabled && exec '{}'", bin());
+    let script = format!(
+        "echo 0 > /proc/sys/net/mptcp/enabled && exec '{}' --all",
+        bin()
+    );
     assert_refused(
         Command::new("unshare").args(["-n", "sh", "-c", &script]),
         7,

@@ -108,7 +108,7 @@ fn pid_selects_one_process() {
 #[test]
 fn exclude_cgroup_wins_over_system_wide() {
     let kept = TempCgroup::new(&cgroup_name("kept"));
-    let _running = Running::attach(&["-q", "--exclude-cgroup", &cgroup_name("kept")]);
+    let _running = Running::attach(&["-q", "--all", "--exclude-cgroup", &cgroup_name("kept")]);
     assert_eq!(probe::in_cgroup(&kept.0), TCP);
     assert_eq!(probe::here(), MPTCP);
 }
@@ -133,7 +133,7 @@ fn exclude_cgroup_wins_over_an_including_parent() {
 /// enabled (the default) is upgraded, proving the switch is read per namespace.
 #[test]
 fn mptcp_disabled_namespace_keeps_working_tcp() {
-    let running = Running::attach(&["-q"]);
+    let running = Running::attach(&["-q", "--all"]);
     let probe = probe::path("socket-probe");
     let disabled = format!(
         "echo 0 > /proc/sys/net/mptcp/enabled && exec '{}'",

@@ -52,7 +52,7 @@ fn a_landlock_sandbox_holds_under_mptcpify() {
         !landlock_misses_mptcp
     );
 
-    let mut running = Running::attach(&[]);
+    let mut running = Running::attach(&["--all"]);
     let says_kept = running
         .output
         .iter()
@@ -98,7 +98,7 @@ fn counter(output: &[String], label: &str) -> u64 {
 /// self-check: its own exit code, and nothing attached.
 #[test]
 fn a_guard_reading_the_wrong_byte_is_refused() {
-    let mut command = process::command(&["-q"]);
+    let mut command = process::command(&["-q", "--all"]);
     command.env("MPTCPIFY_FAULT_GUARD_OFFSET", "7");
     let (status, out) = output_within(command, ATTACH_TIMEOUT);
     assert_eq!(status.code(), Some(10), "{out}");
@@ -169,7 +169,7 @@ fn hidden_kallsyms_fall_back_safely_and_say_why() {
     drop(running);
 
     // System-wide: a namespace mptcpify did not check keeps TCP.
-    let _running = Running::attach(&["-q"]);
+    let _running = Running::attach(&["-q", "--all"]);
     assert_eq!(probe::here(), "protocol=262");
     let fresh = Command::new("unshare")
         .arg("-n")
@@ -193,7 +193,7 @@ fn comm_matches_renamed_threads_by_their_process_name() {
     assert_eq!(probe::here(), "protocol=6");
     drop(running);
 
-    let _running = Running::attach(&["-q", "--exclude-comm", process]);
+    let _running = Running::attach(&["-q", "--all", "--exclude-comm", process]);
     assert_eq!(worker(), IPPROTO_TCP, "--exclude-comm {process}");
     assert_eq!(probe::here(), "protocol=262");
 }
@@ -364,7 +364,7 @@ fn pid_selection_does_not_carry_over_to_a_reused_pid() {
 #[test]
 fn a_second_instance_that_would_override_exclusions_is_refused() {
     let _first = Running::attach(&["-q", "--comm", "first-only"]);
-    let (status, out) = process::run(&["-q", "--exclude-comm", "sshd"]);
+    let (status, out) = process::run(&["-q", "--all", "--exclude-comm", "sshd"]);
     assert_eq!(status.code(), Some(11), "{out}");
     assert!(out.contains("another mptcpify is attached"), "{out}");
     assert!(out.contains("--allow-other-instances"), "{out}");

@@ -35,7 +35,7 @@ fn matrix() -> Vec<((i32, i32, i32), Outcome)> {
 #[test]
 fn socket_matrix_changes_only_tcp() {
     let before = matrix();
-    let running = Running::attach(&["-q"]);
+    let running = Running::attach(&["-q", "--all"]);
     let during = matrix();
     drop(running);
     let after = matrix();
@@ -61,7 +61,7 @@ fn socket_matrix_changes_only_tcp() {
 /// them carries data, and MPTCP_INFO answers.
 #[test]
 fn upgraded_sockets_carry_data() {
-    let _running = Running::attach(&["-q"]);
+    let _running = Running::attach(&["-q", "--all"]);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     assert_eq!(protocol_of(&listener), IPPROTO_MPTCP);
     let addr = listener.local_addr().unwrap();
@@ -101,7 +101,7 @@ fn comm_selects_only_named_processes() {
 /// A name given both ways stays TCP: exclusion wins.
 #[test]
 fn exclude_comm_wins() {
-    let _running = Running::attach(&["-q", "--exclude-comm", "probe-keep"]);
+    let _running = Running::attach(&["-q", "--all", "--exclude-comm", "probe-keep"]);
     assert_eq!(as_comm("probe-keep", new_tcp_protocol), IPPROTO_TCP);
     assert_eq!(as_comm("probe-other", new_tcp_protocol), IPPROTO_MPTCP);
 }
@@ -147,7 +147,7 @@ fn sigint_detaches_and_reports() {
 /// SIGTERM behaves like SIGINT.
 #[test]
 fn sigterm_detaches() {
-    let running = Running::attach(&["-q"]);
+    let running = Running::attach(&["-q", "--all"]);
     running.signal(libc::SIGTERM);
     let (status, output) = running.wait();
     assert_eq!(status.code(), Some(0), "{output:?}");
@@ -158,7 +158,7 @@ fn sigterm_detaches() {
 /// process, so new sockets are TCP again.
 #[test]
 fn sigkill_detaches() {
-    let running = Running::attach(&["-q"]);
+    let running = Running::attach(&["-q", "--all"]);
     assert_eq!(new_tcp_protocol(), IPPROTO_MPTCP);
     running.signal(libc::SIGKILL);
     let (status, _) = running.wait();

@@ -104,14 +104,14 @@ fn socket_cost() {
             preload: false,
         },
         Mode {
-            name: "mptcpify, system-wide, a line per socket (the default)",
-            args: vec![],
+            name: "mptcpify --all, a line per socket (the default output)",
+            args: args(&["--all"]),
             attach: true,
             preload: false,
         },
         Mode {
-            name: "mptcpify -q, system-wide",
-            args: args(&["-q"]),
+            name: "mptcpify -q --all",
+            args: args(&["-q", "--all"]),
             attach: true,
             preload: false,
         },
@@ -219,7 +219,7 @@ fn attach_latency() {
     let mut samples = Vec::new();
     for _ in 0..ATTACH_SAMPLES {
         let start = Instant::now();
-        let running = Running::start(mptcpify_tests::process::command(&["-q"]));
+        let running = Running::start(mptcpify_tests::process::command(&["-q", "--all"]));
         while new_tcp_protocol() != IPPROTO_MPTCP {
             assert!(start.elapsed() < Duration::from_secs(120), "never attached");
             std::thread::sleep(Duration::from_millis(2));
@@ -297,7 +297,7 @@ fn throughput_and_failover() {
 }
 
 fn memory() {
-    let running = Running::attach(&["-q"]);
+    let running = Running::attach(&["-q", "--all"]);
     for _ in 0..1000 {
         new_tcp_protocol();
     }

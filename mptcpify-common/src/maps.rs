@@ -28,7 +28,7 @@ pub const CGROUP_PATHS: &str = "CGROUP_PATHS";
 pub const PATH_SCRATCH: &str = "PATH_SCRATCH";
 /// `PerCpuArray<u64>` indexed by [`Counter`].
 pub const COUNTERS: &str = "COUNTERS";
-/// `RingBuf` of [`crate::event::UpgradeEvent`].
+/// `RingBuf` of [`crate::event::Event`].
 pub const EVENTS: &str = "EVENTS";
 /// `Array<CheckSlot>` with one entry, used only by the start-up self-check
 /// program (see [`CheckSlot`]).
@@ -62,7 +62,7 @@ pub mod role {
 
 /// Bits of [`Config::flags`].
 pub mod flag {
-    /// Send an [`crate::event::UpgradeEvent`] per upgrade (off with `-q`, so
+    /// Send an [`crate::event::Event`] per upgrade (off with `-q`, so
     /// a quiet run does not fill the ring buffer for nobody).
     pub const EVENTS: u32 = 1 << 0;
     /// The kernel creates MPTCP sockets for IPv6 (see [`crate::Support`]).
@@ -283,17 +283,44 @@ pub enum Counter {
     KeptExcluded = 2,
     KeptNotSelected = 3,
     KeptSandboxed = 4,
+    /// Not a `socket()` verdict: socket option calls on MPTCP sockets that
+    /// MPTCP refused (see [`crate::event::refused`]).
+    RefusedOption = 5,
+    /// Events not sent because the ring buffer was full (the reader fell
+    /// behind); what they would have said is still counted above.
+    DroppedEvents = 6,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 5] = [
+    pub const ALL: [Counter; 7] = [
         Counter::Upgraded,
         Counter::KeptMptcpDisabled,
         Counter::KeptExcluded,
         Counter::KeptNotSelected,
         Counter::KeptSandboxed,
+        Counter::RefusedOption,
+        Counter::DroppedEvents,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// Whether this counts TCP `socket()` calls (one verdict each), which
+    /// add up to the TCP sockets seen.
+    pub fn is_verdict(self) -> bool {
+        !matches!(self, Counter::RefusedOption | Counter::DroppedEvents)
+    }
+
+    /// The counter's name in JSON output.
+    pub fn key(self) -> &'static str {
+        match self {
+            Counter::Upgraded => "upgraded",
+            Counter::KeptMptcpDisabled => "kept_mptcp_disabled",
+            Counter::KeptExcluded => "kept_excluded",
+            Counter::KeptNotSelected => "kept_not_selected",
+            Counter::KeptSandboxed => "kept_sandboxed",
+            Counter::RefusedOption => "refused_options",
+            Counter::DroppedEvents => "dropped_events",
+        }
+    }
 
     /// The slot that records `verdict` (`None` for non-TCP calls).
     #[inline(always)]
@@ -317,6 +344,8 @@ impl Counter {
             Counter::KeptExcluded => "kept tcp: excluded",
             Counter::KeptNotSelected => "kept tcp: not selected",
             Counter::KeptSandboxed => "kept tcp: sandboxed (Landlock)",
+            Counter::RefusedOption => "socket option calls refused by mptcp",
+            Counter::DroppedEvents => "events dropped (ring buffer full; counted above)",
         }
     }
 }

@@ -9,11 +9,14 @@
 //! - [`maps`]: the policy and the outputs (counters, events).
 //! - [`task`]: what the policy may ask about the calling task.
 //! - [`follow`]: `mptcpify_follow`, keeping cgroup rules on their paths.
+//! - [`options`]: `mptcpify_setsockopt`/`_getsockopt`, reporting the socket
+//!   options MPTCP refuses.
 #![no_std]
 #![no_main]
 
 mod follow;
 mod maps;
+mod options;
 mod task;
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::FExitContext};

@@ -1,12 +1,12 @@
 //! The maps, as declared to the loader (names from `mptcpify_common::maps`).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use mptcpify_common::{
-    event::UpgradeEvent,
+    event::Event,
     maps::{
         CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, MAX_CGROUP_RULES, MAX_COMMS,
         MAX_NETNS, MAX_PIDS, PidRule,
@@ -58,19 +58,42 @@ pub fn count(counter: Counter) {
     }
 }
 
-/// One event: `outcome` is an [`mptcpify_common::event::outcome`] value.
+/// A socket's event: `outcome` is an [`mptcpify_common::event::outcome`] value.
 #[inline(always)]
 pub fn report(outcome: u32, family: i32) {
-    let Some(mut entry) = EVENTS.reserve::<UpgradeEvent>(0) else {
+    submit(Event {
+        outcome,
+        family: family as u32,
+        ..Event::default()
+    });
+}
+
+/// A refused socket option's event.
+#[inline(always)]
+pub fn report_option(outcome: u32, level: u32, option: u32, errno: u32) {
+    submit(Event {
+        outcome,
+        level,
+        option,
+        errno,
+        ..Event::default()
+    });
+}
+
+/// Adds who and when, and sends; dropped when the ring is full (the
+/// counters still count).
+#[inline(always)]
+fn submit(mut event: Event) {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        count(Counter::DroppedEvents);
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
-    entry.write(UpgradeEvent {
-        outcome,
-        pid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
-        family: family as u32,
-        comm: bpf_get_current_comm().unwrap_or_default(),
-    });
+    event.pid = (pid_tgid >> 32) as u32;
+    event.tid = pid_tgid as u32;
+    // SAFETY: a helper without arguments.
+    event.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    event.comm = bpf_get_current_comm().unwrap_or_default();
+    entry.write(event);
     entry.submit(0);
 }

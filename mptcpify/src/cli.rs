@@ -108,6 +108,10 @@ SAFETY:
 OBSERVING:
     mptcpify prints a line per upgraded socket, and per socket kept TCP because
     its process is sandboxed (-q silences them), and its counters at exit.
+    When MPTCP refuses a socket option on an MPTCP socket (setsockopt or
+    getsockopt answering EOPNOTSUPP or ENOPROTOOPT: TCP_ULP, TCP_MD5SIG, ...),
+    it says so with the process and the fix, even with -q. --json writes all
+    of it as JSON lines.
 
 EXIT STATUS:
     0  detached cleanly after SIGINT/SIGTERM
@@ -159,9 +163,15 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["comm", "cgroup", "unit", "netns", "pid"])]
     pub all: bool,
 
-    /// Do not print a line for each upgraded socket.
+    /// Do not print a line for each upgraded socket (refused socket options
+    /// are still said).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Write events and the exit summary as JSON, one object per line, on
+    /// stdout (fields: README, "JSON output"). Messages stay text on stderr.
+    #[arg(long)]
+    pub json: bool,
 
     #[command(flatten)]
     pub safety: Safety,

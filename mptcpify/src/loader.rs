@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FModRet, ProgramError},
+    programs::{BtfTracePoint, FExit, FModRet, ProgramError},
     Ebpf, EbpfLoader,
 };
 use mptcpify_common::maps::{
@@ -28,6 +28,12 @@ const CHECK_PROGRAM: &str = "mptcpify_check";
 /// The program that keeps cgroup rules on their paths (on `cgroup_mkdir`).
 const FOLLOW_PROGRAM: &str = "mptcpify_follow";
 const FOLLOW_TRACEPOINT: &str = "cgroup_mkdir";
+/// The programs that report socket options MPTCP refuses, by the kernel
+/// function each follows (see mptcpify-ebpf/src/options.rs).
+const OPTION_PROGRAMS: [(&str, &str); 2] = [
+    ("mptcpify_setsockopt", "mptcp_setsockopt"),
+    ("mptcpify_getsockopt", "mptcp_getsockopt"),
+];
 
 pub struct Attached {
     ebpf: Ebpf,
@@ -36,6 +42,8 @@ pub struct Attached {
     /// The fallback mode: the program cannot read other namespaces' MPTCP
     /// switch (see `kernel_layout::Guard`).
     pub fallback: bool,
+    /// Why refused socket options are not reported on this kernel, if not.
+    pub options_unwatched: Option<String>,
 }
 
 /// `events`: whether the program reports each upgrade (see [`Attached::take_events`]);
@@ -89,11 +97,33 @@ pub fn attach(
     program
         .attach()
         .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
+    let options_unwatched = watch_options(&mut ebpf, kernel).err();
     Ok(Attached {
         ebpf,
         landlock: findings.landlock,
         fallback: guard.fallback.is_some(),
+        options_unwatched,
     })
+}
+
+/// Attaches the programs that report refused socket options. Upgrading
+/// does not depend on them: a kernel where they cannot attach is said, not
+/// refused.
+fn watch_options(ebpf: &mut Ebpf, kernel: &Kernel) -> Result<(), String> {
+    for (name, function) in OPTION_PROGRAMS {
+        let program: &mut FExit = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("no program {name} in the BPF object"))?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        program
+            .load(function, &kernel.btf)
+            .map_err(|e| format!("loading the program for {function}: {e}"))?;
+        program
+            .attach()
+            .map_err(|e| format!("attaching to {function}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Attaches the program that writes a re-created cgroup's id into its rule,
@@ -337,7 +367,7 @@ impl Attached {
         Ok(())
     }
 
-    /// The ring buffer of upgrade events; can be taken once.
+    /// The ring buffer of events; can be taken once.
     pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
         let map = self
             .ebpf

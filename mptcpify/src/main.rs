@@ -9,7 +9,9 @@
 //! - [`kernel_layout`]: what the programs read in kernel memory, and where
 //!   (BTF offsets, kallsyms).
 //! - [`loader`]: load, fill the policy maps, attach; counters.
-//! - [`events`]: the per-socket log.
+//! - [`events`]: the per-socket log (text or JSON); [`summary`]: the JSON
+//!   lines at attach and detach; [`sockopt_names`]: the
+//!   symbolic names it uses.
 //! - [`selfcheck`]: proving, before attaching, that the program reads this
 //!   kernel right (the namespace guard, Landlock).
 //! - [`run`]: `mptcpify run -- CMD`; [`identity`]: who CMD runs as;
@@ -34,6 +36,8 @@ mod preflight;
 mod run;
 mod selfcheck;
 mod service;
+mod sockopt_names;
+mod summary;
 
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
@@ -86,6 +90,9 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         preflight::kernel_release()
     );
     eprintln!("mptcpify: {attached_line}");
+    if cli.json {
+        println!("{}", summary::attached_json(&policy));
+    }
     // Under systemd (Type=notify), "started" means attached and self-checked:
     // a unit ordered after mptcpify@X finds X's sockets upgraded. Not under
     // systemd, NOTIFY_SOCKET is unset and this does nothing.
@@ -98,15 +105,21 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     ) {
         eprintln!("mptcpify: warning: could not tell systemd that mptcpify is ready: {e}");
     }
-    let mut events = events::Events::new(attached.take_events()?, false)?;
+    let output = if cli.json {
+        events::Output::Json
+    } else {
+        events::Output::Stdout
+    };
+    // Read even with -q: the program then sends only refused options.
+    let mut events = events::Events::new(attached.take_events()?, output)?;
     let mut netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
     tokio::select! {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
-        result = events.print_forever(), if !cli.quiet => result?,
+        result = events.print_forever() => result?,
         result = netns_follower.run_forever(&mut attached) => result?,
     }
-    report(attached)
+    report(attached, cli.json)
 }
 
 /// Preflight, then load and attach with `policy`. Shared by both modes.
@@ -137,6 +150,12 @@ pub fn attach(
     }
     let attached = loader::attach(policy, &guard, &kernel, events)?;
     drop(kernel);
+    if let Some(why) = &attached.options_unwatched {
+        eprintln!(
+            "mptcpify: warning: socket options that MPTCP refuses will not be reported on this \
+             kernel ({why})"
+        );
+    }
     if let selfcheck::Landlock::KeepSandboxed { .. } = attached.landlock {
         eprintln!(
             "mptcpify: Landlock-sandboxed processes keep TCP: this kernel's Landlock does not \
@@ -150,23 +169,31 @@ pub fn attach(
     Ok(attached)
 }
 
-/// Detaches and prints what the program counted.
-pub fn report(attached: loader::Attached) -> Result<(), Failure> {
+/// Detaches and prints what the programs counted (with `json`, also as one
+/// JSON object on stdout).
+pub fn report(attached: loader::Attached, json: bool) -> Result<(), Failure> {
     let counts = attached.counts()?;
     let stats = attached.run_stats();
     drop(attached);
     eprintln!("mptcpify: detached; new sockets are TCP again");
-    let tcp: u64 = counts.iter().map(|(_, value)| value).sum();
+    let tcp: u64 = counts
+        .iter()
+        .filter(|(counter, _)| counter.is_verdict())
+        .map(|(_, value)| value)
+        .sum();
     eprintln!("mptcpify: {tcp:>8} tcp sockets seen");
-    for (counter, value) in counts {
+    for (counter, value) in &counts {
         eprintln!("mptcpify: {:>8} {}", value, counter.label());
     }
-    if let Some(stats) = stats.filter(|s| s.runs > 0) {
+    if let Some(stats) = stats.as_ref().filter(|s| s.runs > 0) {
         eprintln!(
             "mptcpify: program ran {} times, {} ns per run (kernel.bpf_stats_enabled)",
             stats.runs,
             stats.run_time.as_nanos() / u128::from(stats.runs)
         );
+    }
+    if json {
+        println!("{}", summary::detached_json(tcp, &counts));
     }
     Ok(())
 }

@@ -61,7 +61,10 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
             cgroup.path.display()
         );
     }
-    let mut events = crate::events::Events::new(attached.take_events()?, true)?;
+    // Upgrade lines only with -v (the program sends them only then); refused
+    // socket options always.
+    let mut events =
+        crate::events::Events::new(attached.take_events()?, crate::events::Output::Stderr)?;
 
     // A signal that came while attaching (Ctrl-C during a slow start) means
     // "don't": CMD never starts, and mptcpify exits as if CMD had been killed.
@@ -99,11 +102,11 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
                     unsafe { libc::kill(pid, number) };
                 }
             }
-            result = events.print_forever(), if args.verbose => result?,
+            result = events.print_forever() => result?,
         }
     };
     if args.verbose {
-        crate::report(attached)?;
+        crate::report(attached, false)?;
     } else {
         drop(attached);
     }

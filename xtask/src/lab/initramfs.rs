@@ -24,7 +24,8 @@ const TOOLS: &[&str] = &[
 /// Other host files the benchmarks use (mptcpize's LD_PRELOAD library).
 const FILES: &[&str] = &["/usr/lib/x86_64-linux-gnu/mptcpize/libmptcpwrap.so.0.0.1"];
 /// Modules loaded at boot, in this order: the diag modules let `ss` list
-/// MPTCP sockets, veth joins namespaces, tbf/netem shape paths.
+/// MPTCP sockets, veth joins namespaces, tbf/netem shape paths, tls is kTLS
+/// (`TCP_ULP` "tls", which MPTCP refuses).
 const MODULES: &[&str] = &[
     "inet_diag",
     "tcp_diag",
@@ -32,6 +33,7 @@ const MODULES: &[&str] = &[
     "veth",
     "sch_tbf",
     "sch_netem",
+    "tls",
 ];
 
 /// Where guest binaries of ours live; the tests find mptcpify on PATH there.

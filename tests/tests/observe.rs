@@ -1,0 +1,192 @@
+//! What mptcpify tells the operator: socket options MPTCP refused on an
+//! upgraded socket (with pid, option and errno), and the JSON forms. Run as
+//! root on a kernel with update_socket_protocol (the lab), with the tls
+//! module loaded (so that kTLS works on TCP).
+
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use mptcpify_tests::process::Running;
+use mptcpify_tests::sockets::{self, as_comm, IPPROTO_MPTCP as MPTCP, IPPROTO_TCP as TCP};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A TCP socket (upgraded or not, as mptcpify decides) connected to `to`,
+/// and the accepted end, kept open so that the socket stays established.
+fn connected(to: &TcpListener) -> (OwnedFd, std::net::TcpStream) {
+    // SAFETY: socket(2) with plain integers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let std::net::SocketAddr::V4(addr) = to.local_addr().unwrap() else {
+        panic!("an IPv4 listener")
+    };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a valid sockaddr_in and its size.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+    (fd, to.accept().unwrap().0)
+}
+
+/// setsockopt's errno, or 0 when it succeeded.
+fn setsockopt(fd: &OwnedFd, level: i32, option: i32, value: &[u8]) -> i32 {
+    // SAFETY: value is a valid buffer of the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            option,
+            value.as_ptr().cast(),
+            value.len() as u32,
+        )
+    };
+    if rc == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap()
+    }
+}
+
+/// A `struct tcp_md5sig` adding the key "abcd" for peer 127.0.0.1 (216
+/// bytes: sockaddr_storage, flags, prefixlen, keylen, ifindex, key[80]).
+fn md5_key() -> Vec<u8> {
+    let mut value = vec![0u8; 216];
+    value[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+    value[4..8].copy_from_slice(&[127, 0, 0, 1]);
+    value[130..132].copy_from_slice(&4u16.to_ne_bytes());
+    value[136..140].copy_from_slice(b"abcd");
+    value
+}
+
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        other => panic!("MPTCP refused with errno {other}, neither EOPNOTSUPP nor ENOPROTOOPT"),
+    }
+}
+
+/// What one thread saw: its tid, and per socket its protocol and the
+/// errnos of TCP_ULP "tls" and TCP_MD5SIG.
+#[derive(Debug)]
+struct Seen {
+    tid: i32,
+    protocol: i32,
+    ulp: i32,
+    md5: i32,
+}
+
+fn try_options(listener: &TcpListener) -> Seen {
+    let (fd, _peer) = connected(listener);
+    Seen {
+        // SAFETY: gettid has no preconditions.
+        tid: unsafe { libc::gettid() },
+        protocol: sockets::protocol_of(&fd),
+        ulp: setsockopt(&fd, libc::SOL_TCP, libc::TCP_ULP, b"tls"),
+        md5: setsockopt(&fd, libc::SOL_TCP, libc::TCP_MD5SIG, &md5_key()),
+    }
+}
+
+#[test]
+fn options_mptcp_refuses_are_reported_with_pid_option_and_errno() {
+    assert!(
+        std::path::Path::new("/sys/module/tls").exists(),
+        "the tls module is not loaded (the lab loads it at boot)"
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::sync::Arc::new(listener);
+    // -q: refused options are said even when upgrades are not.
+    let running = Running::attach(&["-q", "--comm", "opt-probe"]);
+
+    // The same calls on a TCP socket succeed: what MPTCP refuses, TCP had.
+    let plain = listener.clone();
+    let tcp = as_comm("opt-plain", move || try_options(&plain));
+    assert_eq!((tcp.protocol, tcp.ulp, tcp.md5), (TCP, 0, 0), "{tcp:?}");
+
+    let upgraded = listener.clone();
+    let mptcp = as_comm("opt-probe", move || try_options(&upgraded));
+    assert_eq!(mptcp.protocol, MPTCP, "{mptcp:?}");
+    assert_ne!(mptcp.ulp, 0, "MPTCP accepted TCP_ULP: {mptcp:?}");
+    assert_ne!(mptcp.md5, 0, "MPTCP accepted TCP_MD5SIG: {mptcp:?}");
+
+    let mut running = running;
+    let pid = std::process::id();
+    for (option, errno) in [("TCP_ULP", mptcp.ulp), ("TCP_MD5SIG", mptcp.md5)] {
+        let line = running.wait_for(&format!("mptcp refused setsockopt {option} "), WAIT);
+        for needle in [
+            format!("({})", errno_name(errno)),
+            format!("pid={pid} tid={}", mptcp.tid),
+            "comm=opt-probe".into(),
+            "--exclude-comm opt-probe".into(),
+        ] {
+            assert!(line.contains(&needle), "{needle:?} not in: {line}");
+        }
+    }
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    let refused = output
+        .iter()
+        .find(|l| l.contains("socket option calls refused by mptcp"))
+        .unwrap_or_else(|| panic!("no count of refused options: {output:?}"));
+    assert!(refused.contains(" 2 socket option"), "{refused}");
+    assert!(
+        !output.iter().any(|l| l.contains("opt-plain")),
+        "a TCP socket's options were reported: {output:?}"
+    );
+}
+
+#[test]
+fn json_lines_have_the_documented_fields() {
+    let running = Running::attach(&["--json", "--comm", "json-probe"]);
+    let tid = as_comm("json-probe", || {
+        assert_eq!(sockets::new_tcp_protocol(), MPTCP);
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    });
+    let mut running = running;
+    running.wait_for("\"event\":\"upgraded\"", WAIT);
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    let objects: Vec<serde_json::Value> = output
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["event"].as_str()).collect();
+    assert_eq!(kinds, ["attached", "upgraded", "detached"], "{output:?}");
+    let [attached, upgraded, detached] = &objects[..] else {
+        unreachable!()
+    };
+    assert!(attached["policy"]
+        .as_str()
+        .unwrap()
+        .contains("comm json-probe"));
+    assert_eq!(upgraded["pid"], std::process::id());
+    assert_eq!(upgraded["tid"], tid);
+    assert_eq!(upgraded["comm"], "json-probe");
+    assert_eq!(upgraded["family"], "ipv4");
+    for object in &objects {
+        let time = object["time"].as_str().expect("a time");
+        assert!(time.ends_with('Z') && time.contains('T'), "{time}");
+    }
+    assert_eq!(detached["counters"]["upgraded"], 1, "{detached}");
+    assert_eq!(detached["counters"]["dropped_events"], 0, "{detached}");
+    assert!(detached["tcp_sockets"].as_u64().unwrap() >= 1);
+}

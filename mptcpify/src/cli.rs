@@ -206,6 +206,27 @@ pub enum Command {
         long_about = DISABLE_ABOUT
     )]
     Disable(UnitArgs),
+    #[command(
+        about = "Show MPTCP support, the path manager, attached mptcpify instances and MPTCP sockets",
+        long_about = STATUS_ABOUT
+    )]
+    Status(StatusArgs),
+}
+
+const STATUS_ABOUT: &str = "\
+Show what this machine can do and is doing, read from the kernel (from any shell):
+kernel support (BTF, the update_socket_protocol hook, net.mptcp.enabled), the path
+manager's limits and endpoints (netlink, as `ip mptcp limits/endpoint show`), the
+mptcpify instances attached (program id, since when, the process and command line
+holding it, its counters), and the MPTCP sockets with their processes, extra
+subflows, and whether they fell back to TCP (as `ss -M`). Listing instances needs
+root; a part that cannot be read says why and the rest is still shown.";
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One JSON object on stdout (fields: README, "mptcpify status").
+    #[arg(long)]
+    pub json: bool,
 }
 
 const ENABLE_ABOUT: &str = "\

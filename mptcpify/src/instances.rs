@@ -17,7 +17,7 @@ use crate::errors::Failure;
 use crate::policy::Policy;
 
 /// The upgrader's program name, as the kernel keeps it (first 15 bytes).
-const PROGRAM_NAME: &str = "mptcpify";
+pub const PROGRAM_NAME: &str = "mptcpify";
 
 /// What another instance selects, from its CONFIG map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +93,20 @@ pub fn attached() -> Vec<Instance> {
 }
 
 /// The first two u32 of entry 0 of an array map whose value type may be
-/// another version's `Config`: read raw (BPF_MAP_LOOKUP_ELEM), since aya's
-/// typed maps insist on this version's value size.
+/// another version's `Config`.
 fn first_words(map: &MapInfo) -> Option<[u32; 2]> {
+    let value = lookup_raw(map, 0, map.value_size().max(8) as usize)?;
+    let word = |i: usize| u32::from_ne_bytes(value[i..i + 4].try_into().unwrap());
+    Some([word(0), word(4)])
+}
+
+/// Entry `key` of an array map as `len` raw bytes (BPF_MAP_LOOKUP_ELEM):
+/// aya's typed maps insist on this version's value size, and another
+/// instance may be another version. `len` must cover the whole value (for a
+/// per-CPU map: the 8-byte-rounded value times the possible CPUs).
+pub fn lookup_raw(map: &MapInfo, key: u32, len: usize) -> Option<Vec<u8>> {
     let fd = map.fd().ok()?;
-    let mut value = vec![0u8; map.value_size().max(8) as usize];
-    let key = 0u32;
+    let mut value = vec![0u8; len];
     // union bpf_attr for BPF_MAP_LOOKUP_ELEM: map_fd @0, key @8, value @16.
     let mut attr = [0u64; 4];
     attr[0] = fd.as_fd().as_raw_fd() as u64;
@@ -113,11 +121,7 @@ fn first_words(map: &MapInfo) -> Option<[u32; 2]> {
             std::mem::size_of_val(&attr),
         )
     };
-    if rc != 0 {
-        return None;
-    }
-    let word = |i: usize| u32::from_ne_bytes(value[i..i + 4].try_into().unwrap());
-    Some([word(0), word(4)])
+    (rc == 0).then_some(value)
 }
 
 #[cfg(test)]

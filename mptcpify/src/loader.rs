@@ -106,6 +106,23 @@ pub fn attach(
     })
 }
 
+/// Whether this kernel loads BPF trampoline programs (fmod_ret): loads the
+/// self-check program, attaches nothing. `Err` when it cannot tell (no
+/// privileges, another failure).
+pub fn trampolines_load(btf: &aya::Btf) -> Result<bool, String> {
+    let mut ebpf = EbpfLoader::new()
+        .load(OBJECT)
+        .map_err(|e| format!("parsing the embedded BPF object: {e}"))?;
+    let check = program(&mut ebpf, CHECK_PROGRAM).map_err(|e| e.to_string())?;
+    match check.load(HOOK, btf) {
+        Ok(()) => Ok(true),
+        Err(err) => match classify_load_error(err) {
+            Failure::TrampolinesRefused { .. } => Ok(false),
+            other => Err(other.to_string()),
+        },
+    }
+}
+
 /// Attaches the programs that report refused socket options. Upgrading
 /// does not depend on them: a kernel where they cannot attach is said, not
 /// refused.

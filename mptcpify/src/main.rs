@@ -17,6 +17,7 @@
 //! - [`run`]: `mptcpify run -- CMD`; [`identity`]: who CMD runs as;
 //!   [`delegation`]: a cgroup that is mptcpify's to divide (systemd).
 //! - [`service`]: `mptcpify enable/disable UNIT` (mptcpify@UNIT.service).
+//! - [`status`]: `mptcpify status`: support, path manager, instances, sockets.
 //! - [`errors`]: every failure with its fix and exit code.
 
 mod cgroup;
@@ -37,6 +38,7 @@ mod run;
 mod selfcheck;
 mod service;
 mod sockopt_names;
+mod status;
 mod summary;
 
 use clap::Parser;
@@ -65,6 +67,7 @@ fn main() {
             Some(cli::Command::Run(args)) => run::run(args).await,
             Some(cli::Command::Enable(args)) => service::enable(&args),
             Some(cli::Command::Disable(args)) => service::disable(&args),
+            Some(cli::Command::Status(args)) => status::status(&args).await,
             None => foreground(cli).await.map(|()| exit::OK),
         }
     });

@@ -85,7 +85,7 @@ fn check_privileges() -> Result<(), Failure> {
     })
 }
 
-fn kernel_btf() -> Result<Btf, Failure> {
+pub fn kernel_btf() -> Result<Btf, Failure> {
     let btf = Btf::from_sys_fs().map_err(|e| Failure::NoBtf {
         detail: format!("/sys/kernel/btf/vmlinux: {e}"),
     })?;

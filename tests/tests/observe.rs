@@ -190,3 +190,112 @@ fn json_lines_have_the_documented_fields() {
     assert_eq!(detached["counters"]["dropped_events"], 0, "{detached}");
     assert!(detached["tcp_sockets"].as_u64().unwrap() >= 1);
 }
+
+/// An MPTCP listener and a connection to it, both made by a thread named
+/// `comm` (so a `--comm` instance upgrades them), kept open.
+fn mptcp_pair(comm: &str) -> (TcpListener, std::net::TcpStream, std::net::TcpStream) {
+    as_comm(comm, || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert_eq!(sockets::protocol_of(&listener), MPTCP);
+        assert_eq!(sockets::protocol_of(&client), MPTCP);
+        (listener, client, server)
+    })
+}
+
+/// Runs `ip ARGS` and fails the test when it fails.
+fn ip(args: &str) {
+    let status = std::process::Command::new("ip")
+        .args(args.split(' '))
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip {args}");
+}
+
+#[test]
+fn status_from_another_process_shows_the_instance_path_manager_and_connections() {
+    ip("mptcp endpoint flush");
+    ip("mptcp endpoint add 127.0.0.2 id 7 signal");
+    ip("mptcp limits set subflow 3 add_addr_accepted 2");
+    let running = Running::attach(&["-q", "--comm", "status-probe"]);
+    let (listener, client, _server) = mptcp_pair("status-probe");
+    // A client of ours to a plain TCP listener: MPTCP that fell back.
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    let fallback = as_comm("status-probe", move || {
+        std::net::TcpStream::connect(plain_addr).unwrap()
+    });
+    let _plain_server = plain.accept().unwrap();
+
+    let (status, out) = mptcpify_tests::process::output_within(
+        mptcpify_tests::process::command(&["status", "--json"]),
+        mptcpify_tests::process::ATTACH_TIMEOUT,
+    );
+    assert!(status.success(), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    ip("mptcp endpoint flush");
+    ip("mptcp limits set subflow 2 add_addr_accepted 0");
+
+    assert_eq!(json["event"], "status");
+    assert_eq!(json["kernel"]["hook"], true, "{json}");
+    assert_eq!(json["kernel"]["trampolines"], true, "{json}");
+    assert_eq!(json["kernel"]["mptcp_enabled"], true, "{json}");
+
+    let pm = &json["path_manager"];
+    assert_eq!(pm["limits"]["subflows"], 3, "{pm}");
+    assert_eq!(pm["limits"]["add_addr_accepted"], 2, "{pm}");
+    let endpoints = pm["endpoints"].as_array().unwrap();
+    assert!(
+        endpoints.iter().any(|e| e["id"] == 7
+            && e["address"] == "127.0.0.2"
+            && e["flags"] == serde_json::json!(["signal"])),
+        "{pm}"
+    );
+
+    let ours = json["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            i["holders"].as_array().unwrap().iter().any(|h| {
+                h["pid"] == running.pid()
+                    && h["command"]
+                        .as_str()
+                        .unwrap()
+                        .contains("--comm status-probe")
+            })
+        })
+        .unwrap_or_else(|| panic!("mptcpify pid {} not listed: {json}", running.pid()));
+    // The listener, its client, and the client that fell back.
+    assert_eq!(ours["counters"]["upgraded"], 3, "{ours}");
+
+    let connections = json["connections"].as_array().unwrap();
+    let pid = std::process::id();
+    let port = |addr: &serde_json::Value| {
+        addr.as_str()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse::<u16>().ok())
+    };
+    let find = |local: u16, peer: u16| {
+        connections
+            .iter()
+            .find(|c| port(&c["local"]) == Some(local) && port(&c["peer"]) == Some(peer))
+            .unwrap_or_else(|| panic!("no MPTCP socket {local} -> {peer}: {json}"))
+    };
+    let client_local = client.local_addr().unwrap().port();
+    let server_port = listener.local_addr().unwrap().port();
+    let upgraded = find(client_local, server_port);
+    assert_eq!(upgraded["fallback"], false, "{upgraded}");
+    assert!(
+        upgraded["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p[1] == pid),
+        "{upgraded}"
+    );
+    let fell_back = find(fallback.local_addr().unwrap().port(), plain_addr.port());
+    assert_eq!(fell_back["fallback"], true, "{fell_back}");
+}

@@ -1,0 +1,492 @@
+//! `mptcpify status [--json]`: what this machine can do and is doing,
+//! read from the kernel, so it works from any shell: kernel support, the
+//! path manager (limits, endpoints), the mptcpify instances attached (with
+//! their counters) and the MPTCP connections. Each part that cannot be read
+//! (e.g. without root) says why instead; the others are still shown.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use aya::maps::MapInfo;
+use aya::programs::loaded_programs;
+use futures::TryStreamExt;
+use mptcp_pm::{MptcpPathManagerAddressAttr, MptcpPathManagerAttr, MptcpPathManagerLimitsAttr};
+use mptcpify_common::maps::{self, Counter};
+use serde::Serialize;
+
+use crate::cli::StatusArgs;
+use crate::errors::{exit, Failure};
+use crate::instances::{lookup_raw, PROGRAM_NAME};
+
+/// The whole report; `--json` prints it as one object (README, "status").
+#[derive(Serialize)]
+struct Status {
+    event: &'static str,
+    time: String,
+    pid: u32,
+    kernel: Kernel,
+    path_manager: Part<PathManager>,
+    instances: Part<Vec<Instance>>,
+    connections: Part<Vec<Connection>>,
+}
+
+/// A part that was read, or why it could not be.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Part<T> {
+    Read(T),
+    Unreadable { error: String },
+}
+
+impl<T> From<Result<T, String>> for Part<T> {
+    fn from(result: Result<T, String>) -> Self {
+        match result {
+            Ok(value) => Part::Read(value),
+            Err(error) => Part::Unreadable { error },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Kernel {
+    release: String,
+    /// `/sys/kernel/btf/vmlinux` readable.
+    btf: bool,
+    /// `update_socket_protocol` in the kernel's BTF.
+    hook: bool,
+    /// The kernel loads BPF trampoline programs (fmod_ret); `null` when
+    /// that could not be probed (needs root).
+    trampolines: Option<bool>,
+    /// Why `trampolines` is `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trampolines_unknown: Option<String>,
+    /// `net.mptcp.enabled` in this network namespace (`null`: no MPTCP).
+    mptcp_enabled: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct PathManager {
+    /// `subflows`, `add_addr_accepted` (`ip mptcp limits`).
+    limits: BTreeMap<&'static str, u32>,
+    endpoints: Vec<Endpoint>,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    id: Option<u8>,
+    address: Option<String>,
+    port: Option<u16>,
+    /// `signal`, `subflow`, `backup`, `fullmesh`, `implicit`.
+    flags: Vec<String>,
+    ifindex: Option<i32>,
+}
+
+#[derive(Serialize)]
+struct Instance {
+    program_id: u32,
+    loaded_at: Option<String>,
+    /// Processes holding the program (its attachment), with their command
+    /// lines: who attached it, and with which selectors.
+    holders: Vec<Holder>,
+    /// By the names of `--json`'s `detached` event.
+    counters: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Serialize)]
+struct Holder {
+    pid: u32,
+    command: String,
+}
+
+#[derive(Serialize)]
+struct Connection {
+    state: String,
+    local: String,
+    peer: String,
+    /// `(name, pid)` of each process holding the socket.
+    processes: Vec<(String, u32)>,
+    /// Extra subflows in use (`subflows:` of `ss -M -i`).
+    subflows: u32,
+    /// The connection fell back to TCP.
+    fallback: bool,
+}
+
+pub async fn status(args: &StatusArgs) -> Result<i32, Failure> {
+    let status = Status {
+        event: "status",
+        time: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+        pid: std::process::id(),
+        kernel: kernel(),
+        path_manager: path_manager().await.into(),
+        instances: instances().into(),
+        connections: connections().into(),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&status).expect("plain data serialises")
+        );
+    } else {
+        print_text(&status);
+    }
+    Ok(exit::OK)
+}
+
+fn kernel() -> Kernel {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (btf, hook, trampolines) = match crate::preflight::kernel_btf() {
+        Ok(_) if !root => (
+            true,
+            true,
+            Err("probing loads a program: needs root".into()),
+        ),
+        Ok(btf) => (true, true, crate::loader::trampolines_load(&btf)),
+        Err(Failure::KernelTooOld { .. }) => (true, false, Err("no hook to load on".into())),
+        Err(_) => (false, false, Err("no kernel BTF".into())),
+    };
+    let (trampolines, trampolines_unknown) = match trampolines {
+        Ok(loads) => (Some(loads), None),
+        Err(why) => (None, Some(why)),
+    };
+    Kernel {
+        release: crate::preflight::kernel_release(),
+        btf,
+        hook,
+        trampolines,
+        trampolines_unknown,
+        mptcp_enabled: std::fs::read_to_string("/proc/sys/net/mptcp/enabled")
+            .ok()
+            .map(|v| v.trim() != "0"),
+    }
+}
+
+async fn path_manager() -> Result<PathManager, String> {
+    let (connection, handle, _) =
+        mptcp_pm::new_connection().map_err(|e| format!("netlink: {e}"))?;
+    let connection = tokio::spawn(connection);
+    let result = async {
+        let mut limits = BTreeMap::new();
+        let mut replies = handle.clone().limits().get().execute().await;
+        while let Some(reply) = replies.try_next().await.map_err(|e| e.to_string())? {
+            for attr in reply.payload.nlas {
+                match attr {
+                    MptcpPathManagerAttr::Limits(MptcpPathManagerLimitsAttr::Subflows(n)) => {
+                        limits.insert("subflows", n);
+                    }
+                    MptcpPathManagerAttr::Limits(MptcpPathManagerLimitsAttr::RcvAddAddrs(n)) => {
+                        limits.insert("add_addr_accepted", n);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut endpoints = Vec::new();
+        let mut replies = handle.clone().address().get().execute().await;
+        while let Some(reply) = replies.try_next().await.map_err(|e| e.to_string())? {
+            endpoints.push(endpoint(&reply.payload.nlas));
+        }
+        Ok::<_, String>(PathManager { limits, endpoints })
+    }
+    .await;
+    connection.abort();
+    result.map_err(|e| format!("the MPTCP path manager (netlink mptcp_pm): {e}"))
+}
+
+fn endpoint(attrs: &[MptcpPathManagerAttr]) -> Endpoint {
+    let mut endpoint = Endpoint {
+        id: None,
+        address: None,
+        port: None,
+        flags: Vec::new(),
+        ifindex: None,
+    };
+    for attr in attrs {
+        let MptcpPathManagerAttr::Address(attr) = attr else {
+            continue;
+        };
+        match attr {
+            MptcpPathManagerAddressAttr::Id(id) => endpoint.id = Some(*id),
+            MptcpPathManagerAddressAttr::Addr4(a) => endpoint.address = Some(a.to_string()),
+            MptcpPathManagerAddressAttr::Addr6(a) => endpoint.address = Some(a.to_string()),
+            MptcpPathManagerAddressAttr::Port(p) if *p != 0 => endpoint.port = Some(*p),
+            MptcpPathManagerAddressAttr::Flags(flags) => {
+                endpoint.flags = flags
+                    .iter()
+                    .map(|f| format!("{f:?}").to_lowercase())
+                    .collect();
+            }
+            MptcpPathManagerAddressAttr::IfIndex(i) if *i != 0 => endpoint.ifindex = Some(*i),
+            _ => {}
+        }
+    }
+    endpoint
+}
+
+/// Every attached mptcpify upgrader, this version or another.
+fn instances() -> Result<Vec<Instance>, String> {
+    let mut found = Vec::new();
+    for program in loaded_programs() {
+        let program = program.map_err(|e| {
+            format!("listing the kernel's BPF programs needs root (CAP_SYS_ADMIN): {e}")
+        })?;
+        if program.name_as_str() != Some(PROGRAM_NAME) {
+            continue;
+        }
+        let counters = program
+            .map_ids()
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|id| MapInfo::from_id(id).ok())
+            .find(|m| m.name_as_str() == Some(maps::COUNTERS))
+            .map(|m| read_counters(&m))
+            .unwrap_or_default();
+        found.push(Instance {
+            program_id: program.id(),
+            loaded_at: program
+                .loaded_at()
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            holders: holders(program.id()),
+            counters,
+        });
+    }
+    Ok(found)
+}
+
+/// A COUNTERS map's values, summed over CPUs, by [`Counter::key`]. A
+/// per-CPU lookup returns one 8-byte slot per possible CPU.
+fn read_counters(map: &MapInfo) -> BTreeMap<&'static str, u64> {
+    let cpus = aya::util::nr_cpus().unwrap_or(1);
+    let mut counters = BTreeMap::new();
+    for counter in Counter::ALL {
+        if counter as u32 >= map.max_entries() {
+            continue;
+        }
+        if let Some(bytes) = lookup_raw(map, counter as u32, 8 * cpus) {
+            let sum = bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+                .sum();
+            counters.insert(counter.key(), sum);
+        }
+    }
+    counters
+}
+
+/// Processes with a file descriptor on program `id` (its link or the
+/// program itself): /proc/PID/fdinfo says `prog_id:` for both. By hand:
+/// procfs parses fdinfo's common fields only.
+fn holders(id: u32) -> Vec<Holder> {
+    let needle = format!("prog_id:\t{id}\n");
+    let mut holders = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return holders;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fdinfo")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_to_string(fd.path()).is_ok_and(|info| info.contains(&needle)));
+        if holds {
+            let command = std::fs::read(entry.path().join("cmdline"))
+                .map(|raw| {
+                    raw.split(|&b| b == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            holders.push(Holder { pid, command });
+        }
+    }
+    holders
+}
+
+/// The MPTCP sockets of this network namespace, from `ss -M` (iproute2's
+/// mptcp_diag client): parsing its stable output costs less than a second
+/// sock_diag implementation.
+fn connections() -> Result<Vec<Connection>, String> {
+    let out = std::process::Command::new("ss")
+        .args(["-H", "-M", "-n", "-p", "-i", "-a"])
+        .output()
+        .map_err(|e| format!("running ss (iproute2) to list MPTCP sockets: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ss -M failed (is mptcp_diag available?): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(parse_ss(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `ss -H -M -n -p -i -a` output: a line per socket (`STATE RECVQ SENDQ
+/// LOCAL PEER [users:((...))]`), then its `-i` details, indented.
+fn parse_ss(text: &str) -> Vec<Connection> {
+    let mut connections: Vec<Connection> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(char::is_whitespace) {
+            if let Some(last) = connections.last_mut() {
+                for token in line.split_whitespace() {
+                    if let Some(n) = token.strip_prefix("subflows:") {
+                        last.subflows = n.parse().unwrap_or(0);
+                    }
+                    if token == "fallback" {
+                        last.fallback = true;
+                    }
+                }
+            }
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 5 {
+            continue;
+        }
+        connections.push(Connection {
+            state: fields[0].to_string(),
+            local: fields[3].to_string(),
+            peer: fields[4].to_string(),
+            processes: fields[5..].iter().flat_map(|f| users(f)).collect(),
+            subflows: 0,
+            fallback: false,
+        });
+    }
+    connections
+}
+
+/// `users:(("iperf3",pid=123,fd=5),("x",pid=4,fd=3))` → names and pids.
+fn users(field: &str) -> Vec<(String, u32)> {
+    let Some(list) = field.strip_prefix("users:(") else {
+        return Vec::new();
+    };
+    list.split("),(")
+        .filter_map(|entry| {
+            let entry = entry.trim_matches(|c| c == '(' || c == ')');
+            let mut parts = entry.split(',');
+            let name = parts.next()?.trim_matches('"').to_string();
+            let pid = parts.find_map(|p| p.strip_prefix("pid="))?.parse().ok()?;
+            Some((name, pid))
+        })
+        .collect()
+}
+
+fn print_text(status: &Status) {
+    let k = &status.kernel;
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("kernel {}", k.release);
+    println!(
+        "  BTF: {}; hook {}: {}; trampoline programs load: {}; net.mptcp.enabled here: {}",
+        yes(k.btf),
+        crate::preflight::HOOK,
+        yes(k.hook),
+        match (k.trampolines, &k.trampolines_unknown) {
+            (Some(loads), _) => yes(loads).to_string(),
+            (None, why) => format!("unknown ({})", why.as_deref().unwrap_or("?")),
+        },
+        match k.mptcp_enabled {
+            Some(true) => "1",
+            Some(false) => "0",
+            None => "(no MPTCP in this kernel)",
+        }
+    );
+    println!("path manager (this network namespace)");
+    match &status.path_manager {
+        Part::Read(pm) => {
+            let limits: Vec<String> = pm.limits.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("  limits: {}", limits.join(", "));
+            if pm.endpoints.is_empty() {
+                println!("  endpoints: none (connections stay on one path)");
+            }
+            for e in &pm.endpoints {
+                println!(
+                    "  endpoint id {} {}{} {}{}",
+                    e.id.map_or("?".into(), |i| i.to_string()),
+                    e.address.as_deref().unwrap_or("?"),
+                    e.port.map_or(String::new(), |p| format!(" port {p}")),
+                    e.flags.join(" "),
+                    e.ifindex.map_or(String::new(), |i| format!(" ifindex {i}"))
+                );
+            }
+        }
+        Part::Unreadable { error } => println!("  cannot read: {error}"),
+    }
+    println!("mptcpify instances");
+    match &status.instances {
+        Part::Read(list) if list.is_empty() => println!("  none attached"),
+        Part::Read(list) => {
+            for i in list {
+                println!(
+                    "  program id {} loaded {}",
+                    i.program_id,
+                    i.loaded_at.as_deref().unwrap_or("?")
+                );
+                for h in &i.holders {
+                    println!("    pid {}: {}", h.pid, h.command);
+                }
+                let counters: Vec<String> =
+                    i.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                println!("    {}", counters.join(", "));
+            }
+        }
+        Part::Unreadable { error } => println!("  cannot read: {error}"),
+    }
+    println!("MPTCP sockets (this network namespace)");
+    match &status.connections {
+        Part::Read(list) if list.is_empty() => println!("  none"),
+        Part::Read(list) => {
+            for c in list {
+                let who: Vec<String> = c
+                    .processes
+                    .iter()
+                    .map(|(n, p)| format!("{n} (pid {p})"))
+                    .collect();
+                println!(
+                    "  {} {} -> {} {}: {}",
+                    c.state,
+                    c.local,
+                    c.peer,
+                    who.join(", "),
+                    if c.fallback {
+                        "fell back to TCP".to_string()
+                    } else {
+                        format!("{} extra subflows", c.subflows)
+                    }
+                );
+            }
+        }
+        Part::Unreadable { error } => println!("  cannot read: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ss_sockets_processes_subflows_and_fallback() {
+        let text = "ESTAB 0 0 10.0.1.1:5201 10.0.1.2:40000 users:((\"iperf3\",pid=123,fd=5))\n\
+                    \t subflows:1 add_addr_signal:1 token:ab12 write_seq:1\n\
+                    ESTAB 0 0 127.0.0.1:80 127.0.0.1:5555 users:((\"nginx\",pid=7,fd=3),(\"nginx\",pid=8,fd=3))\n\
+                    \t fallback token:0\n\
+                    LISTEN 0 511 0.0.0.0:80 0.0.0.0:*\n";
+        let c = parse_ss(text);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0].processes, [("iperf3".to_string(), 123)]);
+        assert_eq!((c[0].subflows, c[0].fallback), (1, false));
+        assert_eq!(c[1].processes.len(), 2);
+        assert!(c[1].fallback);
+        assert_eq!(c[2].state, "LISTEN");
+        assert!(c[2].processes.is_empty());
+    }
+}

@@ -10,7 +10,6 @@ use mptcpify_common::{
     event::{outcome, Event},
 };
 use serde::Serialize;
-use tokio::io::{unix::AsyncFd, Interest};
 
 use crate::sockopt_names;
 
@@ -25,18 +24,19 @@ pub enum Output {
     Json,
 }
 
+/// How often the ring is read. The programs submit without waking the
+/// reader (a wake-up per socket cost the socket() caller more than the
+/// program itself), so a line appears at most this late.
+const READ_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub struct Events {
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: RingBuf<MapData>,
     output: Output,
     clock: Clock,
 }
 
 impl Events {
     pub fn new(ring: RingBuf<MapData>, output: Output) -> anyhow::Result<Self> {
-        // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
-        // until it is dropped together with the AsyncFd.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(|e| anyhow::anyhow!("watching the event ring buffer: {e}"))?;
         Ok(Self {
             ring,
             output,
@@ -44,12 +44,13 @@ impl Events {
         })
     }
 
-    /// Waits for events and writes them; returns only on error.
+    /// Reads and writes events every [`READ_EVERY`]; returns only on error.
     pub async fn print_forever(&mut self) -> anyhow::Result<()> {
+        let mut timer = tokio::time::interval(READ_EVERY);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let mut guard = self.ring.readable_mut().await?;
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
+            timer.tick().await;
+            while let Some(item) = self.ring.next() {
                 if let Some(event) = Event::from_bytes(&item) {
                     let time = self.clock.wall(event.boot_ns);
                     match self.output {
@@ -59,7 +60,6 @@ impl Events {
                     }
                 }
             }
-            guard.clear_ready();
         }
     }
 }

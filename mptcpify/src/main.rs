@@ -18,11 +18,13 @@
 //!   [`delegation`]: a cgroup that is mptcpify's to divide (systemd).
 //! - [`service`]: `mptcpify enable/disable UNIT` (mptcpify@UNIT.service).
 //! - [`status`]: `mptcpify status`: support, path manager, instances, sockets.
+//! - [`docs`]: man pages and shell completions, from the clap definitions.
 //! - [`errors`]: every failure with its fix and exit code.
 
 mod cgroup;
 mod cli;
 mod delegation;
+mod docs;
 mod errors;
 mod events;
 mod identity;
@@ -47,10 +49,22 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::errors::{exit, Failure};
 
 fn main() {
-    // The self-check's test children are this binary (see selfcheck.rs).
+    // The self-check's test children are this binary (see selfcheck.rs), and
+    // the bundle's man pages and completions come from it (docs.rs).
     let mut args = std::env::args();
-    if args.nth(1).as_deref() == Some(selfcheck::CHILD_COMMAND) {
-        std::process::exit(selfcheck::child(&args.next().unwrap_or_default()));
+    match args.nth(1).as_deref() {
+        Some(selfcheck::CHILD_COMMAND) => {
+            std::process::exit(selfcheck::child(&args.next().unwrap_or_default()))
+        }
+        Some(docs::COMMAND) => {
+            let dir = args.next().unwrap_or_else(|| ".".into());
+            if let Err(e) = docs::generate(std::path::Path::new(&dir)) {
+                eprintln!("mptcpify: writing the documents into {dir}: {e}");
+                std::process::exit(errors::exit::OTHER);
+            }
+            std::process::exit(errors::exit::OK);
+        }
+        _ => {}
     }
     let cli = cli::Cli::parse();
     if cli.command.is_none() {

@@ -25,6 +25,11 @@ const FORWARDED: [libc::c_int; 6] = [
 ];
 
 pub async fn run(args: RunArgs) -> Result<i32, Failure> {
+    // Until CMD may start, the forwarded signals stay pending (blocked), so
+    // that one arriving while attaching is seen for sure (sigpending), not
+    // raced against the runtime's delivery. Threads started later inherit
+    // the mask; CMD gets an empty one (std's spawn resets it).
+    let blocked = SignalMask::block(&FORWARDED);
     // Every forwarded signal arrives on one channel, as its number.
     let (signals_tx, mut signals) = tokio::sync::mpsc::unbounded_channel();
     for number in FORWARDED {
@@ -68,10 +73,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
 
     // A signal that came while attaching (Ctrl-C during a slow start) means
     // "don't": CMD never starts, and mptcpify exits as if CMD had been killed.
-    // Attaching blocked the runtime; a short sleep lets its signal driver and
-    // the forwarders above deliver what arrived meanwhile.
-    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    if let Ok(number) = signals.try_recv() {
+    if let Some(number) = blocked.pending(&FORWARDED) {
         drop(attached);
         drop(cgroup);
         eprintln!(
@@ -80,6 +82,8 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         );
         return Ok(128 + number);
     }
+    // From here on signals are forwarded to CMD.
+    drop(blocked);
     let mut child = match spawn_in(&args.command, &cgroup, identity) {
         Ok(child) => child,
         Err(e) => {
@@ -115,6 +119,47 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Signals blocked in this thread until dropped (then unblocked: pending
+/// ones are delivered to the handlers).
+struct SignalMask {
+    set: libc::sigset_t,
+}
+
+impl SignalMask {
+    fn block(signals: &[libc::c_int]) -> SignalMask {
+        // SAFETY: sigset operations on a local set; pthread_sigmask with it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &signal in signals {
+                libc::sigaddset(&mut set, signal);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            SignalMask { set }
+        }
+    }
+
+    /// The first of `signals` that arrived and waits, blocked.
+    fn pending(&self, signals: &[libc::c_int]) -> Option<libc::c_int> {
+        // SAFETY: sigpending fills a local set.
+        unsafe {
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigpending(&mut pending);
+            signals
+                .iter()
+                .copied()
+                .find(|&signal| libc::sigismember(&pending, signal) == 1)
+        }
+    }
+}
+
+impl Drop for SignalMask {
+    fn drop(&mut self) {
+        // SAFETY: unblocks the set this value blocked.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.set, std::ptr::null_mut()) };
+    }
 }
 
 /// Starts CMD; the child moves itself into the cgroup, then takes on

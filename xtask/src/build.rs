@@ -22,16 +22,37 @@ pub fn all() -> Result<Artifacts> {
     let toolchain = toolchain::setup()?;
     aya_patch::ensure()?;
     let bpf_object = bpf_object(&toolchain)?;
-    run(cargo().args(["build", "--release", "-p", "mptcpify"]))?;
+    let mptcpify = static_binary()?;
     let tests = executables(&["test", "--no-run"], "test")?;
     let mut tools = executables(&["build", "--bins"], "bin")?;
     tools.extend(socket_probes()?);
     Ok(Artifacts {
-        mptcpify: root().join("target/release/mptcpify"),
+        mptcpify,
         bpf_object,
         tests,
         tools,
     })
+}
+
+/// The target the release binary is built for, statically linked.
+pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// The binary that is tested and shipped: statically linked (glibc's static
+/// libc, `-C target-feature=+crt-static`), so that it runs on any x86_64
+/// Linux and in a `FROM scratch` image. With `--target`, RUSTFLAGS reach
+/// only the target's crates, not build scripts or proc macros.
+fn static_binary() -> Result<PathBuf> {
+    run(cargo()
+        .args(["build", "--release", "-p", "mptcpify", "--target", TARGET])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static"))?;
+    let binary = root().join(format!("target/{TARGET}/release/mptcpify"));
+    let file = crate::cmd::output(Command::new("file").arg(&binary))?;
+    anyhow::ensure!(
+        file.contains("statically linked") || file.contains("static-pie linked"),
+        "{} is not statically linked: {file}",
+        binary.display()
+    );
+    Ok(binary)
 }
 
 /// A cargo for the host workspace, free of the environment `cargo xtask` ran in.

@@ -7,6 +7,7 @@
 //! - [`build`]: the BPF object, the binary, the test binaries.
 //! - [`lab`]: kernels, initramfs images and QEMU runs.
 //! - [`test`], [`demo`], [`bench`]: what runs where.
+//! - [`dist`]: the release bundle.
 //! - [`cmd`]: running commands loudly.
 
 mod apt;
@@ -15,6 +16,7 @@ mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod dist;
 mod lab;
 mod test;
 mod toolchain;
@@ -60,6 +62,9 @@ enum Command {
     Demo,
     /// Measure costs and benefits in the lab; writes BENCHMARKS.md.
     Bench,
+    /// Write the release bundle: target/dist/mptcpify-VERSION-x86_64-linux.tar.gz
+    /// (static binary, systemd units, man pages, completions, README, SHA256SUMS).
+    Dist,
 }
 
 fn main() {
@@ -86,6 +91,7 @@ fn main() {
         Command::Test { kernels } => test::run(&kernels),
         Command::Demo => demo::run(),
         Command::Bench => bench::run(),
+        Command::Dist => dist::run_dist().map(drop),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");

@@ -40,6 +40,10 @@ pub fn run(kernels: &[String]) -> Result<()> {
         "--bins",
     ]))?;
 
+    say("the release bundle (cargo xtask dist), checked on this host");
+    let bundle = crate::dist::bundle(&artifacts)?;
+    cmd::run(host_test(&artifacts, "bundle")?.env("MPTCPIFY_BUNDLE", &bundle))?;
+
     let host = host_kernel(&artifacts)?;
     say(format!(
         "host checks: bad input, and what this host's kernel allows ({host})"
@@ -69,7 +73,7 @@ pub fn run(kernels: &[String]) -> Result<()> {
             let suite: Vec<String> = artifacts
                 .tests
                 .iter()
-                .filter(|(test, _)| test != SYSTEMD_SUITE)
+                .filter(|(test, _)| test != SYSTEMD_SUITE && test != "bundle")
                 .map(|(test, _)| format!("{GUEST_BIN}/test-{test} --test-threads=1"))
                 .collect();
             format!("set -e\n{}\n", suite.join("\n"))
@@ -98,9 +102,10 @@ pub fn run(kernels: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Tests that only check the command line and the host's refusal.
+/// Tests that only check the command line, the host's refusal and the
+/// release bundle.
 fn is_host_only(name: &str) -> bool {
-    name == "cli" || name == "refusal"
+    name == "cli" || name == "refusal" || name == "bundle"
 }
 
 /// `too-old`, `trampolines` or `attachable`, probed independently of mptcpify.

@@ -164,13 +164,15 @@ pub fn build(
     // are newer than the host's); copying the host's would put `lib`
     // directory entries over Debian's /lib symlink (see above).
     let copy = match image {
-        Image::Busybox => copy_binary,
+        Image::Busybox => {
+            copy_binary(&ours, &artifacts.mptcpify, &format!("{GUEST_BIN}/mptcpify"))?;
+            copy_binary
+        }
         Image::Systemd => {
-            systemd_files(&ours)?;
+            systemd_files(&ours, artifacts)?;
             copy_executable
         }
     };
-    copy(&ours, &artifacts.mptcpify, &format!("{GUEST_BIN}/mptcpify"))?;
     for (name, exe) in &artifacts.tests {
         copy(&ours, exe, &format!("{GUEST_BIN}/test-{name}"))?;
     }
@@ -191,9 +193,10 @@ pub fn build(
     Ok(initramfs)
 }
 
-/// The lab service, enabled; the units mptcpify ships (`dist/systemd/`),
-/// installed where a bundle install puts them; no getty on the console.
-fn systemd_files(stage: &Path) -> Result<()> {
+/// The lab service, enabled; mptcpify installed from the release bundle as
+/// README's Install says (into /usr/local: binary, units, man pages); no
+/// getty on the console.
+fn systemd_files(stage: &Path, artifacts: &Artifacts) -> Result<()> {
     write(stage, "lab/run", LAB_RUN.as_bytes(), 0o755)?;
     let units = "etc/systemd/system";
     write(
@@ -211,15 +214,19 @@ fn systemd_files(stage: &Path) -> Result<()> {
     for masked in ["serial-getty@ttyS0.service", "getty@tty1.service"] {
         std::os::unix::fs::symlink("/dev/null", stage.join(units).join(masked))?;
     }
-    let shipped = root().join("dist/systemd");
-    let installed = stage.join("usr/local/lib/systemd/system");
-    std::fs::create_dir_all(&installed)?;
-    for entry in
-        std::fs::read_dir(&shipped).with_context(|| format!("reading {}", shipped.display()))?
-    {
-        let entry = entry?;
-        std::fs::copy(entry.path(), installed.join(entry.file_name()))?;
-    }
+    let bundle = crate::dist::bundle(artifacts)?;
+    let local = stage.join("usr/local");
+    std::fs::create_dir_all(&local)?;
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&local)
+        .args([
+            "--strip-components=1",
+            "--exclude=SHA256SUMS",
+            "--no-same-owner",
+            "-xzf",
+        ])
+        .arg(&bundle))?;
     Ok(())
 }
 

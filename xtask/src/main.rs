@@ -7,7 +7,7 @@
 //! - [`build`]: the BPF object, the binary, the test binaries.
 //! - [`lab`]: kernels, initramfs images and QEMU runs.
 //! - [`test`], [`demo`], [`bench`]: what runs where.
-//! - [`dist`]: the release bundle.
+//! - [`dist`]: the release bundle; [`manifests`]: Kubernetes manifests, validated.
 //! - [`cmd`]: running commands loudly.
 
 mod apt;
@@ -18,6 +18,7 @@ mod cmd;
 mod demo;
 mod dist;
 mod lab;
+mod manifests;
 mod test;
 mod toolchain;
 
@@ -65,6 +66,8 @@ enum Command {
     /// Write the release bundle: target/dist/mptcpify-VERSION-x86_64-linux.tar.gz
     /// (static binary, systemd units, man pages, completions, README, SHA256SUMS).
     Dist,
+    /// Validate the Kubernetes manifests of deploy/kubernetes offline.
+    Manifests,
 }
 
 fn main() {
@@ -92,6 +95,7 @@ fn main() {
         Command::Demo => demo::run(),
         Command::Bench => bench::run(),
         Command::Dist => dist::run_dist().map(drop),
+        Command::Manifests => manifests::validate(),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");

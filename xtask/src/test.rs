@@ -44,6 +44,9 @@ pub fn run(kernels: &[String]) -> Result<()> {
     let bundle = crate::dist::bundle(&artifacts)?;
     cmd::run(host_test(&artifacts, "bundle")?.env("MPTCPIFY_BUNDLE", &bundle))?;
 
+    say("the Kubernetes manifests (deploy/kubernetes), validated offline");
+    crate::manifests::validate()?;
+
     let host = host_kernel(&artifacts)?;
     say(format!(
         "host checks: bad input, and what this host's kernel allows ({host})"

@@ -14,6 +14,11 @@ pub mod outcome {
     pub const REFUSED_SETSOCKOPT: u32 = 2;
     /// The same for `getsockopt` (e.g. `TCP_MAXSEG`).
     pub const REFUSED_GETSOCKOPT: u32 = 3;
+    /// `mptcpify audit`: this TCP socket would have been upgraded (it was not).
+    pub const WOULD_UPGRADE: u32 = 4;
+    /// `mptcpify audit`: a selected process set this option on a TCP socket
+    /// (first time per process and option; see [`super::Event::level`]).
+    pub const TCP_OPTION: u32 = 5;
 }
 
 /// The errors by which MPTCP says "not implemented for MPTCP"

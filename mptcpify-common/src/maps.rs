@@ -30,6 +30,20 @@ pub const PATH_SCRATCH: &str = "PATH_SCRATCH";
 pub const COUNTERS: &str = "COUNTERS";
 /// `RingBuf` of [`crate::event::Event`].
 pub const EVENTS: &str = "EVENTS";
+/// `LruHashMap<AuditKey, u8>`: the (process, option) pairs `mptcpify audit`
+/// already reported, so that each is sent once.
+pub const AUDIT_SEEN: &str = "AUDIT_SEEN";
+pub const MAX_AUDIT_SEEN: u32 = 4096;
+
+/// A process and a socket option it set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditKey {
+    pub tgid: u32,
+    pub level: u32,
+    pub option: u32,
+}
+
 /// `Array<CheckSlot>` with one entry, used only by the start-up self-check
 /// program (see [`CheckSlot`]).
 pub const CHECK: &str = "CHECK";
@@ -72,6 +86,10 @@ pub mod flag {
     /// domain is). Off where Landlock is absent, has no network rules, or
     /// covers MPTCP: the loader probes which.
     pub const KEEP_SANDBOXED: u32 = 1 << 2;
+    /// `mptcpify audit`: observe only. The upgrader reports the sockets it
+    /// would upgrade and keeps them TCP; the audit program reports the TCP
+    /// socket options selected processes set.
+    pub const AUDIT: u32 = 1 << 3;
 }
 
 #[repr(C)]

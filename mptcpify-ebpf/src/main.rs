@@ -11,9 +11,12 @@
 //! - [`follow`]: `mptcpify_follow`, keeping cgroup rules on their paths.
 //! - [`options`]: `mptcpify_setsockopt`/`_getsockopt`, reporting the socket
 //!   options MPTCP refuses.
+//! - [`audit`]: `mptcpify_audit_setsockopt`, reporting the TCP socket
+//!   options selected processes use (`mptcpify audit`).
 #![no_std]
 #![no_main]
 
+mod audit;
 mod follow;
 mod maps;
 mod options;
@@ -35,10 +38,11 @@ use mptcpify_common::{
 pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     let call = socket_call(ctx);
     // The config is read once, and only for TCP calls.
-    let mut events = false;
+    let (mut events, mut audit) = (false, false);
     let verdict = decide(&call, || {
         let config = maps::config();
         events = config.flags & flag::EVENTS != 0;
+        audit = config.flags & flag::AUDIT != 0;
         Facts {
             support: config.support(),
             task: task::matches(&config),
@@ -46,6 +50,13 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     });
     if let Some(counter) = Counter::for_verdict(verdict) {
         maps::count(counter);
+    }
+    if audit {
+        // Observe only: said, counted, never done.
+        if verdict == Verdict::Upgrade {
+            maps::report(outcome::WOULD_UPGRADE, call.family);
+        }
+        return 0;
     }
     if events {
         match verdict {

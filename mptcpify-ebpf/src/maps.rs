@@ -3,13 +3,13 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use mptcpify_common::{
     event::Event,
     maps::{
-        CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, MAX_CGROUP_RULES, MAX_COMMS,
-        MAX_NETNS, MAX_PIDS, PidRule,
+        AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, MAX_AUDIT_SEEN,
+        MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS, MAX_PIDS, PidRule,
     },
 };
 
@@ -46,6 +46,9 @@ pub static CGROUP_PATHS: HashMap<CgroupPath, u32> = HashMap::with_max_entries(MA
 
 #[map(name = "PATH_SCRATCH")]
 pub static PATH_SCRATCH: PerCpuArray<CgroupPath> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "AUDIT_SEEN")]
+pub static AUDIT_SEEN: LruHashMap<AuditKey, u8> = LruHashMap::with_max_entries(MAX_AUDIT_SEEN, 0);
 
 #[map(name = "CHECK")]
 pub static CHECK: Array<CheckSlot> = Array::with_max_entries(1, 0);

@@ -211,6 +211,40 @@ pub enum Command {
         long_about = STATUS_ABOUT
     )]
     Status(StatusArgs),
+    #[command(
+        about = "Observe only: what would be upgraded, and which socket options MPTCP would refuse",
+        long_about = AUDIT_ABOUT
+    )]
+    Audit(AuditArgs),
+}
+
+const AUDIT_ABOUT: &str = "\
+Observe only, change nothing: check a service before switching mptcpify on.
+
+For the selected processes (the same selectors as mptcpify itself; none: every
+process), mptcpify audit reports each TCP socket that would be upgraded (it stays
+TCP) and each socket option the processes set on TCP sockets (SOL_TCP, SOL_IP,
+SOL_IPV6), with whether MPTCP on this kernel would refuse it: it tries the option
+on a throw-away MPTCP socket, so the answer comes from the running kernel. At the
+end (Ctrl-C, SIGTERM, or --for SECONDS) it prints a verdict per process name:
+safe to upgrade, or would break on OPTION. Not seen: SOL_SOCKET options
+(SO_ZEROCOPY, SO_ATTACH_FILTER, ...), getsockopt, MSG_OOB.";
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub selectors: Selectors,
+
+    /// Stop after SECONDS and print the verdicts.
+    #[arg(long = "for", value_name = "SECONDS")]
+    pub duration: Option<u64>,
+
+    /// One JSON object per line on stdout (fields: README, "mptcpify audit").
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub safety: Safety,
 }
 
 const STATUS_ABOUT: &str = "\

@@ -27,7 +27,7 @@ pub enum Output {
 /// How often the ring is read. The programs submit without waking the
 /// reader (a wake-up per socket cost the socket() caller more than the
 /// program itself), so a line appears at most this late.
-const READ_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+pub const READ_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub struct Events {
     ring: RingBuf<MapData>,
@@ -161,12 +161,12 @@ pub fn json(event: &Event, time: std::time::SystemTime) -> String {
 
 /// Turns the programs' boot-time stamps (`bpf_ktime_get_boot_ns`) into wall
 /// clock time, from one reading of both clocks.
-struct Clock {
+pub struct Clock {
     wall_minus_boot: std::time::Duration,
 }
 
 impl Clock {
-    fn now() -> Clock {
+    pub fn now() -> Clock {
         let boot = boot_time();
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -176,7 +176,7 @@ impl Clock {
         }
     }
 
-    fn wall(&self, boot_ns: u64) -> std::time::SystemTime {
+    pub fn wall(&self, boot_ns: u64) -> std::time::SystemTime {
         std::time::UNIX_EPOCH + self.wall_minus_boot + std::time::Duration::from_nanos(boot_ns)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FExit, FModRet, ProgramError},
+    programs::{BtfTracePoint, FEntry, FExit, FModRet, ProgramError},
     Ebpf, EbpfLoader,
 };
 use mptcpify_common::maps::{
@@ -46,18 +46,34 @@ pub struct Attached {
     pub options_unwatched: Option<String>,
 }
 
-/// `events`: whether the program reports each upgrade (see [`Attached::take_events`]);
+/// How the upgrader runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Upgrade; `events`: report each upgrade (see [`Attached::take_events`]).
+    Upgrade { events: bool },
+    /// `mptcpify audit`: upgrade nothing, report what would be upgraded and
+    /// the TCP socket options selected processes set.
+    Audit,
+}
+
+/// The program of `mptcpify audit` and the kernel function it follows.
+const AUDIT_PROGRAM: (&str, &str) = ("mptcpify_audit_setsockopt", "tcp_setsockopt");
+
 /// `kernel`: the BTF to load against and what MPTCP supports here.
 pub fn attach(
     policy: &Policy,
     guard: &Guard,
     kernel: &Kernel,
-    events: bool,
+    mode: Mode,
 ) -> Result<Attached, Failure> {
     let mut ebpf = EbpfLoader::new()
         .load(OBJECT)
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
-    let mut flags = if events { flag::EVENTS } else { 0 };
+    let mut flags = match mode {
+        Mode::Upgrade { events: true } => flag::EVENTS,
+        Mode::Upgrade { events: false } => 0,
+        Mode::Audit => flag::AUDIT,
+    };
     if kernel.support.ipv6 {
         flags |= flag::MPTCP_IPV6;
     }
@@ -97,7 +113,26 @@ pub fn attach(
     program
         .attach()
         .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
-    let options_unwatched = watch_options(&mut ebpf, kernel).err();
+    if mode == Mode::Audit {
+        let (name, function) = AUDIT_PROGRAM;
+        let audit: &mut FEntry = ebpf
+            .program_mut(name)
+            .ok_or_else(|| load_failed(format!("no program {name} in the BPF object")))?
+            .try_into()
+            .map_err(|e: ProgramError| load_failed(e.to_string()))?;
+        audit
+            .load(function, &kernel.btf)
+            .map_err(|e| load_failed(format!("loading the program for {function}: {e}")))?;
+        audit
+            .attach()
+            .map_err(|e| load_failed(format!("attaching to {function}: {e}")))?;
+    }
+    // An audit upgrades nothing, so there are no refusals to watch (and its
+    // own probes of MPTCP's options would be reported).
+    let options_unwatched = match mode {
+        Mode::Upgrade { .. } => watch_options(&mut ebpf, kernel).err(),
+        Mode::Audit => None,
+    };
     Ok(Attached {
         ebpf,
         landlock: findings.landlock,

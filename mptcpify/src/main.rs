@@ -18,9 +18,11 @@
 //!   [`delegation`]: a cgroup that is mptcpify's to divide (systemd).
 //! - [`service`]: `mptcpify enable/disable UNIT` (mptcpify@UNIT.service).
 //! - [`status`]: `mptcpify status`: support, path manager, instances, sockets.
+//! - [`audit`]: `mptcpify audit`: what would be upgraded and what would break.
 //! - [`docs`]: man pages and shell completions, from the clap definitions.
 //! - [`errors`]: every failure with its fix and exit code.
 
+mod audit;
 mod cgroup;
 mod cli;
 mod delegation;
@@ -82,6 +84,7 @@ fn main() {
             Some(cli::Command::Enable(args)) => service::enable(&args),
             Some(cli::Command::Disable(args)) => service::disable(&args),
             Some(cli::Command::Status(args)) => status::status(&args).await,
+            Some(cli::Command::Audit(args)) => audit::audit(args).await,
             None => foreground(cli).await.map(|()| exit::OK),
         }
     });
@@ -100,7 +103,11 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
 
     let policy = policy::Policy::resolve(&cli.selectors)?;
-    let mut attached = attach(&policy, &cli.safety, !cli.quiet)?;
+    let mut attached = attach(
+        &policy,
+        &cli.safety,
+        loader::Mode::Upgrade { events: !cli.quiet },
+    )?;
     let attached_line = format!(
         "attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
         preflight::HOOK,
@@ -143,7 +150,7 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
 pub fn attach(
     policy: &policy::Policy,
     safety: &cli::Safety,
-    events: bool,
+    mode: loader::Mode,
 ) -> Result<loader::Attached, Failure> {
     for warning in &policy.warnings {
         eprintln!("mptcpify: warning: {warning}");
@@ -151,7 +158,10 @@ pub fn attach(
     let kernel = preflight::check(&preflight::Options {
         allow_disabled: safety.allow_disabled,
     })?;
-    instances::check(policy, &instances::attached(), safety.allow_other_instances)?;
+    // An audit changes nothing, so it cannot undo another instance's policy.
+    if mode != loader::Mode::Audit {
+        instances::check(policy, &instances::attached(), safety.allow_other_instances)?;
+    }
     let guard = kernel_layout::guard().map_err(|e| Failure::LoadFailed {
         detail: format!("reading the kernel's layout from BTF: {e:#}"),
     })?;
@@ -165,7 +175,7 @@ pub fn attach(
     if !kernel.support.ipv6 {
         eprintln!("mptcpify: warning: this kernel cannot create IPv6 MPTCP sockets (CONFIG_MPTCP_IPV6); IPv6 sockets stay TCP");
     }
-    let attached = loader::attach(policy, &guard, &kernel, events)?;
+    let attached = loader::attach(policy, &guard, &kernel, mode)?;
     drop(kernel);
     if let Some(why) = &attached.options_unwatched {
         eprintln!(

@@ -57,7 +57,13 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         cgroup::resolve(&cgroup.path.to_string_lossy())?,
         role::INCLUDE,
     );
-    let mut attached = crate::attach(&policy, &args.safety, args.verbose)?;
+    let mut attached = crate::attach(
+        &policy,
+        &args.safety,
+        crate::loader::Mode::Upgrade {
+            events: args.verbose,
+        },
+    )?;
     if args.verbose {
         eprintln!("mptcpify: CMD runs as {identity}");
         eprintln!(

@@ -299,3 +299,61 @@ fn status_from_another_process_shows_the_instance_path_manager_and_connections()
     let fell_back = find(fallback.local_addr().unwrap().port(), plain_addr.port());
     assert_eq!(fell_back["fallback"], true, "{fell_back}");
 }
+
+/// `mptcpify audit` changes nothing, and names the options MPTCP would
+/// refuse, per process name: TCP_ULP and TCP_MD5SIG (which work on these
+/// TCP sockets) make one process "would break"; TCP_NODELAY alone is safe.
+#[test]
+fn audit_names_the_options_mptcp_would_refuse_and_changes_nothing() {
+    let listener = std::sync::Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let mut running = Running::start(mptcpify_tests::process::command(&[
+        "audit",
+        "--comm",
+        "audit-probe",
+        "--comm",
+        "audit-safe",
+    ]));
+    running.wait_for(
+        "nothing is changed",
+        mptcpify_tests::process::ATTACH_TIMEOUT,
+    );
+
+    let risky = listener.clone();
+    let seen = as_comm("audit-probe", move || try_options(&risky));
+    assert_eq!(
+        (seen.protocol, seen.ulp, seen.md5),
+        (TCP, 0, 0),
+        "the audit changed the socket or its options: {seen:?}"
+    );
+    let safe = listener.clone();
+    let protocol = as_comm("audit-safe", move || {
+        let (fd, _peer) = connected(&safe);
+        assert_eq!(
+            setsockopt(&fd, libc::SOL_TCP, libc::TCP_NODELAY, &1i32.to_ne_bytes()),
+            0
+        );
+        sockets::protocol_of(&fd)
+    });
+    assert_eq!(protocol, TCP);
+
+    running.wait_for("audit-probe (pid", WAIT);
+    running.wait_for("sets TCP_NODELAY", WAIT);
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    let verdict = |comm: &str| {
+        output
+            .iter()
+            .find(|l| l.trim_start().starts_with(&format!("{comm}: ")))
+            .unwrap_or_else(|| panic!("no verdict for {comm}: {output:#?}"))
+            .clone()
+    };
+    let risky = verdict("audit-probe");
+    assert!(risky.contains("would break on TCP_ULP"), "{risky}");
+    assert!(risky.contains("TCP_MD5SIG"), "{risky}");
+    assert!(risky.contains("1 TCP socket would be MPTCP"), "{risky}");
+    assert!(risky.contains("--exclude-comm audit-probe"), "{risky}");
+    let safe = verdict("audit-safe");
+    assert!(safe.contains("safe to upgrade"), "{safe}");
+    assert!(safe.contains("TCP_NODELAY"), "{safe}");
+}

@@ -1,0 +1,288 @@
+//! `mptcpify audit [SELECTORS]`: observe only. The upgrader runs in audit
+//! mode (it reports the TCP sockets it would upgrade and keeps them TCP) and
+//! a program on `tcp_setsockopt` reports each socket option the selected
+//! processes set. For each option, the running kernel is asked whether
+//! MPTCP would refuse it: a throw-away MPTCP socket gets the same option
+//! (learnt from this kernel, not from a list). At the end, a verdict per
+//! process name: safe to upgrade, or would break on OPTION.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use mptcpify_common::event::{outcome, refused, Event};
+use serde::Serialize;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::AuditArgs;
+use crate::errors::{exit, Failure};
+use crate::events::{Clock, READ_EVERY};
+use crate::loader::Mode;
+use crate::policy::Policy;
+use crate::sockopt_names;
+
+/// What MPTCP on this kernel answers to an option: `None` accepted (or
+/// refused only the value), `Some(errno)` refused as not implemented.
+type Answer = Option<i32>;
+
+#[derive(Default)]
+struct Process {
+    pids: std::collections::BTreeSet<u32>,
+    would_upgrade: u64,
+    /// (level, option) → MPTCP's answer, in the order first seen.
+    options: Vec<((u32, u32), Answer)>,
+}
+
+#[derive(Serialize)]
+struct JsonOption {
+    level: String,
+    option: String,
+    mptcp: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errno: Option<String>,
+}
+
+pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
+    let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
+    let policy = Policy::resolve(&args.selectors)?;
+    let mut attached = crate::attach(&policy, &args.safety, Mode::Audit)?;
+    eprintln!(
+        "mptcpify audit: watching {policy} (kernel {}); nothing is changed: sockets stay TCP. \
+         Ctrl-C ends the audit and prints a verdict per process name.",
+        crate::preflight::kernel_release()
+    );
+    let mut ring = attached.take_events()?;
+    let clock = Clock::now();
+    let mut answers: BTreeMap<(u32, u32), Answer> = BTreeMap::new();
+    let mut processes: BTreeMap<String, Process> = BTreeMap::new();
+    let mut timer = tokio::time::interval(READ_EVERY);
+    let duration = args.duration.map(std::time::Duration::from_secs);
+    let end = tokio::time::sleep(duration.unwrap_or(std::time::Duration::MAX / 4));
+    tokio::pin!(end);
+    loop {
+        let last = tokio::select! {
+            _ = sigint.recv() => true,
+            _ = sigterm.recv() => true,
+            _ = &mut end, if duration.is_some() => true,
+            _ = timer.tick() => false,
+        };
+        while let Some(item) = ring.next() {
+            let Some(event) = Event::from_bytes(&item) else {
+                continue;
+            };
+            if !matches!(event.outcome, outcome::WOULD_UPGRADE | outcome::TCP_OPTION) {
+                continue;
+            }
+            let comm = String::from_utf8_lossy(event.comm()).into_owned();
+            let time = clock.wall(event.boot_ns);
+            let process = processes.entry(comm.clone()).or_default();
+            process.pids.insert(event.pid);
+            match event.outcome {
+                outcome::WOULD_UPGRADE => {
+                    process.would_upgrade += 1;
+                    say_would_upgrade(&event, time, args.json);
+                }
+                outcome::TCP_OPTION => {
+                    let key = (event.level, event.option);
+                    let answer = *answers
+                        .entry(key)
+                        .or_insert_with(|| mptcp_answer(event.level, event.option));
+                    if !process.options.iter().any(|(k, _)| *k == key) {
+                        process.options.push((key, answer));
+                    }
+                    say_option(&event, &comm, answer, time, args.json);
+                }
+                _ => {}
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    drop(attached);
+    verdicts(&processes, args.json);
+    Ok(exit::OK)
+}
+
+/// Sets `option` (a zero int) on a throw-away MPTCP socket: an errno that
+/// means "not implemented for MPTCP" is a refusal; anything else (success,
+/// EINVAL for this value) means MPTCP has the option. SOL_IPV6 options are
+/// tried on an IPv6 socket (an IPv4 one refuses them whatever the protocol).
+fn mptcp_answer(level: u32, option: u32) -> Answer {
+    let family = if level as i32 == libc::SOL_IPV6 {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: socket/setsockopt/close on our own descriptor with a local int.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM, libc::IPPROTO_MPTCP);
+        if fd < 0 {
+            return None;
+        }
+        let zero: libc::c_int = 0;
+        let rc = libc::setsockopt(
+            fd,
+            level as i32,
+            option as i32,
+            (&zero as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        libc::close(fd);
+        (rc != 0 && refused::is_refusal(-(errno as i64))).then_some(errno)
+    }
+}
+
+fn say_would_upgrade(event: &Event, time: SystemTime, json: bool) {
+    if json {
+        let line = crate::events::json(event, time).replacen(
+            "\"event\":\"upgraded\"",
+            "\"event\":\"would_upgrade\"",
+            1,
+        );
+        println!("{line}");
+    } else {
+        println!(
+            "would upgrade pid={} tid={} comm={}",
+            event.pid,
+            event.tid,
+            String::from_utf8_lossy(event.comm())
+        );
+    }
+}
+
+fn say_option(event: &Event, comm: &str, answer: Answer, time: SystemTime, json: bool) {
+    let option = sockopt_names::option(event.level, event.option);
+    if json {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            event: &'a str,
+            time: String,
+            pid: u32,
+            tid: u32,
+            comm: &'a str,
+            #[serde(flatten)]
+            option: JsonOption,
+        }
+        let line = Line {
+            event: "tcp_option",
+            time: humantime::format_rfc3339_micros(time).to_string(),
+            pid: event.pid,
+            tid: event.tid,
+            comm,
+            option: json_option(event.level, event.option, answer),
+        };
+        println!("{}", serde_json::to_string(&line).expect("plain data"));
+        return;
+    }
+    match answer {
+        Some(errno) => println!(
+            "{comm} (pid {}) sets {option} on a TCP socket: MPTCP on this kernel refuses it ({})",
+            event.pid,
+            sockopt_names::errno(errno as u32)
+        ),
+        None => println!(
+            "{comm} (pid {}) sets {option} on a TCP socket: MPTCP accepts it",
+            event.pid
+        ),
+    }
+}
+
+fn json_option(level: u32, option: u32, answer: Answer) -> JsonOption {
+    JsonOption {
+        level: sockopt_names::level(level),
+        option: sockopt_names::option(level, option),
+        mptcp: if answer.is_some() {
+            "refused"
+        } else {
+            "accepted"
+        },
+        errno: answer.map(|e| sockopt_names::errno(e as u32)),
+    }
+}
+
+/// The verdict per process name, on stdout.
+fn verdicts(processes: &BTreeMap<String, Process>, json: bool) {
+    if !json {
+        println!("mptcpify audit: verdict per process name (nothing was changed):");
+    }
+    for (comm, process) in processes {
+        let refused: Vec<String> = process
+            .options
+            .iter()
+            .filter_map(|((level, option), answer)| {
+                answer.map(|errno| {
+                    format!(
+                        "{} ({})",
+                        sockopt_names::option(*level, *option),
+                        sockopt_names::errno(errno as u32)
+                    )
+                })
+            })
+            .collect();
+        if json {
+            #[derive(Serialize)]
+            struct Verdict<'a> {
+                event: &'a str,
+                time: String,
+                comm: &'a str,
+                pids: Vec<u32>,
+                verdict: &'a str,
+                would_upgrade: u64,
+                options: Vec<JsonOption>,
+            }
+            let line = Verdict {
+                event: "audit_verdict",
+                time: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+                comm,
+                pids: process.pids.iter().copied().collect(),
+                verdict: if refused.is_empty() {
+                    "safe"
+                } else {
+                    "would_break"
+                },
+                would_upgrade: process.would_upgrade,
+                options: process
+                    .options
+                    .iter()
+                    .map(|((l, o), a)| json_option(*l, *o, *a))
+                    .collect(),
+            };
+            println!("{}", serde_json::to_string(&line).expect("plain data"));
+            continue;
+        }
+        let sockets = format!(
+            "{} TCP socket{} would be MPTCP",
+            process.would_upgrade,
+            if process.would_upgrade == 1 { "" } else { "s" }
+        );
+        if refused.is_empty() {
+            let used: Vec<String> = process
+                .options
+                .iter()
+                .map(|((l, o), _)| sockopt_names::option(*l, *o))
+                .collect();
+            let used = if used.is_empty() {
+                "no TCP or IP options seen".into()
+            } else {
+                format!(
+                    "options it uses, all accepted by MPTCP: {}",
+                    used.join(", ")
+                )
+            };
+            println!("  {comm}: safe to upgrade ({sockets}; {used})");
+        } else {
+            println!(
+                "  {comm}: would break on {} ({sockets}); keep it on TCP: --exclude-comm {comm}",
+                refused.join(", ")
+            );
+        }
+    }
+    if !json {
+        println!(
+            "  (seen: options set with SOL_TCP, SOL_IP and SOL_IPV6 on TCP sockets; not seen: \
+             SOL_SOCKET options such as SO_ZEROCOPY or SO_ATTACH_FILTER, getsockopt, MSG_OOB)"
+        );
+    }
+}

@@ -41,6 +41,44 @@ fn enable_outside_systemd_or_with_a_bad_name_says_why() {
 }
 
 #[test]
+fn subcommand_help_teaches_each_one() {
+    for (args, needles) in [
+        (
+            &["audit", "--help"][..],
+            &["Observe only", "--for", "verdict"][..],
+        ),
+        (&["status", "--help"], &["endpoints", "--json"]),
+        (
+            &["enable", "--help"],
+            &["mptcpify@UNIT.service", "50-mptcpify.conf"],
+        ),
+    ] {
+        let (status, out) = run(args);
+        assert_eq!(status.code(), Some(0), "{args:?}: {out}");
+        for needle in needles {
+            assert!(out.contains(needle), "{args:?} lacks {needle:?}: {out}");
+        }
+    }
+}
+
+/// `status` works on any host, attachable or not: it reads, it never fails
+/// for want of what it reports.
+#[test]
+fn status_reports_this_kernel_as_json() {
+    let (status, out) = run(&["status", "--json"]);
+    assert_eq!(status.code(), Some(0), "{out}");
+    let line = out.lines().last().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(json["event"], "status");
+    assert_eq!(json["kernel"]["release"], release.trim());
+    for part in ["path_manager", "instances", "connections"] {
+        assert!(json.get(part).is_some(), "{part} missing: {json}");
+    }
+}
+
+#[test]
 fn a_path_is_not_a_process_name() {
     let (status, out) = run(&["--comm", "/usr/bin/iperf3"]);
     assert_eq!(status.code(), Some(8), "{out}");

@@ -35,6 +35,28 @@ const OPTION_PROGRAMS: [(&str, &str); 2] = [
     ("mptcpify_getsockopt", "mptcp_getsockopt"),
 ];
 
+/// Loads the program `$name` of type `$kind` (FEntry, FExit, BtfTracePoint:
+/// aya gives them no common trait) against `$target`, a kernel function or
+/// tracepoint, and attaches it; `Err(String)` says which step failed.
+macro_rules! attach_traced {
+    ($ebpf:expr, $kind:ty, $name:expr, $target:expr, $btf:expr) => {
+        (|| -> Result<(), String> {
+            let program: &mut $kind = $ebpf
+                .program_mut($name)
+                .ok_or_else(|| format!("no program {} in the BPF object", $name))?
+                .try_into()
+                .map_err(|e: ProgramError| e.to_string())?;
+            program
+                .load($target, $btf)
+                .map_err(|e| format!("loading the program for {}: {e}", $target))?;
+            program
+                .attach()
+                .map(drop)
+                .map_err(|e| format!("attaching to {}: {e}", $target))
+        })()
+    };
+}
+
 pub struct Attached {
     ebpf: Ebpf,
     /// What the self-check found about Landlock on this kernel.
@@ -115,17 +137,7 @@ pub fn attach(
         .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
     if mode == Mode::Audit {
         let (name, function) = AUDIT_PROGRAM;
-        let audit: &mut FEntry = ebpf
-            .program_mut(name)
-            .ok_or_else(|| load_failed(format!("no program {name} in the BPF object")))?
-            .try_into()
-            .map_err(|e: ProgramError| load_failed(e.to_string()))?;
-        audit
-            .load(function, &kernel.btf)
-            .map_err(|e| load_failed(format!("loading the program for {function}: {e}")))?;
-        audit
-            .attach()
-            .map_err(|e| load_failed(format!("attaching to {function}: {e}")))?;
+        attach_traced!(ebpf, FEntry, name, function, &kernel.btf).map_err(load_failed)?;
     }
     // An audit upgrades nothing, so there are no refusals to watch (and its
     // own probes of MPTCP's options would be reported).
@@ -163,17 +175,7 @@ pub fn trampolines_load(btf: &aya::Btf) -> Result<bool, String> {
 /// refused.
 fn watch_options(ebpf: &mut Ebpf, kernel: &Kernel) -> Result<(), String> {
     for (name, function) in OPTION_PROGRAMS {
-        let program: &mut FExit = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("no program {name} in the BPF object"))?
-            .try_into()
-            .map_err(|e: ProgramError| e.to_string())?;
-        program
-            .load(function, &kernel.btf)
-            .map_err(|e| format!("loading the program for {function}: {e}"))?;
-        program
-            .attach()
-            .map_err(|e| format!("attaching to {function}: {e}"))?;
+        attach_traced!(ebpf, FExit, name, function, &kernel.btf)?;
     }
     Ok(())
 }
@@ -183,17 +185,14 @@ fn watch_options(ebpf: &mut Ebpf, kernel: &Kernel) -> Result<(), String> {
 /// the policy and this point is caught here, one created later by the
 /// program.
 fn follow_cgroups(ebpf: &mut Ebpf, policy: &Policy, kernel: &Kernel) -> Result<(), Failure> {
-    let follow: &mut BtfTracePoint = ebpf
-        .program_mut(FOLLOW_PROGRAM)
-        .ok_or_else(|| load_failed(format!("no program {FOLLOW_PROGRAM} in the BPF object")))?
-        .try_into()
-        .map_err(|e: ProgramError| load_failed(e.to_string()))?;
-    follow
-        .load(FOLLOW_TRACEPOINT, &kernel.btf)
-        .map_err(|e| load_failed(format!("loading the program for {FOLLOW_TRACEPOINT}: {e}")))?;
-    follow
-        .attach()
-        .map_err(|e| load_failed(format!("attaching to {FOLLOW_TRACEPOINT}: {e}")))?;
+    attach_traced!(
+        ebpf,
+        BtfTracePoint,
+        FOLLOW_PROGRAM,
+        FOLLOW_TRACEPOINT,
+        &kernel.btf
+    )
+    .map_err(load_failed)?;
     let mut rules: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
     for (index, (cgroup, _, _)) in policy.cgroups.0.iter().enumerate() {
         if let Some(id) = cgroup.current_id() {

@@ -136,19 +136,9 @@ fn mptcp_answer(level: u32, option: u32) -> Answer {
 
 fn say_would_upgrade(event: &Event, time: SystemTime, json: bool) {
     if json {
-        let line = crate::events::json(event, time).replacen(
-            "\"event\":\"upgraded\"",
-            "\"event\":\"would_upgrade\"",
-            1,
-        );
-        println!("{line}");
+        println!("{}", crate::events::json(event, time));
     } else {
-        println!(
-            "would upgrade pid={} tid={} comm={}",
-            event.pid,
-            event.tid,
-            String::from_utf8_lossy(event.comm())
-        );
+        println!("{}", crate::events::line(event));
     }
 }
 

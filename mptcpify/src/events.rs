@@ -80,6 +80,7 @@ pub fn line(event: &Event) -> String {
             "kept tcp (sandboxed: Landlock would not restrict mptcp) {who} family={}",
             family(event)
         ),
+        outcome::WOULD_UPGRADE => format!("would upgrade {who} family={}", family(event)),
         _ => format!("upgraded {who} family={}", family(event)),
     }
 }
@@ -154,6 +155,7 @@ pub fn json(event: &Event, time: std::time::SystemTime) -> String {
             json.event = "kept_tcp";
             json.reason = Some("sandboxed");
         }
+        outcome::WOULD_UPGRADE => json.event = "would_upgrade",
         _ => {}
     }
     serde_json::to_string(&json).expect("plain data serialises")
@@ -247,6 +249,15 @@ mod tests {
             std::time::UNIX_EPOCH,
         ))
         .unwrap();
+        assert_eq!(
+            line(&event(outcome::WOULD_UPGRADE)),
+            "would upgrade pid=42 tid=43 comm=curl family=ipv4"
+        );
+        let would: serde_json::Value =
+            serde_json::from_str(&json(&event(outcome::WOULD_UPGRADE), std::time::UNIX_EPOCH))
+                .unwrap();
+        assert_eq!(would["event"], "would_upgrade");
+        assert_eq!(would["family"], "ipv4");
         assert_eq!(value["event"], "kept_tcp");
         assert_eq!(value["reason"], "sandboxed");
         assert_eq!(value["family"], "ipv4");

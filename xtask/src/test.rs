@@ -13,6 +13,8 @@ use crate::lab::{self, initramfs::GUEST_BIN, kernel::KNOWN, Image};
 
 /// The suite that needs systemd as PID 1: it runs in the systemd image only.
 const SYSTEMD_SUITE: &str = "systemd";
+/// The suite that checks the release bundle: on the host only.
+const BUNDLE_SUITE: &str = "bundle";
 
 /// `kernels`: the lab kernels to run on (empty: every one in `lab::kernel::KNOWN`).
 pub fn run(kernels: &[String]) -> Result<()> {
@@ -42,7 +44,7 @@ pub fn run(kernels: &[String]) -> Result<()> {
 
     say("the release bundle (cargo xtask dist), checked on this host");
     let bundle = crate::dist::bundle(&artifacts)?;
-    cmd::run(host_test(&artifacts, "bundle")?.env("MPTCPIFY_BUNDLE", &bundle))?;
+    cmd::run(host_test(&artifacts, BUNDLE_SUITE)?.env("MPTCPIFY_BUNDLE", &bundle))?;
 
     say("the Kubernetes manifests (deploy/kubernetes), validated offline");
     crate::manifests::validate()?;
@@ -76,7 +78,7 @@ pub fn run(kernels: &[String]) -> Result<()> {
             let suite: Vec<String> = artifacts
                 .tests
                 .iter()
-                .filter(|(test, _)| test != SYSTEMD_SUITE && test != "bundle")
+                .filter(|(test, _)| test != SYSTEMD_SUITE && test != BUNDLE_SUITE)
                 .map(|(test, _)| format!("{GUEST_BIN}/test-{test} --test-threads=1"))
                 .collect();
             format!("set -e\n{}\n", suite.join("\n"))
@@ -108,7 +110,7 @@ pub fn run(kernels: &[String]) -> Result<()> {
 /// Tests that only check the command line, the host's refusal and the
 /// release bundle.
 fn is_host_only(name: &str) -> bool {
-    name == "cli" || name == "refusal" || name == "bundle"
+    name == "cli" || name == "refusal" || name == BUNDLE_SUITE
 }
 
 /// `too-old`, `trampolines` or `attachable`, probed independently of mptcpify.

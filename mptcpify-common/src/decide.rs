@@ -53,6 +53,12 @@ pub struct TaskMatch {
     /// not apply its TCP rules to MPTCP sockets (landlock-lsm/linux#54):
     /// upgrading would let it reach what its own sandbox forbids.
     pub sandboxed: bool,
+    /// The task's cgroup has an effective `cgroup/sock_create` BPF program
+    /// (another tool's): it sees an upgraded socket as protocol 262, so a
+    /// filter on `IPPROTO_TCP` would let it through, and whatever it sets
+    /// on the socket (mark, device) lands on the MPTCP socket, not on the
+    /// TCP subflows that carry the traffic.
+    pub filtered: bool,
 }
 
 /// Why a socket keeps its protocol. The order of the checks in [`decide`] is
@@ -72,6 +78,8 @@ pub enum Keep {
     MptcpDisabled,
     /// The task is sandboxed by Landlock, whose TCP rules MPTCP would bypass.
     Sandboxed,
+    /// A `cgroup/sock_create` program applies to the task's sockets.
+    Filtered,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +129,8 @@ pub fn decide(call: &SocketCall, facts: impl FnOnce() -> Facts) -> Verdict {
         Verdict::Keep(Keep::MptcpDisabled)
     } else if task.sandboxed {
         Verdict::Keep(Keep::Sandboxed)
+    } else if task.filtered {
+        Verdict::Keep(Keep::Filtered)
     } else {
         Verdict::Upgrade
     }
@@ -137,11 +147,12 @@ mod tests {
     const FULL: Support = Support { ipv6: true };
 
     fn all_task_matches() -> impl Iterator<Item = TaskMatch> {
-        (0..16u8).map(|bits| TaskMatch {
+        (0..32u8).map(|bits| TaskMatch {
             included: bits & 1 != 0,
             excluded: bits & 2 != 0,
             mptcp_enabled: bits & 4 != 0,
             sandboxed: bits & 8 != 0,
+            filtered: bits & 16 != 0,
         })
     }
 
@@ -156,7 +167,8 @@ mod tests {
     /// Every family × type × flags × protocol × task × IPv6 support:
     /// upgraded exactly when the call is IPv4 (or IPv6 where the kernel
     /// supports it) + stream + (0 or TCP) and the task is included, not
-    /// excluded, not sandboxed, in a namespace with MPTCP on.
+    /// excluded, not sandboxed, not under a sock_create program, in a
+    /// namespace with MPTCP on.
     #[test]
     fn exhaustive() {
         let mut upgrades = 0;
@@ -174,6 +186,7 @@ mod tests {
                                     && task.included
                                     && !task.excluded
                                     && !task.sandboxed
+                                    && !task.filtered
                                     && task.mptcp_enabled;
                                 let verdict = decide(&c, || Facts {
                                     support: Support { ipv6 },
@@ -211,6 +224,7 @@ mod tests {
             excluded: false,
             mptcp_enabled: true,
             sandboxed: false,
+            filtered: false,
         };
         let no_v6 = Facts {
             support: Support { ipv6: false },
@@ -233,6 +247,7 @@ mod tests {
             excluded: true,
             mptcp_enabled: false,
             sandboxed: true,
+            filtered: true,
         };
         assert_eq!(verdict(all_bad), Verdict::Keep(Keep::Excluded));
         let not_excluded = TaskMatch {
@@ -250,5 +265,15 @@ mod tests {
             ..included
         };
         assert_eq!(verdict(enabled), Verdict::Keep(Keep::Sandboxed));
+        let not_sandboxed = TaskMatch {
+            sandboxed: false,
+            ..enabled
+        };
+        assert_eq!(verdict(not_sandboxed), Verdict::Keep(Keep::Filtered));
+        let unfiltered = TaskMatch {
+            filtered: false,
+            ..not_sandboxed
+        };
+        assert_eq!(verdict(unfiltered), Verdict::Upgrade);
     }
 }

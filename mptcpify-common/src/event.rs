@@ -1,5 +1,6 @@
 //! The record sent to userspace through the `EVENTS` ring buffer: an
-//! upgraded socket, a socket kept TCP because its task is sandboxed, or a
+//! upgraded socket, a socket kept TCP because its task is sandboxed or
+//! under another tool's `cgroup/sock_create` program, or a
 //! socket option that MPTCP refused on an MPTCP socket.
 
 use crate::consts::COMM_LEN;
@@ -19,6 +20,9 @@ pub mod outcome {
     /// `mptcpify audit`: a selected process set this option on a TCP socket
     /// (first time per process and option; see [`super::Event::level`]).
     pub const TCP_OPTION: u32 = 5;
+    /// Would have been upgraded, kept TCP: a `cgroup/sock_create` program
+    /// (another tool's) applies to the task's sockets.
+    pub const KEPT_FILTERED: u32 = 6;
 }
 
 /// The errors by which MPTCP says "not implemented for MPTCP"

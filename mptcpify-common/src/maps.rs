@@ -90,6 +90,10 @@ pub mod flag {
     /// would upgrade and keeps them TCP; the audit program reports the TCP
     /// socket options selected processes set.
     pub const AUDIT: u32 = 1 << 3;
+    /// Keep TCP for tasks whose cgroup has an effective `cgroup/sock_create`
+    /// program ([`SockFilterLayout`] says where to look). Off only on a
+    /// kernel without cgroup BPF, where there can be none.
+    pub const KEEP_FILTERED: u32 = 1 << 4;
 }
 
 #[repr(C)]
@@ -106,6 +110,27 @@ pub struct Config {
     pub netns: NetnsLayout,
     pub task: TaskLayout,
     pub cgroup: CgroupLayout,
+    pub filter: SockFilterLayout,
+}
+
+/// Where the program finds whether a `cgroup/sock_create` program applies
+/// to the calling task's new sockets: the socket gets the task's cgroup v2
+/// (`cgroup_sk_alloc`: `current->cgroups->dfl_cgrp`), whose
+/// `bpf.effective[CGROUP_INET_SOCK_CREATE]` is the array of programs
+/// `__cgroup_bpf_run_filter_sk` runs (kernel/bpf/cgroup.c). An array with
+/// no program is `bpf_empty_prog_array`, whose first item's `prog` is NULL
+/// (kernel/bpf/core.c). Byte offsets from BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockFilterLayout {
+    /// `task_struct.cgroups`.
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp`.
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.bpf` + `cgroup_bpf.effective` + 8 × `CGROUP_INET_SOCK_CREATE`.
+    pub cgroup_sock_create: u32,
+    /// `bpf_prog_array.items` + `bpf_prog_array_item.prog`: the first program.
+    pub array_first_prog: u32,
 }
 
 /// Where the program that follows `cgroup_mkdir(struct cgroup *, const char
@@ -208,7 +233,9 @@ pub struct CheckSlot {
     pub seen: u32,
     /// The namespace guard's reading, as the upgrader computes it.
     pub mptcp_enabled: u32,
-    pub _pad: u32,
+    /// Whether a `cgroup/sock_create` program applies to the task, as the
+    /// upgrader reads it ([`SockFilterLayout`]).
+    pub filtered: u32,
     /// The first words of `current->cred->security`.
     pub blob: [u64; CHECK_BLOB_WORDS],
 }
@@ -219,7 +246,7 @@ impl Default for CheckSlot {
             pid: 0,
             seen: 0,
             mptcp_enabled: 0,
-            _pad: 0,
+            filtered: 0,
             blob: [0; CHECK_BLOB_WORDS],
         }
     }
@@ -307,10 +334,13 @@ pub enum Counter {
     /// Events not sent because the ring buffer was full (the reader fell
     /// behind); what they would have said is still counted above.
     DroppedEvents = 6,
+    /// A verdict, numbered after the others so that the slots other
+    /// versions read stay where they were.
+    KeptFiltered = 7,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 7] = [
+    pub const ALL: [Counter; 8] = [
         Counter::Upgraded,
         Counter::KeptMptcpDisabled,
         Counter::KeptExcluded,
@@ -318,6 +348,7 @@ impl Counter {
         Counter::KeptSandboxed,
         Counter::RefusedOption,
         Counter::DroppedEvents,
+        Counter::KeptFiltered,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -335,6 +366,7 @@ impl Counter {
             Counter::KeptExcluded => "kept_excluded",
             Counter::KeptNotSelected => "kept_not_selected",
             Counter::KeptSandboxed => "kept_sandboxed",
+            Counter::KeptFiltered => "kept_sock_filtered",
             Counter::RefusedOption => "refused_options",
             Counter::DroppedEvents => "dropped_events",
         }
@@ -352,6 +384,7 @@ impl Counter {
             Verdict::Keep(Keep::Excluded) => Some(Counter::KeptExcluded),
             Verdict::Keep(Keep::NotSelected) => Some(Counter::KeptNotSelected),
             Verdict::Keep(Keep::Sandboxed) => Some(Counter::KeptSandboxed),
+            Verdict::Keep(Keep::Filtered) => Some(Counter::KeptFiltered),
         }
     }
 
@@ -362,6 +395,7 @@ impl Counter {
             Counter::KeptExcluded => "kept tcp: excluded",
             Counter::KeptNotSelected => "kept tcp: not selected",
             Counter::KeptSandboxed => "kept tcp: sandboxed (Landlock)",
+            Counter::KeptFiltered => "kept tcp: a cgroup sock_create program applies",
             Counter::RefusedOption => "socket option calls refused by mptcp",
             Counter::DroppedEvents => "events dropped (ring buffer full; counted above)",
         }

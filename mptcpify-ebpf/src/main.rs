@@ -62,6 +62,7 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
         match verdict {
             Verdict::Upgrade => maps::report(outcome::UPGRADED, call.family),
             Verdict::Keep(Keep::Sandboxed) => maps::report(outcome::KEPT_SANDBOXED, call.family),
+            Verdict::Keep(Keep::Filtered) => maps::report(outcome::KEPT_FILTERED, call.family),
             Verdict::Keep(_) => {}
         }
     }
@@ -82,7 +83,8 @@ fn socket_call(ctx: *mut core::ffi::c_void) -> SocketCall {
 
 /// The start-up self-check: for the first TCP `socket()` of the process the
 /// loader names in `CHECK`, records what the upgrader's own code reads (the
-/// namespace guard) and the raw LSM blob of the task's credentials, where
+/// namespace guard, whether a sock_create program applies) and the raw LSM
+/// blob of the task's credentials, where
 /// the loader finds Landlock's slot. Never changes a socket (returns 0), and
 /// is detached before the upgrader is attached.
 #[unsafe(no_mangle)]
@@ -103,6 +105,7 @@ pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
     let config = maps::config();
     slot.seen = 1;
     slot.mptcp_enabled = task::mptcp_enabled(&config) as u32;
+    slot.filtered = task::sock_filtered(&config) as u32;
     if let Some(security) = task::cred_security(&config.task) {
         // SAFETY: the helper checks the source address and fails cleanly.
         unsafe {

@@ -8,8 +8,8 @@ use aya_ebpf::{
 use mptcpify_common::{
     event::Event,
     maps::{
-        AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, MAX_AUDIT_SEEN,
-        MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS, MAX_PIDS, PidRule,
+        AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, PidRule,
+        MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS, MAX_PIDS,
     },
 };
 

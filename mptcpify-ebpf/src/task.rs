@@ -2,7 +2,8 @@
 //! looking them up in the policy maps. Only the selector kinds the policy
 //! uses are looked up; for a task the policy selects, the namespace's MPTCP
 //! switch is then always read, because upgrading where MPTCP is off would
-//! make `socket()` fail, and then its Landlock domain.
+//! make `socket()` fail, then its Landlock domain, then whether another
+//! tool's `cgroup/sock_create` program applies to it.
 
 use aya_ebpf::helpers::{
     bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -12,7 +13,8 @@ use aya_ebpf::maps::HashMap;
 use mptcpify_common::{
     consts::COMM_LEN,
     maps::{
-        flag, kind, role, CommKey, Config, NetnsLayout, TaskLayout, MAX_CGROUP_RULES, NS_PER_TICK,
+        flag, kind, role, CommKey, Config, NetnsLayout, SockFilterLayout, TaskLayout,
+        MAX_CGROUP_RULES, NS_PER_TICK,
     },
     TaskMatch,
 };
@@ -123,7 +125,30 @@ pub fn matches(config: &Config) -> TaskMatch {
     facts.sandboxed = facts.mptcp_enabled
         && config.flags & flag::KEEP_SANDBOXED != 0
         && landlock_domain(&config.task) != Some(0);
+    facts.filtered = facts.mptcp_enabled && !facts.sandboxed && sock_filtered(config);
     facts
+}
+
+/// Whether a `cgroup/sock_create` program applies to the sockets the task
+/// creates: the first program of its cgroup's effective array
+/// ([`SockFilterLayout`]). A failed read counts as filtered: keeping TCP is
+/// always safe.
+#[inline(always)]
+pub fn sock_filtered(config: &Config) -> bool {
+    if config.flags & flag::KEEP_FILTERED == 0 {
+        return false;
+    }
+    first_sock_create_program(&config.filter) != Some(0)
+}
+
+#[inline(always)]
+fn first_sock_create_program(layout: &SockFilterLayout) -> Option<u64> {
+    // SAFETY: the current task's address; only read through probe reads.
+    let task = unsafe { bpf_get_current_task() };
+    let css_set = read::<u64>(task, layout.task_cgroups)?;
+    let cgroup = read::<u64>(css_set, layout.css_set_dfl_cgrp)?;
+    let programs = read::<u64>(cgroup, layout.cgroup_sock_create)?;
+    read::<u64>(programs, layout.array_first_prog)
 }
 
 /// The process name (`current->group_leader->comm`) when the calling thread
@@ -163,7 +188,6 @@ pub fn cred_security(layout: &TaskLayout) -> Option<u64> {
 fn landlock_domain(layout: &TaskLayout) -> Option<u64> {
     read::<u64>(cred_security(layout)?, layout.landlock_domain)
 }
-
 
 #[inline(always)]
 fn lookup<K>(map: &HashMap<K, u8>, key: &K) -> u8 {

@@ -97,17 +97,21 @@ SAFETY:
     to start when MPTCP is off in its own namespace (--allow-disabled overrides).
     A process sandboxed by Landlock keeps TCP when the kernel's Landlock does not
     apply its TCP rules to MPTCP (upgrading would let it reach what its sandbox
-    forbids); mptcpify finds out which at start and says so.
+    forbids); mptcpify finds out which at start and says so. A process whose
+    cgroup has another tool's cgroup/sock_create BPF program keeps TCP (that
+    program would see protocol mptcp, and a filter on TCP would let it pass).
     Before attaching, mptcpify checks itself on the running kernel with test
     processes (a namespace with MPTCP on and one with it off, a sandboxed
-    process); if its program would misread this kernel it refuses (exit 10).
+    process, what its own cgroup's sock_create programs are); if its program
+    would misread this kernel it refuses (exit 10).
     Several mptcpify instances combine (a socket is MPTCP when any upgrades it):
     when either excludes anything, the second is refused (exit 11).
     See the Safety section of the README for what other access controls see.
 
 OBSERVING:
     mptcpify prints a line per upgraded socket, and per socket kept TCP because
-    its process is sandboxed (-q silences them), and its counters at exit.
+    its process is sandboxed or under a sock_create program (-q silences
+    them), and its counters at exit.
     When MPTCP refuses a socket option on an MPTCP socket (setsockopt or
     getsockopt answering EOPNOTSUPP or ENOPROTOOPT: TCP_ULP, TCP_MD5SIG, ...),
     it says so with the process and the fix, even with -q. --json writes all

@@ -1,6 +1,7 @@
 //! What the programs report, as it happens: a line (or, with `--json`, a
 //! JSON object) per upgraded socket, per socket kept TCP because its process
-//! is sandboxed, and per socket option MPTCP refused; read from the
+//! is sandboxed or under another tool's `cgroup/sock_create` program, and
+//! per socket option MPTCP refused; read from the
 //! programs' ring buffer. The JSON forms are an interface: README, "JSON
 //! output", documents each field.
 
@@ -80,6 +81,11 @@ pub fn line(event: &Event) -> String {
             "kept tcp (sandboxed: Landlock would not restrict mptcp) {who} family={}",
             family(event)
         ),
+        outcome::KEPT_FILTERED => format!(
+            "kept tcp (cgroup sock_create program: another tool's filter would see protocol \
+             mptcp) {who} family={}",
+            family(event)
+        ),
         outcome::WOULD_UPGRADE => format!("would upgrade {who} family={}", family(event)),
         _ => format!("upgraded {who} family={}", family(event)),
     }
@@ -154,6 +160,10 @@ pub fn json(event: &Event, time: std::time::SystemTime) -> String {
         outcome::KEPT_SANDBOXED => {
             json.event = "kept_tcp";
             json.reason = Some("sandboxed");
+        }
+        outcome::KEPT_FILTERED => {
+            json.event = "kept_tcp";
+            json.reason = Some("sock_filtered");
         }
         outcome::WOULD_UPGRADE => json.event = "would_upgrade",
         _ => {}
@@ -262,5 +272,15 @@ mod tests {
         assert_eq!(value["reason"], "sandboxed");
         assert_eq!(value["family"], "ipv4");
         assert_eq!(value["comm"], "curl");
+        let filtered = event(outcome::KEPT_FILTERED);
+        assert!(
+            line(&filtered).starts_with("kept tcp (cgroup sock_create program"),
+            "{}",
+            line(&filtered)
+        );
+        let value: serde_json::Value =
+            serde_json::from_str(&json(&filtered, std::time::UNIX_EPOCH)).unwrap();
+        assert_eq!(value["event"], "kept_tcp");
+        assert_eq!(value["reason"], "sock_filtered");
     }
 }

@@ -7,8 +7,9 @@
 //! The namespace chain: `current->nsproxy->net_ns` → `net->net_cookie` (as
 //! `SO_NETNS_COOKIE` gives it) and
 //! `net->gen->ptr[mptcp_pernet_id]->mptcp_enabled`. The task's facts
-//! (process name, start time, credentials) and a new cgroup's id: see
-//! `mptcpify_common::maps::{TaskLayout, CgroupLayout}`.
+//! (process name, start time, credentials), a new cgroup's id and whether a
+//! `cgroup/sock_create` program applies to a task: see
+//! `mptcpify_common::maps::{TaskLayout, CgroupLayout, SockFilterLayout}`.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,8 @@ use anyhow::{anyhow, bail, Context, Result};
 const BTF_MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_ENUM64: u32 = 19;
 
 /// The offsets the program needs, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,32 @@ pub struct Layout {
     pub task_start_boottime: u32,
     /// A new cgroup's id and hierarchy (see `maps::CgroupLayout`).
     pub cgroup: mptcpify_common::maps::CgroupLayout,
+    /// `None` on a kernel without cgroup BPF (no `struct cgroup_bpf`): no
+    /// sock_create program can apply there.
+    pub sock_filter: Option<SockFilterLayout>,
+}
+
+use mptcpify_common::maps::SockFilterLayout;
+
+/// Where a task's cgroup keeps its effective sock_create programs (see
+/// `maps::SockFilterLayout`); `None` without cgroup BPF.
+fn sock_filter(btf: &Btf) -> Result<Option<SockFilterLayout>> {
+    if !btf.composites.contains_key("cgroup_bpf") {
+        return Ok(None);
+    }
+    // include/linux/bpf-cgroup-defs.h: enum cgroup_bpf_attach_type indexes
+    // cgroup_bpf.effective, an array of `struct bpf_prog_array *`.
+    let index = btf.enumerator("CGROUP_INET_SOCK_CREATE")?;
+    let index = u32::try_from(index).context("CGROUP_INET_SOCK_CREATE is negative")?;
+    Ok(Some(SockFilterLayout {
+        task_cgroups: btf.offset("task_struct", "cgroups")?,
+        css_set_dfl_cgrp: btf.offset("css_set", "dfl_cgrp")?,
+        cgroup_sock_create: btf.offset("cgroup", "bpf")?
+            + btf.offset("cgroup_bpf", "effective")?
+            + 8 * index,
+        array_first_prog: btf.offset("bpf_prog_array", "items")?
+            + btf.offset("bpf_prog_array_item", "prog")?,
+    }))
 }
 
 impl Layout {
@@ -62,6 +91,7 @@ impl Layout {
                 cgroup_root: btf.offset("cgroup", "root")?,
                 root_hierarchy_id: btf.offset("cgroup_root", "hierarchy_id")?,
             },
+            sock_filter: sock_filter(&btf)?,
         })
     }
 
@@ -132,6 +162,9 @@ struct Btf<'a> {
     /// differently is an error, never the first match.
     composites: HashMap<&'a str, Vec<Members<'a>>>,
     anonymous: HashMap<u32, Members<'a>>,
+    /// Enumerator name → its values, one per definition (C enumerators share
+    /// one namespace, but vmlinux repeats an enum per compilation unit).
+    enumerators: HashMap<&'a str, Vec<i64>>,
     /// A kind this reader does not know stops the walk there (its size is
     /// unknown); structs defined before it are still found.
     stopped: Option<String>,
@@ -166,6 +199,7 @@ impl<'a> Btf<'a> {
         let mut btf = Btf {
             composites: HashMap::new(),
             anonymous: HashMap::new(),
+            enumerators: HashMap::new(),
             stopped: None,
         };
         let mut pos = type_off;
@@ -209,6 +243,22 @@ impl<'a> Btf<'a> {
                     btf.composites.entry(type_name).or_default().push(members);
                 }
             }
+            if kind == KIND_ENUM || kind == KIND_ENUM64 {
+                let size = if kind == KIND_ENUM { 8 } else { 12 };
+                for e in 0..vlen {
+                    let base = pos + size * e;
+                    let low = u32_at(base + 4)?;
+                    let value = if kind == KIND_ENUM {
+                        low as i32 as i64
+                    } else {
+                        (u64::from(u32_at(base + 8)?) << 32 | u64::from(low)) as i64
+                    };
+                    btf.enumerators
+                        .entry(name(u32_at(base)?))
+                        .or_default()
+                        .push(value);
+                }
+            }
             pos += extra;
             id += 1;
         }
@@ -245,6 +295,20 @@ impl<'a> Btf<'a> {
     }
 }
 
+impl Btf<'_> {
+    /// The value of enumerator `name`; an error when it is missing or when
+    /// two definitions give it different values.
+    fn enumerator(&self, name: &str) -> Result<i64> {
+        let Some(values) = self.enumerators.get(name) else {
+            bail!("kernel BTF has no enumerator {name}");
+        };
+        match values.as_slice() {
+            [first, rest @ ..] if rest.iter().all(|v| v == first) => Ok(*first),
+            _ => bail!("kernel BTF gives {name} different values {values:?}: ambiguous"),
+        }
+    }
+}
+
 fn find(btf: &Btf, members: &[(&str, u32, u32)], wanted: &str, base: u32) -> Option<u32> {
     for (name, type_id, bits) in members {
         if *name == wanted {
@@ -278,6 +342,8 @@ pub struct Guard {
     /// Landlock's slot (`landlock_domain`) is filled in by the self-check.
     pub task: mptcpify_common::maps::TaskLayout,
     pub cgroup: mptcpify_common::maps::CgroupLayout,
+    /// `None` without cgroup BPF (see [`Layout::sock_filter`]).
+    pub sock_filter: Option<SockFilterLayout>,
     /// Set when the program cannot read other namespaces' MPTCP switch (no
     /// `mptcp_pernet_id` in /proc/kallsyms): only mptcpify's own namespace,
     /// checked here, is upgraded.
@@ -326,6 +392,7 @@ pub fn guard() -> Result<Guard> {
             ..Default::default()
         },
         cgroup: layout.cgroup,
+        sock_filter: layout.sock_filter,
         fallback,
     })
 }
@@ -361,6 +428,11 @@ mod tests {
             "ptr shares a union at the start: {layout:?}"
         );
         assert!(layout.pernet_mptcp_enabled.is_some(), "{layout:?}");
+        let filter = layout
+            .sock_filter
+            .expect("this host's kernel has cgroup BPF");
+        // rcu_head (16 bytes) comes before the items; prog is their first member.
+        assert_eq!(filter.array_first_prog, 16, "{filter:?}");
     }
 
     #[test]
@@ -371,6 +443,16 @@ mod tests {
     /// A small BTF image: `int`, then the given composites (name, members of
     /// (name, byte offset)), then optionally a kind no reader knows (31).
     fn image(composites: &[(&str, &[(&str, u32)])], unknown_kind_at_end: bool) -> Vec<u8> {
+        image_with_enums(composites, &[], unknown_kind_at_end)
+    }
+
+    /// [`image`] with anonymous enums (their enumerators, name and value)
+    /// before the composites.
+    fn image_with_enums(
+        composites: &[(&str, &[(&str, u32)])],
+        enums: &[&[(&str, i32)]],
+        unknown_kind_at_end: bool,
+    ) -> Vec<u8> {
         let mut strings = vec![0u8];
         let mut add = |s: &str| {
             let at = strings.len() as u32;
@@ -379,6 +461,12 @@ mod tests {
             at
         };
         let mut types: Vec<u32> = vec![add("int"), 1 << 24, 4, 32]; // INT, 32 bits
+        for enumerators in enums {
+            types.extend([0, (6 << 24) | enumerators.len() as u32, 4]);
+            for (name, value) in *enumerators {
+                types.extend([add(name), *value as u32]);
+            }
+        }
         for (name, members) in composites {
             types.extend([add(name), (4 << 24) | members.len() as u32, 64]);
             for (member, offset) in *members {
@@ -435,6 +523,31 @@ mod tests {
         assert_eq!(btf.offset("net", "gen").unwrap(), 8);
         let err = btf.offset("nsproxy", "net_ns").unwrap_err().to_string();
         assert!(err.contains("unknown BTF kind 31"), "{err}");
+    }
+
+    #[test]
+    fn enumerators_are_read_and_disagreeing_ones_are_an_error() {
+        let data = image_with_enums(
+            &[("after", &[("x", 4)])],
+            &[
+                &[("A_ZERO", 0), ("A_NEG", -1), ("SAME", 2)],
+                &[("SAME", 2), ("SPLIT", 1)],
+                &[("SPLIT", 3)],
+            ],
+            false,
+        );
+        let btf = Btf::parse(&data).unwrap();
+        assert_eq!(btf.enumerator("A_NEG").unwrap(), -1);
+        assert_eq!(btf.enumerator("SAME").unwrap(), 2);
+        assert!(btf
+            .enumerator("SPLIT")
+            .unwrap_err()
+            .to_string()
+            .contains("ambiguous"));
+        assert!(btf.enumerator("NONE").is_err());
+        // A struct after the enums is still found: their entries were skipped
+        // by their size.
+        assert_eq!(btf.offset("after", "x").unwrap(), 4);
     }
 
     #[test]

@@ -235,9 +235,13 @@ fn write_policy(
         netns: guard.layout,
         task: guard.task,
         cgroup: guard.cgroup,
+        filter: guard.sock_filter.unwrap_or_default(),
         flags,
         ..Config::default()
     };
+    if guard.sock_filter.is_some() {
+        config.flags |= flag::KEEP_FILTERED;
+    }
     write_entries(ebpf, maps::COMMS, &policy.comms, kind::COMM, &mut config)?;
     let mut pids: HashMap<_, u32, PidRule> = map(ebpf, maps::PIDS)?;
     for (process, roles, _) in &policy.pids.0 {

@@ -5,7 +5,8 @@
 //!   and [`pid`] resolve each kind of selector; [`netns_follow`] keeps
 //!   `--netns PATH` on its path.
 //! - [`preflight`]: privilege, kernel and sysctl checks.
-//! - [`instances`]: other mptcpify instances attached on this machine.
+//! - [`instances`]: other mptcpify instances attached on this machine;
+//!   [`cgroup_bpf`]: other tools' cgroup BPF programs.
 //! - [`kernel_layout`]: what the programs read in kernel memory, and where
 //!   (BTF offsets, kallsyms).
 //! - [`loader`]: load, fill the policy maps, attach; counters.
@@ -13,7 +14,7 @@
 //!   lines at attach and detach; [`sockopt_names`]: the
 //!   symbolic names it uses.
 //! - [`selfcheck`]: proving, before attaching, that the program reads this
-//!   kernel right (the namespace guard, Landlock).
+//!   kernel right (the namespace guard, Landlock, sock_create programs).
 //! - [`run`]: `mptcpify run -- CMD`; [`identity`]: who CMD runs as;
 //!   [`delegation`]: a cgroup that is mptcpify's to divide (systemd).
 //! - [`service`]: `mptcpify enable/disable UNIT` (mptcpify@UNIT.service).
@@ -24,6 +25,7 @@
 
 mod audit;
 mod cgroup;
+mod cgroup_bpf;
 mod cli;
 mod delegation;
 mod docs;
@@ -209,7 +211,9 @@ pub fn report(attached: loader::Attached, json: bool) -> Result<(), Failure> {
         .map(|(_, value)| value)
         .sum();
     eprintln!("mptcpify: {tcp:>8} tcp sockets seen");
-    for (counter, value) in &counts {
+    // The verdicts (which add up to the TCP sockets) first, then the rest.
+    let (verdicts, others): (Vec<_>, Vec<_>) = counts.iter().partition(|(c, _)| c.is_verdict());
+    for (counter, value) in verdicts.into_iter().chain(others) {
         eprintln!("mptcpify: {:>8} {}", value, counter.label());
     }
     if let Some(stats) = stats.as_ref().filter(|s| s.runs > 0) {

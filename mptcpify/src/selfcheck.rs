@@ -16,6 +16,12 @@
 //!   is decided at boot, `lsm_set_blob_size` in security/security.c, so BTF
 //!   cannot say).
 //!
+//! - Other tools' `cgroup/sock_create` programs: what the upgrader reads
+//!   for each child (whether one applies to its cgroup, which is
+//!   mptcpify's) must be what the kernel answers for that cgroup
+//!   (`cgroup_bpf`). The lab tests prove the other direction on each kernel,
+//!   with a real filter.
+//!
 //! The children are this binary, re-executed with a hidden subcommand
 //! ([`child`]): forking the multi-threaded runtime would not be safe.
 
@@ -82,6 +88,12 @@ pub fn run(
         off
     };
     let sandboxed = observe(check, "landlock")?;
+    if let Some(note) = expect_filter_reading(&[&on, &other, &sandboxed])? {
+        partial = Some(match partial {
+            Some(earlier) => format!("{earlier}; {note}"),
+            None => note,
+        });
+    }
     let landlock = match landlock_verdict(&sandboxed)? {
         Some(landlock) => landlock,
         None => {
@@ -160,6 +172,41 @@ fn expect_guard(seen: &Observation, expected: u32, what: &str) -> Result<(), Fai
                  lead to the setting"
             .into(),
     })
+}
+
+/// Whether the upgrader's reading of "a sock_create program applies" for the
+/// children (in mptcpify's cgroup) is the kernel's answer for that cgroup.
+/// `Ok(Some(note))` when the kernel could not be asked.
+fn expect_filter_reading(seen: &[&Observation]) -> Result<Option<String>, Failure> {
+    let asked = crate::cgroup::own()
+        .map_err(|e| e.to_string())
+        .and_then(|own| {
+            crate::cgroup_bpf::sock_create_programs(&own)
+                .map_err(|e| format!("querying {}: {e}", own.display()))
+        });
+    let programs = match asked {
+        Ok(programs) => programs,
+        Err(why) => {
+            return Ok(Some(format!(
+                "whether other tools' sock_create programs are read right was not checked \
+                 against the kernel ({why})"
+            )))
+        }
+    };
+    let expected = u32::from(programs > 0);
+    match seen.iter().find(|o| o.slot.filtered != expected) {
+        None => Ok(None),
+        Some(wrong) => Err(Failure::SelfCheckFailed {
+            what: format!(
+                "the upgrader reads whether a cgroup/sock_create program applies wrongly: it \
+                 read {} for a process in mptcpify's cgroup, which has {programs}",
+                wrong.slot.filtered
+            ),
+            detail: "the offsets from the kernel's BTF (task_struct.cgroups, css_set.dfl_cgrp, \
+                     cgroup.bpf.effective, bpf_prog_array.items) do not lead to the programs"
+                .into(),
+        }),
+    }
 }
 
 /// What the Landlock child's connects say; `None` when Landlock misses

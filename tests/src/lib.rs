@@ -3,11 +3,13 @@
 //!
 //! - [`process`]: start mptcpify, wait until it is attached, stop it.
 //! - [`sockets`]: create sockets and read back what the kernel made of them.
+//! - [`cgroup_bpf`]: another tool's cgroup BPF program (sock_create, connect4).
 //! - [`host`]: what the running kernel can do, probed without mptcpify.
 //! - [`probe`]: an unmodified C program's socket, in a chosen cgroup or netns.
 //! - [`testbed`]: two network namespaces joined by two paths.
 //! - [`transfer`]: a checksummed socat transfer across them.
 
+pub mod cgroup_bpf;
 pub mod host;
 pub mod probe;
 pub mod process;

@@ -58,6 +58,22 @@ pub fn in_cgroup(cgroup: &Path) -> String {
     run(Command::new("sh").args(["-c", &script]))
 }
 
+/// The probe with `args`, moved into `cgroup` before it execs: everything
+/// it printed, lines joined by `\n`.
+pub fn in_cgroup_printing(cgroup: &Path, args: &[&str]) -> String {
+    let script = format!(
+        "echo $$ > '{}/cgroup.procs' && exec '{}' {}",
+        cgroup.display(),
+        path("socket-probe").display(),
+        args.join(" ")
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap_or_else(|e| panic!("running the probe in {}: {e}", cgroup.display()));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The probe inside the named network namespace (`ip netns exec`).
 pub fn in_netns(name: &str) -> String {
     run(Command::new("ip")

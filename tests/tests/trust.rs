@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 use std::process::Command;
 
+use mptcpify_tests::cgroup_bpf::Foreign;
 use mptcpify_tests::probe::{self, TempCgroup, TempNetns};
 use mptcpify_tests::process::{self, output_within, Running, ATTACH_TIMEOUT};
 use mptcpify_tests::sockets::{as_comm, new_tcp_protocol, IPPROTO_MPTCP, IPPROTO_TCP};
@@ -79,6 +80,53 @@ fn a_landlock_sandbox_holds_under_mptcpify() {
             "{output:?}"
         );
     }
+}
+
+/// Another tool's `cgroup/sock_create` filter that refuses TCP sockets sees
+/// an upgraded socket as protocol 262 and would let it through: a process
+/// under such a program must keep TCP (counted and said in its event line),
+/// so the filter refuses it as without mptcpify. A `cgroup/connect4`
+/// program still applies to an upgraded socket: its first subflow is a TCP
+/// socket in the same cgroup.
+#[test]
+fn other_tools_cgroup_programs_hold_under_mptcpify() {
+    let filtered = TempCgroup::new("mptcpify-test-sock-filter");
+    let no_connect = TempCgroup::new("mptcpify-test-connect-filter");
+    let _filter = Foreign::DenyTcpSockets.attach(&filtered.0);
+    let _connect = Foreign::DenyConnect4.attach(&no_connect.0);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let refused = format!("errno={}", libc::EPERM);
+    let connect_refused = format!("connect=errno {}", libc::EPERM);
+
+    assert_eq!(probe::in_cgroup(&filtered.0), refused);
+    assert_eq!(
+        probe::in_cgroup_printing(&no_connect.0, &["connect", &port]),
+        format!("protocol=6\n{connect_refused}")
+    );
+    let mut running = Running::attach(&["--all"]);
+    assert_eq!(
+        probe::in_cgroup(&filtered.0),
+        refused,
+        "the sock_create filter was bypassed"
+    );
+    let line = running.wait_for("kept tcp (cgroup sock_create", ATTACH_TIMEOUT);
+    assert!(line.contains("comm=socket-probe "), "{line}");
+    assert_eq!(
+        probe::in_cgroup_printing(&no_connect.0, &["connect", &port]),
+        format!("protocol=262\n{connect_refused}"),
+        "the connect4 program was bypassed"
+    );
+    // Elsewhere: still upgraded.
+    assert_eq!(probe::here(), "protocol=262");
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        counter(&output, "kept tcp: a cgroup sock_create program applies"),
+        1,
+        "{output:?}"
+    );
 }
 
 fn counter(output: &[String], label: &str) -> u64 {

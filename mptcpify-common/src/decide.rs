@@ -102,6 +102,39 @@ impl Verdict {
     }
 }
 
+/// Every verdict, in the order of [`Verdict::code`].
+pub const VERDICTS: [Verdict; 8] = [
+    Verdict::Upgrade,
+    Verdict::Keep(Keep::NotTcp),
+    Verdict::Keep(Keep::Unsupported),
+    Verdict::Keep(Keep::Excluded),
+    Verdict::Keep(Keep::NotSelected),
+    Verdict::Keep(Keep::MptcpDisabled),
+    Verdict::Keep(Keep::Sandboxed),
+    Verdict::Keep(Keep::Filtered),
+];
+
+impl Verdict {
+    /// A small number for the verdict, as events carry it.
+    #[inline(always)]
+    pub fn code(self) -> u32 {
+        match self {
+            Verdict::Upgrade => 0,
+            Verdict::Keep(Keep::NotTcp) => 1,
+            Verdict::Keep(Keep::Unsupported) => 2,
+            Verdict::Keep(Keep::Excluded) => 3,
+            Verdict::Keep(Keep::NotSelected) => 4,
+            Verdict::Keep(Keep::MptcpDisabled) => 5,
+            Verdict::Keep(Keep::Sandboxed) => 6,
+            Verdict::Keep(Keep::Filtered) => 7,
+        }
+    }
+
+    pub fn from_code(code: u32) -> Option<Verdict> {
+        VERDICTS.get(code as usize).copied()
+    }
+}
+
 /// Everything beyond the call's arguments that the decision needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Facts {
@@ -231,6 +264,15 @@ mod tests {
             task,
         };
         assert_eq!(decide(&v6, || no_v6), Verdict::Keep(Keep::Unsupported));
+    }
+
+    #[test]
+    fn verdict_codes_round_trip() {
+        for (i, verdict) in VERDICTS.iter().enumerate() {
+            assert_eq!(verdict.code(), i as u32);
+            assert_eq!(Verdict::from_code(i as u32), Some(*verdict));
+        }
+        assert_eq!(Verdict::from_code(VERDICTS.len() as u32), None);
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub mod outcome {
     /// Would have been upgraded, kept TCP: a `cgroup/sock_create` program
     /// (another tool's) applies to the task's sockets.
     pub const KEPT_FILTERED: u32 = 6;
+    /// `--explain`: a TCP `socket()` of a process the operator asked about,
+    /// with its verdict and the selector kinds that matched (see
+    /// [`super::Event::explanation`]).
+    pub const VERDICT: u32 = 7;
 }
 
 /// The errors by which MPTCP says "not implemented for MPTCP"
@@ -56,14 +60,48 @@ pub struct Event {
     pub option: u32,
     /// Option outcomes: the positive errno the call returned.
     pub errno: u32,
-    pub _pad: u32,
+    /// [`outcome::VERDICT`]: the verdict's code (bits 0-7), and the
+    /// [`crate::maps::kind`] bits of the include (bits 8-15) and exclude
+    /// (bits 16-23) selectors that named the process. Packed into one word
+    /// to keep events small (the ring's capacity is counted in events).
+    pub why: u32,
     /// `bpf_ktime_get_boot_ns()`: nanoseconds since boot, suspend included.
     pub boot_ns: u64,
     pub comm: [u8; COMM_LEN],
 }
 
+/// What an [`outcome::VERDICT`] event says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub verdict: Option<crate::Verdict>,
+    /// [`crate::maps::kind`] bits of the include selectors that named it.
+    pub selected_by: u32,
+    /// The same for the exclude selectors.
+    pub excluded_by: u32,
+}
+
+impl Explanation {
+    #[inline(always)]
+    pub fn pack(verdict: crate::Verdict, selected_by: u32, excluded_by: u32) -> u32 {
+        verdict.code() | (selected_by & 0xff) << 8 | (excluded_by & 0xff) << 16
+    }
+
+    pub fn unpack(why: u32) -> Self {
+        Self {
+            verdict: crate::Verdict::from_code(why & 0xff),
+            selected_by: why >> 8 & 0xff,
+            excluded_by: why >> 16 & 0xff,
+        }
+    }
+}
+
 impl Event {
     pub const SIZE: usize = core::mem::size_of::<Self>();
+
+    /// The verdict of an [`outcome::VERDICT`] event.
+    pub fn explanation(&self) -> Explanation {
+        Explanation::unpack(self.why)
+    }
 
     /// Reads an event from the bytes of a ring buffer entry.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
@@ -88,6 +126,25 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explanations_pack_and_unpack() {
+        use crate::maps::kind;
+        use crate::{Keep, Verdict};
+        for verdict in crate::decide::VERDICTS {
+            let why = Explanation::pack(verdict, kind::COMM | kind::CGROUP, kind::PID);
+            assert_eq!(
+                Explanation::unpack(why),
+                Explanation {
+                    verdict: Some(verdict),
+                    selected_by: kind::COMM | kind::CGROUP,
+                    excluded_by: kind::PID,
+                }
+            );
+        }
+        let why = Explanation::pack(Verdict::Keep(Keep::Excluded), 0, kind::NETNS);
+        assert_eq!(Explanation::unpack(why).excluded_by, kind::NETNS);
+    }
 
     #[test]
     fn only_mptcps_not_implemented_errors_are_refusals() {

@@ -44,6 +44,12 @@ pub struct AuditKey {
     pub option: u32,
 }
 
+/// `HashMap<CommKey, u8>`: the process names `--explain` names; for every
+/// TCP `socket()` of such a process (its name or its thread's) the program
+/// reports the verdict and what decided it.
+pub const EXPLAIN: &str = "EXPLAIN";
+pub const MAX_EXPLAIN: u32 = 16;
+
 /// `Array<CheckSlot>` with one entry, used only by the start-up self-check
 /// program (see [`CheckSlot`]).
 pub const CHECK: &str = "CHECK";
@@ -94,6 +100,9 @@ pub mod flag {
     /// program ([`SockFilterLayout`] says where to look). Off only on a
     /// kernel without cgroup BPF, where there can be none.
     pub const KEEP_FILTERED: u32 = 1 << 4;
+    /// `--explain`: look the calling process up in [`super::EXPLAIN`] and
+    /// report the verdict of its TCP calls. Off, it costs nothing.
+    pub const EXPLAIN: u32 = 1 << 5;
 }
 
 #[repr(C)]

@@ -25,7 +25,7 @@ pub extern "C" fn mptcpify_audit_setsockopt(ctx: *mut core::ffi::c_void) -> i32 
     let ctx = FEntryContext::new(ctx);
     let level: i32 = ctx.arg(1);
     let option: i32 = ctx.arg(2);
-    let task = task::matches(&config);
+    let task = task::matches(&config).task;
     if !task.included || task.excluded {
         return 0;
     }

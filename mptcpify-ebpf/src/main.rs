@@ -25,7 +25,7 @@ mod task;
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::FExitContext};
 use mptcpify_common::{
     decide,
-    event::outcome,
+    event::{outcome, Explanation},
     maps::{flag, Counter, CHECK_BLOB_WORDS},
     Facts, Keep, SocketCall, Verdict,
 };
@@ -39,17 +39,30 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     let call = socket_call(ctx);
     // The config is read once, and only for TCP calls.
     let (mut events, mut audit) = (false, false);
+    // Plain values, not an Option with a payload: the verifier rejects the
+    // undefined payload bytes LLVM would spill for `None`.
+    let (mut explain, mut selected_by, mut excluded_by) = (false, 0u32, 0u32);
     let verdict = decide(&call, || {
         let config = maps::config();
         events = config.flags & flag::EVENTS != 0;
         audit = config.flags & flag::AUDIT != 0;
+        let matched = task::matches(&config);
+        if task::explained(&config) {
+            (explain, selected_by, excluded_by) = (true, matched.selected_by, matched.excluded_by);
+        }
         Facts {
             support: config.support(),
-            task: task::matches(&config),
+            task: matched.task,
         }
     });
     if let Some(counter) = Counter::for_verdict(verdict) {
         maps::count(counter);
+    }
+    if explain {
+        maps::report_verdict(
+            Explanation::pack(verdict, selected_by, excluded_by),
+            call.family,
+        );
     }
     if audit {
         // Observe only: said, counted, never done.

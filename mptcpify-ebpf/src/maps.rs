@@ -9,7 +9,7 @@ use mptcpify_common::{
     event::Event,
     maps::{
         AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, PidRule,
-        MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS, MAX_PIDS,
+        MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS,
     },
 };
 
@@ -22,6 +22,9 @@ pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 #[map(name = "COMMS")]
 pub static COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(MAX_COMMS, 0);
+
+#[map(name = "EXPLAIN")]
+pub static EXPLAIN: HashMap<CommKey, u8> = HashMap::with_max_entries(MAX_EXPLAIN, 0);
 
 #[map(name = "PIDS")]
 pub static PIDS: HashMap<u32, PidRule> = HashMap::with_max_entries(MAX_PIDS, 0);
@@ -72,6 +75,18 @@ pub fn report(outcome: u32, family: i32) {
     submit(Event {
         outcome,
         family: family as u32,
+        ..Event::default()
+    });
+}
+
+/// An `--explain` event: the verdict and the selector kinds that named the
+/// task.
+#[inline(always)]
+pub fn report_verdict(why: u32, family: i32) {
+    submit(Event {
+        outcome: mptcpify_common::event::outcome::VERDICT,
+        family: family as u32,
+        why,
         ..Event::default()
     });
 }

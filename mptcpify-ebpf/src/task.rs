@@ -19,13 +19,14 @@ use mptcpify_common::{
     TaskMatch,
 };
 
-use crate::maps::{CGROUPS, COMMS, NETNS, PIDS};
+use crate::maps::{CGROUPS, COMMS, EXPLAIN, NETNS, PIDS};
 
-/// Roles collected over the selectors.
+/// Roles collected over the selectors: the kinds of the include and of the
+/// exclude selectors that name the task.
 #[derive(Default)]
 struct Hits {
     included_kinds: u32,
-    excluded: bool,
+    excluded_kinds: u32,
 }
 
 impl Hits {
@@ -35,9 +36,19 @@ impl Hits {
             self.included_kinds |= kind;
         }
         if roles & role::EXCLUDE != 0 {
-            self.excluded = true;
+            self.excluded_kinds |= kind;
         }
     }
+}
+
+/// The policy's view of the task, and which selector kinds named it (for
+/// `--explain`).
+pub struct Matched {
+    pub task: TaskMatch,
+    /// [`kind`] bits of the include selectors that name the task.
+    pub selected_by: u32,
+    /// [`kind`] bits of the exclude selectors that name the task.
+    pub excluded_by: u32,
 }
 
 /// The task's namespace (`current->nsproxy->net_ns`) and its roles in
@@ -81,7 +92,7 @@ pub fn mptcp_enabled(config: &Config) -> bool {
 /// the namespace guard and the sandbox, only for a task that would be
 /// upgraded. Facts after the one that decides are left at their defaults.
 #[inline(always)]
-pub fn matches(config: &Config) -> TaskMatch {
+pub fn matches(config: &Config) -> Matched {
     let wanted = config.include_kinds | config.exclude_kinds;
     let by_netns = wanted & kind::NETNS != 0;
     let (mut net, mut netns_roles) = (None, 0);
@@ -91,12 +102,7 @@ pub fn matches(config: &Config) -> TaskMatch {
         hits.add(kind::NETNS, netns_roles);
     }
     if wanted & kind::COMM != 0 {
-        let comm = CommKey(bpf_get_current_comm().unwrap_or_default());
-        let mut roles = lookup(&COMMS, &comm);
-        if let Some(process) = process_name(&config.task) {
-            roles |= lookup(&COMMS, &process);
-        }
-        hits.add(kind::COMM, roles);
+        hits.add(kind::COMM, comm_roles(&COMMS, &config.task));
     }
     if wanted & kind::PID != 0 {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
@@ -110,13 +116,19 @@ pub fn matches(config: &Config) -> TaskMatch {
     if wanted & kind::CGROUP != 0 {
         cgroup_hits(config, &mut hits);
     }
+    let selected_by = hits.included_kinds & config.include_kinds;
     let mut facts = TaskMatch {
-        included: config.system_wide() || hits.included_kinds & config.include_kinds != 0,
-        excluded: hits.excluded,
+        included: config.system_wide() || selected_by != 0,
+        excluded: hits.excluded_kinds != 0,
         ..TaskMatch::default()
     };
+    let matched = |task| Matched {
+        task,
+        selected_by,
+        excluded_by: hits.excluded_kinds,
+    };
     if !facts.included || facts.excluded {
-        return facts;
+        return matched(facts);
     }
     if !by_netns {
         (net, netns_roles) = namespace(config);
@@ -126,7 +138,25 @@ pub fn matches(config: &Config) -> TaskMatch {
         && config.flags & flag::KEEP_SANDBOXED != 0
         && landlock_domain(&config.task) != Some(0);
     facts.filtered = facts.mptcp_enabled && !facts.sandboxed && sock_filtered(config);
-    facts
+    matched(facts)
+}
+
+/// The roles `map` gives the calling thread's name or its process's name.
+#[inline(always)]
+fn comm_roles(map: &HashMap<CommKey, u8>, layout: &TaskLayout) -> u8 {
+    let comm = CommKey(bpf_get_current_comm().unwrap_or_default());
+    let mut roles = lookup(map, &comm);
+    if let Some(process) = process_name(layout) {
+        roles |= lookup(map, &process);
+    }
+    roles
+}
+
+/// `--explain`: whether the operator asked about the calling process (by
+/// its name or its thread's, as `--comm` matches).
+#[inline(always)]
+pub fn explained(config: &Config) -> bool {
+    config.flags & flag::EXPLAIN != 0 && comm_roles(&EXPLAIN, &config.task) != 0
 }
 
 /// Whether a `cgroup/sock_create` program applies to the sockets the task

@@ -111,11 +111,26 @@ SAFETY:
 OBSERVING:
     mptcpify prints a line per upgraded socket, and per socket kept TCP because
     its process is sandboxed or under a sock_create program (-q silences
-    them), and its counters at exit.
+    them), and its counters at exit. To see why a program's sockets are, or
+    are not, upgraded: --explain NAME (a line per TCP socket() it makes).
     When MPTCP refuses a socket option on an MPTCP socket (setsockopt or
     getsockopt answering EOPNOTSUPP or ENOPROTOOPT: TCP_ULP, TCP_MD5SIG, ...),
     it says so with the process and the fix, even with -q. --json writes all
     of it as JSON lines.
+
+CONFIG FILE:
+    --config FILE takes the policy from a TOML file, one key per option, each
+    a list (all is true or false); unknown keys are errors, and every error
+    names the file and line:
+        unit = [\"nginx\"]
+        comm = [\"iperf3\"]
+        exclude_comm = [\"sshd\"]
+    Keys: comm, cgroup, unit, netns, pid, exclude_comm, exclude_cgroup, all,
+    explain. On SIGHUP (systemctl reload mptcpify) mptcpify reads the file
+    again and moves to the new policy in place: a process the old and the
+    new policy both upgrade never gets TCP meanwhile, one that neither
+    upgrades never gets MPTCP. A file that does not parse or resolve on
+    SIGHUP leaves the policy in force, and says why.
 
 EXIT STATUS:
     0  detached cleanly after SIGINT/SIGTERM
@@ -131,7 +146,9 @@ EXIT STATUS:
     10 self-check failed: the program would misread this kernel
     11 another mptcpify is attached and would override this one's policy
     12 `mptcpify run` could not set up CMD: its cgroup, or the user it runs as
-    13 `mptcpify enable/disable` could not change systemd's configuration"
+    13 `mptcpify enable/disable` could not change systemd's configuration
+    14 the --config file does not parse or its policy does not resolve (at
+       start; on SIGHUP the policy in force stays and the error is said)"
 );
 
 const RUN_ABOUT: &str = "\
@@ -167,6 +184,15 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["comm", "cgroup", "unit", "netns", "pid"])]
     pub all: bool,
 
+    /// Read the policy (the selectors, --all, --explain) from FILE, a TOML
+    /// file (see CONFIG FILE below), and read it again on SIGHUP (systemctl
+    /// reload): the new policy takes over in place, without detaching.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "comm", "cgroup", "unit", "netns", "pid", "exclude_comm", "exclude_cgroup", "all",
+        "explain",
+    ])]
+    pub config: Option<std::path::PathBuf>,
+
     /// Do not print a line for each upgraded socket (refused socket options
     /// are still said).
     #[arg(short, long)]
@@ -176,6 +202,15 @@ pub struct Cli {
     /// stdout (fields: README, "JSON output"). Messages stay text on stderr.
     #[arg(long)]
     pub json: bool,
+
+    /// Why (not) upgraded: for every TCP socket() of processes named NAME
+    /// (the process name or a thread's own, as --comm matches), say whether
+    /// it was upgraded and what decided it: the selector that selected or
+    /// excluded it, or the guard that kept it TCP (MPTCP off in its
+    /// namespace, Landlock, a sock_create program). Said even with -q; not a
+    /// selector (repeatable, at most 16).
+    #[arg(long, value_name = "NAME")]
+    pub explain: Vec<String>,
 
     #[command(flatten)]
     pub safety: Safety,
@@ -340,7 +375,7 @@ impl Cli {
     /// Upgrading every process is a choice made with --all, not what an
     /// empty command line means: a usage error (exit 2) naming the risks.
     pub fn require_selection(&self) -> Result<(), clap::Error> {
-        if self.all || self.selectors.has_include() {
+        if self.all || self.config.is_some() || self.selectors.has_include() {
             return Ok(());
         }
         use clap::CommandFactory;

@@ -19,6 +19,7 @@ pub mod exit {
     pub const OTHER_INSTANCE: i32 = 11;
     pub const RUN_SETUP: i32 = 12;
     pub const SERVICE_SETUP: i32 = 13;
+    pub const BAD_CONFIG: i32 = 14;
 }
 
 #[derive(Debug)]
@@ -76,6 +77,14 @@ pub enum Failure {
         what: String,
         fix: String,
     },
+    /// `--config FILE` does not parse, or its policy does not resolve.
+    BadConfig {
+        file: std::path::PathBuf,
+        /// 1-based, when the error has a place in the file.
+        line: Option<usize>,
+        what: String,
+        fix: String,
+    },
     Other(anyhow::Error),
 }
 
@@ -93,6 +102,7 @@ impl Failure {
             Failure::OtherInstance { .. } => exit::OTHER_INSTANCE,
             Failure::RunSetup { .. } => exit::RUN_SETUP,
             Failure::ServiceSetup { .. } => exit::SERVICE_SETUP,
+            Failure::BadConfig { .. } => exit::BAD_CONFIG,
             Failure::Other(_) => exit::OTHER,
         }
     }
@@ -183,6 +193,18 @@ impl fmt::Display for Failure {
                  --allow-other-instances to attach anyway."
             ),
             Failure::LoadFailed { detail } => write!(f, "could not load mptcpify: {detail}"),
+            Failure::BadConfig {
+                file,
+                line,
+                what,
+                fix,
+            } => {
+                write!(f, "{}", file.display())?;
+                if let Some(line) = line {
+                    write!(f, " line {line}")?;
+                }
+                write!(f, ": {what}\n\n{fix}")
+            }
             Failure::SelfCheckFailed { what, detail } => write!(
                 f,
                 "self-check failed on kernel {}: {what}\n  ({detail})\n\n\

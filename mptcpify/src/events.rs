@@ -8,7 +8,9 @@
 use aya::maps::{MapData, RingBuf};
 use mptcpify_common::{
     consts::AF_INET6,
-    event::{outcome, Event},
+    event::{outcome, Event, Explanation},
+    maps::kind,
+    Keep, Verdict,
 };
 use serde::Serialize;
 
@@ -87,7 +89,77 @@ pub fn line(event: &Event) -> String {
             family(event)
         ),
         outcome::WOULD_UPGRADE => format!("would upgrade {who} family={}", family(event)),
+        outcome::VERDICT => format!(
+            "explain {who} family={}: {}",
+            family(event),
+            explained(&event.explanation())
+        ),
         _ => format!("upgraded {who} family={}", family(event)),
+    }
+}
+
+/// The selector options of the [`kind`] bits `kinds` (include or exclude).
+fn selector_options(kinds: u32, exclude: bool) -> Vec<&'static str> {
+    let names: [(u32, &str, &str); 4] = [
+        (kind::COMM, "--comm", "--exclude-comm"),
+        (kind::PID, "--pid", "--exclude-pid"),
+        (kind::NETNS, "--netns", "--exclude-netns"),
+        (kind::CGROUP, "--cgroup/--unit", "--exclude-cgroup"),
+    ];
+    names
+        .iter()
+        .filter(|(bit, _, _)| kinds & bit != 0)
+        .map(|&(_, include, excl)| if exclude { excl } else { include })
+        .collect()
+}
+
+/// Why a socket kept TCP: the JSON `reason` and the words of the text line.
+fn keep_reason(keep: Keep, excluded_by: u32) -> (&'static str, String) {
+    match keep {
+        Keep::NotTcp => ("not_tcp", "not a TCP socket".into()),
+        Keep::Unsupported => (
+            "unsupported",
+            "this kernel cannot create MPTCP sockets of this family".into(),
+        ),
+        Keep::Excluded => (
+            "excluded",
+            format!(
+                "excluded by {}",
+                selector_options(excluded_by, true).join(", ")
+            ),
+        ),
+        Keep::NotSelected => (
+            "not_selected",
+            "not selected (no include selector names it)".into(),
+        ),
+        Keep::MptcpDisabled => (
+            "mptcp_disabled",
+            "net.mptcp.enabled is 0 in its network namespace".into(),
+        ),
+        Keep::Sandboxed => (
+            "sandboxed",
+            "sandboxed by Landlock, whose TCP rules would not hold for MPTCP".into(),
+        ),
+        Keep::Filtered => (
+            "sock_filtered",
+            "a cgroup/sock_create program (another tool's) applies to it".into(),
+        ),
+    }
+}
+
+/// The words of an `--explain` line after the colon.
+fn explained(why: &Explanation) -> String {
+    match why.verdict {
+        Some(Verdict::Upgrade) => {
+            let by = selector_options(why.selected_by, false);
+            if by.is_empty() {
+                "upgraded (selected by --all)".into()
+            } else {
+                format!("upgraded (selected by {})", by.join(", "))
+            }
+        }
+        Some(Verdict::Keep(keep)) => format!("kept tcp: {}", keep_reason(keep, why.excluded_by).1),
+        None => "unknown verdict (another mptcpify version?)".into(),
     }
 }
 
@@ -118,7 +190,13 @@ struct JsonEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     family: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selected_by: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    excluded_by: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     call: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,7 +218,10 @@ pub fn json(event: &Event, time: std::time::SystemTime) -> String {
         tid: event.tid,
         comm: comm.clone(),
         family: Some(family(event)),
+        verdict: None,
         reason: None,
+        selected_by: None,
+        excluded_by: None,
         call: None,
         level: None,
         option: None,
@@ -166,6 +247,27 @@ pub fn json(event: &Event, time: std::time::SystemTime) -> String {
             json.reason = Some("sock_filtered");
         }
         outcome::WOULD_UPGRADE => json.event = "would_upgrade",
+        outcome::VERDICT => {
+            let why = event.explanation();
+            json.event = "explain";
+            json.verdict = Some(match why.verdict {
+                Some(Verdict::Upgrade) => "upgraded",
+                Some(Verdict::Keep(_)) => "kept_tcp",
+                None => "unknown",
+            });
+            if let Some(Verdict::Keep(keep)) = why.verdict {
+                json.reason = Some(keep_reason(keep, why.excluded_by).0);
+            }
+            let selected = selector_options(why.selected_by, false);
+            json.selected_by = Some(
+                if selected.is_empty() && why.verdict == Some(Verdict::Upgrade) {
+                    vec!["--all"]
+                } else {
+                    selected
+                },
+            );
+            json.excluded_by = Some(selector_options(why.excluded_by, true));
+        }
         _ => {}
     }
     serde_json::to_string(&json).expect("plain data serialises")
@@ -282,5 +384,55 @@ mod tests {
             serde_json::from_str(&json(&filtered, std::time::UNIX_EPOCH)).unwrap();
         assert_eq!(value["event"], "kept_tcp");
         assert_eq!(value["reason"], "sock_filtered");
+    }
+
+    fn explain(verdict: Verdict, selected_by: u32, excluded_by: u32) -> Event {
+        Event {
+            outcome: outcome::VERDICT,
+            why: Explanation::pack(verdict, selected_by, excluded_by),
+            ..event(outcome::VERDICT)
+        }
+    }
+
+    #[test]
+    fn explain_lines_name_the_selector_or_guard_that_decided() {
+        let upgraded = explain(Verdict::Upgrade, kind::CGROUP | kind::COMM, 0);
+        assert_eq!(
+            line(&upgraded),
+            "explain pid=42 tid=43 comm=curl family=ipv4: upgraded (selected by --comm, \
+             --cgroup/--unit)"
+        );
+        assert!(line(&explain(Verdict::Upgrade, 0, 0)).ends_with("upgraded (selected by --all)"));
+        let excluded = explain(Verdict::Keep(Keep::Excluded), kind::CGROUP, kind::COMM);
+        assert!(
+            line(&excluded).ends_with("kept tcp: excluded by --exclude-comm"),
+            "{}",
+            line(&excluded)
+        );
+        for (keep, words) in [
+            (Keep::NotSelected, "not selected"),
+            (Keep::MptcpDisabled, "net.mptcp.enabled is 0"),
+            (Keep::Sandboxed, "sandboxed by Landlock"),
+            (Keep::Filtered, "a cgroup/sock_create program"),
+            (Keep::Unsupported, "this kernel cannot create MPTCP sockets"),
+        ] {
+            let text = line(&explain(Verdict::Keep(keep), 0, 0));
+            assert!(text.contains(&format!(": kept tcp: {words}")), "{text}");
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&json(&excluded, std::time::UNIX_EPOCH)).unwrap();
+        assert_eq!(value["event"], "explain");
+        assert_eq!(value["verdict"], "kept_tcp");
+        assert_eq!(value["reason"], "excluded");
+        assert_eq!(value["selected_by"], serde_json::json!(["--cgroup/--unit"]));
+        assert_eq!(value["excluded_by"], serde_json::json!(["--exclude-comm"]));
+        let value: serde_json::Value = serde_json::from_str(&json(
+            &explain(Verdict::Upgrade, 0, 0),
+            std::time::UNIX_EPOCH,
+        ))
+        .unwrap();
+        assert_eq!(value["verdict"], "upgraded");
+        assert_eq!(value["selected_by"], serde_json::json!(["--all"]));
+        assert!(value.get("reason").is_none());
     }
 }

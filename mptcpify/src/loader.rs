@@ -16,6 +16,7 @@ use mptcpify_common::maps::{
 use crate::errors::Failure;
 use crate::kernel_layout::Guard;
 use crate::policy::{Entries, Policy};
+use crate::policy_maps::{self, Contents, Step};
 use crate::preflight::{kernel_release, lockdown_mode, Kernel, HOOK};
 use crate::selfcheck::{self, Landlock};
 
@@ -66,13 +67,19 @@ pub struct Attached {
     pub fallback: bool,
     /// Why refused socket options are not reported on this kernel, if not.
     pub options_unwatched: Option<String>,
+    /// What the policy maps hold now (see `policy_maps`).
+    contents: Contents,
+    /// Whether the program that keeps cgroup rules on their paths runs.
+    following: bool,
 }
 
 /// How the upgrader runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Upgrade; `events`: report each upgrade (see [`Attached::take_events`]).
-    Upgrade { events: bool },
+    /// Upgrade; `events`: report each upgrade (see [`Attached::take_events`]);
+    /// `reloadable`: the policy may change later ([`Attached::reload`]), so
+    /// the cgroup follower runs even when the first policy has no cgroup.
+    Upgrade { events: bool, reloadable: bool },
     /// `mptcpify audit`: upgrade nothing, report what would be upgraded and
     /// the TCP socket options selected processes set.
     Audit,
@@ -92,14 +99,14 @@ pub fn attach(
         .load(OBJECT)
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
     let mut flags = match mode {
-        Mode::Upgrade { events: true } => flag::EVENTS,
-        Mode::Upgrade { events: false } => 0,
+        Mode::Upgrade { events: true, .. } => flag::EVENTS,
+        Mode::Upgrade { events: false, .. } => 0,
         Mode::Audit => flag::AUDIT,
     };
     if kernel.support.ipv6 {
         flags |= flag::MPTCP_IPV6;
     }
-    let mut config = write_policy(&mut ebpf, policy, guard, flags)?;
+    let (mut config, contents) = write_policy(&mut ebpf, policy, guard, flags)?;
 
     // The self-check runs before the upgrader exists, with the same config.
     let findings = {
@@ -124,7 +131,15 @@ pub fn attach(
         write_config(&mut ebpf, config)?;
     }
 
-    if !policy.cgroups.0.is_empty() {
+    let following = !policy.cgroups.0.is_empty()
+        || matches!(
+            mode,
+            Mode::Upgrade {
+                reloadable: true,
+                ..
+            }
+        );
+    if following {
         follow_cgroups(&mut ebpf, policy, kernel)?;
     }
 
@@ -150,6 +165,8 @@ pub fn attach(
         landlock: findings.landlock,
         fallback: guard.fallback.is_some(),
         options_unwatched,
+        contents,
+        following,
     })
 }
 
@@ -193,15 +210,29 @@ fn follow_cgroups(ebpf: &mut Ebpf, policy: &Policy, kernel: &Kernel) -> Result<(
         &kernel.btf
     )
     .map_err(load_failed)?;
+    refresh_cgroup_ids(ebpf, policy, |index| Some(index as u32))
+}
+
+/// Takes the id of each of `policy`'s cgroups afresh (one re-created
+/// since the policy was resolved) into its rule's slot, `slot_of` its
+/// index in the policy.
+fn refresh_cgroup_ids(
+    ebpf: &mut Ebpf,
+    policy: &Policy,
+    slot_of: impl Fn(usize) -> Option<u32>,
+) -> Result<(), Failure> {
     let mut rules: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
     for (index, (cgroup, _, _)) in policy.cgroups.0.iter().enumerate() {
-        if let Some(id) = cgroup.current_id() {
-            let mut rule = rules
-                .get(&(index as u32), 0)
-                .map_err(|e| load_failed(format!("reading {}: {e}", maps::CGROUPS)))?;
+        let (Some(id), Some(slot)) = (cgroup.current_id(), slot_of(index)) else {
+            continue;
+        };
+        let mut rule = rules
+            .get(&slot, 0)
+            .map_err(|e| load_failed(format!("reading {}: {e}", maps::CGROUPS)))?;
+        if rule.id != id {
             rule.id = id;
             rules
-                .set(index as u32, rule, 0)
+                .set(slot, rule, 0)
                 .map_err(|e| load_failed(format!("writing {}: {e}", maps::CGROUPS)))?;
         }
     }
@@ -224,13 +255,13 @@ fn write_config(ebpf: &mut Ebpf, config: Config) -> Result<(), Failure> {
 
 /// Fills every policy map, then the config that tells the program which
 /// kinds to look up (last, so the program never sees a kind without entries).
-/// Returns the config written.
+/// Returns the config written and what the maps hold.
 fn write_policy(
     ebpf: &mut Ebpf,
     policy: &Policy,
     guard: &Guard,
     flags: u32,
-) -> Result<Config, Failure> {
+) -> Result<(Config, Contents), Failure> {
     let mut config = Config {
         netns: guard.layout,
         task: guard.task,
@@ -243,6 +274,15 @@ fn write_policy(
         config.flags |= flag::KEEP_FILTERED;
     }
     write_entries(ebpf, maps::COMMS, &policy.comms, kind::COMM, &mut config)?;
+    if !policy.explained.0.is_empty() {
+        let mut explain: HashMap<_, maps::CommKey, u8> = map(ebpf, maps::EXPLAIN)?;
+        for (key, roles, _) in &policy.explained.0 {
+            explain
+                .insert(key, roles, 0)
+                .map_err(|e| load_failed(format!("writing {}: {e}", maps::EXPLAIN)))?;
+        }
+        config.flags |= flag::EXPLAIN;
+    }
     let mut pids: HashMap<_, u32, PidRule> = map(ebpf, maps::PIDS)?;
     for (process, roles, _) in &policy.pids.0 {
         let rule = PidRule {
@@ -291,7 +331,7 @@ fn write_policy(
     }
     config.cgroup_rules = policy.cgroups.0.len() as u32;
     write_config(ebpf, config)?;
-    Ok(config)
+    Ok((config, Contents::of(policy, &netns)))
 }
 
 /// The fallback mode (the program cannot read other namespaces' MPTCP
@@ -420,6 +460,113 @@ impl Attached {
         netns.insert(new, roles, 0)?;
         let _ = netns.remove(&old);
         Ok(())
+    }
+
+    /// Moves the program to `policy` in place (see `policy_maps`): no moment
+    /// where a process both policies upgrade gets TCP, or one neither
+    /// upgrades gets MPTCP. On an error part-way the maps hold a state
+    /// between the two policies; the caller says so.
+    pub fn reload(&mut self, policy: &Policy) -> Result<(), Failure> {
+        if !policy.cgroups.0.is_empty() && !self.following {
+            return Err(load_failed(
+                "this instance was started without the cgroup follower (no --config):                  restart it to select by cgroup"
+                    .into(),
+            ));
+        }
+        let netns = if self.fallback {
+            checked_namespaces(policy)?
+        } else {
+            policy.netns.clone()
+        };
+        let (steps, done) = policy_maps::plan(&self.contents, &Contents::of(policy, &netns))?;
+        for step in steps {
+            self.write(step)?;
+        }
+        let slots: Vec<String> = done.cgroups.iter().map(|(_, p)| p.clone()).collect();
+        refresh_cgroup_ids(&mut self.ebpf, policy, |index| {
+            let path = &policy.cgroups.0[index].0.relative;
+            slots.iter().position(|p| p == path).map(|s| s as u32)
+        })?;
+        self.contents = done;
+        Ok(())
+    }
+
+    fn write(&mut self, step: Step) -> Result<(), Failure> {
+        let ebpf = &mut self.ebpf;
+        let failed =
+            |name: &str, e: aya::maps::MapError| load_failed(format!("writing {name}: {e}"));
+        match step {
+            Step::Comm(key, roles) | Step::Explain(key, roles) => {
+                let name = if matches!(step, Step::Comm(..)) {
+                    maps::COMMS
+                } else {
+                    maps::EXPLAIN
+                };
+                let mut comms: HashMap<_, maps::CommKey, u8> = map(ebpf, name)?;
+                let key = maps::CommKey(key);
+                match roles {
+                    Some(roles) => comms.insert(key, roles, 0),
+                    None => comms.remove(&key),
+                }
+                .map_err(|e| failed(name, e))
+            }
+            Step::Pid(tgid, rule) => {
+                let mut pids: HashMap<_, u32, PidRule> = map(ebpf, maps::PIDS)?;
+                match rule {
+                    Some(rule) => pids.insert(tgid, policy_maps::pid_rule(rule), 0),
+                    None => pids.remove(&tgid),
+                }
+                .map_err(|e| failed(maps::PIDS, e))
+            }
+            Step::Netns(cookie, roles) => {
+                let mut netns: HashMap<_, u64, u8> = map(ebpf, maps::NETNS)?;
+                match roles {
+                    Some(roles) => netns.insert(cookie, roles, 0),
+                    None => netns.remove(&cookie),
+                }
+                .map_err(|e| failed(maps::NETNS, e))
+            }
+            Step::Cgroup(slot, rule, path) => {
+                let mut rules: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
+                rules
+                    .set(slot, rule, 0)
+                    .map_err(|e| failed(maps::CGROUPS, e))?;
+                let key = CgroupPath::new(path.as_bytes()).ok_or_else(|| {
+                    load_failed(format!("cgroup path {path} is too long to follow"))
+                })?;
+                let mut paths: HashMap<_, CgroupPath, u32> = map(ebpf, maps::CGROUP_PATHS)?;
+                paths
+                    .insert(key, slot, 0)
+                    .map_err(|e| failed(maps::CGROUP_PATHS, e))
+            }
+            Step::CgroupPathGone(path) => {
+                let mut paths: HashMap<_, CgroupPath, u32> = map(ebpf, maps::CGROUP_PATHS)?;
+                if let Some(key) = CgroupPath::new(path.as_bytes()) {
+                    let _ = paths.remove(&key);
+                }
+                Ok(())
+            }
+            Step::Config {
+                include_kinds,
+                exclude_kinds,
+                cgroup_rules,
+                explain,
+            } => {
+                let array: Array<_, Config> = map(ebpf, maps::CONFIG)?;
+                let mut config = array
+                    .get(&0, 0)
+                    .map_err(|e| load_failed(format!("reading {}: {e}", maps::CONFIG)))?;
+                config.include_kinds = include_kinds;
+                config.exclude_kinds = exclude_kinds;
+                config.cgroup_rules = cgroup_rules;
+                if explain {
+                    config.flags |= flag::EXPLAIN;
+                } else {
+                    config.flags &= !flag::EXPLAIN;
+                }
+                write_config(ebpf, config)
+            }
+        }
     }
 
     /// The ring buffer of events; can be taken once.

@@ -27,6 +27,7 @@ mod audit;
 mod cgroup;
 mod cgroup_bpf;
 mod cli;
+mod config;
 mod delegation;
 mod docs;
 mod errors;
@@ -39,6 +40,7 @@ mod netns;
 mod netns_follow;
 mod pid;
 mod policy;
+mod policy_maps;
 mod preflight;
 mod run;
 mod selfcheck;
@@ -104,11 +106,27 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
 
-    let policy = policy::Policy::resolve(&cli.selectors)?;
+    // With --config, SIGHUP reloads it; without, SIGHUP ends mptcpify as
+    // it ends any terminal program (a clean detach).
+    let mut sighup = match &cli.config {
+        Some(_) => Some(signal(SignalKind::hangup()).map_err(anyhow::Error::from)?),
+        None => None,
+    };
+    let mut policy = match &cli.config {
+        Some(path) => config::load(path)?.policy,
+        None => {
+            let mut policy = policy::Policy::resolve(&cli.selectors)?;
+            policy.explain(&cli.explain)?;
+            policy
+        }
+    };
     let mut attached = attach(
         &policy,
         &cli.safety,
-        loader::Mode::Upgrade { events: !cli.quiet },
+        loader::Mode::Upgrade {
+            events: !cli.quiet,
+            reloadable: cli.config.is_some(),
+        },
     )?;
     let attached_line = format!(
         "attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
@@ -116,14 +134,21 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         preflight::kernel_release()
     );
     eprintln!("mptcpify: {attached_line}");
+    if !policy.explained.0.is_empty() {
+        eprintln!(
+            "mptcpify: explaining every TCP socket() of: {}",
+            policy.explained_names().join(", ")
+        );
+    }
     if cli.json {
         println!("{}", summary::attached_json(&policy));
     }
     // Under systemd (Type=notify), "started" means attached and self-checked:
     // a unit ordered after mptcpify@X finds X's sockets upgraded. Not under
     // systemd, NOTIFY_SOCKET is unset and this does nothing.
+    // NOTIFY_SOCKET stays set: a reload (--config) notifies again.
     if let Err(e) = sd_notify::notify(
-        true,
+        false,
         &[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&attached_line),
@@ -139,13 +164,87 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     // Read even with -q: the program then sends only refused options.
     let mut events = events::Events::new(attached.take_events()?, output)?;
     let mut netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
-        result = events.print_forever() => result?,
-        result = netns_follower.run_forever(&mut attached) => result?,
+    loop {
+        let hangup = async {
+            match sighup.as_mut() {
+                Some(sighup) => sighup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = hangup => {}
+            result = events.print_forever() => result?,
+            result = netns_follower.run_forever(&mut attached) => result?,
+        }
+        // Only SIGHUP gets here, and only with --config.
+        let path = cli
+            .config
+            .as_deref()
+            .expect("SIGHUP is handled only with --config");
+        if let Some(reloaded) = reload(path, &cli.safety, &mut attached) {
+            policy = reloaded;
+            netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
+            if cli.json {
+                println!("{}", summary::reloaded_json(&policy));
+            }
+        }
     }
     report(attached, cli.json)
+}
+
+/// SIGHUP with --config: reads the file again and moves the program to its
+/// policy in place. A file that does not load leaves the policy in force;
+/// either way it is said (and systemd is told: `Type=notify-reload`).
+fn reload(
+    path: &std::path::Path,
+    safety: &cli::Safety,
+    attached: &mut loader::Attached,
+) -> Option<policy::Policy> {
+    let mut states = vec![sd_notify::NotifyState::Reloading];
+    states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+    let _ = sd_notify::notify(false, &states);
+    let result = config::load(path).and_then(|loaded| {
+        for warning in &loaded.policy.warnings {
+            eprintln!("mptcpify: warning: {warning}");
+        }
+        instances::check(
+            &loaded.policy,
+            &instances::attached(),
+            safety.allow_other_instances,
+        )?;
+        attached.reload(&loaded.policy)?;
+        Ok(loaded.policy)
+    });
+    let status = match &result {
+        Ok(policy) => {
+            let line = format!(
+                "reloaded {}: upgrading new TCP sockets of {policy}",
+                path.display()
+            );
+            eprintln!("mptcpify: {line}");
+            line
+        }
+        Err(failure) => {
+            eprintln!(
+                "mptcpify: error: reloading {} failed; the policy in force stays: {failure}",
+                path.display()
+            );
+            format!(
+                "reload failed: {}",
+                failure.to_string().lines().next().unwrap_or("")
+            )
+        }
+    };
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ],
+    );
+    result.ok()
 }
 
 /// Preflight, then load and attach with `policy`. Shared by both modes.

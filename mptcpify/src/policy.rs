@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use mptcpify_common::maps::{role, CommKey, MAX_CGROUP_RULES, MAX_COMMS, MAX_NETNS, MAX_PIDS};
+use mptcpify_common::maps::{
+    role, CommKey, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS,
+};
 
 use crate::cgroup::{self, Cgroup};
 use crate::cli::Selectors;
@@ -50,6 +52,9 @@ pub struct Policy {
     /// How each `--netns` was given (key, spec), to read its MPTCP setting.
     pub netns_specs: Vec<(u64, String)>,
     pub cgroups: Entries<Cgroup>,
+    /// `--explain`: the process names whose TCP `socket()` calls get a
+    /// verdict line. Not a selector.
+    pub explained: Entries<CommKey>,
     /// Things worth telling the operator before attaching.
     pub warnings: Vec<String>,
 }
@@ -92,6 +97,30 @@ impl Policy {
         Ok(policy)
     }
 
+    /// Adds `--explain` names (checked like `--comm`'s).
+    pub fn explain(&mut self, names: &[String]) -> Result<(), Failure> {
+        for name in names {
+            let key = self.comm_key(name)?;
+            let shown = String::from_utf8_lossy(key.as_bytes()).into_owned();
+            self.explained.add(key, role::INCLUDE, shown);
+        }
+        if self.explained.0.len() > MAX_EXPLAIN as usize {
+            return Err(Failure::BadSelector {
+                what: format!(
+                    "{} process names given to --explain; mptcpify holds at most {MAX_EXPLAIN}",
+                    self.explained.0.len()
+                ),
+                fix: "Explain a few programs at a time.".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The names `--explain` asks about, for messages.
+    pub fn explained_names(&self) -> Vec<&str> {
+        self.explained.labels(role::INCLUDE)
+    }
+
     /// More entries than a map holds would fail half-way through filling the
     /// maps; refuse before anything is loaded, naming the limit.
     pub fn check_limits(&self) -> Result<(), Failure> {
@@ -132,6 +161,15 @@ impl Policy {
     }
 
     fn add_comm(&mut self, name: &str, role: u8) -> Result<(), Failure> {
+        let key = self.comm_key(name)?;
+        let shown = String::from_utf8_lossy(key.as_bytes()).into_owned();
+        self.comms.add(key, role, format!("comm {shown}"));
+        Ok(())
+    }
+
+    /// The kernel's key for process name `name`: refused when it is a path
+    /// or empty, with a warning when the kernel's 15 bytes cut it.
+    fn comm_key(&mut self, name: &str) -> Result<CommKey, Failure> {
         if name.is_empty() || name.contains('/') {
             return Err(Failure::BadSelector {
                 what: format!("invalid process name {name:?}"),
@@ -141,14 +179,13 @@ impl Policy {
             });
         }
         let (key, cut) = CommKey::from_name(name.as_bytes());
-        let shown = String::from_utf8_lossy(key.as_bytes()).into_owned();
         if cut {
+            let shown = String::from_utf8_lossy(key.as_bytes());
             self.warnings.push(format!(
                 "process name {name:?} is longer than the kernel keeps (15 bytes); matching {shown:?}"
             ));
         }
-        self.comms.add(key, role, format!("comm {shown}"));
-        Ok(())
+        Ok(key)
     }
 
     pub fn add_cgroup(&mut self, cgroup: Cgroup, role: u8) {

@@ -62,6 +62,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         &args.safety,
         crate::loader::Mode::Upgrade {
             events: args.verbose,
+            reloadable: false,
         },
     )?;
     if args.verbose {

@@ -39,6 +39,18 @@ pub fn attached_json(policy: &Policy) -> String {
     .expect("plain data serialises")
 }
 
+/// `--config` reloaded on SIGHUP: the policy now in force.
+pub fn reloaded_json(policy: &Policy) -> String {
+    serde_json::to_string(&Attached {
+        event: "reloaded",
+        time: now(),
+        pid: std::process::id(),
+        kernel: crate::preflight::kernel_release(),
+        policy: policy.to_string(),
+    })
+    .expect("plain data serialises")
+}
+
 pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)]) -> String {
     serde_json::to_string(&Detached {
         event: "detached",

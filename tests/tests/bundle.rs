@@ -56,6 +56,7 @@ fn every_file_is_there_and_matches_its_checksum() {
     for file in [
         "bin/mptcpify",
         "lib/systemd/system/mptcpify@.service",
+        "lib/systemd/system/mptcpify.service",
         "share/man/man1/mptcpify.1",
         "share/man/man1/mptcpify-run.1",
         "share/man/man1/mptcpify-enable.1",

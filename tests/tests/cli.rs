@@ -193,3 +193,17 @@ fn missing_btf_is_refused_with_the_fix() {
         &["/sys/kernel/btf/vmlinux", "CONFIG_DEBUG_INFO_BTF"],
     );
 }
+
+/// At start, a file that does not load is refused with its own exit code,
+/// the file, the line and the fix, and nothing is attached.
+#[test]
+fn a_bad_file_at_start_is_refused_with_its_line() {
+    let file = std::env::temp_dir().join(format!("mptcpify-bad-{}.toml", std::process::id()));
+    std::fs::write(&file, "comm = [\"iperf3\"]\nexclude_coms = [\"sshd\"]\n").unwrap();
+    let (status, out) = run(&["--config", file.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(14), "{out}");
+    assert!(out.contains(&format!("{} line 2", file.display())), "{out}");
+    assert!(out.contains("exclude_coms"), "{out}");
+    assert!(!out.contains("mptcpify: attached"), "{out}");
+    let _ = std::fs::remove_file(&file);
+}

@@ -1,5 +1,6 @@
 //! What mptcpify tells the operator: socket options MPTCP refused on an
-//! upgraded socket (with pid, option and errno), and the JSON forms. Run as
+//! upgraded socket (with pid, option and errno), why a program's sockets
+//! are or are not upgraded (`--explain`), and the JSON forms. Run as
 //! root on a kernel with update_socket_protocol (the lab), with the tls
 //! module loaded (so that kTLS works on TCP).
 
@@ -7,6 +8,7 @@ use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+use mptcpify_tests::probe::{self, TempCgroup};
 use mptcpify_tests::process::Running;
 use mptcpify_tests::sockets::{self, as_comm, IPPROTO_MPTCP as MPTCP, IPPROTO_TCP as TCP};
 
@@ -356,4 +358,80 @@ fn audit_names_the_options_mptcp_would_refuse_and_changes_nothing() {
     let safe = verdict("audit-safe");
     assert!(safe.contains("safe to upgrade"), "{safe}");
     assert!(safe.contains("TCP_NODELAY"), "{safe}");
+}
+
+/// `--explain NAME` says, for every TCP socket() of that program, what
+/// decided it: the selector that selected or excluded it, or the guard that
+/// kept TCP. Said with -q too; other programs get no such line.
+#[test]
+fn explain_says_what_decided_each_socket() {
+    let selected = TempCgroup::new("mptcpify-test-explain");
+    let excluded = TempCgroup::new("mptcpify-test-explain/excluded");
+    let (selected_path, excluded_path) = (
+        selected.0.display().to_string(),
+        excluded.0.display().to_string(),
+    );
+    let mut running = Running::attach(&[
+        "-q",
+        "--cgroup",
+        &selected_path,
+        "--exclude-cgroup",
+        &excluded_path,
+        "--explain",
+        "socket-probe",
+    ]);
+    running.wait_for("explaining every TCP socket() of: socket-probe", WAIT);
+
+    assert_eq!(probe::in_cgroup(&selected.0), "protocol=262");
+    running.wait_for(
+        "comm=socket-probe family=ipv4: upgraded (selected by --cgroup/--unit)",
+        WAIT,
+    );
+    assert_eq!(probe::in_cgroup(&excluded.0), "protocol=6");
+    running.wait_for(
+        "comm=socket-probe family=ipv4: kept tcp: excluded by --exclude-cgroup",
+        WAIT,
+    );
+    assert_eq!(probe::here(), "protocol=6");
+    running.wait_for(
+        "comm=socket-probe family=ipv4: kept tcp: not selected",
+        WAIT,
+    );
+    // Selected, in a namespace where MPTCP is off: the guard decides.
+    let script = format!(
+        "echo $$ > '{selected_path}/cgroup.procs' && exec unshare -n sh -c \
+         'echo 0 > /proc/sys/net/mptcp/enabled && exec {}'",
+        probe::path("socket-probe").display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(probe::result(&out), "protocol=6");
+    running.wait_for(
+        "comm=socket-probe family=ipv4: kept tcp: net.mptcp.enabled is 0",
+        WAIT,
+    );
+    // Not asked about (its name is socket-probe-st): upgraded, unexplained.
+    let script = format!(
+        "echo $$ > '{selected_path}/cgroup.procs' && exec '{}'",
+        probe::path("socket-probe-static").display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(probe::result(&out), "protocol=262");
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    let explained: Vec<&String> = output
+        .iter()
+        .filter(|l| l.starts_with("explain "))
+        .collect();
+    assert_eq!(explained.len(), 4, "{explained:?}");
+    assert!(
+        explained.iter().all(|l| l.contains("comm=socket-probe ")),
+        "{explained:?}"
+    );
 }

@@ -241,3 +241,61 @@ fn enable_starts_mptcpify_with_the_service_and_disable_undoes_it() {
     assert_eq!(unit_property(unit, "ActiveState"), "inactive");
     assert!(!nginx_is_mptcp());
 }
+
+/// mptcpify.service takes its policy from /etc/mptcpify/mptcpify.toml;
+/// `systemctl reload` (Type=notify-reload: SIGHUP, then READY) moves it to
+/// the edited file in place, without a restart; a file that does not load
+/// leaves the policy in force and says so in the unit's status.
+#[test]
+fn mptcpify_service_reloads_its_policy_file_in_place() {
+    require_systemd();
+    let unit = "mptcpify.service";
+    let file = Path::new("/etc/mptcpify/mptcpify.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, "# upgrade nginx\nunit = [\"nginx\"]\n").unwrap();
+    sh(&format!("systemctl start {unit}"));
+    let pid = unit_property(unit, "MainPID");
+    sh("systemctl restart nginx.service");
+    assert!(nginx_is_mptcp(), "nginx is TCP under {unit}");
+    assert_nginx_serves();
+
+    std::fs::write(file, "comm = [\"no-such-program\"]\n").unwrap();
+    sh(&format!("systemctl reload {unit}"));
+    assert!(
+        unit_property(unit, "StatusText").starts_with("reloaded"),
+        "{}",
+        unit_property(unit, "StatusText")
+    );
+    sh("systemctl restart nginx.service");
+    assert!(
+        !nginx_is_mptcp(),
+        "nginx is still upgraded after the reload"
+    );
+    assert_nginx_serves();
+    assert_eq!(
+        unit_property(unit, "MainPID"),
+        pid,
+        "the reload restarted mptcpify"
+    );
+
+    std::fs::write(file, "unit = \"nginx\"\n").unwrap();
+    sh(&format!("systemctl reload {unit}"));
+    let status = unit_property(unit, "StatusText");
+    assert!(status.starts_with("reload failed"), "{status}");
+    assert!(status.contains("line 1"), "{status}");
+    assert_eq!(unit_property(unit, "ActiveState"), "active");
+
+    std::fs::write(file, "unit = [\"nginx\"]\n").unwrap();
+    sh(&format!("systemctl reload {unit}"));
+    sh("systemctl restart nginx.service");
+    assert!(
+        nginx_is_mptcp(),
+        "nginx is TCP after reloading its policy back"
+    );
+    assert_eq!(unit_property(unit, "MainPID"), pid);
+
+    sh(&format!(
+        "systemctl stop {unit}; systemctl restart nginx.service"
+    ));
+    std::fs::remove_file(file).unwrap();
+}

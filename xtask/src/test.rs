@@ -11,8 +11,11 @@ use crate::build::{self, cargo, Artifacts};
 use crate::cmd::{self, say};
 use crate::lab::{self, initramfs::GUEST_BIN, kernel::KNOWN, Image};
 
-/// The suite that needs systemd as PID 1: it runs in the systemd image only.
-const SYSTEMD_SUITE: &str = "systemd";
+/// The suites that need the lab's Debian image: systemd as PID 1, and
+/// AppArmor's tools (apparmor_parser) with securityfs mounted. They run
+/// there only: they start and stop units, restart nginx and load AppArmor
+/// profiles, which is the lab's to do, not a host's.
+const DEBIAN_IMAGE_SUITES: [&str; 2] = ["systemd", "apparmor"];
 /// The suite that checks the release bundle: on the host only.
 const BUNDLE_SUITE: &str = "bundle";
 
@@ -58,12 +61,10 @@ pub fn run(kernels: &[String]) -> Result<()> {
     }
     if host == "attachable" {
         say("this host's kernel lets mptcpify attach: the kernel suites run here too");
-        // Not the systemd suite: it installs, starts and stops units and
-        // restarts nginx, which is the lab's to do, not a host's.
         for (name, _) in artifacts
             .tests
             .iter()
-            .filter(|(n, _)| !is_host_only(n) && n != SYSTEMD_SUITE)
+            .filter(|(n, _)| !is_host_only(n) && !DEBIAN_IMAGE_SUITES.contains(&n.as_str()))
         {
             cmd::run(&mut host_test(&artifacts, name)?)?;
         }
@@ -78,7 +79,9 @@ pub fn run(kernels: &[String]) -> Result<()> {
             let suite: Vec<String> = artifacts
                 .tests
                 .iter()
-                .filter(|(test, _)| test != SYSTEMD_SUITE && test != BUNDLE_SUITE)
+                .filter(|(test, _)| {
+                    !DEBIAN_IMAGE_SUITES.contains(&test.as_str()) && test != BUNDLE_SUITE
+                })
                 .map(|(test, _)| format!("{GUEST_BIN}/test-{test} --test-threads=1"))
                 .collect();
             format!("set -e\n{}\n", suite.join("\n"))
@@ -94,12 +97,16 @@ pub fn run(kernels: &[String]) -> Result<()> {
         }
         if known.has_hook {
             say(format!(
-                "lab, Debian {name} with systemd as PID 1: units, nginx, delegation"
+                "lab, Debian {name} with systemd as PID 1: units, nginx, delegation, AppArmor"
             ));
-            let command = format!("{GUEST_BIN}/test-{SYSTEMD_SUITE} --test-threads=1\n");
+            let suites: Vec<String> = DEBIAN_IMAGE_SUITES
+                .iter()
+                .map(|test| format!("{GUEST_BIN}/test-{test} --test-threads=1"))
+                .collect();
+            let command = format!("set -e\n{}\n", suites.join("\n"));
             let (status, _) = lab::capture_in(name, &artifacts, &command, Image::Systemd)?;
             if status != 0 {
-                bail!("the systemd suite on {name} failed (exit status {status})");
+                bail!("the Debian image suites on {name} failed (exit status {status})");
             }
         }
     }

@@ -1,0 +1,619 @@
+//! What the policy maps hold for a policy ([`Contents`]), and the order of
+//! writes that takes them from one policy to the next ([`plan`]) while the
+//! program runs: at start (from nothing) and on reload (SIGHUP).
+//!
+//! The program reads the maps entry by entry, so a reload is seen half-done.
+//! The plan keeps every half-done state between the two policies: a process
+//! that both policies upgrade is upgraded all along, one that neither
+//! upgrades never is. It goes through four states, each step of a kind only
+//! adding or only removing:
+//!
+//! 1. add the new policy's exclusions (entries, then their kinds in CONFIG);
+//! 2. add its inclusions: now both policies' inclusions and exclusions hold;
+//! 3. remove the old inclusions (kinds in CONFIG first, then entries);
+//! 4. remove the old exclusions;
+//!
+//! then the cgroup rules are compacted (each moves only to a lower slot,
+//! after the rule that was there moved or was removed) and the rule count
+//! cut. Adding exclusions, or removing inclusions, only keeps more sockets
+//! TCP; the inclusions added in 2 are cancelled by the exclusions of 1.
+
+use std::collections::BTreeMap;
+
+use mptcpify_common::maps::{kind, role, CgroupRule, PidRule, MAX_CGROUP_RULES};
+
+use crate::errors::Failure;
+use crate::policy::{Entries, Policy};
+
+/// The policy part of the maps and of CONFIG.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub comms: BTreeMap<[u8; 16], u8>,
+    pub pids: BTreeMap<u32, (u64, u8)>,
+    pub netns: BTreeMap<u64, u8>,
+    /// Rules in slot order, with the path the follower knows them by.
+    pub cgroups: Vec<(CgroupRule, String)>,
+    pub explain: BTreeMap<[u8; 16], u8>,
+    /// CONFIG's kinds: include 0 means every process (`--all`).
+    pub include_kinds: u32,
+    pub exclude_kinds: u32,
+}
+
+/// One write, in the order [`plan`] gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Set (or, `None`, delete) an entry of COMMS, PIDS, NETNS or EXPLAIN.
+    Comm([u8; 16], Option<u8>),
+    Pid(u32, Option<(u64, u8)>),
+    Netns(u64, Option<u8>),
+    Explain([u8; 16], Option<u8>),
+    /// Write CGROUPS slot `index` and point its path at it.
+    Cgroup(u32, CgroupRule, String),
+    /// Forget a path that no rule has any more.
+    CgroupPathGone(String),
+    /// CONFIG's policy fields.
+    Config {
+        include_kinds: u32,
+        exclude_kinds: u32,
+        cgroup_rules: u32,
+        explain: bool,
+    },
+}
+
+impl Contents {
+    /// What `policy` puts in the maps; `netns`: its namespace entries (in
+    /// the fallback mode with the namespaces mptcpify checked).
+    pub fn of(policy: &Policy, netns: &Entries<u64>) -> Contents {
+        let mut contents = Contents::default();
+        let kinds = |kind: u32, roles: u8, c: &mut Contents| {
+            if roles & role::INCLUDE != 0 {
+                c.include_kinds |= kind;
+            }
+            if roles & role::EXCLUDE != 0 {
+                c.exclude_kinds |= kind;
+            }
+        };
+        for (key, roles, _) in &policy.comms.0 {
+            contents.comms.insert(key.0, *roles);
+            kinds(kind::COMM, *roles, &mut contents);
+        }
+        for (process, roles, _) in &policy.pids.0 {
+            contents
+                .pids
+                .insert(process.tgid, (process.start_ticks, *roles));
+            kinds(kind::PID, *roles, &mut contents);
+        }
+        for (key, roles, _) in &netns.0 {
+            contents.netns.insert(*key, *roles);
+            kinds(kind::NETNS, *roles, &mut contents);
+        }
+        for (cgroup, roles, _) in &policy.cgroups.0 {
+            let rule = CgroupRule {
+                id: cgroup.id,
+                level: cgroup.level,
+                role: u32::from(*roles),
+            };
+            contents.cgroups.push((rule, cgroup.relative.clone()));
+            kinds(kind::CGROUP, *roles, &mut contents);
+        }
+        for (key, roles, _) in &policy.explained.0 {
+            contents.explain.insert(key.0, *roles);
+        }
+        contents
+    }
+
+    fn config_step(&self, cgroup_rules: usize) -> Step {
+        Step::Config {
+            include_kinds: self.include_kinds,
+            exclude_kinds: self.exclude_kinds,
+            cgroup_rules: cgroup_rules as u32,
+            explain: !self.explain.is_empty(),
+        }
+    }
+}
+
+/// Keeps only the roles in `keep` of each entry (an entry left with none is
+/// removed).
+fn with_roles<K: Ord + Clone>(map: &BTreeMap<K, u8>, keep: u8) -> BTreeMap<K, u8> {
+    map.iter()
+        .filter(|(_, r)| *r & keep != 0)
+        .map(|(k, r)| (k.clone(), r & keep))
+        .collect()
+}
+
+/// Entry-wise union of the roles.
+fn union<K: Ord + Clone>(a: &BTreeMap<K, u8>, b: &BTreeMap<K, u8>) -> BTreeMap<K, u8> {
+    let mut out = a.clone();
+    for (k, r) in b {
+        *out.entry(k.clone()).or_default() |= r;
+    }
+    out
+}
+
+/// The steps that take the maps from `from` to `to` (both hash maps of one
+/// kind), in key order: changed and new entries, then removed ones.
+fn map_steps<K: Ord + Clone>(
+    from: &BTreeMap<K, u8>,
+    to: &BTreeMap<K, u8>,
+    step: impl Fn(K, Option<u8>) -> Step,
+) -> Vec<Step> {
+    let mut steps: Vec<Step> = to
+        .iter()
+        .filter(|(k, r)| from.get(*k) != Some(*r))
+        .map(|(k, r)| step(k.clone(), Some(*r)))
+        .collect();
+    steps.extend(
+        from.keys()
+            .filter(|k| !to.contains_key(*k))
+            .map(|k| step(k.clone(), None)),
+    );
+    steps
+}
+
+/// The include kinds of the union of two policies: every process when
+/// either selects every process.
+fn union_include_kinds(a: u32, b: u32) -> u32 {
+    if a == 0 || b == 0 {
+        0
+    } else {
+        a | b
+    }
+}
+
+/// One state of the transition: each map with the roles it holds then.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct State {
+    comms: BTreeMap<[u8; 16], u8>,
+    pids: BTreeMap<u32, u8>,
+    netns: BTreeMap<u64, u8>,
+    /// Cgroup rule roles by slot.
+    cgroups: Vec<u8>,
+    include_kinds: u32,
+    exclude_kinds: u32,
+}
+
+/// The writes that take the maps from `old` to `new` (see the module's
+/// comment), and what the maps then hold: `new`, its cgroup rules in the
+/// order of their slots.
+pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Failure> {
+    // The cgroup slots during the transition: the old rules where they are,
+    // then the new rules the old ones lack.
+    let mut slots: Vec<(CgroupRule, String)> = old.cgroups.clone();
+    let mut new_slot = Vec::new();
+    for (rule, path) in &new.cgroups {
+        match slots
+            .iter()
+            .position(|(r, p)| p == path && r.level == rule.level)
+        {
+            Some(at) => new_slot.push(at),
+            None => {
+                new_slot.push(slots.len());
+                slots.push((*rule, path.clone()));
+            }
+        }
+    }
+    if slots.len() > MAX_CGROUP_RULES as usize {
+        return Err(Failure::BadSelector {
+            what: format!(
+                "moving to the new policy needs {} cgroup rules at once (the old and the new \
+                 ones); mptcpify holds at most {MAX_CGROUP_RULES}",
+                slots.len()
+            ),
+            fix: "Reload in two steps (first a policy with fewer cgroups), or restart mptcpify."
+                .into(),
+        });
+    }
+    let old_roles: Vec<u8> = (0..slots.len())
+        .map(|i| old.cgroups.get(i).map_or(0, |(r, _)| r.role as u8))
+        .collect();
+    let mut new_roles = vec![0u8; slots.len()];
+    for ((rule, _), &at) in new.cgroups.iter().zip(&new_slot) {
+        new_roles[at] |= rule.role as u8;
+    }
+
+    let pid_roles =
+        |c: &Contents| -> BTreeMap<u32, u8> { c.pids.iter().map(|(k, (_, r))| (*k, *r)).collect() };
+    let state = |incl: &Contents, incl_kinds: u32, excl: [&Contents; 2], cg: Vec<u8>| State {
+        comms: union(
+            &with_roles(&incl.comms, role::INCLUDE),
+            &union(
+                &with_roles(&excl[0].comms, role::EXCLUDE),
+                &with_roles(&excl[1].comms, role::EXCLUDE),
+            ),
+        ),
+        pids: union(
+            &with_roles(&pid_roles(incl), role::INCLUDE),
+            &union(
+                &with_roles(&pid_roles(excl[0]), role::EXCLUDE),
+                &with_roles(&pid_roles(excl[1]), role::EXCLUDE),
+            ),
+        ),
+        netns: union(
+            &with_roles(&incl.netns, role::INCLUDE | role::MPTCP_CHECKED),
+            &union(
+                &with_roles(&excl[0].netns, role::EXCLUDE),
+                &with_roles(&excl[1].netns, role::EXCLUDE),
+            ),
+        ),
+        cgroups: cg,
+        include_kinds: incl_kinds,
+        exclude_kinds: excl[0].exclude_kinds | excl[1].exclude_kinds,
+    };
+    let both = union_include_kinds(old.include_kinds, new.include_kinds);
+    let mix = |incl: [u8; 2], excl: [u8; 2]| -> Vec<u8> {
+        (0..slots.len())
+            .map(|i| {
+                (old_roles[i] & incl[0] | new_roles[i] & incl[1])
+                    | (old_roles[i] & excl[0] | new_roles[i] & excl[1])
+            })
+            .collect()
+    };
+    let (i, e, none) = (role::INCLUDE, role::EXCLUDE, 0);
+    // The four states after the old one; the inclusions of a state with
+    // both policies' inclusions are those of the union.
+    let union_contents = Contents {
+        comms: union(&old.comms, &new.comms),
+        pids: old
+            .pids
+            .iter()
+            .chain(&new.pids)
+            .map(|(k, v)| (*k, *v))
+            .collect(),
+        netns: union(&old.netns, &new.netns),
+        ..Contents::default()
+    };
+    let states = [
+        state(old, old.include_kinds, [old, new], mix([i, none], [e, e])),
+        state(&union_contents, both, [old, new], mix([i, i], [e, e])),
+        state(new, new.include_kinds, [old, new], mix([none, i], [e, e])),
+        state(
+            new,
+            new.include_kinds,
+            [new, new],
+            mix([none, i], [none, e]),
+        ),
+    ];
+    // Where a pid rule's start time comes from: the new policy's when it
+    // has the pid (a pid reused since is another process), else the old's.
+    let start_of = |tgid: u32| {
+        new.pids
+            .get(&tgid)
+            .or_else(|| old.pids.get(&tgid))
+            .map_or(0, |(start, _)| *start)
+    };
+
+    let mut steps = Vec::new();
+    // Slots past the old rules hold whatever an earlier reload left there:
+    // they are all written before the rule count covers them.
+    let mut current = state(
+        old,
+        old.include_kinds,
+        [old, old],
+        old_roles[..old.cgroups.len()].to_vec(),
+    );
+    let mut count = old.cgroups.len();
+    for (n, next) in states.iter().enumerate() {
+        let adding = n < 2;
+        let entries = |steps: &mut Vec<Step>, current: &State| {
+            steps.extend(map_steps(&current.comms, &next.comms, Step::Comm));
+            steps.extend(map_steps(&current.pids, &next.pids, |k, r| {
+                Step::Pid(k, r.map(|r| (start_of(k), r)))
+            }));
+            steps.extend(map_steps(&current.netns, &next.netns, Step::Netns));
+            for (slot, roles) in next.cgroups.iter().enumerate() {
+                if current.cgroups.get(slot) != Some(roles) {
+                    let (rule, path) = &slots[slot];
+                    let rule = CgroupRule {
+                        role: u32::from(*roles),
+                        ..*rule
+                    };
+                    steps.push(Step::Cgroup(slot as u32, rule, path.clone()));
+                }
+            }
+        };
+        let config = |count: usize| Step::Config {
+            include_kinds: next.include_kinds,
+            exclude_kinds: next.exclude_kinds,
+            cgroup_rules: count as u32,
+            explain: !old.explain.is_empty() || !new.explain.is_empty(),
+        };
+        if adding {
+            // Entries first: CONFIG then looks up kinds that have them.
+            entries(&mut steps, &current);
+            count = count.max(next.cgroups.len());
+            steps.push(config(count));
+        } else {
+            steps.push(config(count));
+            entries(&mut steps, &current);
+        }
+        current = next.clone();
+    }
+    // Compaction: the new rules, in the order of their slots, into the
+    // first slots; each moves down only, onto a slot whose rule is gone or
+    // already moved.
+    let mut live: Vec<(usize, CgroupRule, String)> = new_slot
+        .iter()
+        .zip(&new.cgroups)
+        .map(|(&from, (rule, path))| (from, *rule, path.clone()))
+        .collect();
+    live.sort_by_key(|(from, _, _)| *from);
+    for (to, (from, rule, path)) in live.iter().enumerate() {
+        if to != *from || current.cgroups.get(to) != Some(&(rule.role as u8)) {
+            steps.push(Step::Cgroup(to as u32, *rule, path.clone()));
+        }
+    }
+    let mut done = new.clone();
+    done.cgroups = live
+        .into_iter()
+        .map(|(_, rule, path)| (rule, path))
+        .collect();
+    steps.push(done.config_step(done.cgroups.len()));
+    for (_, path) in &slots {
+        if !new.cgroups.iter().any(|(_, p)| p == path) {
+            steps.push(Step::CgroupPathGone(path.clone()));
+        }
+    }
+    // EXPLAIN is not part of the decision: a plain swap.
+    steps.extend(map_steps(&old.explain, &new.explain, Step::Explain));
+    Ok((steps, done))
+}
+
+/// The pid rule of a [`Step::Pid`].
+pub fn pid_rule((start_ticks, roles): (u64, u8)) -> PidRule {
+    PidRule {
+        start_ticks,
+        roles: u32::from(roles),
+        _pad: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task as the program sees it.
+    #[derive(Clone, Debug)]
+    struct Task {
+        comm: [u8; 16],
+        tgid: u32,
+        netns: u64,
+        /// (level, id) of its cgroup's ancestors, itself included.
+        cgroups: Vec<(u32, u64)>,
+    }
+
+    /// The maps as the program would read them, mid-transition.
+    #[derive(Clone, Debug, Default)]
+    struct Maps {
+        comms: BTreeMap<[u8; 16], u8>,
+        pids: BTreeMap<u32, u8>,
+        netns: BTreeMap<u64, u8>,
+        cgroups: Vec<CgroupRule>,
+        include_kinds: u32,
+        exclude_kinds: u32,
+        cgroup_rules: u32,
+    }
+
+    impl Maps {
+        fn apply(&mut self, step: &Step) {
+            match step {
+                Step::Comm(k, r) => set(&mut self.comms, *k, *r),
+                Step::Pid(k, r) => set(&mut self.pids, *k, r.map(|(_, r)| r)),
+                Step::Netns(k, r) => set(&mut self.netns, *k, *r),
+                Step::Explain(..) | Step::CgroupPathGone(_) => {}
+                Step::Cgroup(i, rule, _) => {
+                    let i = *i as usize;
+                    if self.cgroups.len() <= i {
+                        self.cgroups.resize(i + 1, CgroupRule::default());
+                    }
+                    self.cgroups[i] = *rule;
+                }
+                Step::Config {
+                    include_kinds,
+                    exclude_kinds,
+                    cgroup_rules,
+                    ..
+                } => {
+                    self.include_kinds = *include_kinds;
+                    self.exclude_kinds = *exclude_kinds;
+                    self.cgroup_rules = *cgroup_rules;
+                }
+            }
+        }
+
+        /// mptcpify-ebpf/src/task.rs's selection, on these maps.
+        fn upgrades(&self, task: &Task) -> bool {
+            let wanted = self.include_kinds | self.exclude_kinds;
+            let (mut incl, mut excl) = (0u32, false);
+            let mut add = |kind: u32, roles: u8| {
+                if roles & role::INCLUDE != 0 {
+                    incl |= kind;
+                }
+                excl |= roles & role::EXCLUDE != 0;
+            };
+            if wanted & kind::NETNS != 0 {
+                add(kind::NETNS, *self.netns.get(&task.netns).unwrap_or(&0));
+            }
+            if wanted & kind::COMM != 0 {
+                add(kind::COMM, *self.comms.get(&task.comm).unwrap_or(&0));
+            }
+            if wanted & kind::PID != 0 {
+                add(kind::PID, *self.pids.get(&task.tgid).unwrap_or(&0));
+            }
+            if wanted & kind::CGROUP != 0 {
+                for rule in self.cgroups.iter().take(self.cgroup_rules as usize) {
+                    if task.cgroups.contains(&(rule.level, rule.id)) {
+                        add(kind::CGROUP, rule.role as u8);
+                    }
+                }
+            }
+            (self.include_kinds == 0 || incl & self.include_kinds != 0) && !excl
+        }
+    }
+
+    fn set<K: Ord>(map: &mut BTreeMap<K, u8>, k: K, r: Option<u8>) {
+        match r {
+            Some(r) => {
+                map.insert(k, r);
+            }
+            None => {
+                map.remove(&k);
+            }
+        }
+    }
+
+    fn name(s: &str) -> [u8; 16] {
+        mptcpify_common::maps::CommKey::from_name(s.as_bytes()).0 .0
+    }
+
+    fn rule(level: u32, id: u64, roles: u8) -> (CgroupRule, String) {
+        let rule = CgroupRule {
+            id,
+            level,
+            role: u32::from(roles),
+        };
+        (rule, format!("/cg{id}"))
+    }
+
+    /// A policy by hand: comms, pids, netns, cgroups (each with roles).
+    fn policy(
+        comms: &[(&str, u8)],
+        pids: &[(u32, u8)],
+        netns: &[(u64, u8)],
+        cgroups: &[(u32, u64, u8)],
+    ) -> Contents {
+        let mut c = Contents::default();
+        let kinds = |kind: u32, roles: u8, c: &mut Contents| {
+            if roles & role::INCLUDE != 0 {
+                c.include_kinds |= kind;
+            }
+            if roles & role::EXCLUDE != 0 {
+                c.exclude_kinds |= kind;
+            }
+        };
+        for (n, r) in comms {
+            c.comms.insert(name(n), *r);
+            kinds(kind::COMM, *r, &mut c);
+        }
+        for (p, r) in pids {
+            c.pids.insert(*p, (7, *r));
+            kinds(kind::PID, *r, &mut c);
+        }
+        for (n, r) in netns {
+            c.netns.insert(*n, *r);
+            kinds(kind::NETNS, *r, &mut c);
+        }
+        for (level, id, r) in cgroups {
+            c.cgroups.push(rule(*level, *id, *r));
+            kinds(kind::CGROUP, *r, &mut c);
+        }
+        c
+    }
+
+    /// The maps holding `contents`, with stale rules past its cgroup rules
+    /// (as an earlier reload's compaction leaves them) that would select
+    /// and exclude tasks if they were ever counted.
+    fn load(contents: &Contents) -> Maps {
+        let mut maps = Maps::default();
+        let (steps, _) = plan(&Contents::default(), contents).unwrap();
+        for step in &steps {
+            maps.apply(step);
+        }
+        let n = maps.cgroup_rules as usize;
+        maps.cgroups.resize(n, CgroupRule::default());
+        for k in n..MAX_CGROUP_RULES as usize {
+            let stale = [rule(1, 99, role::INCLUDE), rule(0, 1, role::EXCLUDE)][k % 2].0;
+            maps.cgroups.push(stale);
+        }
+        maps
+    }
+
+    fn tasks() -> Vec<Task> {
+        let mut tasks = Vec::new();
+        for comm in ["a", "b", "s", "x"] {
+            for tgid in [100, 200] {
+                for netns in [1, 2] {
+                    for cgroups in [
+                        vec![(0, 1)],
+                        vec![(0, 1), (1, 10)],
+                        vec![(0, 1), (1, 10), (2, 20)],
+                        vec![(0, 1), (1, 99)],
+                    ] {
+                        tasks.push(Task {
+                            comm: name(comm),
+                            tgid,
+                            netns,
+                            cgroups,
+                        });
+                    }
+                }
+            }
+        }
+        tasks
+    }
+
+    /// Every pair of these policies: after every single write, a task
+    /// both upgrade is upgraded, a task neither upgrades is not, and at the
+    /// end the maps say what the new policy says.
+    #[test]
+    fn no_half_done_reload_changes_what_both_policies_agree_on() {
+        let (i, e) = (role::INCLUDE, role::EXCLUDE);
+        let policies = [
+            policy(&[("s", e)], &[], &[], &[]),
+            policy(&[("a", i), ("b", i)], &[], &[], &[]),
+            policy(&[], &[], &[], &[(1, 10, i), (2, 20, e)]),
+            policy(&[("a", e)], &[], &[], &[(1, 10, i)]),
+            policy(&[], &[], &[], &[(2, 20, i), (1, 10, i)]),
+            policy(&[], &[], &[], &[(1, 99, i), (2, 20, i), (1, 10, e)]),
+            policy(&[("b", i)], &[(100, i)], &[(2, i)], &[]),
+            policy(
+                &[("a", i | e), ("x", i)],
+                &[(200, i)],
+                &[(1, e)],
+                &[(1, 10, i)],
+            ),
+            policy(&[("x", e)], &[], &[(2, i)], &[(1, 10, e), (1, 99, i)]),
+        ];
+        let tasks = tasks();
+        for (n, old) in policies.iter().enumerate() {
+            for (m, new) in policies.iter().enumerate() {
+                let mut maps = load(old);
+                let want_old: Vec<bool> = tasks.iter().map(|t| maps.upgrades(t)).collect();
+                let want_new: Vec<bool> = tasks.iter().map(|t| load(new).upgrades(t)).collect();
+                let (steps, done) = plan(old, new).unwrap();
+                for (k, step) in steps.iter().enumerate() {
+                    maps.apply(step);
+                    for (t, task) in tasks.iter().enumerate() {
+                        let now = maps.upgrades(task);
+                        if want_old[t] == want_new[t] {
+                            assert_eq!(
+                                now, want_old[t],
+                                "policy {n} -> {m}, after step {k} ({step:?}): {task:?}"
+                            );
+                        }
+                    }
+                }
+                for (t, task) in tasks.iter().enumerate() {
+                    assert_eq!(maps.upgrades(task), want_new[t], "{n} -> {m}: {task:?}");
+                }
+                assert_eq!(maps.cgroup_rules as usize, new.cgroups.len());
+                let mut a = done.cgroups.clone();
+                let mut b = new.cgroups.clone();
+                a.sort_by_key(|(_, p)| p.clone());
+                b.sort_by_key(|(_, p)| p.clone());
+                assert_eq!(a, b, "{n} -> {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_cgroup_rules_at_once_is_refused() {
+        let many = |base: u64| Contents {
+            cgroups: (0..20).map(|k| rule(1, base + k, role::INCLUDE)).collect(),
+            include_kinds: kind::CGROUP,
+            ..Contents::default()
+        };
+        let err = plan(&many(100), &many(200)).unwrap_err().to_string();
+        assert!(err.contains("40 cgroup rules at once"), "{err}");
+        assert!(plan(&many(100), &many(110)).is_ok(), "30 at once fit");
+    }
+}

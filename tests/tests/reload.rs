@@ -1,0 +1,107 @@
+//! The policy from a file (`--config`), reloaded in place on SIGHUP: the new
+//! policy takes over without detaching, while a process both policies
+//! upgrade keeps getting MPTCP and one neither upgrades keeps TCP; a file
+//! that does not load leaves the policy in force. Run as root on a kernel
+//! with update_socket_protocol (the lab).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mptcpify_tests::probe::{self, TempCgroup};
+use mptcpify_tests::process::Running;
+
+const WAIT: Duration = Duration::from_secs(60);
+const MPTCP: &str = "protocol=262";
+const TCP: &str = "protocol=6";
+
+fn write(file: &Path, text: &str) {
+    std::fs::write(file, text).unwrap();
+}
+
+fn reload(running: &mut Running, needle: &str) -> String {
+    running.signal(libc::SIGHUP);
+    running.wait_for(needle, WAIT)
+}
+
+#[test]
+fn a_reloaded_policy_takes_over_in_place() {
+    let both = TempCgroup::new("mptcpify-test-reload-both");
+    let first = TempCgroup::new("mptcpify-test-reload-first");
+    let second = TempCgroup::new("mptcpify-test-reload-second");
+    let neither = TempCgroup::new("mptcpify-test-reload-neither");
+    let file = std::env::temp_dir().join(format!("mptcpify-test-{}.toml", std::process::id()));
+    let policy = |selected: &TempCgroup| {
+        format!(
+            "# the test's policy\ncgroup = [\n  \"{}\",\n  \"{}\",\n]\nexclude_comm = [\"socket-probe-st\"]\n",
+            both.0.display(),
+            selected.0.display()
+        )
+    };
+    write(&file, &policy(&first));
+    let mut running = Running::attach(&["-q", "--config", file.to_str().unwrap()]);
+    assert_eq!(probe::in_cgroup(&first.0), MPTCP);
+    assert_eq!(probe::in_cgroup(&second.0), TCP);
+
+    // While the policy flips back and forth, probes keep running where both
+    // policies agree: `both` must stay MPTCP, `neither` TCP, every time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watchers: Vec<_> = [(both.0.clone(), MPTCP), (neither.0.clone(), TCP)]
+        .into_iter()
+        .map(|(cgroup, expected)| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    seen.push(probe::in_cgroup(&cgroup));
+                }
+                (expected, seen)
+            })
+        })
+        .collect();
+    for round in 0..3 {
+        write(&file, &policy(&second));
+        reload(&mut running, "reloaded");
+        assert_eq!(probe::in_cgroup(&second.0), MPTCP, "round {round}");
+        assert_eq!(probe::in_cgroup(&first.0), TCP, "round {round}");
+        write(&file, &policy(&first));
+        reload(&mut running, "reloaded");
+        assert_eq!(probe::in_cgroup(&first.0), MPTCP, "round {round}");
+        assert_eq!(probe::in_cgroup(&second.0), TCP, "round {round}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for watcher in watchers {
+        let (expected, seen) = watcher.join().unwrap();
+        assert!(!seen.is_empty());
+        assert!(
+            seen.iter().all(|s| s == expected),
+            "expected {expected} all along the reloads: {seen:?}"
+        );
+        eprintln!("{} probes during the reloads, all {expected}", seen.len());
+    }
+    // The exclusion came from the file too.
+    let script = format!(
+        "echo $$ > '{}/cgroup.procs' && exec '{}'",
+        first.0.display(),
+        probe::path("socket-probe-static").display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(probe::result(&out), TCP);
+
+    // A file that does not load: said with its line; the policy stays.
+    write(&file, "cgroup = [\"/sys/fs/cgroup\"]\nexclude_comm = 7\n");
+    let line = reload(&mut running, "reloading");
+    assert!(line.contains("failed; the policy in force stays"), "{line}");
+    running.wait_for("line 2", WAIT);
+    assert_eq!(probe::in_cgroup(&first.0), MPTCP);
+    assert_eq!(probe::in_cgroup(&second.0), TCP);
+
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    let _ = std::fs::remove_file(&file);
+}

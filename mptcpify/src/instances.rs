@@ -69,7 +69,8 @@ fn describe(system_wide: bool, excludes: bool) -> &'static str {
     }
 }
 
-/// Every attached mptcpify upgrader but those of this process.
+/// Every attached mptcpify upgrader (this process's own has not been
+/// loaded yet when this is asked at start; on reload, see [`others_than`]).
 pub fn attached() -> Vec<Instance> {
     loaded_programs()
         .flatten()
@@ -89,6 +90,14 @@ pub fn attached() -> Vec<Instance> {
                 exclude_kinds: head[1],
             })
         })
+        .collect()
+}
+
+/// Every attached mptcpify upgrader but program `own` (this instance's).
+pub fn others_than(own: Option<u32>) -> Vec<Instance> {
+    attached()
+        .into_iter()
+        .filter(|i| Some(i.program_id) != own)
         .collect()
 }
 

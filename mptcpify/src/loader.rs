@@ -441,6 +441,12 @@ impl Attached {
             .collect()
     }
 
+    /// The upgrader's BPF program id.
+    pub fn program_id(&self) -> Option<u32> {
+        let program: &FModRet = self.ebpf.program(PROGRAM)?.try_into().ok()?;
+        Some(program.info().ok()?.id())
+    }
+
     pub fn run_stats(&self) -> Option<RunStats> {
         let program: &FModRet = self.ebpf.program(PROGRAM)?.try_into().ok()?;
         let info = program.info().ok()?;
@@ -459,6 +465,10 @@ impl Attached {
         )?;
         netns.insert(new, roles, 0)?;
         let _ = netns.remove(&old);
+        // What a later reload starts from.
+        if let Some(held) = self.contents.netns.remove(&old) {
+            self.contents.netns.insert(new, held);
+        }
         Ok(())
     }
 

@@ -171,18 +171,15 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = hangup => {}
-            result = events.print_forever() => result?,
-            result = netns_follower.run_forever(&mut attached) => result?,
-        }
-        // Only SIGHUP gets here, and only with --config.
-        let path = cli
-            .config
-            .as_deref()
-            .expect("SIGHUP is handled only with --config");
+        // The readers return only on an error; SIGHUP only with --config.
+        let reread = tokio::select! {
+            _ = sigint.recv() => None,
+            _ = sigterm.recv() => None,
+            _ = hangup => cli.config.as_deref(),
+            result = events.print_forever() => { result?; None }
+            result = netns_follower.run_forever(&mut attached) => { result?; None }
+        };
+        let Some(path) = reread else { break };
         if let Some(reloaded) = reload(path, &cli.safety, &mut attached) {
             policy = reloaded;
             netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
@@ -211,7 +208,7 @@ fn reload(
         }
         instances::check(
             &loaded.policy,
-            &instances::attached(),
+            &instances::others_than(attached.program_id()),
             safety.allow_other_instances,
         )?;
         attached.reload(&loaded.policy)?;

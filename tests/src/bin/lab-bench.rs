@@ -140,6 +140,12 @@ fn socket_cost() {
             preload: false,
         },
         Mode {
+            name: "mptcpify -q --all --explain (another program)",
+            args: args(&["-q", "--all", "--explain", "no-such-comm"]),
+            attach: true,
+            preload: false,
+        },
+        Mode {
             name: "mptcpize (LD_PRELOAD)",
             args: vec![],
             attach: false,

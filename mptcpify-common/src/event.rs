@@ -27,6 +27,44 @@ pub mod outcome {
     /// with its verdict and the selector kinds that matched (see
     /// [`super::Event::explanation`]).
     pub const VERDICT: u32 = 7;
+    /// An upgraded socket was closed: what it did ([`super::closed`], bits
+    /// 0-7 of [`super::Event::why`]) and the extra subflows it joined (bits
+    /// 8-31). Who: the process that created it.
+    pub const CLOSED: u32 = 8;
+}
+
+/// What an upgraded socket did, told when it is closed.
+pub mod closed {
+    /// The peer answered MP_CAPABLE: the connection was MPTCP.
+    pub const MPTCP: u32 = 0;
+    /// Connected without MPTCP: the peer (or a middlebox) does not speak it.
+    pub const FALLBACK: u32 = 1;
+    /// A listening socket.
+    pub const LISTENER: u32 = 2;
+    /// Never connected (a failed or abandoned connect, an unused socket).
+    pub const UNCONNECTED: u32 = 3;
+
+    /// `TCP_LISTEN` and the states of a connection that was established
+    /// (include/net/tcp_states.h).
+    const LISTEN: u8 = 10;
+    const CONNECTED: [u8; 6] = [1, 4, 5, 8, 9, 11];
+
+    /// The outcome of a socket closed in `state` (its TCP state), after
+    /// the peer gave `remote_key` (0: no MP_CAPABLE answer) and `bytes`
+    /// moved. An MPTCP connection that fell back later (infinite mapping)
+    /// counts as MPTCP.
+    #[inline(always)]
+    pub fn classify(state: u8, remote_key: u64, bytes: u64) -> u32 {
+        if state == LISTEN {
+            LISTENER
+        } else if remote_key != 0 {
+            MPTCP
+        } else if bytes > 0 || CONNECTED.contains(&state) {
+            FALLBACK
+        } else {
+            UNCONNECTED
+        }
+    }
 }
 
 /// The errors by which MPTCP says "not implemented for MPTCP"
@@ -144,6 +182,20 @@ mod tests {
         }
         let why = Explanation::pack(Verdict::Keep(Keep::Excluded), 0, kind::NETNS);
         assert_eq!(Explanation::unpack(why).excluded_by, kind::NETNS);
+    }
+
+    #[test]
+    fn closed_sockets_are_classified_by_state_key_and_data() {
+        use closed::*;
+        assert_eq!(classify(10, 0, 0), LISTENER);
+        assert_eq!(classify(10, 7, 0), LISTENER);
+        assert_eq!(classify(1, 0x1234, 0), MPTCP);
+        assert_eq!(classify(7, 0x1234, 100), MPTCP);
+        assert_eq!(classify(1, 0, 0), FALLBACK);
+        assert_eq!(classify(8, 0, 0), FALLBACK);
+        assert_eq!(classify(7, 0, 4096), FALLBACK);
+        assert_eq!(classify(7, 0, 0), UNCONNECTED);
+        assert_eq!(classify(2, 0, 0), UNCONNECTED);
     }
 
     #[test]

@@ -50,6 +50,51 @@ pub struct AuditKey {
 pub const EXPLAIN: &str = "EXPLAIN";
 pub const MAX_EXPLAIN: u32 = 16;
 
+/// `LruHashMap<u64, u32>`: threads (`bpf_get_current_pid_tgid`) whose
+/// `socket()` the upgrader just upgraded → the family. The program on
+/// `mptcp_init_sock`, called in the same `socket()`, takes the entry and
+/// tags the new socket: MPTCP sockets the application asked for itself are
+/// not counted as upgraded.
+pub const PENDING: &str = "PENDING";
+pub const MAX_PENDING: u32 = 1024;
+/// `LruHashMap<u64, Tag>`: upgraded MPTCP sockets (their `struct sock`
+/// address) → who created them and the subflows they joined, until close.
+pub const TAGGED: &str = "TAGGED";
+pub const MAX_TAGGED: u32 = 16384;
+/// `Array<CloseLayout>` with one entry.
+pub const CLOSE_LAYOUT: &str = "CLOSE_LAYOUT";
+
+/// An upgraded socket, from its creation to its close.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tag {
+    /// Who called `socket()` (not who closes it: a forked child may).
+    pub pid: u32,
+    pub tid: u32,
+    pub family: u32,
+    /// Extra subflows that joined (MP_JOIN completed).
+    pub joins: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Where the programs on `mptcp_finish_join` and `mptcp_close` read an
+/// MPTCP socket: its state (`sk->__sk_common.skc_state`), whether the peer
+/// answered MP_CAPABLE (`mptcp_sock.remote_key`, set from the peer's key by
+/// `mptcp_finish_connect`, net/mptcp/protocol.c), the data it moved
+/// (`bytes_sent`, `bytes_received`), and a subflow's MPTCP socket
+/// (`inet_csk(ssk)->icsk_ulp_data` is its `mptcp_subflow_context`, whose
+/// `conn` is the MPTCP socket). Byte offsets from BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloseLayout {
+    pub sk_state: u32,
+    pub remote_key: u32,
+    pub bytes_sent: u32,
+    pub bytes_received: u32,
+    pub icsk_ulp_data: u32,
+    pub subflow_conn: u32,
+}
+
 /// `Array<CheckSlot>` with one entry, used only by the start-up self-check
 /// program (see [`CheckSlot`]).
 pub const CHECK: &str = "CHECK";
@@ -103,6 +148,9 @@ pub mod flag {
     /// `--explain`: look the calling process up in [`super::EXPLAIN`] and
     /// report the verdict of its TCP calls. Off, it costs nothing.
     pub const EXPLAIN: u32 = 1 << 5;
+    /// The outcome programs are attached: the upgrader records each upgrade
+    /// in [`super::PENDING`] for the program that tags the new socket.
+    pub const OUTCOMES: u32 = 1 << 6;
 }
 
 #[repr(C)]
@@ -346,10 +394,18 @@ pub enum Counter {
     /// A verdict, numbered after the others so that the slots other
     /// versions read stay where they were.
     KeptFiltered = 7,
+    /// Upgraded sockets closed, by what they did (see
+    /// [`crate::event::closed`]), and the extra subflows the MPTCP ones
+    /// joined. Not verdicts.
+    ClosedMptcp = 8,
+    ClosedFallback = 9,
+    ClosedListener = 10,
+    ClosedUnconnected = 11,
+    ExtraSubflows = 12,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 13] = [
         Counter::Upgraded,
         Counter::KeptMptcpDisabled,
         Counter::KeptExcluded,
@@ -358,13 +414,27 @@ impl Counter {
         Counter::RefusedOption,
         Counter::DroppedEvents,
         Counter::KeptFiltered,
+        Counter::ClosedMptcp,
+        Counter::ClosedFallback,
+        Counter::ClosedListener,
+        Counter::ClosedUnconnected,
+        Counter::ExtraSubflows,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
     /// Whether this counts TCP `socket()` calls (one verdict each), which
     /// add up to the TCP sockets seen.
     pub fn is_verdict(self) -> bool {
-        !matches!(self, Counter::RefusedOption | Counter::DroppedEvents)
+        !matches!(
+            self,
+            Counter::RefusedOption
+                | Counter::DroppedEvents
+                | Counter::ClosedMptcp
+                | Counter::ClosedFallback
+                | Counter::ClosedListener
+                | Counter::ClosedUnconnected
+                | Counter::ExtraSubflows
+        )
     }
 
     /// The counter's name in JSON output.
@@ -376,6 +446,11 @@ impl Counter {
             Counter::KeptNotSelected => "kept_not_selected",
             Counter::KeptSandboxed => "kept_sandboxed",
             Counter::KeptFiltered => "kept_sock_filtered",
+            Counter::ClosedMptcp => "closed_mptcp",
+            Counter::ClosedFallback => "closed_fallback",
+            Counter::ClosedListener => "closed_listener",
+            Counter::ClosedUnconnected => "closed_unconnected",
+            Counter::ExtraSubflows => "extra_subflows",
             Counter::RefusedOption => "refused_options",
             Counter::DroppedEvents => "dropped_events",
         }
@@ -405,6 +480,11 @@ impl Counter {
             Counter::KeptNotSelected => "kept tcp: not selected",
             Counter::KeptSandboxed => "kept tcp: sandboxed (Landlock)",
             Counter::KeptFiltered => "kept tcp: a cgroup sock_create program applies",
+            Counter::ClosedMptcp => "upgraded sockets closed after using mptcp",
+            Counter::ClosedFallback => "upgraded sockets closed after falling back to tcp",
+            Counter::ClosedListener => "upgraded listeners closed",
+            Counter::ClosedUnconnected => "upgraded sockets closed never connected",
+            Counter::ExtraSubflows => "extra subflows joined (upgraded sockets, closed)",
             Counter::RefusedOption => "socket option calls refused by mptcp",
             Counter::DroppedEvents => "events dropped (ring buffer full; counted above)",
         }
@@ -420,6 +500,8 @@ mod pod {
     unsafe impl aya::Pod for super::CheckSlot {}
     unsafe impl aya::Pod for super::CgroupPath {}
     unsafe impl aya::Pod for super::PidRule {}
+    unsafe impl aya::Pod for super::Tag {}
+    unsafe impl aya::Pod for super::CloseLayout {}
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! - [`follow`]: `mptcpify_follow`, keeping cgroup rules on their paths.
 //! - [`options`]: `mptcpify_setsockopt`/`_getsockopt`, reporting the socket
 //!   options MPTCP refuses.
+//! - [`outcomes`]: `mptcpify_tag`, `_join`, `_closed`: what each upgraded
+//!   socket did (MPTCP and its extra subflows, fallback), told at close.
 //! - [`audit`]: `mptcpify_audit_setsockopt`, reporting the TCP socket
 //!   options selected processes use (`mptcpify audit`).
 #![no_std]
@@ -20,6 +22,7 @@ mod audit;
 mod follow;
 mod maps;
 mod options;
+mod outcomes;
 mod task;
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::FExitContext};
@@ -38,7 +41,7 @@ use mptcpify_common::{
 pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     let call = socket_call(ctx);
     // The config is read once, and only for TCP calls.
-    let (mut events, mut audit) = (false, false);
+    let (mut events, mut audit, mut outcomes) = (false, false, false);
     // Plain values, not an Option with a payload: the verifier rejects the
     // undefined payload bytes LLVM would spill for `None`.
     let (mut explain, mut selected_by, mut excluded_by) = (false, 0u32, 0u32);
@@ -46,6 +49,7 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
         let config = maps::config();
         events = config.flags & flag::EVENTS != 0;
         audit = config.flags & flag::AUDIT != 0;
+        outcomes = config.flags & flag::OUTCOMES != 0;
         let matched = task::matches(&config);
         if task::explained(&config) {
             (explain, selected_by, excluded_by) = (true, matched.selected_by, matched.excluded_by);
@@ -70,6 +74,9 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
             maps::report(outcome::WOULD_UPGRADE, call.family);
         }
         return 0;
+    }
+    if outcomes && verdict == Verdict::Upgrade {
+        maps::pending(call.family);
     }
     if events {
         match verdict {

@@ -8,8 +8,9 @@ use aya_ebpf::{
 use mptcpify_common::{
     event::Event,
     maps::{
-        AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, PidRule,
-        MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS,
+        AuditKey, CgroupPath, CgroupRule, CheckSlot, CloseLayout, CommKey, Config, Counter,
+        PidRule, Tag, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS,
+        MAX_PENDING, MAX_PIDS, MAX_TAGGED,
     },
 };
 
@@ -53,6 +54,15 @@ pub static PATH_SCRATCH: PerCpuArray<CgroupPath> = PerCpuArray::with_max_entries
 #[map(name = "AUDIT_SEEN")]
 pub static AUDIT_SEEN: LruHashMap<AuditKey, u8> = LruHashMap::with_max_entries(MAX_AUDIT_SEEN, 0);
 
+#[map(name = "PENDING")]
+pub static PENDING: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_PENDING, 0);
+
+#[map(name = "TAGGED")]
+pub static TAGGED: LruHashMap<u64, Tag> = LruHashMap::with_max_entries(MAX_TAGGED, 0);
+
+#[map(name = "CLOSE_LAYOUT")]
+static CLOSE_LAYOUT: Array<CloseLayout> = Array::with_max_entries(1, 0);
+
 #[map(name = "CHECK")]
 pub static CHECK: Array<CheckSlot> = Array::with_max_entries(1, 0);
 
@@ -62,11 +72,48 @@ pub fn config() -> Config {
 }
 
 #[inline(always)]
+pub fn close_layout() -> CloseLayout {
+    CLOSE_LAYOUT.get(0).copied().unwrap_or_default()
+}
+
+#[inline(always)]
 pub fn count(counter: Counter) {
+    count_by(counter, 1);
+}
+
+#[inline(always)]
+pub fn count_by(counter: Counter, n: u64) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // Per-CPU slot: no other writer while this program runs on this CPU.
-        unsafe { *slot += 1 };
+        unsafe { *slot += n };
     }
+}
+
+/// The upgrader's note for the program that tags the new socket.
+#[inline(always)]
+pub fn pending(family: i32) {
+    let _ = PENDING.insert(&bpf_get_current_pid_tgid(), &(family as u32), 0);
+}
+
+/// A closed upgraded socket's event, in the name of its creator.
+#[inline(always)]
+pub fn report_closed(tag: &Tag, kind: u32) {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        count(Counter::DroppedEvents);
+        return;
+    };
+    entry.write(Event {
+        outcome: mptcpify_common::event::outcome::CLOSED,
+        pid: tag.pid,
+        tid: tag.tid,
+        family: tag.family,
+        why: kind | tag.joins << 8,
+        // SAFETY: a helper without arguments.
+        boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        comm: tag.comm,
+        ..Event::default()
+    });
+    entry.submit(BPF_RB_NO_WAKEUP);
 }
 
 /// A socket's event: `outcome` is an [`mptcpify_common::event::outcome`] value.

@@ -8,7 +8,7 @@
 use aya::maps::{MapData, RingBuf};
 use mptcpify_common::{
     consts::AF_INET6,
-    event::{outcome, Event, Explanation},
+    event::{closed, outcome, Event, Explanation},
     maps::kind,
     Keep, Verdict,
 };
@@ -89,6 +89,11 @@ pub fn line(event: &Event) -> String {
             family(event)
         ),
         outcome::WOULD_UPGRADE => format!("would upgrade {who} family={}", family(event)),
+        outcome::CLOSED => format!(
+            "closed {who} family={}: {}",
+            family(event),
+            closed_words(event)
+        ),
         outcome::VERDICT => format!(
             "explain {who} family={}: {}",
             family(event),
@@ -96,6 +101,31 @@ pub fn line(event: &Event) -> String {
         ),
         _ => format!("upgraded {who} family={}", family(event)),
     }
+}
+
+/// What a closed upgraded socket did: the JSON `outcome`, the words of the
+/// text line, and its extra subflows.
+fn closed_outcome(event: &Event) -> (&'static str, String, u32) {
+    let joins = event.why >> 8;
+    let plural = if joins == 1 { "" } else { "s" };
+    match event.why & 0xff {
+        closed::MPTCP => (
+            "mptcp",
+            format!("mptcp, {joins} extra subflow{plural}"),
+            joins,
+        ),
+        closed::FALLBACK => (
+            "fallback",
+            "fell back to tcp (the peer did not answer MP_CAPABLE)".into(),
+            0,
+        ),
+        closed::LISTENER => ("listener", "listener".into(), 0),
+        _ => ("unconnected", "never connected".into(), 0),
+    }
+}
+
+fn closed_words(event: &Event) -> String {
+    closed_outcome(event).1
 }
 
 /// The selector options of the [`kind`] bits `kinds` (include or exclude).
@@ -192,6 +222,10 @@ struct JsonEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     verdict: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_subflows: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     selected_by: Option<Vec<&'static str>>,
@@ -219,6 +253,8 @@ pub fn json(event: &Event, time: std::time::SystemTime) -> String {
         comm: comm.clone(),
         family: Some(family(event)),
         verdict: None,
+        outcome: None,
+        extra_subflows: None,
         reason: None,
         selected_by: None,
         excluded_by: None,
@@ -247,6 +283,12 @@ pub fn json(event: &Event, time: std::time::SystemTime) -> String {
             json.reason = Some("sock_filtered");
         }
         outcome::WOULD_UPGRADE => json.event = "would_upgrade",
+        outcome::CLOSED => {
+            let (name, _, joins) = closed_outcome(event);
+            json.event = "closed";
+            json.outcome = Some(name);
+            json.extra_subflows = Some(joins);
+        }
         outcome::VERDICT => {
             let why = event.explanation();
             json.event = "explain";
@@ -392,6 +434,32 @@ mod tests {
             why: Explanation::pack(verdict, selected_by, excluded_by),
             ..event(outcome::VERDICT)
         }
+    }
+
+    #[test]
+    fn closed_sockets_say_what_they_did() {
+        let closed_event = |kind: u32, joins: u32| Event {
+            outcome: outcome::CLOSED,
+            why: kind | joins << 8,
+            ..event(outcome::CLOSED)
+        };
+        assert_eq!(
+            line(&closed_event(closed::MPTCP, 1)),
+            "closed pid=42 tid=43 comm=curl family=ipv4: mptcp, 1 extra subflow"
+        );
+        assert!(line(&closed_event(closed::MPTCP, 0)).ends_with("mptcp, 0 extra subflows"));
+        assert!(line(&closed_event(closed::FALLBACK, 0)).contains(": fell back to tcp"));
+        assert!(line(&closed_event(closed::LISTENER, 0)).ends_with(": listener"));
+        assert!(line(&closed_event(closed::UNCONNECTED, 0)).ends_with(": never connected"));
+        let value: serde_json::Value = serde_json::from_str(&json(
+            &closed_event(closed::MPTCP, 2),
+            std::time::UNIX_EPOCH,
+        ))
+        .unwrap();
+        assert_eq!(value["event"], "closed");
+        assert_eq!(value["outcome"], "mptcp");
+        assert_eq!(value["extra_subflows"], 2);
+        assert_eq!(value["pid"], 42);
     }
 
     #[test]

@@ -22,7 +22,7 @@ const KIND_ENUM: u32 = 6;
 const KIND_ENUM64: u32 = 19;
 
 /// The offsets the program needs, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub task_nsproxy: u32,
     pub nsproxy_net_ns: u32,
@@ -44,6 +44,23 @@ pub struct Layout {
     /// `None` on a kernel without cgroup BPF (no `struct cgroup_bpf`): no
     /// sock_create program can apply there.
     pub sock_filter: Option<SockFilterLayout>,
+    /// Where the outcome programs read an MPTCP socket; `Err` says why they
+    /// cannot run here (upgrading does not depend on them).
+    pub close: Result<CloseLayout, String>,
+}
+
+use mptcpify_common::maps::CloseLayout;
+
+/// See `maps::CloseLayout`.
+fn close_layout(btf: &Btf) -> Result<CloseLayout> {
+    Ok(CloseLayout {
+        sk_state: btf.offset("sock", "__sk_common")? + btf.offset("sock_common", "skc_state")?,
+        remote_key: btf.offset("mptcp_sock", "remote_key")?,
+        bytes_sent: btf.offset("mptcp_sock", "bytes_sent")?,
+        bytes_received: btf.offset("mptcp_sock", "bytes_received")?,
+        icsk_ulp_data: btf.offset("inet_connection_sock", "icsk_ulp_data")?,
+        subflow_conn: btf.offset("mptcp_subflow_context", "conn")?,
+    })
 }
 
 use mptcpify_common::maps::SockFilterLayout;
@@ -92,6 +109,7 @@ impl Layout {
                 root_hierarchy_id: btf.offset("cgroup_root", "hierarchy_id")?,
             },
             sock_filter: sock_filter(&btf)?,
+            close: close_layout(&btf).map_err(|e| format!("{e:#}")),
         })
     }
 
@@ -344,6 +362,8 @@ pub struct Guard {
     pub cgroup: mptcpify_common::maps::CgroupLayout,
     /// `None` without cgroup BPF (see [`Layout::sock_filter`]).
     pub sock_filter: Option<SockFilterLayout>,
+    /// See [`Layout::close`].
+    pub close: Result<CloseLayout, String>,
     /// Set when the program cannot read other namespaces' MPTCP switch (no
     /// `mptcp_pernet_id` in /proc/kallsyms): only mptcpify's own namespace,
     /// checked here, is upgraded.
@@ -393,6 +413,7 @@ pub fn guard() -> Result<Guard> {
         },
         cgroup: layout.cgroup,
         sock_filter: layout.sock_filter,
+        close: layout.close.clone(),
         fallback,
     })
 }
@@ -433,6 +454,9 @@ mod tests {
             .expect("this host's kernel has cgroup BPF");
         // rcu_head (16 bytes) comes before the items; prog is their first member.
         assert_eq!(filter.array_first_prog, 16, "{filter:?}");
+        let close = layout.close.expect("this host's kernel has MPTCP");
+        // skc_state follows the addresses, ports and family in sock_common.
+        assert!(close.sk_state > 0 && close.sk_state < 64, "{close:?}");
     }
 
     #[test]

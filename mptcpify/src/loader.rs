@@ -67,6 +67,8 @@ pub struct Attached {
     pub fallback: bool,
     /// Why refused socket options are not reported on this kernel, if not.
     pub options_unwatched: Option<String>,
+    /// Why what upgraded sockets did is not reported on this kernel, if not.
+    pub outcomes_unwatched: Option<String>,
     /// What the policy maps hold now (see `policy_maps`).
     contents: Contents,
     /// Whether the program that keeps cgroup rules on their paths runs.
@@ -84,6 +86,14 @@ pub enum Mode {
     /// the TCP socket options selected processes set.
     Audit,
 }
+
+/// The programs that tell what each upgraded socket did, by the kernel
+/// function each follows (see mptcpify-ebpf/src/outcomes.rs).
+const OUTCOME_PROGRAMS: [(&str, &str); 3] = [
+    ("mptcpify_tag", "mptcp_init_sock"),
+    ("mptcpify_join", "mptcp_finish_join"),
+    ("mptcpify_closed", "mptcp_close"),
+];
 
 /// The program of `mptcpify audit` and the kernel function it follows.
 const AUDIT_PROGRAM: (&str, &str) = ("mptcpify_audit_setsockopt", "tcp_setsockopt");
@@ -160,11 +170,24 @@ pub fn attach(
         Mode::Upgrade { .. } => watch_options(&mut ebpf, kernel).err(),
         Mode::Audit => None,
     };
+    let outcomes_unwatched = match mode {
+        Mode::Upgrade { .. } => match watch_outcomes(&mut ebpf, kernel, guard) {
+            Ok(()) => {
+                // From now on the upgrader notes each upgrade for the tag.
+                config.flags |= flag::OUTCOMES;
+                write_config(&mut ebpf, config)?;
+                None
+            }
+            Err(why) => Some(why),
+        },
+        Mode::Audit => None,
+    };
     Ok(Attached {
         ebpf,
         landlock: findings.landlock,
         fallback: guard.fallback.is_some(),
         options_unwatched,
+        outcomes_unwatched,
         contents,
         following,
     })
@@ -185,6 +208,36 @@ pub fn trampolines_load(btf: &aya::Btf) -> Result<bool, String> {
             other => Err(other.to_string()),
         },
     }
+}
+
+/// Attaches the programs that tell what each upgraded socket did. Upgrading
+/// does not depend on them: a kernel where they cannot attach is said.
+fn watch_outcomes(ebpf: &mut Ebpf, kernel: &Kernel, guard: &Guard) -> Result<(), String> {
+    let layout = guard.close.clone()?;
+    let mut array: Array<_, maps::CloseLayout> =
+        map(ebpf, maps::CLOSE_LAYOUT).map_err(|e| e.to_string())?;
+    array.set(0, layout, 0).map_err(|e| e.to_string())?;
+    attach_traced!(
+        ebpf,
+        FEntry,
+        OUTCOME_PROGRAMS[0].0,
+        OUTCOME_PROGRAMS[0].1,
+        &kernel.btf
+    )?;
+    attach_traced!(
+        ebpf,
+        FExit,
+        OUTCOME_PROGRAMS[1].0,
+        OUTCOME_PROGRAMS[1].1,
+        &kernel.btf
+    )?;
+    attach_traced!(
+        ebpf,
+        FEntry,
+        OUTCOME_PROGRAMS[2].0,
+        OUTCOME_PROGRAMS[2].1,
+        &kernel.btf
+    )
 }
 
 /// Attaches the programs that report refused socket options. Upgrading

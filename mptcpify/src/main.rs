@@ -281,6 +281,12 @@ pub fn attach(
              kernel ({why})"
         );
     }
+    if let Some(why) = &attached.outcomes_unwatched {
+        eprintln!(
+            "mptcpify: warning: what upgraded sockets did (MPTCP, fallback) will not be \
+             reported on this kernel ({why})"
+        );
+    }
     if let selfcheck::Landlock::KeepSandboxed { .. } = attached.landlock {
         eprintln!(
             "mptcpify: Landlock-sandboxed processes keep TCP: this kernel's Landlock does not \
@@ -312,6 +318,7 @@ pub fn report(attached: loader::Attached, json: bool) -> Result<(), Failure> {
     for (counter, value) in verdicts.into_iter().chain(others) {
         eprintln!("mptcpify: {:>8} {}", value, counter.label());
     }
+    eprintln!("mptcpify: {}", summary::outcomes_line(&counts));
     if let Some(stats) = stats.as_ref().filter(|s| s.runs > 0) {
         eprintln!(
             "mptcpify: program ran {} times, {} ns per run (kernel.bpf_stats_enabled)",

@@ -6,6 +6,27 @@ use serde::Serialize;
 
 use crate::policy::Policy;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outcomes_line_adds_up() {
+        let counts = [
+            (Counter::Upgraded, 12),
+            (Counter::ClosedMptcp, 9),
+            (Counter::ExtraSubflows, 14),
+            (Counter::ClosedFallback, 2),
+            (Counter::ClosedListener, 1),
+        ];
+        assert_eq!(
+            outcomes_line(&counts),
+            "12 upgraded: 9 MPTCP (14 extra subflows), 2 fell back to TCP, 1 listener, 0 never \
+             connected, 0 still open"
+        );
+    }
+}
+
 #[derive(Serialize)]
 struct Attached<'a> {
     event: &'a str,
@@ -49,6 +70,36 @@ pub fn reloaded_json(policy: &Policy) -> String {
         policy: policy.to_string(),
     })
     .expect("plain data serialises")
+}
+
+/// What the upgraded sockets that were closed did, in one line: "12
+/// upgraded: 9 MPTCP (14 extra subflows), 2 fell back to TCP, 1 listener,
+/// 0 never connected, 0 still open".
+pub fn outcomes_line(counts: &[(Counter, u64)]) -> String {
+    let get = |wanted: Counter| {
+        counts
+            .iter()
+            .find(|(c, _)| *c == wanted)
+            .map_or(0, |(_, v)| *v)
+    };
+    let closed = [
+        Counter::ClosedMptcp,
+        Counter::ClosedFallback,
+        Counter::ClosedListener,
+        Counter::ClosedUnconnected,
+    ]
+    .map(get);
+    let upgraded = get(Counter::Upgraded);
+    let open = upgraded.saturating_sub(closed.iter().sum());
+    format!(
+        "{upgraded} upgraded: {} MPTCP ({} extra subflows), {} fell back to TCP, {} listener, \
+         {} never connected, {open} still open",
+        closed[0],
+        get(Counter::ExtraSubflows),
+        closed[1],
+        closed[2],
+        closed[3],
+    )
 }
 
 pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)]) -> String {

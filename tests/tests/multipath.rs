@@ -147,3 +147,57 @@ fn fallback_to_tcp_against_a_plain_server() {
         bed.mptcp_counters(&bed.client)
     );
 }
+
+/// What each upgraded socket did, told when it closes (so short-lived
+/// connections count): socat to an upgraded socat over two paths was MPTCP
+/// with its extra subflow; to a plain server (busybox nc, not selected) it
+/// fell back to TCP; both said in the client socat's name, and added up in
+/// the exit summary.
+#[test]
+fn closed_connections_say_mptcp_with_their_subflows_or_fallback() {
+    let wait = Duration::from_secs(60);
+    let bed = shaped(RATE_MBIT);
+    let mut running = Running::attach(&["--comm", "socat"]);
+    let path = std::env::temp_dir().join(format!("mptcpify-outcomes-{}", std::process::id()));
+    make_file(&path, 12 << 20);
+
+    let transfer = Transfer::start(&bed, path.clone(), 5004, Receiver::Socat);
+    bed.wait_for_second_subflow(Duration::from_secs(30));
+    let done = transfer.finish(TRANSFER_TIMEOUT);
+    assert_eq!(done.checksums.0, done.checksums.1);
+    let line = running.wait_for(": mptcp, ", wait);
+    assert!(
+        line.starts_with("closed pid=") && line.contains(" comm=socat "),
+        "{line}"
+    );
+    assert!(
+        !line.ends_with(" 0 extra subflows"),
+        "no extra subflow counted: {line}"
+    );
+
+    let transfer = Transfer::start(&bed, path, 5005, Receiver::Nc);
+    transfer.finish(TRANSFER_TIMEOUT);
+    let line = running.wait_for(": fell back to tcp", wait);
+    assert!(line.contains(" comm=socat "), "{line}");
+
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    let summary = output
+        .iter()
+        .find(|l| l.contains(" upgraded: "))
+        .unwrap_or_else(|| panic!("no outcome summary: {output:?}"));
+    let number_before = |words: &str| -> u64 {
+        let at = summary
+            .find(words)
+            .unwrap_or_else(|| panic!("{words:?} in {summary}"));
+        summary[..at]
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .find(|w| !w.is_empty())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number before {words:?} in {summary}"))
+    };
+    assert!(number_before(" MPTCP (") >= 1, "{summary}");
+    assert!(number_before(" extra subflows)") >= 1, "{summary}");
+    assert!(number_before(" fell back to TCP") >= 1, "{summary}");
+}

@@ -1,0 +1,107 @@
+//! What each upgraded socket did, told when it is closed, so that
+//! short-lived connections count too:
+//!
+//! - `mptcpify_tag` (fentry on `mptcp_init_sock`, which `socket()` calls
+//!   for the new MPTCP socket): a socket the upgrader just upgraded for this
+//!   thread ([`maps::PENDING`]) is tagged with its creator ([`maps::TAGGED`]);
+//! - `mptcpify_join` (fexit on `mptcp_finish_join`): an extra subflow of a
+//!   tagged socket completed MP_JOIN;
+//! - `mptcpify_closed` (fentry on `mptcp_close`, the socket's `close`):
+//!   MPTCP, fell back to TCP, listener or never connected
+//!   ([`mptcpify_common::event::closed::classify`]), counted and reported.
+//!
+//! Only MPTCP sockets reach these functions: TCP sockets pay nothing.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    programs::{FEntryContext, FExitContext},
+};
+use mptcpify_common::{
+    event::closed,
+    maps::{flag, Counter, Tag},
+};
+
+use crate::maps;
+use crate::task::read;
+
+/// `static int mptcp_init_sock(struct sock *sk)`.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fentry/mptcp_init_sock")]
+pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
+    let ctx = FEntryContext::new(ctx);
+    let sk: u64 = ctx.arg(0);
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: the value is a plain u32, copied out at once.
+    let Some(family) = (unsafe { maps::PENDING.get(&id) }).copied() else {
+        return 0;
+    };
+    let _ = maps::PENDING.remove(&id);
+    let tag = Tag {
+        pid: (id >> 32) as u32,
+        tid: id as u32,
+        family,
+        joins: 0,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    };
+    let _ = maps::TAGGED.insert(&sk, &tag, 0);
+    0
+}
+
+/// `bool mptcp_finish_join(struct sock *ssk)`: the return value is slot 1.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fexit/mptcp_finish_join")]
+pub extern "C" fn mptcpify_join(ctx: *mut core::ffi::c_void) -> i32 {
+    let ctx = FExitContext::new(ctx);
+    let joined: u64 = ctx.arg(1);
+    if joined & 0xff == 0 {
+        return 0;
+    }
+    let ssk: u64 = ctx.arg(0);
+    let layout = maps::close_layout();
+    let Some(subflow) = read::<u64>(ssk, layout.icsk_ulp_data) else {
+        return 0;
+    };
+    let Some(msk) = read::<u64>(subflow, layout.subflow_conn) else {
+        return 0;
+    };
+    if let Some(tag) = maps::TAGGED.get_ptr_mut(&msk) {
+        // SAFETY: a valid map value; joins of one socket on two CPUs at
+        // once are rare, and a lost increment only under-counts.
+        unsafe { (*tag).joins += 1 };
+    }
+    0
+}
+
+/// `static void mptcp_close(struct sock *sk, long timeout)`.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fentry/mptcp_close")]
+pub extern "C" fn mptcpify_closed(ctx: *mut core::ffi::c_void) -> i32 {
+    let ctx = FEntryContext::new(ctx);
+    let sk: u64 = ctx.arg(0);
+    // SAFETY: the value is plain data, copied out at once.
+    let Some(tag) = (unsafe { maps::TAGGED.get(&sk) }).copied() else {
+        return 0;
+    };
+    let _ = maps::TAGGED.remove(&sk);
+    let layout = maps::close_layout();
+    let state = read::<u8>(sk, layout.sk_state).unwrap_or(0);
+    let remote_key = read::<u64>(sk, layout.remote_key).unwrap_or(0);
+    let bytes = read::<u64>(sk, layout.bytes_sent)
+        .unwrap_or(0)
+        .wrapping_add(read::<u64>(sk, layout.bytes_received).unwrap_or(0));
+    let kind = closed::classify(state, remote_key, bytes);
+    let counter = match kind {
+        closed::MPTCP => Counter::ClosedMptcp,
+        closed::FALLBACK => Counter::ClosedFallback,
+        closed::LISTENER => Counter::ClosedListener,
+        _ => Counter::ClosedUnconnected,
+    };
+    maps::count(counter);
+    if kind == closed::MPTCP {
+        maps::count_by(Counter::ExtraSubflows, u64::from(tag.joins));
+    }
+    if maps::config().flags & flag::EVENTS != 0 {
+        maps::report_closed(&tag, kind);
+    }
+    0
+}

@@ -50,15 +50,12 @@ pub struct AuditKey {
 pub const EXPLAIN: &str = "EXPLAIN";
 pub const MAX_EXPLAIN: u32 = 16;
 
-/// `LruHashMap<u64, u32>`: threads (`bpf_get_current_pid_tgid`) whose
-/// `socket()` the upgrader just upgraded → the family. The program on
-/// `mptcp_init_sock`, called in the same `socket()`, takes the entry and
-/// tags the new socket: MPTCP sockets the application asked for itself are
-/// not counted as upgraded.
-pub const PENDING: &str = "PENDING";
-pub const MAX_PENDING: u32 = 1024;
-/// `LruHashMap<u64, Tag>`: upgraded MPTCP sockets (their `struct sock`
-/// address) → who created them and the subflows they joined, until close.
+/// `HashMap<u64, Tag>`: MPTCP sockets of processes the policy upgrades
+/// (their `struct sock` address) → who created them and the subflows they
+/// joined, until close. Tagged when created (`mptcp_init_sock`) by the same
+/// decision as the upgrader's, so the upgraded sockets are tagged, and so
+/// are the MPTCP sockets such a process asked for itself (the upgrader's
+/// hot path does not pay for telling them apart).
 pub const TAGGED: &str = "TAGGED";
 pub const MAX_TAGGED: u32 = 16384;
 /// `Array<CloseLayout>` with one entry.
@@ -87,6 +84,8 @@ pub struct Tag {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CloseLayout {
+    /// `sk->__sk_common.skc_family`.
+    pub sk_family: u32,
     pub sk_state: u32,
     pub remote_key: u32,
     pub bytes_sent: u32,
@@ -148,8 +147,7 @@ pub mod flag {
     /// `--explain`: look the calling process up in [`super::EXPLAIN`] and
     /// report the verdict of its TCP calls. Off, it costs nothing.
     pub const EXPLAIN: u32 = 1 << 5;
-    /// The outcome programs are attached: the upgrader records each upgrade
-    /// in [`super::PENDING`] for the program that tags the new socket.
+    /// The outcome programs are attached and may tag new MPTCP sockets.
     pub const OUTCOMES: u32 = 1 << 6;
 }
 

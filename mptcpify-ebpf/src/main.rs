@@ -41,7 +41,7 @@ use mptcpify_common::{
 pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     let call = socket_call(ctx);
     // The config is read once, and only for TCP calls.
-    let (mut events, mut audit, mut outcomes) = (false, false, false);
+    let (mut events, mut audit) = (false, false);
     // Plain values, not an Option with a payload: the verifier rejects the
     // undefined payload bytes LLVM would spill for `None`.
     let (mut explain, mut selected_by, mut excluded_by) = (false, 0u32, 0u32);
@@ -49,7 +49,6 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
         let config = maps::config();
         events = config.flags & flag::EVENTS != 0;
         audit = config.flags & flag::AUDIT != 0;
-        outcomes = config.flags & flag::OUTCOMES != 0;
         let matched = task::matches(&config);
         if task::explained(&config) {
             (explain, selected_by, excluded_by) = (true, matched.selected_by, matched.excluded_by);
@@ -74,9 +73,6 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
             maps::report(outcome::WOULD_UPGRADE, call.family);
         }
         return 0;
-    }
-    if outcomes && verdict == Verdict::Upgrade {
-        maps::pending(call.family);
     }
     if events {
         match verdict {

@@ -54,11 +54,10 @@ pub static PATH_SCRATCH: PerCpuArray<CgroupPath> = PerCpuArray::with_max_entries
 #[map(name = "AUDIT_SEEN")]
 pub static AUDIT_SEEN: LruHashMap<AuditKey, u8> = LruHashMap::with_max_entries(MAX_AUDIT_SEEN, 0);
 
-#[map(name = "PENDING")]
-pub static PENDING: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_PENDING, 0);
-
+// A plain (preallocated) hash map: a full one only leaves a socket
+// untracked.
 #[map(name = "TAGGED")]
-pub static TAGGED: LruHashMap<u64, Tag> = LruHashMap::with_max_entries(MAX_TAGGED, 0);
+pub static TAGGED: HashMap<u64, Tag> = HashMap::with_max_entries(MAX_TAGGED, 0);
 
 #[map(name = "CLOSE_LAYOUT")]
 static CLOSE_LAYOUT: Array<CloseLayout> = Array::with_max_entries(1, 0);
@@ -87,12 +86,6 @@ pub fn count_by(counter: Counter, n: u64) {
         // Per-CPU slot: no other writer while this program runs on this CPU.
         unsafe { *slot += n };
     }
-}
-
-/// The upgrader's note for the program that tags the new socket.
-#[inline(always)]
-pub fn pending(family: i32) {
-    let _ = PENDING.insert(&bpf_get_current_pid_tgid(), &(family as u32), 0);
 }
 
 /// A closed upgraded socket's event, in the name of its creator.

@@ -2,8 +2,8 @@
 //! short-lived connections count too:
 //!
 //! - `mptcpify_tag` (fentry on `mptcp_init_sock`, which `socket()` calls
-//!   for the new MPTCP socket): a socket the upgrader just upgraded for this
-//!   thread ([`maps::PENDING`]) is tagged with its creator ([`maps::TAGGED`]);
+//!   for the new MPTCP socket): a socket of a process the policy upgrades is
+//!   tagged with its creator ([`maps::TAGGED`]);
 //! - `mptcpify_join` (fexit on `mptcp_finish_join`): an extra subflow of a
 //!   tagged socket completed MP_JOIN;
 //! - `mptcpify_closed` (fentry on `mptcp_close`, the socket's `close`):
@@ -17,29 +17,52 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext},
 };
 use mptcpify_common::{
+    consts::{IPPROTO_TCP, SOCK_STREAM},
+    decide,
     event::closed,
     maps::{flag, Counter, Tag},
+    Facts, SocketCall, TaskMatch, Verdict,
 };
 
 use crate::maps;
-use crate::task::read;
+use crate::task::{self, read};
 
-/// `static int mptcp_init_sock(struct sock *sk)`.
+/// `static int mptcp_init_sock(struct sock *sk)`: called by `socket()` for
+/// the new MPTCP socket. Tags it when the policy upgrades its process (the
+/// upgrader's decision, for a TCP call of the socket's family); nothing on
+/// the upgrader's own path, which every TCP `socket()` takes.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "fentry/mptcp_init_sock")]
 pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
     let ctx = FEntryContext::new(ctx);
     let sk: u64 = ctx.arg(0);
-    let id = bpf_get_current_pid_tgid();
-    // SAFETY: the value is a plain u32, copied out at once.
-    let Some(family) = (unsafe { maps::PENDING.get(&id) }).copied() else {
-        return 0;
+    let layout = maps::close_layout();
+    let family = i32::from(read::<u16>(sk, layout.sk_family).unwrap_or(0));
+    let call = SocketCall {
+        family,
+        sock_type: SOCK_STREAM,
+        protocol: IPPROTO_TCP,
     };
-    let _ = maps::PENDING.remove(&id);
+    let verdict = decide(&call, || {
+        let config = maps::config();
+        let task = if config.flags & flag::OUTCOMES != 0 {
+            task::matches(&config).task
+        } else {
+            TaskMatch::default()
+        };
+        Facts {
+            support: config.support(),
+            task,
+        }
+    });
+    if verdict != Verdict::Upgrade {
+        return 0;
+    }
+    let id = bpf_get_current_pid_tgid();
     let tag = Tag {
         pid: (id >> 32) as u32,
         tid: id as u32,
-        family,
+        family: family as u32,
         joins: 0,
         comm: bpf_get_current_comm().unwrap_or_default(),
     };

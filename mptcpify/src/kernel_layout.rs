@@ -53,8 +53,10 @@ use mptcpify_common::maps::CloseLayout;
 
 /// See `maps::CloseLayout`.
 fn close_layout(btf: &Btf) -> Result<CloseLayout> {
+    let common = btf.offset("sock", "__sk_common")?;
     Ok(CloseLayout {
-        sk_state: btf.offset("sock", "__sk_common")? + btf.offset("sock_common", "skc_state")?,
+        sk_family: common + btf.offset("sock_common", "skc_family")?,
+        sk_state: common + btf.offset("sock_common", "skc_state")?,
         remote_key: btf.offset("mptcp_sock", "remote_key")?,
         bytes_sent: btf.offset("mptcp_sock", "bytes_sent")?,
         bytes_received: btf.offset("mptcp_sock", "bytes_received")?,
@@ -151,10 +153,18 @@ pub fn hidden_because(kptr_restrict: Option<u8>) -> String {
     }
 }
 
-/// Looks `name` up in /proc/kallsyms text. A plain scan of the lines: the
-/// one symbol needed does not justify building a table.
-pub fn find_symbol(kallsyms: &str, name: &str) -> Symbol {
-    for line in kallsyms.lines() {
+/// Looks `name` up in /proc/kallsyms as it is read, line by line into one
+/// buffer, stopping at the symbol: the file is megabytes that the kernel
+/// generates as it is read (issue 10: attach time and peak memory). A plain
+/// scan: the one symbol needed does not justify building a table.
+pub fn find_symbol_in(mut kallsyms: impl std::io::BufRead, name: &str) -> Symbol {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match kallsyms.read_line(&mut line) {
+            Ok(0) | Err(_) => return Symbol::Missing,
+            Ok(_) => {}
+        }
         let mut parts = line.split_whitespace();
         let (Some(address), Some(_kind), Some(symbol)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -168,68 +178,63 @@ pub fn find_symbol(kallsyms: &str, name: &str) -> Symbol {
             };
         }
     }
-    Symbol::Missing
 }
 
-/// Just enough of a BTF reader to find struct members: names and bit offsets
-/// of the members of structs and unions.
+/// Just enough of a BTF reader to find struct members (names and bit
+/// offsets, through anonymous structs and unions) and enumerator values.
+///
+/// One walk records where each type starts and the ids of the structs by
+/// name; members and enumerators are read only for the types asked about.
+/// By hand rather than with aya-obj's parser: ours runs once per start over
+/// megabytes of vmlinux BTF and keeps only positions (issue 10: attach
+/// time), and aya-obj exposes no member offsets.
 struct Btf<'a> {
-    /// Struct/union name → the members (name, type id, bit offset) of each
-    /// definition. vmlinux can hold several different structs of one name
-    /// (from different compilation units); a lookup that they answer
-    /// differently is an error, never the first match.
-    composites: HashMap<&'a str, Vec<Members<'a>>>,
-    anonymous: HashMap<u32, Members<'a>>,
-    /// Enumerator name → its values, one per definition (C enumerators share
-    /// one namespace, but vmlinux repeats an enum per compilation unit).
-    enumerators: HashMap<&'a str, Vec<i64>>,
+    data: &'a [u8],
+    strings: &'a [u8],
+    /// Byte position of each type's header, by type id (id 0 is void).
+    types: Vec<u32>,
+    /// Struct/union name → the ids of its definitions. vmlinux can hold
+    /// several different structs of one name (from different compilation
+    /// units); a lookup that they answer differently is an error, never
+    /// the first match.
+    composites: HashMap<&'a str, Vec<u32>>,
+    /// Ids of the enums, searched when an enumerator is asked for.
+    enums: Vec<u32>,
     /// A kind this reader does not know stops the walk there (its size is
     /// unknown); structs defined before it are still found.
     stopped: Option<String>,
 }
 
-type Members<'a> = Vec<(&'a str, u32, u32)>;
-
 impl<'a> Btf<'a> {
     fn parse(data: &'a [u8]) -> Result<Self> {
         let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-        let u32_at = |o: usize| -> Result<u32> {
-            data.get(o..o + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| anyhow!("BTF truncated at {o}"))
-        };
         if u16_at(0) != Some(BTF_MAGIC) {
             bail!("not little-endian BTF");
         }
-        let hdr_len = u32_at(4)? as usize;
-        let type_off = hdr_len + u32_at(8)? as usize;
-        let type_len = u32_at(12)? as usize;
-        let str_off = hdr_len + u32_at(16)? as usize;
-        let str_len = u32_at(20)? as usize;
+        let word = |o: usize| u32_in(data, o);
+        let hdr_len = word(4)? as usize;
+        let type_off = hdr_len + word(8)? as usize;
+        let type_len = word(12)? as usize;
+        let str_off = hdr_len + word(16)? as usize;
+        let str_len = word(20)? as usize;
         let strings = data
             .get(str_off..str_off + str_len)
             .ok_or_else(|| anyhow!("BTF strings out of range"))?;
-        let name = |off: u32| -> &'a str {
-            let rest = strings.get(off as usize..).unwrap_or_default();
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            std::str::from_utf8(&rest[..end]).unwrap_or_default()
-        };
         let mut btf = Btf {
+            data,
+            strings,
+            types: vec![0],
             composites: HashMap::new(),
-            anonymous: HashMap::new(),
-            enumerators: HashMap::new(),
+            enums: Vec::new(),
             stopped: None,
         };
         let mut pos = type_off;
-        let end = type_off + type_len;
-        let mut id = 1u32;
-        while pos < end {
-            let name_off = u32_at(pos)?;
-            let info = u32_at(pos + 4)?;
+        let end = (type_off + type_len).min(data.len());
+        while pos + 12 <= end {
+            let id = btf.types.len() as u32;
+            let (name_off, info) = (word(pos)?, word(pos + 4)?);
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
-            let kind_flag = info >> 31 == 1;
-            pos += 12;
             let extra = match kind {
                 1 | 14 | 17 => 4,
                 3 => 12,
@@ -242,45 +247,67 @@ impl<'a> Btf<'a> {
                     break;
                 }
             };
+            btf.types.push(pos as u32);
             if kind == KIND_STRUCT || kind == KIND_UNION {
-                let mut members = Vec::with_capacity(vlen);
-                for m in 0..vlen {
-                    let base = pos + 12 * m;
-                    let offset = u32_at(base + 8)?;
-                    let bits = if kind_flag {
-                        offset & 0x00ff_ffff
-                    } else {
-                        offset
-                    };
-                    members.push((name(u32_at(base)?), u32_at(base + 4)?, bits));
+                let type_name = btf.name(name_off);
+                if !type_name.is_empty() {
+                    btf.composites.entry(type_name).or_default().push(id);
                 }
-                let type_name = name(name_off);
-                if type_name.is_empty() {
-                    btf.anonymous.insert(id, members);
-                } else {
-                    btf.composites.entry(type_name).or_default().push(members);
-                }
+            } else if kind == KIND_ENUM || kind == KIND_ENUM64 {
+                btf.enums.push(id);
             }
-            if kind == KIND_ENUM || kind == KIND_ENUM64 {
-                let size = if kind == KIND_ENUM { 8 } else { 12 };
-                for e in 0..vlen {
-                    let base = pos + size * e;
-                    let low = u32_at(base + 4)?;
-                    let value = if kind == KIND_ENUM {
-                        low as i32 as i64
-                    } else {
-                        (u64::from(u32_at(base + 8)?) << 32 | u64::from(low)) as i64
-                    };
-                    btf.enumerators
-                        .entry(name(u32_at(base)?))
-                        .or_default()
-                        .push(value);
-                }
-            }
-            pos += extra;
-            id += 1;
+            pos += 12 + extra;
         }
         Ok(btf)
+    }
+
+    fn name(&self, off: u32) -> &'a str {
+        let rest = self.strings.get(off as usize..).unwrap_or_default();
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or_default()
+    }
+
+    /// Type `id`'s header: name offset, kind, vlen, kind_flag, and where
+    /// its entries start.
+    fn header(&self, id: u32) -> Option<(u32, u32, usize, bool, usize)> {
+        let pos = *self.types.get(id as usize)? as usize;
+        if id == 0 {
+            return None;
+        }
+        let info = u32_in(self.data, pos + 4).ok()?;
+        Some((
+            u32_in(self.data, pos).ok()?,
+            (info >> 24) & 0x1f,
+            (info & 0xffff) as usize,
+            info >> 31 == 1,
+            pos + 12,
+        ))
+    }
+
+    /// The members of struct/union `id`: (name, type id, bit offset).
+    fn members(&self, id: u32) -> Vec<(&'a str, u32, u32)> {
+        let Some((_, kind, vlen, kind_flag, entries)) = self.header(id) else {
+            return Vec::new();
+        };
+        if kind != KIND_STRUCT && kind != KIND_UNION {
+            return Vec::new();
+        }
+        (0..vlen)
+            .filter_map(|m| {
+                let base = entries + 12 * m;
+                let offset = u32_in(self.data, base + 8).ok()?;
+                let bits = if kind_flag {
+                    offset & 0x00ff_ffff
+                } else {
+                    offset
+                };
+                Some((
+                    self.name(u32_in(self.data, base).ok()?),
+                    u32_in(self.data, base + 4).ok()?,
+                    bits,
+                ))
+            })
+            .collect()
     }
 
     /// Byte offset of `member` in struct/union `composite`, looking through
@@ -294,7 +321,7 @@ impl<'a> Btf<'a> {
         };
         let mut found: Vec<Option<u32>> = definitions
             .iter()
-            .map(|members| find(self, members, member, 0))
+            .map(|&id| self.find(id, member, 0))
             .collect();
         found.dedup();
         let bits = match found.as_slice() {
@@ -311,36 +338,61 @@ impl<'a> Btf<'a> {
         }
         Ok(bits / 8)
     }
-}
 
-impl Btf<'_> {
+    fn find(&self, id: u32, wanted: &str, base: u32) -> Option<u32> {
+        for (name, type_id, bits) in self.members(id) {
+            if name == wanted {
+                return Some(base + bits);
+            }
+            if name.is_empty() {
+                let anonymous = self.header(type_id).is_some_and(|(name_off, kind, ..)| {
+                    (kind == KIND_STRUCT || kind == KIND_UNION) && self.name(name_off).is_empty()
+                });
+                if anonymous {
+                    if let Some(found) = self.find(type_id, wanted, base + bits) {
+                        return Some(found);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// The value of enumerator `name`; an error when it is missing or when
     /// two definitions give it different values.
     fn enumerator(&self, name: &str) -> Result<i64> {
-        let Some(values) = self.enumerators.get(name) else {
-            bail!("kernel BTF has no enumerator {name}");
-        };
+        let mut values = Vec::new();
+        for &id in &self.enums {
+            let Some((_, kind, vlen, _, entries)) = self.header(id) else {
+                continue;
+            };
+            let size = if kind == KIND_ENUM { 8 } else { 12 };
+            for e in 0..vlen {
+                let base = entries + size * e;
+                if self.name(u32_in(self.data, base)?) != name {
+                    continue;
+                }
+                let low = u32_in(self.data, base + 4)?;
+                values.push(if kind == KIND_ENUM {
+                    low as i32 as i64
+                } else {
+                    (u64::from(u32_in(self.data, base + 8)?) << 32 | u64::from(low)) as i64
+                });
+            }
+        }
         match values.as_slice() {
+            [] => bail!("kernel BTF has no enumerator {name}"),
             [first, rest @ ..] if rest.iter().all(|v| v == first) => Ok(*first),
             _ => bail!("kernel BTF gives {name} different values {values:?}: ambiguous"),
         }
     }
 }
 
-fn find(btf: &Btf, members: &[(&str, u32, u32)], wanted: &str, base: u32) -> Option<u32> {
-    for (name, type_id, bits) in members {
-        if *name == wanted {
-            return Some(base + bits);
-        }
-        if name.is_empty() {
-            if let Some(inner) = btf.anonymous.get(type_id) {
-                if let Some(found) = find(btf, inner, wanted, base + bits) {
-                    return Some(found);
-                }
-            }
-        }
-    }
-    None
+/// The little-endian u32 at byte `o` of `data`.
+fn u32_in(data: &[u8], o: usize) -> Result<u32> {
+    data.get(o..o + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| anyhow!("BTF truncated at {o}"))
 }
 
 /// Tests only: `MPTCPIFY_FAULT_GUARD_OFFSET=N` replaces the offset of
@@ -372,8 +424,13 @@ pub struct Guard {
 
 pub fn guard() -> Result<Guard> {
     let layout = Layout::from_running_kernel()?;
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-    let symbol = find_symbol(&kallsyms, "mptcp_pernet_id");
+    let symbol = match std::fs::File::open("/proc/kallsyms") {
+        Ok(file) => find_symbol_in(
+            std::io::BufReader::with_capacity(64 << 10, file),
+            "mptcp_pernet_id",
+        ),
+        Err(_) => Symbol::Missing,
+    };
     let mut netns = mptcpify_common::maps::NetnsLayout {
         pernet_id_addr: 0,
         task_nsproxy: layout.task_nsproxy,
@@ -572,6 +629,10 @@ mod tests {
         // A struct after the enums is still found: their entries were skipped
         // by their size.
         assert_eq!(btf.offset("after", "x").unwrap(), 4);
+    }
+
+    fn find_symbol(kallsyms: &str, name: &str) -> Symbol {
+        find_symbol_in(kallsyms.as_bytes(), name)
     }
 
     #[test]

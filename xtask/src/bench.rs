@@ -46,6 +46,7 @@ pub fn run() -> Result<()> {
             .display(),
         std::fs::metadata(&artifacts.bpf_object)?.len()
     ));
+    report.push_str(&host_startup(&artifacts.mptcpify)?);
     let document = format!(
         "# Benchmarks\n\n\
          Produced by `cargo xtask bench` on {date}. Reproduce with that command on a machine of this kind.\n\n\
@@ -67,6 +68,62 @@ pub fn run() -> Result<()> {
     println!("\n{document}");
     say("wrote BENCHMARKS.md");
     Ok(())
+}
+
+/// Start-up on this host, outside the lab: from spawning `mptcpify -q
+/// --all` to its "attached" line, or, on a host that refuses trampoline
+/// programs (this project's build hosts), to its exit at the first
+/// BPF_PROG_LOAD of one. Everything before that load (BTF, kallsyms, maps,
+/// policy) is what an operator waits for on any host. Peak RSS from wait4.
+fn host_startup(binary: &std::path::Path) -> Result<String> {
+    use std::io::BufRead;
+    const RUNS: usize = 20;
+    let (mut times, mut peaks, mut ended) = (Vec::new(), Vec::new(), String::new());
+    for _ in 0..RUNS {
+        let start = std::time::Instant::now();
+        let mut child = Command::new(binary)
+            .args(["-q", "--all"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}", binary.display()))?;
+        let mut at = None;
+        for line in std::io::BufReader::new(child.stderr.take().expect("piped")).lines() {
+            let line = line?;
+            if line.starts_with("mptcpify: attached") {
+                at = Some(start.elapsed());
+                ended = "attached".into();
+                // SAFETY: kill(2) on our own child.
+                unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            } else if let Some(error) = line.strip_prefix("mptcpify: error: ") {
+                ended = error.chars().take(90).collect();
+            }
+        }
+        let elapsed = at.unwrap_or_else(|| start.elapsed());
+        let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+        // SAFETY: wait4 on our own child, with valid out-pointers; std's
+        // Child is not waited on after this.
+        unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+        times.push(elapsed.as_secs_f64() * 1000.0);
+        peaks.push(usage.ru_maxrss as f64 / 1024.0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (min, max) = (
+        times.iter().copied().fold(f64::MAX, f64::min),
+        times.iter().copied().fold(0.0, f64::max),
+    );
+    Ok(format!(
+        "\n## Start-up on this host\n\nFrom spawning `mptcpify -q --all` on the host (outside the \
+         lab) to its \"attached\" line, or to its exit where the host refuses the first \
+         trampoline load; {RUNS} runs. It ended: {ended}. Issue 10's goal: under 50 ms, peak RSS \
+         under 20 MB.\n\n| median ms | min–max ms | peak RSS (median) |\n|---|---|---|\n\
+         | {:.0} | {min:.0}–{max:.0} | {:.1} MB |\n",
+        median(&mut times),
+        median(&mut peaks),
+    ))
 }
 
 fn cpu_model() -> String {

@@ -10,7 +10,7 @@ use mptcpify_common::{
     maps::{
         AuditKey, CgroupPath, CgroupRule, CheckSlot, CloseLayout, CommKey, Config, Counter,
         PidRule, Tag, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS,
-        MAX_PENDING, MAX_PIDS, MAX_TAGGED,
+        MAX_PIDS, MAX_TAGGED,
     },
 };
 

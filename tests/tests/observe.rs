@@ -172,10 +172,22 @@ fn json_lines_have_the_documented_fields() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
     let kinds: Vec<&str> = objects.iter().filter_map(|o| o["event"].as_str()).collect();
-    assert_eq!(kinds, ["attached", "upgraded", "detached"], "{output:?}");
-    let [attached, upgraded, detached] = &objects[..] else {
+    assert_eq!(
+        kinds,
+        ["attached", "upgraded", "closed", "detached"],
+        "{output:?}"
+    );
+    let [attached, upgraded, closed, detached] = &objects[..] else {
         unreachable!()
     };
+    // The probe's socket was closed without connecting: said in the name
+    // of the thread that created it.
+    assert_eq!(closed["outcome"], "unconnected", "{closed}");
+    assert_eq!(closed["extra_subflows"], 0, "{closed}");
+    assert_eq!(closed["pid"], std::process::id());
+    assert_eq!(closed["tid"], tid);
+    assert_eq!(closed["comm"], "json-probe");
+    assert_eq!(detached["counters"]["closed_unconnected"], 1, "{detached}");
     assert!(attached["policy"]
         .as_str()
         .unwrap()

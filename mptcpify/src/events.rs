@@ -53,14 +53,20 @@ impl Events {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             timer.tick().await;
-            while let Some(item) = self.ring.next() {
-                if let Some(event) = Event::from_bytes(&item) {
-                    let time = self.clock.wall(event.boot_ns);
-                    match self.output {
-                        Output::Stdout => println!("{}", line(&event)),
-                        Output::Stderr => eprintln!("mptcpify: {}", line(&event)),
-                        Output::Json => println!("{}", json(&event, time)),
-                    }
+            self.print_ready();
+        }
+    }
+
+    /// Writes every event the ring holds now. Called once more before
+    /// detaching, so that events of the last 50 ms are not lost.
+    pub fn print_ready(&mut self) {
+        while let Some(item) = self.ring.next() {
+            if let Some(event) = Event::from_bytes(&item) {
+                let time = self.clock.wall(event.boot_ns);
+                match self.output {
+                    Output::Stdout => println!("{}", line(&event)),
+                    Output::Stderr => eprintln!("mptcpify: {}", line(&event)),
+                    Output::Json => println!("{}", json(&event, time)),
                 }
             }
         }

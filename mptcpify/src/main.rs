@@ -188,6 +188,7 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
             }
         }
     }
+    events.print_ready();
     report(attached, cli.json)
 }
 

@@ -116,6 +116,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
             result = events.print_forever() => result?,
         }
     };
+    events.print_ready();
     if args.verbose {
         crate::report(attached, false)?;
     } else {

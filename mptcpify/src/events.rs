@@ -1,7 +1,8 @@
 //! What the programs report, as it happens: a line (or, with `--json`, a
 //! JSON object) per upgraded socket, per socket kept TCP because its process
-//! is sandboxed or under another tool's `cgroup/sock_create` program, and
-//! per socket option MPTCP refused; read from the
+//! is sandboxed or under another tool's `cgroup/sock_create` program, per
+//! socket option MPTCP refused, per `--explain` verdict, and per upgraded
+//! socket closed (what it did); read from the
 //! programs' ring buffer. The JSON forms are an interface: README, "JSON
 //! output", documents each field.
 

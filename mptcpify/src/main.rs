@@ -1,17 +1,21 @@
 //! mptcpify: upgrade the TCP sockets of unmodified programs to MPTCP.
 //!
-//! - [`cli`]: the command line and its help.
+//! - [`cli`]: the command line and its help; [`config`]: the same policy
+//!   from a file (`--config`), read again on SIGHUP.
 //! - [`policy`]: the selection, checked and resolved; [`cgroup`], [`netns`]
 //!   and [`pid`] resolve each kind of selector; [`netns_follow`] keeps
-//!   `--netns PATH` on its path.
+//!   `--netns PATH` on its path; [`policy_maps`]: what the maps hold for a
+//!   policy, and the order of writes of a reload.
 //! - [`preflight`]: privilege, kernel and sysctl checks.
 //! - [`instances`]: other mptcpify instances attached on this machine;
 //!   [`cgroup_bpf`]: other tools' cgroup BPF programs.
 //! - [`kernel_layout`]: what the programs read in kernel memory, and where
 //!   (BTF offsets, kallsyms).
 //! - [`loader`]: load, fill the policy maps, attach; counters.
-//! - [`events`]: the per-socket log (text or JSON); [`summary`]: the JSON
-//!   lines at attach and detach; [`sockopt_names`]: the
+//! - [`events`]: the per-socket log (text or JSON: upgrades, kept sockets,
+//!   refused options, `--explain` verdicts, closed sockets' outcomes);
+//!   [`summary`]: the JSON lines at attach, reload and detach, and the
+//!   outcome line; [`sockopt_names`]: the
 //!   symbolic names it uses.
 //! - [`selfcheck`]: proving, before attaching, that the program reads this
 //!   kernel right (the namespace guard, Landlock, sock_create programs).

@@ -49,15 +49,10 @@ struct File {
     explain: Vec<Spanned<String>>,
 }
 
-/// A policy read from a file, resolved like the command line's.
-pub struct Loaded {
-    pub policy: Policy,
-}
-
 /// Reads and resolves `path`: a file that does not parse, names an
 /// unknown key, selects nothing, or names a selector that does not resolve
 /// is refused with its line.
-pub fn load(path: &Path) -> Result<Loaded, Failure> {
+pub fn load(path: &Path) -> Result<Policy, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| Failure::BadConfig {
         file: path.to_path_buf(),
         line: None,
@@ -67,7 +62,7 @@ pub fn load(path: &Path) -> Result<Loaded, Failure> {
     parse(path, &text)
 }
 
-fn parse(path: &Path, text: &str) -> Result<Loaded, Failure> {
+fn parse(path: &Path, text: &str) -> Result<Policy, Failure> {
     let bad = |span: Option<std::ops::Range<usize>>, what: String, fix: &str| Failure::BadConfig {
         file: path.to_path_buf(),
         line: span.map(|s| line_of(text, s.start)),
@@ -119,7 +114,7 @@ fn parse(path: &Path, text: &str) -> Result<Loaded, Failure> {
             "Fix the explain list, then reload.",
         )
     })?;
-    Ok(Loaded { policy })
+    Ok(policy)
 }
 
 /// 1-based line of byte `offset` in `text`.
@@ -226,11 +221,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            loaded.policy.to_string(),
+            loaded.to_string(),
             "processes matching any of: comm iperf3; never: comm sshd"
         );
-        assert_eq!(loaded.policy.explained_names(), ["curl"]);
+        assert_eq!(loaded.explained_names(), ["curl"]);
         let all = parse(Path::new("x.toml"), "all = true\n").unwrap();
-        assert!(all.policy.system_wide());
+        assert!(all.system_wide());
     }
 }

@@ -99,7 +99,7 @@ pub fn line(event: &Event) -> String {
         outcome::CLOSED => format!(
             "closed {who} family={}: {}",
             family(event),
-            closed_words(event)
+            closed_outcome(event).1
         ),
         outcome::VERDICT => format!(
             "explain {who} family={}: {}",
@@ -129,10 +129,6 @@ fn closed_outcome(event: &Event) -> (&'static str, String, u32) {
         closed::LISTENER => ("listener", "listener".into(), 0),
         _ => ("unconnected", "never connected".into(), 0),
     }
-}
-
-fn closed_words(event: &Event) -> String {
-    closed_outcome(event).1
 }
 
 /// The selector options of the [`kind`] bits `kinds` (include or exclude).

@@ -117,7 +117,7 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         None => None,
     };
     let mut policy = match &cli.config {
-        Some(path) => config::load(path)?.policy,
+        Some(path) => config::load(path)?,
         None => {
             let mut policy = policy::Policy::resolve(&cli.selectors)?;
             policy.explain(&cli.explain)?;
@@ -207,17 +207,17 @@ fn reload(
     let mut states = vec![sd_notify::NotifyState::Reloading];
     states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
     let _ = sd_notify::notify(false, &states);
-    let result = config::load(path).and_then(|loaded| {
-        for warning in &loaded.policy.warnings {
+    let result = config::load(path).and_then(|policy| {
+        for warning in &policy.warnings {
             eprintln!("mptcpify: warning: {warning}");
         }
         instances::check(
-            &loaded.policy,
+            &policy,
             &instances::others_than(attached.program_id()),
             safety.allow_other_instances,
         )?;
-        attached.reload(&loaded.policy)?;
-        Ok(loaded.policy)
+        attached.reload(&policy)?;
+        Ok(policy)
     });
     let status = match &result {
         Ok(policy) => {

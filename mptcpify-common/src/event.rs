@@ -1,7 +1,9 @@
 //! The record sent to userspace through the `EVENTS` ring buffer: an
 //! upgraded socket, a socket kept TCP because its task is sandboxed or
 //! under another tool's `cgroup/sock_create` program, or a
-//! socket option that MPTCP refused on an MPTCP socket.
+//! socket option that MPTCP refused on an MPTCP socket, an upgraded socket
+//! closed (what it did), and, while `mptcpify monitor` listens, the life of
+//! an upgraded connection (established, subflows up and down).
 
 use crate::consts::COMM_LEN;
 
@@ -31,6 +33,28 @@ pub mod outcome {
     /// 0-7 of [`super::Event::why`]) and the extra subflows it joined (bits
     /// 8-31). Who: the process that created it.
     pub const CLOSED: u32 = 8;
+    /// An upgraded socket's MPTCP connection is established (the peer
+    /// answered MP_CAPABLE). Sent only while a monitor listens
+    /// ([`crate::maps::flag::LIVE`]), like the two below.
+    pub const ESTABLISHED: u32 = 9;
+    /// An extra subflow of an upgraded socket completed MP_JOIN;
+    /// [`super::Event::why`]: the extra subflows joined so far.
+    pub const SUBFLOW_UP: u32 = 10;
+    /// A subflow of an upgraded socket was closed while the connection
+    /// lives on (the kernel's `MPTCP_EVENT_SUB_CLOSED`).
+    pub const SUBFLOW_DOWN: u32 = 11;
+    /// Not from the programs: the instance dropped [`super::Event::why`]
+    /// events for a monitor that did not read them fast enough.
+    pub const MONITOR_DROPPED: u32 = 12;
+
+    /// Whether an outcome is one of the connection's life, sent only for
+    /// monitors ([`crate::maps::flag::LIVE`]).
+    pub fn is_live(outcome: u32) -> bool {
+        matches!(
+            outcome,
+            ESTABLISHED | SUBFLOW_UP | SUBFLOW_DOWN | MONITOR_DROPPED
+        )
+    }
 }
 
 /// What an upgraded socket did, told when it is closed.
@@ -108,6 +132,10 @@ pub struct Event {
     pub comm: [u8; COMM_LEN],
 }
 
+// Eight u32, a u64 at offset 32 and the name: no padding anywhere, which
+// `to_bytes` relies on.
+const _: () = assert!(Event::SIZE == 8 * 4 + 8 + COMM_LEN);
+
 /// What an [`outcome::VERDICT`] event says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Explanation {
@@ -139,6 +167,14 @@ impl Event {
     /// The verdict of an [`outcome::VERDICT`] event.
     pub fn explanation(&self) -> Explanation {
         Explanation::unpack(self.why)
+    }
+
+    /// The event's bytes, as the ring buffer carries them (how an instance
+    /// hands events to `mptcpify monitor`).
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        // SAFETY: Event is plain data without padding (checked below), so
+        // every byte is initialised.
+        unsafe { core::mem::transmute_copy(self) }
     }
 
     /// Reads an event from the bytes of a ring buffer entry.
@@ -182,6 +218,20 @@ mod tests {
         }
         let why = Explanation::pack(Verdict::Keep(Keep::Excluded), 0, kind::NETNS);
         assert_eq!(Explanation::unpack(why).excluded_by, kind::NETNS);
+    }
+
+    #[test]
+    fn events_survive_their_bytes() {
+        let event = Event {
+            outcome: outcome::SUBFLOW_UP,
+            pid: 7,
+            why: 2,
+            boot_ns: u64::MAX - 1,
+            comm: *b"iperf3\0\0\0\0\0\0\0\0\0\0",
+            ..Event::default()
+        };
+        assert_eq!(Event::from_bytes(&event.to_bytes()), Some(event));
+        assert_eq!(Event::from_bytes(&event.to_bytes()[1..]), None);
     }
 
     #[test]

@@ -149,6 +149,11 @@ pub mod flag {
     pub const EXPLAIN: u32 = 1 << 5;
     /// The outcome programs are attached and may tag new MPTCP sockets.
     pub const OUTCOMES: u32 = 1 << 6;
+    /// A `mptcpify monitor` listens: send the events of an upgraded
+    /// connection's life too (established, subflow up/down). Off, they cost
+    /// a map lookup per MPTCP connection and subflow, and nothing at
+    /// `socket()`.
+    pub const LIVE: u32 = 1 << 7;
 }
 
 #[repr(C)]

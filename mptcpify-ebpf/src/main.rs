@@ -12,7 +12,8 @@
 //! - [`options`]: `mptcpify_setsockopt`/`_getsockopt`, reporting the socket
 //!   options MPTCP refuses.
 //! - [`outcomes`]: `mptcpify_tag`, `_join`, `_closed`: what each upgraded
-//!   socket did (MPTCP and its extra subflows, fallback), told at close.
+//!   socket did (MPTCP and its extra subflows, fallback), told at close;
+//!   `_established`, `_subflow_closed`: its life, while a monitor listens.
 //! - [`audit`]: `mptcpify_audit_setsockopt`, reporting the TCP socket
 //!   options selected processes use (`mptcpify audit`).
 #![no_std]

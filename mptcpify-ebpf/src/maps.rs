@@ -88,19 +88,20 @@ pub fn count_by(counter: Counter, n: u64) {
     }
 }
 
-/// A closed upgraded socket's event, in the name of its creator.
+/// An event of an upgraded socket (closed, or its life while a monitor
+/// listens), in the name of its creator.
 #[inline(always)]
-pub fn report_closed(tag: &Tag, kind: u32) {
+pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         count(Counter::DroppedEvents);
         return;
     };
     entry.write(Event {
-        outcome: mptcpify_common::event::outcome::CLOSED,
+        outcome,
         pid: tag.pid,
         tid: tag.tid,
         family: tag.family,
-        why: kind | tag.joins << 8,
+        why,
         // SAFETY: a helper without arguments.
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },
         comm: tag.comm,

@@ -10,6 +10,17 @@
 //!   MPTCP, fell back to TCP, listener or never connected
 //!   ([`mptcpify_common::event::closed::classify`]), counted and reported.
 //!
+//! While a monitor listens ([`flag::LIVE`]), the life in between too:
+//! - `mptcpify_established` (fentry on `mptcp_pm_new_connection`, which
+//!   `mptcp_finish_connect` calls once the peer answered MP_CAPABLE,
+//!   net/mptcp/protocol.c): the connection is MPTCP;
+//! - `mptcpify_join`: the subflow that joined;
+//! - `mptcpify_subflow_closed` (fentry on `mptcp_close_ssk`, which sends
+//!   the kernel's own `MPTCP_EVENT_SUB_CLOSED`, net/mptcp/protocol.c): a
+//!   subflow closed while the connection lives on.
+//! A fallback has no such function (`mptcp_do_fallback` is inline): it is
+//! told at close.
+//!
 //! Only MPTCP sockets reach these functions: TCP sockets pay nothing.
 
 use aya_ebpf::{
@@ -19,7 +30,7 @@ use aya_ebpf::{
 use mptcpify_common::{
     consts::{IPPROTO_TCP, SOCK_STREAM},
     decide,
-    event::closed,
+    event::{closed, outcome},
     maps::{flag, Counter, Tag},
     Facts, SocketCall, TaskMatch, Verdict,
 };
@@ -87,12 +98,53 @@ pub extern "C" fn mptcpify_join(ctx: *mut core::ffi::c_void) -> i32 {
     let Some(msk) = read::<u64>(subflow, layout.subflow_conn) else {
         return 0;
     };
-    if let Some(tag) = maps::TAGGED.get_ptr_mut(&msk) {
-        // SAFETY: a valid map value; joins of one socket on two CPUs at
-        // once are rare, and a lost increment only under-counts.
-        unsafe { (*tag).joins += 1 };
+    let Some(tag) = maps::TAGGED.get_ptr_mut(&msk) else {
+        return 0;
+    };
+    // SAFETY: a valid map value; joins of one socket on two CPUs at once
+    // are rare, and a lost increment only under-counts.
+    let tag = unsafe {
+        (*tag).joins += 1;
+        *tag
+    };
+    if maps::config().flags & flag::LIVE != 0 {
+        maps::report_tagged(&tag, outcome::SUBFLOW_UP, tag.joins);
     }
     0
+}
+
+/// `void mptcp_pm_new_connection(struct mptcp_sock *msk, const struct sock
+/// *ssk, int server_side)` (net/mptcp/pm.c): the MPTCP connection `msk` is
+/// established. Only while a monitor listens.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fentry/mptcp_pm_new_connection")]
+pub extern "C" fn mptcpify_established(ctx: *mut core::ffi::c_void) -> i32 {
+    live(ctx, outcome::ESTABLISHED);
+    0
+}
+
+/// `void mptcp_close_ssk(struct sock *sk, struct sock *ssk, struct
+/// mptcp_subflow_context *subflow)` (net/mptcp/protocol.c): a subflow of
+/// `sk` is closed. Only while a monitor listens.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fentry/mptcp_close_ssk")]
+pub extern "C" fn mptcpify_subflow_closed(ctx: *mut core::ffi::c_void) -> i32 {
+    live(ctx, outcome::SUBFLOW_DOWN);
+    0
+}
+
+/// Reports `outcome` for the MPTCP socket in argument 0 when it is tagged
+/// and a monitor listens.
+#[inline(always)]
+fn live(ctx: *mut core::ffi::c_void, outcome: u32) {
+    if maps::config().flags & flag::LIVE == 0 {
+        return;
+    }
+    let sk: u64 = FEntryContext::new(ctx).arg(0);
+    // SAFETY: the value is plain data, copied out at once.
+    if let Some(tag) = (unsafe { maps::TAGGED.get(&sk) }).copied() {
+        maps::report_tagged(&tag, outcome, tag.joins);
+    }
 }
 
 /// `static void mptcp_close(struct sock *sk, long timeout)`.
@@ -124,7 +176,7 @@ pub extern "C" fn mptcpify_closed(ctx: *mut core::ffi::c_void) -> i32 {
         maps::count_by(Counter::ExtraSubflows, u64::from(tag.joins));
     }
     if maps::config().flags & flag::EVENTS != 0 {
-        maps::report_closed(&tag, kind);
+        maps::report_tagged(&tag, outcome::CLOSED, kind | tag.joins << 8);
     }
     0
 }

@@ -116,7 +116,9 @@ OBSERVING:
     When MPTCP refuses a socket option on an MPTCP socket (setsockopt or
     getsockopt answering EOPNOTSUPP or ENOPROTOOPT: TCP_ULP, TCP_MD5SIG, ...),
     it says so with the process and the fix, even with -q. --json writes all
-    of it as JSON lines.
+    of it as JSON lines. From another shell, `mptcpify monitor` streams the
+    same events live, and the life of each upgraded connection (MPTCP
+    established, extra subflows up and down).
 
 CONFIG FILE:
     --config FILE takes the policy from a TOML file, one key per option, each
@@ -148,7 +150,8 @@ EXIT STATUS:
     12 `mptcpify run` could not set up CMD: its cgroup, or the user it runs as
     13 `mptcpify enable/disable` could not change systemd's configuration
     14 the --config file does not parse or its policy does not resolve (at
-       start; on SIGHUP the policy in force stays and the error is said)"
+       start; on SIGHUP the policy in force stays and the error is said)
+    15 `mptcpify monitor`: no instance attached, or none reachable from here"
 );
 
 const RUN_ABOUT: &str = "\
@@ -255,6 +258,40 @@ pub enum Command {
         long_about = AUDIT_ABOUT
     )]
     Audit(AuditArgs),
+    #[command(
+        about = "Stream the attached instances' events live: upgrades, MPTCP established, subflows, fallbacks, refused options",
+        long_about = MONITOR_ABOUT
+    )]
+    Monitor(MonitorArgs),
+}
+
+const MONITOR_ABOUT: &str = "\
+Stream, live and from any shell, what the attached mptcpify instances see: each
+upgraded socket (process, family), its MPTCP connection established, extra
+subflows up and down, the socket closed with what it did (MPTCP with its extra
+subflows, fell back to TCP, listener, never connected), sockets kept TCP and
+why (Landlock sandbox, another tool's sock_create program), and socket options
+MPTCP refused. A fallback is told when the socket closes: the kernel has no
+hook where it happens.
+
+Each instance serves its events to monitors on an abstract Unix socket of its
+network namespace (@mptcpify/monitor/PROGRAM_ID), to root and its own user only;
+it sends them, a quiet (-q) instance included, only while a monitor listens, so
+an unwatched instance pays nothing for them. Finding the instances needs root
+(they are listed from the kernel, as `mptcpify status` does). An instance in
+another network namespace (a sidecar) is reached from inside it:
+    sudo nsenter --net=/proc/PID/ns/net mptcpify monitor
+A monitor that falls more than 1 MiB behind loses events, and is told how many.
+It ends on Ctrl-C or SIGTERM, or when the last instance detaches.
+
+Exit status: 0, 3 (not root), 15 (no instance attached, or none reachable).";
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// One JSON object per line on stdout, with `instance` (the program id)
+    /// added (fields: README, "JSON output").
+    #[arg(long)]
+    pub json: bool,
 }
 
 const AUDIT_ABOUT: &str = "\

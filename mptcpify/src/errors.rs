@@ -20,6 +20,7 @@ pub mod exit {
     pub const RUN_SETUP: i32 = 12;
     pub const SERVICE_SETUP: i32 = 13;
     pub const BAD_CONFIG: i32 = 14;
+    pub const NO_INSTANCE: i32 = 15;
 }
 
 #[derive(Debug)]
@@ -85,6 +86,11 @@ pub enum Failure {
         what: String,
         fix: String,
     },
+    /// `mptcpify monitor`: no instance is attached, or none answers here.
+    NoInstance {
+        what: String,
+        fix: String,
+    },
     Other(anyhow::Error),
 }
 
@@ -103,6 +109,7 @@ impl Failure {
             Failure::RunSetup { .. } => exit::RUN_SETUP,
             Failure::ServiceSetup { .. } => exit::SERVICE_SETUP,
             Failure::BadConfig { .. } => exit::BAD_CONFIG,
+            Failure::NoInstance { .. } => exit::NO_INSTANCE,
             Failure::Other(_) => exit::OTHER,
         }
     }
@@ -181,7 +188,8 @@ impl fmt::Display for Failure {
             ),
             Failure::BadSelector { what, fix }
             | Failure::RunSetup { what, fix }
-            | Failure::ServiceSetup { what, fix } => {
+            | Failure::ServiceSetup { what, fix }
+            | Failure::NoInstance { what, fix } => {
                 write!(f, "{what}\n\n{fix}")
             }
             Failure::OtherInstance { detail } => write!(

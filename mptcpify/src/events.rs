@@ -3,8 +3,9 @@
 //! is sandboxed or under another tool's `cgroup/sock_create` program, per
 //! socket option MPTCP refused, per `--explain` verdict, and per upgraded
 //! socket closed (what it did); read from the
-//! programs' ring buffer. The JSON forms are an interface: README, "JSON
-//! output", documents each field.
+//! programs' ring buffer, and handed to the monitors too (`crate::monitor`),
+//! with the events only they get (an upgraded connection's life). The JSON
+//! forms are an interface: README, "JSON output", documents each field.
 
 use aya::maps::{MapData, RingBuf};
 use mptcpify_common::{
@@ -15,6 +16,7 @@ use mptcpify_common::{
 };
 use serde::Serialize;
 
+use crate::monitor::Server;
 use crate::sockopt_names;
 
 /// How events are written.
@@ -36,15 +38,28 @@ pub const READ_EVERY: std::time::Duration = std::time::Duration::from_millis(50)
 pub struct Events {
     ring: RingBuf<MapData>,
     output: Output,
+    /// Writes only what it writes with `-q` (refused options, `--explain`);
+    /// the rest is sent only while a monitor listens, for the monitor.
+    quiet: bool,
     clock: Clock,
+    monitors: Option<Server>,
 }
 
 impl Events {
-    pub fn new(ring: RingBuf<MapData>, output: Output) -> anyhow::Result<Self> {
+    /// The events of `ring`, written to `output` and served to monitors by
+    /// `monitors`.
+    pub fn new(
+        ring: RingBuf<MapData>,
+        output: Output,
+        quiet: bool,
+        monitors: Option<Server>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             ring,
             output,
+            quiet,
             clock: Clock::now(),
+            monitors,
         })
     }
 
@@ -61,16 +76,39 @@ impl Events {
     /// Writes every event the ring holds now. Called once more before
     /// detaching, so that events of the last 50 ms are not lost.
     pub fn print_ready(&mut self) {
+        if let Some(monitors) = &mut self.monitors {
+            monitors.poll();
+        }
         while let Some(item) = self.ring.next() {
-            if let Some(event) = Event::from_bytes(&item) {
-                let time = self.clock.wall(event.boot_ns);
-                match self.output {
-                    Output::Stdout => println!("{}", line(&event)),
-                    Output::Stderr => eprintln!("mptcpify: {}", line(&event)),
-                    Output::Json => println!("{}", json(&event, time)),
-                }
+            let Some(event) = Event::from_bytes(&item) else {
+                continue;
+            };
+            let time = self.clock.wall(event.boot_ns);
+            if let Some(monitors) = &mut self.monitors {
+                monitors.send(&event, time);
+            }
+            if !written(event.outcome, self.quiet) {
+                continue;
+            }
+            match self.output {
+                Output::Stdout => println!("{}", line(&event)),
+                Output::Stderr => eprintln!("mptcpify: {}", line(&event)),
+                Output::Json => println!("{}", json(&event, time)),
             }
         }
+        if let Some(monitors) = &mut self.monitors {
+            monitors.flush();
+        }
+    }
+}
+
+/// Whether an instance writes an event of `outcome` itself (the others it
+/// gets only while a monitor listens, for the monitor).
+fn written(outcome: u32, quiet: bool) -> bool {
+    match outcome {
+        outcome::REFUSED_SETSOCKOPT | outcome::REFUSED_GETSOCKOPT | outcome::VERDICT => true,
+        _ if outcome::is_live(outcome) => false,
+        _ => !quiet,
     }
 }
 
@@ -106,6 +144,21 @@ pub fn line(event: &Event) -> String {
             family(event),
             explained(&event.explanation())
         ),
+        outcome::ESTABLISHED => format!("established {who} family={}: mptcp", family(event)),
+        outcome::SUBFLOW_UP => format!(
+            "subflow up {who} family={}: {}",
+            family(event),
+            extra_subflows(event.why)
+        ),
+        outcome::SUBFLOW_DOWN => format!(
+            "subflow down {who} family={} (extra subflows joined so far: {})",
+            family(event),
+            event.why
+        ),
+        outcome::MONITOR_DROPPED => format!(
+            "dropped {} events: this monitor did not read them fast enough",
+            event.why
+        ),
         _ => format!("upgraded {who} family={}", family(event)),
     }
 }
@@ -114,13 +167,8 @@ pub fn line(event: &Event) -> String {
 /// text line, and its extra subflows.
 fn closed_outcome(event: &Event) -> (&'static str, String, u32) {
     let joins = event.why >> 8;
-    let plural = if joins == 1 { "" } else { "s" };
     match event.why & 0xff {
-        closed::MPTCP => (
-            "mptcp",
-            format!("mptcp, {joins} extra subflow{plural}"),
-            joins,
-        ),
+        closed::MPTCP => ("mptcp", format!("mptcp, {}", extra_subflows(joins)), joins),
         closed::FALLBACK => (
             "fallback",
             "fell back to tcp (the peer did not answer MP_CAPABLE)".into(),
@@ -129,6 +177,11 @@ fn closed_outcome(event: &Event) -> (&'static str, String, u32) {
         closed::LISTENER => ("listener", "listener".into(), 0),
         _ => ("unconnected", "never connected".into(), 0),
     }
+}
+
+/// "1 extra subflow", "2 extra subflows".
+fn extra_subflows(n: u32) -> String {
+    format!("{n} extra subflow{}", if n == 1 { "" } else { "s" })
 }
 
 /// The selector options of the [`kind`] bits `kinds` (include or exclude).
@@ -244,9 +297,23 @@ struct JsonEvent<'a> {
     errno: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
+    /// `subflow`: `up` or `down`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a str>,
+    /// `dropped`: how many events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u32>,
+    /// `mptcpify monitor`: the program id of the instance that saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<u32>,
 }
 
 pub fn json(event: &Event, time: std::time::SystemTime) -> String {
+    json_of(event, time, None)
+}
+
+/// One event as JSON, with the `instance` it came from (the monitor's).
+pub fn json_of(event: &Event, time: std::time::SystemTime, instance: Option<u32>) -> String {
     let comm = String::from_utf8_lossy(event.comm()).into_owned();
     let mut json = JsonEvent {
         event: "upgraded",
@@ -266,6 +333,9 @@ pub fn json(event: &Event, time: std::time::SystemTime) -> String {
         option: None,
         errno: None,
         fix: None,
+        state: None,
+        count: None,
+        instance,
     };
     match event.outcome {
         outcome::REFUSED_SETSOCKOPT | outcome::REFUSED_GETSOCKOPT => {
@@ -286,6 +356,24 @@ pub fn json(event: &Event, time: std::time::SystemTime) -> String {
             json.reason = Some("sock_filtered");
         }
         outcome::WOULD_UPGRADE => json.event = "would_upgrade",
+        outcome::ESTABLISHED => {
+            json.event = "established";
+            json.outcome = Some("mptcp");
+        }
+        outcome::SUBFLOW_UP | outcome::SUBFLOW_DOWN => {
+            json.event = "subflow";
+            json.state = Some(if event.outcome == outcome::SUBFLOW_UP {
+                "up"
+            } else {
+                "down"
+            });
+            json.extra_subflows = Some(event.why);
+        }
+        outcome::MONITOR_DROPPED => {
+            json.event = "dropped";
+            json.family = None;
+            json.count = Some(event.why);
+        }
         outcome::CLOSED => {
             let (name, _, joins) = closed_outcome(event);
             json.event = "closed";
@@ -463,6 +551,57 @@ mod tests {
         assert_eq!(value["outcome"], "mptcp");
         assert_eq!(value["extra_subflows"], 2);
         assert_eq!(value["pid"], 42);
+    }
+
+    #[test]
+    fn a_connections_life_is_for_monitors_and_says_its_subflows() {
+        let life = |outcome: u32, why: u32| Event {
+            why,
+            ..event(outcome)
+        };
+        assert_eq!(
+            line(&life(outcome::ESTABLISHED, 0)),
+            "established pid=42 tid=43 comm=curl family=ipv4: mptcp"
+        );
+        assert_eq!(
+            line(&life(outcome::SUBFLOW_UP, 1)),
+            "subflow up pid=42 tid=43 comm=curl family=ipv4: 1 extra subflow"
+        );
+        assert!(line(&life(outcome::SUBFLOW_DOWN, 2)).starts_with("subflow down pid=42 "));
+        let value: serde_json::Value = serde_json::from_str(&json_of(
+            &life(outcome::SUBFLOW_DOWN, 2),
+            std::time::UNIX_EPOCH,
+            Some(7),
+        ))
+        .unwrap();
+        assert_eq!(value["event"], "subflow");
+        assert_eq!(value["state"], "down");
+        assert_eq!(value["extra_subflows"], 2);
+        assert_eq!(value["instance"], 7);
+        let value: serde_json::Value = serde_json::from_str(&json(
+            &life(outcome::MONITOR_DROPPED, 5),
+            std::time::UNIX_EPOCH,
+        ))
+        .unwrap();
+        assert_eq!(
+            (value["event"].clone(), value["count"].clone()),
+            ("dropped".into(), 5.into())
+        );
+        assert!(value.get("instance").is_none());
+        // What an instance writes itself, and what only monitors get.
+        for quiet in [false, true] {
+            for live in [
+                outcome::ESTABLISHED,
+                outcome::SUBFLOW_UP,
+                outcome::SUBFLOW_DOWN,
+            ] {
+                assert!(!written(live, quiet));
+            }
+            assert!(written(outcome::REFUSED_SETSOCKOPT, quiet));
+            assert!(written(outcome::VERDICT, quiet));
+            assert_eq!(written(outcome::UPGRADED, quiet), !quiet);
+            assert_eq!(written(outcome::CLOSED, quiet), !quiet);
+        }
     }
 
     #[test]

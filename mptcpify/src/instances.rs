@@ -93,6 +93,19 @@ pub fn attached() -> Vec<Instance> {
         .collect()
 }
 
+/// The program ids of every attached mptcpify upgrader; `Err` when the
+/// kernel's program list cannot be read (it needs CAP_SYS_ADMIN).
+pub fn attached_ids() -> Result<Vec<u32>, String> {
+    let mut ids = Vec::new();
+    for program in loaded_programs() {
+        let program = program.map_err(|e| e.to_string())?;
+        if program.name_as_str() == Some(PROGRAM_NAME) {
+            ids.push(program.id());
+        }
+    }
+    Ok(ids)
+}
+
 /// Every attached mptcpify upgrader but program `own` (this instance's).
 pub fn others_than(own: Option<u32>) -> Vec<Instance> {
     attached()

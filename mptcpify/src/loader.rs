@@ -69,6 +69,9 @@ pub struct Attached {
     pub options_unwatched: Option<String>,
     /// Why what upgraded sockets did is not reported on this kernel, if not.
     pub outcomes_unwatched: Option<String>,
+    /// Why `mptcpify monitor` cannot be told when an upgraded connection is
+    /// established or a subflow closes on this kernel, if not.
+    pub live_unwatched: Option<String>,
     /// What the policy maps hold now (see `policy_maps`).
     contents: Contents,
     /// Whether the program that keeps cgroup rules on their paths runs.
@@ -93,6 +96,13 @@ const OUTCOME_PROGRAMS: [(&str, &str); 3] = [
     ("mptcpify_tag", "mptcp_init_sock"),
     ("mptcpify_join", "mptcp_finish_join"),
     ("mptcpify_closed", "mptcp_close"),
+];
+
+/// The programs that tell a monitor an upgraded connection's life (see
+/// mptcpify-ebpf/src/outcomes.rs), by the kernel function each follows.
+const LIVE_PROGRAMS: [(&str, &str); 2] = [
+    ("mptcpify_established", "mptcp_pm_new_connection"),
+    ("mptcpify_subflow_closed", "mptcp_close_ssk"),
 ];
 
 /// The program of `mptcpify audit` and the kernel function it follows.
@@ -182,12 +192,23 @@ pub fn attach(
         },
         Mode::Audit => None,
     };
+    let live_unwatched = match (mode, &outcomes_unwatched) {
+        (Mode::Audit, _) => None,
+        (_, Some(why)) => Some(why.clone()),
+        (_, None) => LIVE_PROGRAMS
+            .iter()
+            .try_for_each(|(name, function)| {
+                attach_traced!(ebpf, FEntry, *name, *function, &kernel.btf)
+            })
+            .err(),
+    };
     Ok(Attached {
         ebpf,
         landlock: findings.landlock,
         fallback: guard.fallback.is_some(),
         options_unwatched,
         outcomes_unwatched,
+        live_unwatched,
         contents,
         following,
     })
@@ -472,6 +493,27 @@ fn load_failed(detail: String) -> Failure {
     Failure::LoadFailed { detail }
 }
 
+/// Switches on, while a monitor listens, the events of an upgraded
+/// connection's life ([`flag::LIVE`]) and, for a quiet instance, the
+/// per-socket events it does not print itself ([`flag::EVENTS`]).
+pub struct LiveSwitch {
+    config: Array<MapData, Config>,
+    quiet: bool,
+}
+
+impl LiveSwitch {
+    pub fn set(&mut self, monitored: bool) -> anyhow::Result<()> {
+        let mut config = self.config.get(&0, 0)?;
+        let bits = flag::LIVE | if self.quiet { flag::EVENTS } else { 0 };
+        if monitored {
+            config.flags |= bits;
+        } else {
+            config.flags &= !bits;
+        }
+        Ok(self.config.set(0, config, 0)?)
+    }
+}
+
 /// What the program counted, summed over CPUs, in [`Counter`] order.
 pub type Counts = Vec<(Counter, u64)>;
 
@@ -630,6 +672,21 @@ impl Attached {
                 write_config(ebpf, config)
             }
         }
+    }
+
+    /// A second handle on the config, for the event reader to switch the
+    /// events only monitors want on and off (see [`LiveSwitch`]); `quiet`:
+    /// this instance sends no events of its own (`-q`).
+    pub fn live_switch(&self, quiet: bool) -> anyhow::Result<LiveSwitch> {
+        let id = match self.ebpf.map(maps::CONFIG) {
+            Some(aya::maps::Map::Array(data)) => data.info()?.id(),
+            _ => anyhow::bail!("no array map {}", maps::CONFIG),
+        };
+        let data = MapData::from_id(id)?;
+        Ok(LiveSwitch {
+            config: Array::try_from(aya::maps::Map::Array(data))?,
+            quiet,
+        })
     }
 
     /// The ring buffer of events; can be taken once.

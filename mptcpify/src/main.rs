@@ -24,6 +24,7 @@
 //! - [`service`]: `mptcpify enable/disable UNIT` (mptcpify@UNIT.service).
 //! - [`status`]: `mptcpify status`: support, path manager, instances, sockets.
 //! - [`audit`]: `mptcpify audit`: what would be upgraded and what would break.
+//! - [`monitor`]: `mptcpify monitor`, and the instance's side that serves it.
 //! - [`docs`]: man pages and shell completions, from the clap definitions.
 //! - [`errors`]: every failure with its fix and exit code.
 
@@ -40,6 +41,7 @@ mod identity;
 mod instances;
 mod kernel_layout;
 mod loader;
+mod monitor;
 mod netns;
 mod netns_follow;
 mod pid;
@@ -93,6 +95,7 @@ fn main() {
             Some(cli::Command::Disable(args)) => service::disable(&args),
             Some(cli::Command::Status(args)) => status::status(&args).await,
             Some(cli::Command::Audit(args)) => audit::audit(args).await,
+            Some(cli::Command::Monitor(args)) => monitor::monitor(&args).await,
             None => foreground(cli).await.map(|()| exit::OK),
         }
     });
@@ -132,6 +135,8 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
             reloadable: cli.config.is_some(),
         },
     )?;
+    // Before the "attached" line: a monitor started on it finds the instance.
+    let monitors = monitor::Server::start(&attached, cli.quiet);
     let attached_line = format!(
         "attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
         preflight::HOOK,
@@ -166,7 +171,7 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         events::Output::Stdout
     };
     // Read even with -q: the program then sends only refused options.
-    let mut events = events::Events::new(attached.take_events()?, output)?;
+    let mut events = events::Events::new(attached.take_events()?, output, cli.quiet, monitors)?;
     let mut netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
     loop {
         let hangup = async {
@@ -290,6 +295,12 @@ pub fn attach(
         eprintln!(
             "mptcpify: warning: what upgraded sockets did (MPTCP, fallback) will not be \
              reported on this kernel ({why})"
+        );
+    }
+    if let (None, Some(why)) = (&attached.outcomes_unwatched, &attached.live_unwatched) {
+        eprintln!(
+            "mptcpify: warning: `mptcpify monitor` will not be told when an upgraded connection \
+             is established or a subflow closes on this kernel ({why})"
         );
     }
     if let selfcheck::Landlock::KeepSandboxed { .. } = attached.landlock {

@@ -75,8 +75,13 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     }
     // Upgrade lines only with -v (the program sends them only then); refused
     // socket options always.
-    let mut events =
-        crate::events::Events::new(attached.take_events()?, crate::events::Output::Stderr)?;
+    let monitors = crate::monitor::Server::start(&attached, !args.verbose);
+    let mut events = crate::events::Events::new(
+        attached.take_events()?,
+        crate::events::Output::Stderr,
+        !args.verbose,
+        monitors,
+    )?;
 
     // A signal that came while attaching (Ctrl-C during a slow start) means
     // "don't": CMD never starts, and mptcpify exits as if CMD had been killed.

@@ -27,6 +27,16 @@ fn no_selector_is_a_usage_error_that_names_the_risks() {
     assert!(out.contains("cannot be used with"), "{out}");
 }
 
+/// With no instance attached, `monitor` says so and how to start one (exit
+/// 15), rather than waiting for events that cannot come.
+#[test]
+fn monitor_without_an_instance_says_so() {
+    let (status, out) = run(&["monitor"]);
+    assert_eq!(status.code(), Some(15), "{out}");
+    assert!(out.contains("no mptcpify instance is attached"), "{out}");
+    assert!(out.contains("sudo mptcpify --comm NAME"), "{out}");
+}
+
 #[test]
 fn enable_outside_systemd_or_with_a_bad_name_says_why() {
     let (status, out) = run(&["enable", "nginx.socket"]);
@@ -48,6 +58,10 @@ fn subcommand_help_teaches_each_one() {
             &["Observe only", "--for", "verdict"][..],
         ),
         (&["status", "--help"], &["endpoints", "--json"]),
+        (
+            &["monitor", "--help"],
+            &["established", "nsenter --net=", "@mptcpify/monitor/"],
+        ),
         (
             &["enable", "--help"],
             &["mptcpify@UNIT.service", "50-mptcpify.conf"],

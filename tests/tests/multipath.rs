@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mptcpify_tests::process::Running;
+use mptcpify_tests::process::{command, Running, ATTACH_TIMEOUT};
 use mptcpify_tests::testbed::{TwoPaths, PATHS};
 use mptcpify_tests::transfer::{make_file, Receiver, Transfer};
 
@@ -200,4 +200,71 @@ fn closed_connections_say_mptcp_with_their_subflows_or_fallback() {
     assert!(number_before(" MPTCP (") >= 1, "{summary}");
     assert!(number_before(" extra subflows)") >= 1, "{summary}");
     assert!(number_before(" fell back to TCP") >= 1, "{summary}");
+}
+
+/// `mptcpify monitor --json`, started apart from the instance (as from
+/// another shell), streams a quiet instance's view of a two-path iperf3:
+/// upgrades, the MPTCP connection established, its extra subflow up and (the
+/// server's announced address withdrawn mid-transfer) down, and the sockets closed,
+/// each in iperf3's name and with the instance's program id.
+/// The quiet instance itself writes none of them, and the monitor ends when
+/// the instance detaches.
+#[test]
+fn monitor_streams_a_two_path_iperf3_from_another_shell() {
+    let bed = shaped(RATE_MBIT);
+    let running = Running::attach(&["-q", "--comm", "iperf3"]);
+    let mut monitor = Running::start(command(&["monitor", "--json"]));
+    monitor.wait_for("mptcpify: monitoring program id", ATTACH_TIMEOUT);
+    bed.iperf3(4, || {
+        bed.ip(&bed.server, &["mptcp", "endpoint", "flush"]);
+    });
+
+    let mut seen = std::collections::BTreeSet::new();
+    let wanted = [
+        "upgraded",
+        "established",
+        "subflow up",
+        "subflow down",
+        "closed mptcp",
+    ];
+    while !wanted.iter().all(|w| seen.contains(*w)) {
+        let line = monitor.wait_for("\"event\":", Duration::from_secs(30));
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(value["comm"], "iperf3", "{line}");
+        assert!(value["pid"].as_u64() > Some(0), "{line}");
+        assert!(value["instance"].as_u64() > Some(0), "{line}");
+        assert!(
+            value["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
+        let kind = match (value["event"].as_str(), value["state"].as_str()) {
+            (Some("subflow"), Some(state)) => format!("subflow {state}"),
+            (Some("closed"), _) => format!("closed {}", value["outcome"].as_str().unwrap_or("?")),
+            (Some(event), _) => event.to_string(),
+            _ => panic!("no event: {line}"),
+        };
+        if kind == "subflow up" {
+            assert!(value["extra_subflows"].as_u64() >= Some(1), "{line}");
+        }
+        seen.insert(kind);
+    }
+
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert!(
+        !output
+            .iter()
+            .any(|l| l.starts_with("upgraded ") || l.starts_with("closed ")),
+        "a quiet instance wrote per-socket lines: {output:?}"
+    );
+    let (status, output) = monitor.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("no instance left to monitor")),
+        "{output:?}"
+    );
 }

@@ -299,3 +299,29 @@ fn mptcpify_service_reloads_its_policy_file_in_place() {
     ));
     std::fs::remove_file(file).unwrap();
 }
+
+/// `mptcpify monitor` reaches an instance run by systemd under the units'
+/// sandbox: it streams the upgrades of nginx's restart, and
+/// ends when the unit stops.
+#[test]
+fn monitor_reaches_the_sandboxed_service() {
+    require_systemd();
+    let unit = "mptcpify@nginx.service";
+    sh(&format!("systemctl start {unit}"));
+    let mut monitor = process::Running::start(process::command(&["monitor", "--json"]));
+    monitor.wait_for("mptcpify: monitoring program id", process::ATTACH_TIMEOUT);
+    sh("systemctl restart nginx.service");
+    let line = monitor.wait_for("\"event\":\"upgraded\"", Duration::from_secs(30));
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["comm"], "nginx", "{line}");
+    sh(&format!("systemctl stop {unit}"));
+    let (status, output) = monitor.wait();
+    assert!(status.success(), "{output:?}");
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("no instance left to monitor")),
+        "{output:?}"
+    );
+    sh("systemctl restart nginx.service");
+}

@@ -151,7 +151,8 @@ EXIT STATUS:
     13 `mptcpify enable/disable` could not change systemd's configuration
     14 the --config file does not parse or its policy does not resolve (at
        start; on SIGHUP the policy in force stays and the error is said)
-    15 `mptcpify monitor`: no instance attached, or none reachable from here"
+    15 `mptcpify monitor`: no instance attached, or none reachable from here
+    16 --pin or `mptcpify detach`: the pin could not be made, found or removed"
 );
 
 const RUN_ABOUT: &str = "\
@@ -215,6 +216,21 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub explain: Vec<String>,
 
+    /// Keep the upgrade attached after mptcpify exits: its programs' links
+    /// are pinned in /sys/fs/bpf/mptcpify/NAME (default NAME: default). A
+    /// later `mptcpify --pin NAME` takes the pinned upgrade over (the new
+    /// program is attached before the old one is let go, so no socket of a
+    /// selected process is TCP meanwhile); `mptcpify detach NAME` ends it.
+    /// Root only.
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        default_missing_value = "default",
+        require_equals = false
+    )]
+    pub pin: Option<String>,
+
     #[command(flatten)]
     pub safety: Safety,
 }
@@ -263,6 +279,30 @@ pub enum Command {
         long_about = MONITOR_ABOUT
     )]
     Monitor(MonitorArgs),
+    #[command(
+        about = "Detach an upgrade that `--pin NAME` left attached",
+        long_about = DETACH_ABOUT
+    )]
+    Detach(DetachArgs),
+}
+
+const DETACH_ABOUT: &str = "\
+Detach an upgrade that `mptcpify --pin NAME` left attached: removes its pins in
+/sys/fs/bpf/mptcpify/NAME, and with the last of them the kernel detaches the
+programs, so new sockets are TCP again (an mptcpify still running with that pin
+detaches when it exits). `mptcpify status` lists the pinned upgrades. Root only.
+
+Exit status: 0, 16 (no such pin, or it could not be removed).";
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// The pin's NAME (`--pin NAME`; `default` for a bare `--pin`).
+    #[arg(value_name = "NAME", required_unless_present = "all")]
+    pub name: Option<String>,
+
+    /// Every pinned upgrade.
+    #[arg(long, conflicts_with = "name")]
+    pub all: bool,
 }
 
 const MONITOR_ABOUT: &str = "\

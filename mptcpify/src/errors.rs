@@ -21,6 +21,7 @@ pub mod exit {
     pub const SERVICE_SETUP: i32 = 13;
     pub const BAD_CONFIG: i32 = 14;
     pub const NO_INSTANCE: i32 = 15;
+    pub const PIN: i32 = 16;
 }
 
 #[derive(Debug)]
@@ -91,6 +92,11 @@ pub enum Failure {
         what: String,
         fix: String,
     },
+    /// `--pin` or `mptcpify detach` could not do its part in /sys/fs/bpf.
+    Pin {
+        what: String,
+        fix: String,
+    },
     Other(anyhow::Error),
 }
 
@@ -110,6 +116,7 @@ impl Failure {
             Failure::ServiceSetup { .. } => exit::SERVICE_SETUP,
             Failure::BadConfig { .. } => exit::BAD_CONFIG,
             Failure::NoInstance { .. } => exit::NO_INSTANCE,
+            Failure::Pin { .. } => exit::PIN,
             Failure::Other(_) => exit::OTHER,
         }
     }
@@ -189,7 +196,8 @@ impl fmt::Display for Failure {
             Failure::BadSelector { what, fix }
             | Failure::RunSetup { what, fix }
             | Failure::ServiceSetup { what, fix }
-            | Failure::NoInstance { what, fix } => {
+            | Failure::NoInstance { what, fix }
+            | Failure::Pin { what, fix } => {
                 write!(f, "{what}\n\n{fix}")
             }
             Failure::OtherInstance { detail } => write!(

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FEntry, FExit, FModRet, ProgramError},
+    programs::{
+        links::{FdLink, PinnedLink},
+        BtfTracePoint, FEntry, FExit, FModRet, ProgramError,
+    },
     Ebpf, EbpfLoader,
 };
 use mptcpify_common::maps::{
@@ -38,9 +41,10 @@ const OPTION_PROGRAMS: [(&str, &str); 2] = [
 
 /// Loads the program `$name` of type `$kind` (FEntry, FExit, BtfTracePoint:
 /// aya gives them no common trait) against `$target`, a kernel function or
-/// tracepoint, and attaches it; `Err(String)` says which step failed.
+/// tracepoint, attaches it and adds its link to `$links`; `Err(String)`
+/// says which step failed.
 macro_rules! attach_traced {
-    ($ebpf:expr, $kind:ty, $name:expr, $target:expr, $btf:expr) => {
+    ($ebpf:expr, $kind:ty, $name:expr, $target:expr, $btf:expr, $links:expr) => {
         (|| -> Result<(), String> {
             let program: &mut $kind = $ebpf
                 .program_mut($name)
@@ -50,13 +54,21 @@ macro_rules! attach_traced {
             program
                 .load($target, $btf)
                 .map_err(|e| format!("loading the program for {}: {e}", $target))?;
-            program
+            let id = program
                 .attach()
-                .map(drop)
-                .map_err(|e| format!("attaching to {}: {e}", $target))
+                .map_err(|e| format!("attaching to {}: {e}", $target))?;
+            let link = program
+                .take_link(id)
+                .map_err(|e| format!("taking the link to {}: {e}", $target))?;
+            $links.push(($name.to_string(), FdLink::from(link)));
+            Ok(())
         })()
     };
 }
+
+/// The links of the attached programs, by program name: dropped, they
+/// detach; pinned ([`Attached::pin`]), they stay.
+type Links = Vec<(String, FdLink)>;
 
 pub struct Attached {
     ebpf: Ebpf,
@@ -76,6 +88,10 @@ pub struct Attached {
     contents: Contents,
     /// Whether the program that keeps cgroup rules on their paths runs.
     following: bool,
+    /// The programs' links, until [`Attached::pin`] pins them.
+    links: Links,
+    /// The links pinned, and where.
+    pinned: Option<(std::path::PathBuf, Vec<PinnedLink>)>,
 }
 
 /// How the upgrader runs.
@@ -159,29 +175,34 @@ pub fn attach(
                 ..
             }
         );
+    let mut links = Links::new();
     if following {
-        follow_cgroups(&mut ebpf, policy, kernel)?;
+        follow_cgroups(&mut ebpf, policy, kernel, &mut links)?;
     }
 
-    let program = program(&mut ebpf, PROGRAM)?;
-    program
+    let upgrader = program(&mut ebpf, PROGRAM)?;
+    upgrader
         .load(HOOK, &kernel.btf)
         .map_err(classify_load_error)?;
-    program
+    let id = upgrader
         .attach()
         .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
+    let link = upgrader
+        .take_link(id)
+        .map_err(|e| load_failed(format!("taking the link to {HOOK}: {e}")))?;
+    links.push((PROGRAM.to_string(), FdLink::from(link)));
     if mode == Mode::Audit {
         let (name, function) = AUDIT_PROGRAM;
-        attach_traced!(ebpf, FEntry, name, function, &kernel.btf).map_err(load_failed)?;
+        attach_traced!(ebpf, FEntry, name, function, &kernel.btf, links).map_err(load_failed)?;
     }
     // An audit upgrades nothing, so there are no refusals to watch (and its
     // own probes of MPTCP's options would be reported).
     let options_unwatched = match mode {
-        Mode::Upgrade { .. } => watch_options(&mut ebpf, kernel).err(),
+        Mode::Upgrade { .. } => watch_options(&mut ebpf, kernel, &mut links).err(),
         Mode::Audit => None,
     };
     let outcomes_unwatched = match mode {
-        Mode::Upgrade { .. } => match watch_outcomes(&mut ebpf, kernel, guard) {
+        Mode::Upgrade { .. } => match watch_outcomes(&mut ebpf, kernel, guard, &mut links) {
             Ok(()) => {
                 // From now on the upgrader notes each upgrade for the tag.
                 config.flags |= flag::OUTCOMES;
@@ -198,7 +219,7 @@ pub fn attach(
         (_, None) => LIVE_PROGRAMS
             .iter()
             .try_for_each(|(name, function)| {
-                attach_traced!(ebpf, FEntry, *name, *function, &kernel.btf)
+                attach_traced!(ebpf, FEntry, *name, *function, &kernel.btf, links)
             })
             .err(),
     };
@@ -211,6 +232,8 @@ pub fn attach(
         live_unwatched,
         contents,
         following,
+        links,
+        pinned: None,
     })
 }
 
@@ -233,7 +256,12 @@ pub fn trampolines_load(btf: &aya::Btf) -> Result<bool, String> {
 
 /// Attaches the programs that tell what each upgraded socket did. Upgrading
 /// does not depend on them: a kernel where they cannot attach is said.
-fn watch_outcomes(ebpf: &mut Ebpf, kernel: &Kernel, guard: &Guard) -> Result<(), String> {
+fn watch_outcomes(
+    ebpf: &mut Ebpf,
+    kernel: &Kernel,
+    guard: &Guard,
+    links: &mut Links,
+) -> Result<(), String> {
     let layout = guard.close.clone()?;
     let mut array: Array<_, maps::CloseLayout> =
         map(ebpf, maps::CLOSE_LAYOUT).map_err(|e| e.to_string())?;
@@ -243,30 +271,33 @@ fn watch_outcomes(ebpf: &mut Ebpf, kernel: &Kernel, guard: &Guard) -> Result<(),
         FEntry,
         OUTCOME_PROGRAMS[0].0,
         OUTCOME_PROGRAMS[0].1,
-        &kernel.btf
+        &kernel.btf,
+        links
     )?;
     attach_traced!(
         ebpf,
         FExit,
         OUTCOME_PROGRAMS[1].0,
         OUTCOME_PROGRAMS[1].1,
-        &kernel.btf
+        &kernel.btf,
+        links
     )?;
     attach_traced!(
         ebpf,
         FEntry,
         OUTCOME_PROGRAMS[2].0,
         OUTCOME_PROGRAMS[2].1,
-        &kernel.btf
+        &kernel.btf,
+        links
     )
 }
 
 /// Attaches the programs that report refused socket options. Upgrading
 /// does not depend on them: a kernel where they cannot attach is said, not
 /// refused.
-fn watch_options(ebpf: &mut Ebpf, kernel: &Kernel) -> Result<(), String> {
+fn watch_options(ebpf: &mut Ebpf, kernel: &Kernel, links: &mut Links) -> Result<(), String> {
     for (name, function) in OPTION_PROGRAMS {
-        attach_traced!(ebpf, FExit, name, function, &kernel.btf)?;
+        attach_traced!(ebpf, FExit, name, function, &kernel.btf, links)?;
     }
     Ok(())
 }
@@ -275,13 +306,19 @@ fn watch_options(ebpf: &mut Ebpf, kernel: &Kernel) -> Result<(), String> {
 /// then takes each rule's id afresh: a cgroup re-created between resolving
 /// the policy and this point is caught here, one created later by the
 /// program.
-fn follow_cgroups(ebpf: &mut Ebpf, policy: &Policy, kernel: &Kernel) -> Result<(), Failure> {
+fn follow_cgroups(
+    ebpf: &mut Ebpf,
+    policy: &Policy,
+    kernel: &Kernel,
+    links: &mut Links,
+) -> Result<(), Failure> {
     attach_traced!(
         ebpf,
         BtfTracePoint,
         FOLLOW_PROGRAM,
         FOLLOW_TRACEPOINT,
-        &kernel.btf
+        &kernel.btf,
+        links
     )
     .map_err(load_failed)?;
     refresh_cgroup_ids(ebpf, policy, |index| Some(index as u32))
@@ -493,6 +530,17 @@ fn load_failed(detail: String) -> Failure {
     Failure::LoadFailed { detail }
 }
 
+/// An error and its sources (aya's errors keep the errno in a source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// Switches on, while a monitor listens, the events of an upgraded
 /// connection's life ([`flag::LIVE`]) and, for a quiet instance, the
 /// per-socket events it does not print itself ([`flag::EVENTS`]).
@@ -672,6 +720,66 @@ impl Attached {
                 write_config(ebpf, config)
             }
         }
+    }
+
+    /// Pins every link in `dir` (by program name), replacing what is pinned
+    /// there: each pin is written beside and renamed over the old one, so
+    /// the old program stays attached until the new one is pinned in its
+    /// place. Files of `dir` that are not this instance's are removed
+    /// (another version's programs).
+    pub fn pin(&mut self, dir: &std::path::Path) -> Result<(), Failure> {
+        let pin_failed = |what: String, e: &dyn std::error::Error| Failure::Pin {
+            what: format!("{what}: {}", error_chain(e)),
+            fix: "Pins need root and the BPF filesystem mounted at /sys/fs/bpf (under \
+                  systemd: ReadWritePaths=/sys/fs/bpf)."
+                .into(),
+        };
+        let mut pinned = Vec::new();
+        let mut names = Vec::new();
+        for (name, link) in self.links.drain(..) {
+            // bpffs refuses dots in names (kernel/bpf/inode.c, bpf_lookup).
+            let (new, path) = (dir.join(format!("new_{name}")), dir.join(&name));
+            let _ = std::fs::remove_file(&new);
+            let link = link
+                .pin(&new)
+                .map_err(|e| pin_failed(format!("pinning {}", new.display()), &e))?;
+            std::fs::rename(&new, &path).map_err(|e| {
+                pin_failed(
+                    format!("renaming {} over {}", new.display(), path.display()),
+                    &e,
+                )
+            })?;
+            pinned.push(link);
+            names.push(name);
+        }
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !names.contains(&name) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        self.pinned = Some((dir.to_path_buf(), pinned));
+        Ok(())
+    }
+
+    /// Where the links are pinned, if they are.
+    pub fn pinned_at(&self) -> Option<&std::path::Path> {
+        self.pinned.as_ref().map(|(dir, _)| dir.as_path())
+    }
+
+    /// Before exiting with the links pinned: the events no one will read
+    /// any more are switched off (the counters still count).
+    pub fn leave_pinned(&mut self) -> Result<(), Failure> {
+        let mut array: Array<_, Config> = map(&mut self.ebpf, maps::CONFIG)?;
+        let mut config = array
+            .get(&0, 0)
+            .map_err(|e| load_failed(format!("reading {}: {e}", maps::CONFIG)))?;
+        config.flags &= !(flag::EVENTS | flag::LIVE);
+        array
+            .set(0, config, 0)
+            .map_err(|e| load_failed(format!("writing {}: {e}", maps::CONFIG)))
     }
 
     /// A second handle on the config, for the event reader to switch the

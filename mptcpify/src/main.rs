@@ -25,6 +25,8 @@
 //! - [`status`]: `mptcpify status`: support, path manager, instances, sockets.
 //! - [`audit`]: `mptcpify audit`: what would be upgraded and what would break.
 //! - [`monitor`]: `mptcpify monitor`, and the instance's side that serves it.
+//! - [`pins`]: `--pin NAME` and `mptcpify detach`: upgrades that outlive
+//!   mptcpify.
 //! - [`docs`]: man pages and shell completions, from the clap definitions.
 //! - [`errors`]: every failure with its fix and exit code.
 
@@ -45,6 +47,7 @@ mod monitor;
 mod netns;
 mod netns_follow;
 mod pid;
+mod pins;
 mod policy;
 mod policy_maps;
 mod preflight;
@@ -96,6 +99,7 @@ fn main() {
             Some(cli::Command::Status(args)) => status::status(&args).await,
             Some(cli::Command::Audit(args)) => audit::audit(args).await,
             Some(cli::Command::Monitor(args)) => monitor::monitor(&args).await,
+            Some(cli::Command::Detach(args)) => pins::detach(&args),
             None => foreground(cli).await.map(|()| exit::OK),
         }
     });
@@ -127,6 +131,17 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
             policy
         }
     };
+    // A pin that cannot be made fails before anything is attached; the
+    // programs pinned under the same name are taken over, not competed with.
+    let pin = match &cli.pin {
+        Some(name) => Some((name.as_str(), pins::dir(name, true)?)),
+        None => None,
+    };
+    let replacing: Vec<u32> = pin
+        .as_ref()
+        .and_then(|(name, _)| pins::upgrader_of(name))
+        .into_iter()
+        .collect();
     let mut attached = attach(
         &policy,
         &cli.safety,
@@ -134,7 +149,27 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
             events: !cli.quiet,
             reloadable: cli.config.is_some(),
         },
+        &replacing,
     )?;
+    if let Some((name, dir)) = &pin {
+        attached.pin(dir)?;
+        if !replacing.is_empty() {
+            eprintln!(
+                "mptcpify: took over the upgrade pinned as {name} (program id {}): it is \
+                 detached now that this one is pinned in its place",
+                replacing
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        eprintln!(
+            "mptcpify: pinned in {}: the upgrade stays attached after mptcpify exits \
+             (`mptcpify detach {name}` ends it)",
+            dir.display()
+        );
+    }
     // Before the "attached" line: a monitor started on it finds the instance.
     let monitors = monitor::Server::start(&attached, cli.quiet);
     let attached_line = format!(
@@ -255,10 +290,13 @@ fn reload(
 }
 
 /// Preflight, then load and attach with `policy`. Shared by both modes.
+/// `replacing`: the programs of the pin this instance takes over, which
+/// are not other instances.
 pub fn attach(
     policy: &policy::Policy,
     safety: &cli::Safety,
     mode: loader::Mode,
+    replacing: &[u32],
 ) -> Result<loader::Attached, Failure> {
     for warning in &policy.warnings {
         eprintln!("mptcpify: warning: {warning}");
@@ -268,7 +306,11 @@ pub fn attach(
     })?;
     // An audit changes nothing, so it cannot undo another instance's policy.
     if mode != loader::Mode::Audit {
-        instances::check(policy, &instances::attached(), safety.allow_other_instances)?;
+        let others: Vec<_> = instances::attached()
+            .into_iter()
+            .filter(|i| !replacing.contains(&i.program_id))
+            .collect();
+        instances::check(policy, &others, safety.allow_other_instances)?;
     }
     let guard = kernel_layout::guard().map_err(|e| Failure::LoadFailed {
         detail: format!("reading the kernel's layout from BTF: {e:#}"),
@@ -318,11 +360,27 @@ pub fn attach(
 
 /// Detaches and prints what the programs counted (with `json`, also as one
 /// JSON object on stdout).
-pub fn report(attached: loader::Attached, json: bool) -> Result<(), Failure> {
+pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure> {
     let counts = attached.counts()?;
     let stats = attached.run_stats();
+    // Still pinned unless `mptcpify detach` or another `--pin` took the pin.
+    let pinned = attached
+        .pinned_at()
+        .filter(|dir| pins::upgrader_at(dir) == attached.program_id())
+        .map(|dir| dir.to_path_buf());
+    if pinned.is_some() {
+        attached.leave_pinned()?;
+    }
     drop(attached);
-    eprintln!("mptcpify: detached; new sockets are TCP again");
+    match pinned {
+        Some(dir) => eprintln!(
+            "mptcpify: exiting; the upgrade stays attached, pinned in {} (`mptcpify detach {}` \
+             ends it)",
+            dir.display(),
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        None => eprintln!("mptcpify: detached; new sockets are TCP again"),
+    }
     let tcp: u64 = counts
         .iter()
         .filter(|(counter, _)| counter.is_verdict())

@@ -64,6 +64,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
             events: args.verbose,
             reloadable: false,
         },
+        &[],
     )?;
     if args.verbose {
         eprintln!("mptcpify: CMD runs as {identity}");

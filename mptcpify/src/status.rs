@@ -85,6 +85,9 @@ struct Endpoint {
 struct Instance {
     program_id: u32,
     loaded_at: Option<String>,
+    /// The `--pin NAME` it is pinned as (it stays attached without a
+    /// holder); `null`: not pinned.
+    pinned: Option<String>,
     /// Processes holding the program (its attachment), with their command
     /// lines: who attached it, and with which selectors.
     holders: Vec<Holder>,
@@ -93,9 +96,9 @@ struct Instance {
 }
 
 #[derive(Serialize)]
-struct Holder {
-    pid: u32,
-    command: String,
+pub struct Holder {
+    pub pid: u32,
+    pub command: String,
 }
 
 #[derive(Serialize)]
@@ -225,6 +228,7 @@ fn endpoint(attrs: &[MptcpPathManagerAttr]) -> Endpoint {
 
 /// Every attached mptcpify upgrader, this version or another.
 fn instances() -> Result<Vec<Instance>, String> {
+    let pins = crate::pins::list().unwrap_or_default();
     let mut found = Vec::new();
     for program in loaded_programs() {
         let program = program.map_err(|e| {
@@ -248,6 +252,10 @@ fn instances() -> Result<Vec<Instance>, String> {
             loaded_at: program
                 .loaded_at()
                 .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            pinned: pins
+                .iter()
+                .find(|p| p.upgrader == Some(program.id()))
+                .map(|p| p.name.clone()),
             holders: holders(program.id()),
             counters,
         });
@@ -278,7 +286,7 @@ fn read_counters(map: &MapInfo) -> BTreeMap<&'static str, u64> {
 /// Processes with a file descriptor on program `id` (its link or the
 /// program itself): /proc/PID/fdinfo says `prog_id:` for both. By hand:
 /// procfs parses fdinfo's common fields only.
-fn holders(id: u32) -> Vec<Holder> {
+pub fn holders(id: u32) -> Vec<Holder> {
     let needle = format!("prog_id:\t{id}\n");
     let mut holders = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -427,9 +435,13 @@ fn print_text(status: &Status) {
         Part::Read(list) => {
             for i in list {
                 println!(
-                    "  program id {} loaded {}",
+                    "  program id {} loaded {}{}",
                     i.program_id,
-                    i.loaded_at.as_deref().unwrap_or("?")
+                    i.loaded_at.as_deref().unwrap_or("?"),
+                    i.pinned.as_deref().map_or(String::new(), |name| format!(
+                        ", pinned as {name} ({}/{name})",
+                        crate::pins::ROOT
+                    ))
                 );
                 for h in &i.holders {
                     println!("    pid {}: {}", h.pid, h.command);

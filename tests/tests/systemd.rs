@@ -325,3 +325,83 @@ fn monitor_reaches_the_sandboxed_service() {
     );
     sh("systemctl restart nginx.service");
 }
+
+/// mptcpify.service with `--pin` (a drop-in): `systemctl restart` takes the
+/// pinned upgrade over with no moment where a selected process gets TCP,
+/// checked by a probe that makes sockets all through the restart; `systemctl
+/// stop` leaves it attached, `mptcpify detach` ends it.
+#[test]
+fn a_pinned_service_survives_systemctl_restart_without_a_tcp_moment() {
+    require_systemd();
+    let unit = "mptcpify.service";
+    let file = Path::new("/etc/mptcpify/mptcpify.toml");
+    let drop_in = Path::new("/etc/systemd/system/mptcpify.service.d/50-pin.conf");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, "comm = [\"socket-probe\"]\n").unwrap();
+    std::fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+    std::fs::write(
+        drop_in,
+        "[Service]\nExecStart=\nExecStart=/usr/local/bin/mptcpify --config \
+         /etc/mptcpify/mptcpify.toml -q --pin service\n",
+    )
+    .unwrap();
+    sh(&format!("systemctl daemon-reload; systemctl start {unit}"));
+    assert_eq!(probe::here(), "protocol=262");
+
+    let stop = std::env::temp_dir().join("mptcpify-test-stop-probing");
+    let _ = std::fs::remove_file(&stop);
+    let mut probing = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "n=0; while [ ! -e '{}' ]; do '{}'; n=$((n+1)); done",
+                stop.display(),
+                probe::path("socket-probe").display()
+            ),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sh(&format!("systemctl restart {unit}"));
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&stop, "").unwrap();
+    let mut seen = String::new();
+    std::io::Read::read_to_string(probing.stdout.as_mut().unwrap(), &mut seen).unwrap();
+    probing.wait().unwrap();
+    let results: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.starts_with("protocol="))
+        .collect();
+    let tcp = results.iter().filter(|r| **r != "protocol=262").count();
+    println!(
+        "during the restart: {} probes, {tcp} not MPTCP",
+        results.len()
+    );
+    assert!(results.len() >= 10, "too few probes to tell: {seen}");
+    assert_eq!(
+        tcp,
+        0,
+        "{tcp} of {} probes got TCP during the restart",
+        results.len()
+    );
+    let journal = sh(&format!("journalctl -b --no-pager -o cat -u {unit}"));
+    assert!(
+        journal.contains("took over the upgrade pinned as service"),
+        "{journal}"
+    );
+
+    sh(&format!("systemctl stop {unit}"));
+    assert_eq!(
+        probe::here(),
+        "protocol=262",
+        "the pin did not outlive the stop"
+    );
+    let (status, out) = process::run(&["detach", "service"]);
+    assert!(status.success(), "{out}");
+    assert_eq!(probe::here(), "protocol=6");
+
+    std::fs::remove_file(drop_in).unwrap();
+    std::fs::remove_file(file).unwrap();
+    sh("systemctl daemon-reload");
+}

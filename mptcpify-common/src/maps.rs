@@ -279,17 +279,20 @@ pub const NS_PER_TICK: u64 = 10_000_000;
 /// How many 8-byte words of a task's cred security blob the self-check copies.
 pub const CHECK_BLOB_WORDS: usize = 32;
 
-/// What the self-check program saw for the first TCP `socket()` of process
-/// [`CheckSlot::pid`]: the loader runs test children (a namespace with MPTCP
+/// What the self-check program saw for the first TCP `socket()` of the task
+/// named [`CheckSlot::comm`]: the loader runs test children (a namespace with MPTCP
 /// on, one with it off, a Landlock-sandboxed task) and compares what the
 /// program's own code read with what it knows to be true, before attaching
 /// the upgrader.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckSlot {
-    /// Written by the loader: the process to watch.
-    pub pid: u32,
-    /// Written by the program: 1 once it saw a TCP call of `pid`.
+    /// Written by the loader: the name the test child takes before its
+    /// socket() call, a random token. A name, not a pid: in a container
+    /// (its own PID namespace) the loader knows the child by a pid the
+    /// program does not see.
+    pub comm: [u8; COMM_LEN],
+    /// Written by the program: 1 once it saw a TCP call of that task.
     pub seen: u32,
     /// The namespace guard's reading, as the upgrader computes it.
     pub mptcp_enabled: u32,
@@ -303,7 +306,7 @@ pub struct CheckSlot {
 impl Default for CheckSlot {
     fn default() -> Self {
         Self {
-            pid: 0,
+            comm: [0; COMM_LEN],
             seen: 0,
             mptcp_enabled: 0,
             filtered: 0,

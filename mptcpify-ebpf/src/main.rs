@@ -26,8 +26,9 @@ mod options;
 mod outcomes;
 mod task;
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::FExitContext};
+use aya_ebpf::{helpers::bpf_get_current_comm, programs::FExitContext};
 use mptcpify_common::{
+    consts::COMM_LEN,
     decide,
     event::{outcome, Explanation},
     maps::{flag, Counter, CHECK_BLOB_WORDS},
@@ -98,8 +99,8 @@ fn socket_call(ctx: *mut core::ffi::c_void) -> SocketCall {
     }
 }
 
-/// The start-up self-check: for the first TCP `socket()` of the process the
-/// loader names in `CHECK`, records what the upgrader's own code reads (the
+/// The start-up self-check: for the first TCP `socket()` of the task the
+/// loader names in `CHECK` (by the token name the test child takes), records what the upgrader's own code reads (the
 /// namespace guard, whether a sock_create program applies) and the raw LSM
 /// blob of the task's credentials, where
 /// the loader finds Landlock's slot. Never changes a socket (returns 0), and
@@ -116,7 +117,7 @@ pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
     // SAFETY: a valid map value pointer; only the loader's test children
     // reach the writes, one at a time.
     let slot = unsafe { &mut *slot };
-    if slot.pid != (bpf_get_current_pid_tgid() >> 32) as u32 || slot.seen != 0 {
+    if slot.seen != 0 || !same_comm(&bpf_get_current_comm().unwrap_or_default(), &slot.comm) {
         return 0;
     }
     let config = maps::config();
@@ -134,6 +135,15 @@ pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
         };
     }
     0
+}
+
+/// Two task names, compared as two words (BPF has no memcmp).
+#[inline(always)]
+fn same_comm(a: &[u8; COMM_LEN], b: &[u8; COMM_LEN]) -> bool {
+    // SAFETY: 16 bytes as two 8-byte words, by value.
+    let (a, b): ([u64; 2], [u64; 2]) =
+        unsafe { (core::mem::transmute(*a), core::mem::transmute(*b)) };
+    a == b
 }
 
 #[cfg(not(test))]

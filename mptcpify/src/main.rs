@@ -69,7 +69,8 @@ fn main() {
     let mut args = std::env::args();
     match args.nth(1).as_deref() {
         Some(selfcheck::CHILD_COMMAND) => {
-            std::process::exit(selfcheck::child(&args.next().unwrap_or_default()))
+            let mode = args.next().unwrap_or_default();
+            std::process::exit(selfcheck::child(&mode, &args.next().unwrap_or_default()))
         }
         Some(docs::COMMAND) => {
             let dir = args.next().unwrap_or_else(|| ".".into());

@@ -29,6 +29,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use aya::maps::{Array, MapData};
+use mptcpify_common::consts::COMM_LEN;
 use mptcpify_common::consts::IPPROTO_MPTCP;
 use mptcpify_common::maps::{CheckSlot, CHECK_BLOB_WORDS};
 
@@ -122,12 +123,29 @@ struct Observation {
     slot: CheckSlot,
 }
 
+/// A name no other task has: what a test child calls itself (15 bytes,
+/// the kernel's limit), from the kernel's random UUIDs.
+fn token() -> [u8; COMM_LEN] {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    let hex: String = uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(11)
+        .collect();
+    let name = format!("mpck{hex:0>11}");
+    let mut comm = [0u8; COMM_LEN];
+    comm[..15].copy_from_slice(&name.as_bytes()[..15]);
+    comm
+}
+
 fn observe(check: &mut Array<&mut MapData, CheckSlot>, mode: &str) -> Result<Observation, Failure> {
     let failed = |detail: String| Failure::SelfCheckFailed {
         what: format!("the {mode} test child did not run"),
         detail,
     };
-    let mut child = TestChild::spawn(mode).map_err(|e| failed(e.to_string()))?;
+    let comm = token();
+    let name = String::from_utf8_lossy(&comm[..15]).into_owned();
+    let mut child = TestChild::spawn(mode, &name).map_err(|e| failed(e.to_string()))?;
     let ready = child.line().map_err(|e| failed(e.to_string()))?;
     let ready = ready
         .strip_prefix("ready")
@@ -135,7 +153,7 @@ fn observe(check: &mut Array<&mut MapData, CheckSlot>, mode: &str) -> Result<Obs
         .trim()
         .to_string();
     let watch = CheckSlot {
-        pid: child.child.id(),
+        comm,
         ..CheckSlot::default()
     };
     check
@@ -273,9 +291,9 @@ struct TestChild {
 }
 
 impl TestChild {
-    fn spawn(mode: &str) -> std::io::Result<Self> {
+    fn spawn(mode: &str, name: &str) -> std::io::Result<Self> {
         let mut child = Command::new("/proc/self/exe")
-            .args([CHILD_COMMAND, mode])
+            .args([CHILD_COMMAND, mode, name])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -307,9 +325,10 @@ impl Drop for TestChild {
     }
 }
 
-/// The test child: sets up `mode`, says "ready ...", waits for "go", makes
-/// one TCP socket for the self-check program to observe, says "done".
-pub fn child(mode: &str) -> i32 {
+/// The test child: sets up `mode`, says "ready ...", waits for "go", takes
+/// the name `name`, makes one TCP socket for the self-check program to
+/// observe, says "done".
+pub fn child(mode: &str, name: &str) -> i32 {
     let ready = match mode {
         "netns-on" | "netns-off" => {
             if unshare_netns() {
@@ -340,8 +359,15 @@ pub fn child(mode: &str) -> i32 {
     if std::io::stdin().read_line(&mut go).is_err() {
         return 1;
     }
-    // SAFETY: socket/close with plain integers.
-    unsafe { libc::close(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0)) };
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return 2;
+    };
+    // SAFETY: PR_SET_NAME with a NUL-terminated name (cut to 15 bytes);
+    // socket/close with plain integers.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+        libc::close(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0));
+    }
     println!("done");
     0
 }

@@ -105,6 +105,24 @@ fn pid_selects_one_process() {
     assert_eq!(probe::result(&other.wait_with_output().unwrap()), TCP);
 }
 
+/// Inside a PID namespace of its own (a container) mptcpify sees other pids
+/// than the kernel's: `--pid` is refused there with the fix (exit 8), while
+/// the other selectors work (the pod suite runs the sidecar that way, and
+/// the self-check knows its test children by name, not pid).
+#[test]
+fn pid_is_refused_inside_a_pid_namespace() {
+    let unshare = process::on_path("unshare").expect("unshare (util-linux) in the lab");
+    let mut command = Command::new(unshare);
+    command.args(["--pid", "--fork", "--mount-proc"]);
+    command
+        .arg(process::resolved_bin())
+        .args(["-q", "--pid", "1"]);
+    let (status, out) = process::output_within(command, process::ATTACH_TIMEOUT);
+    assert_eq!(status.code(), Some(8), "{out}");
+    assert!(out.contains("mptcpify runs in a PID namespace"), "{out}");
+    assert!(out.contains("--pid=host"), "{out}");
+}
+
 #[test]
 fn exclude_cgroup_wins_over_system_wide() {
     let kept = TempCgroup::new(&cgroup_name("kept"));

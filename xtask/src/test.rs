@@ -11,11 +11,11 @@ use crate::build::{self, cargo, Artifacts};
 use crate::cmd::{self, say};
 use crate::lab::{self, initramfs::GUEST_BIN, kernel::KNOWN, Image};
 
-/// The suites that need the lab's Debian image: systemd as PID 1, and
-/// AppArmor's tools (apparmor_parser) with securityfs mounted. They run
-/// there only: they start and stop units, restart nginx and load AppArmor
-/// profiles, which is the lab's to do, not a host's.
-const DEBIAN_IMAGE_SUITES: [&str; 2] = ["systemd", "apparmor"];
+/// The suites that need the lab's Debian image: systemd as PID 1,
+/// AppArmor's tools (apparmor_parser) with securityfs mounted, and podman.
+/// They run there only: they start and stop units, restart nginx, load
+/// AppArmor profiles and run pods, which is the lab's to do, not a host's.
+const DEBIAN_IMAGE_SUITES: [&str; 3] = ["systemd", "apparmor", "pod"];
 /// The suite that checks the release bundle: on the host only.
 const BUNDLE_SUITE: &str = "bundle";
 

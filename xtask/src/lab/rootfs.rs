@@ -1,5 +1,5 @@
 //! The systemd image's base: a Debian root filesystem with systemd as PID 1,
-//! real services (nginx) and AppArmor's tools, built by mmdebstrap from Debian's packages and
+//! real services (nginx), AppArmor's tools and podman, built by mmdebstrap from Debian's packages and
 //! cached as a cpio archive, keyed by its recipe. The lab boots it as the
 //! initramfs (`rdinit=/lib/systemd/systemd`): no disk image, no root= device.
 //!
@@ -19,13 +19,19 @@ use crate::cmd::{output, run, say};
 /// `systemd-analyze verify`), nginx from Debian.
 const SUITE: &str = "trixie";
 /// What the image holds besides apt's essentials: systemd and its bus, a
-/// real server, AppArmor's parser, the tools the tests read the kernel with.
+/// real server, AppArmor's parser, podman (with its OCI runtime and the
+/// pods' pause process) for the sidecar's pods, the tools the tests read
+/// the kernel with.
 const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
     "dbus",
     "nginx-light",
     "apparmor",
+    "podman",
+    "crun",
+    "conmon",
+    "catatonit",
     "curl",
     "iproute2",
     "kmod",

@@ -131,7 +131,8 @@ pub fn attach(
     kernel: &Kernel,
     mode: Mode,
 ) -> Result<Attached, Failure> {
-    let mut ebpf = EbpfLoader::new()
+    // The BTF preflight parsed, not a second parse (EbpfLoader::new's).
+    let mut ebpf = EbpfLoader::with_btf(Some(&kernel.btf))
         .load(OBJECT)
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
     let mut flags = match mode {
@@ -241,7 +242,7 @@ pub fn attach(
 /// self-check program, attaches nothing. `Err` when it cannot tell (no
 /// privileges, another failure).
 pub fn trampolines_load(btf: &aya::Btf) -> Result<bool, String> {
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = EbpfLoader::with_btf(Some(btf))
         .load(OBJECT)
         .map_err(|e| format!("parsing the embedded BPF object: {e}"))?;
     let check = program(&mut ebpf, CHECK_PROGRAM).map_err(|e| e.to_string())?;

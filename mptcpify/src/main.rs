@@ -302,6 +302,11 @@ pub fn attach(
     for warning in &policy.warnings {
         eprintln!("mptcpify: warning: {warning}");
     }
+    // The programs' view of the kernel (our BTF reader, /proc/kallsyms) is
+    // read on another thread while preflight parses the BTF for aya: start-up
+    // waits for the longer of the two, not their sum. A preflight failure
+    // still comes first.
+    let layout = std::thread::spawn(kernel_layout::guard);
     let kernel = preflight::check(&preflight::Options {
         allow_disabled: safety.allow_disabled,
     })?;
@@ -313,9 +318,12 @@ pub fn attach(
             .collect();
         instances::check(policy, &others, safety.allow_other_instances)?;
     }
-    let guard = kernel_layout::guard().map_err(|e| Failure::LoadFailed {
-        detail: format!("reading the kernel's layout from BTF: {e:#}"),
-    })?;
+    let guard = layout
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading the kernel's layout panicked"))?
+        .map_err(|e| Failure::LoadFailed {
+            detail: format!("reading the kernel's layout from BTF: {e:#}"),
+        })?;
     if let Some(why) = &guard.fallback {
         eprintln!(
             "mptcpify: warning: cannot read net.mptcp.enabled of other network namespaces ({why}); \
@@ -352,8 +360,8 @@ pub fn attach(
              apply its TCP rules to MPTCP"
         );
     }
-    // The kernel's BTF (megabytes) was parsed twice to get here; hand that
-    // memory back, since mptcpify may run for months.
+    // The kernel's BTF (megabytes) was parsed twice to get here (aya's and
+    // ours); hand that memory back, since mptcpify may run for months.
     // SAFETY: glibc's malloc_trim has no preconditions.
     unsafe { libc::malloc_trim(0) };
     Ok(attached)

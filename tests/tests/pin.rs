@@ -83,6 +83,12 @@ fn a_pinned_upgrade_outlives_mptcpify_is_taken_over_without_a_gap_and_detached()
                 let mut seen = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     seen.push(new_tcp_protocol());
+                    // Paced, so that the loop leaves the (emulated) CPUs to
+                    // the takeover; every 0.5 ms still finds any gap in a
+                    // takeover of a few seconds. (This loop, run while the
+                    // takeover patched socket()'s call sites, is what showed
+                    // multi-threaded TCG's stale int3: see xtask's qemu.rs.)
+                    std::thread::sleep(std::time::Duration::from_micros(500));
                 }
                 seen
             })

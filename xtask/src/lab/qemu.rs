@@ -103,6 +103,17 @@ fn run(
     mut console: Option<&mut Vec<String>>,
 ) -> Result<Option<i32>> {
     let cpu = if accel == "kvm" { "host" } else { "max" };
+    // Multi-threaded TCG does not make the kernel's live code patching
+    // (text_poke_bp: int3, then the new bytes, synced by IPIs) coherent
+    // across vCPUs: a vCPU can run a stale int3 after the patch completed
+    // and oops ("Oops: int3" in update_socket_protocol and mptcp_close while
+    // trampolines were attached, on 6.18; in tg_cpus, a jump label, on
+    // 7.3). One host thread running both vCPUs in turn is coherent.
+    let accel = if accel == "tcg" {
+        "tcg,thread=single"
+    } else {
+        accel
+    };
     let memory = image.memory_mib().to_string();
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", accel, "-cpu", cpu, "-m", &memory, "-smp", "2"])

@@ -12,7 +12,7 @@ sockets instead; it works for static binaries and Go programs too, unlike
 LD_PRELOAD tools. When the peer does not speak MPTCP the kernel falls back to plain
 TCP, so connections keep working. Sockets created before mptcpify started are not
 changed: start it first, then the programs. When mptcpify exits (Ctrl-C, SIGTERM,
-even SIGKILL) new sockets are TCP again.
+even SIGKILL) new sockets are TCP again, unless --pin keeps the upgrade attached.
 
 Not covered: sockets created through io_uring (IORING_OP_SOCKET), which never pass
 the hook, and sockets the kernel makes for itself (NFS, iSCSI, ...).";

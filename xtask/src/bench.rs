@@ -13,11 +13,12 @@ use crate::root;
 
 pub fn run() -> Result<()> {
     let artifacts = build::all()?;
-    let (status, console) = lab::capture_in(
+    let (status, console) = lab::capture_timed(
         "6.12",
         &artifacts,
         &format!("{GUEST_BIN}/lab-bench\n"),
         lab::Image::Busybox,
+        lab::qemu::Timing::PerCpu,
     )?;
     if status != 0 {
         bail!("the benchmark run failed (exit status {status})");

@@ -27,10 +27,22 @@ pub fn capture_in(
     command: &str,
     image: Image,
 ) -> Result<(i32, Vec<String>)> {
+    capture_timed(kernel, artifacts, command, image, qemu::Timing::Coherent)
+}
+
+/// Like [`capture_in`], with the emulation's `timing` chosen (the
+/// benchmarks want [`qemu::Timing::PerCpu`]).
+pub fn capture_timed(
+    kernel: &str,
+    artifacts: &Artifacts,
+    command: &str,
+    image: Image,
+    timing: qemu::Timing,
+) -> Result<(i32, Vec<String>)> {
     let kernel = kernel::get(kernel)?;
     let initramfs = initramfs::build(&kernel, artifacts, command, image)?;
     let started = std::time::Instant::now();
-    let (status, console) = qemu::boot(&kernel, &initramfs, image)?;
+    let (status, console) = qemu::boot(&kernel, &initramfs, image, timing)?;
     say(format!(
         "lab: kernel {} finished in {:.1} s with exit status {status}",
         kernel.release,

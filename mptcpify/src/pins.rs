@@ -27,8 +27,6 @@ pub struct Pinned {
     /// The upgrader's program id (`None`: its link is not pinned, e.g. an
     /// interrupted pin).
     pub upgrader: Option<u32>,
-    /// The program ids of every link pinned there.
-    pub programs: Vec<u32>,
 }
 
 /// Checks a pin's name: one path component of letters, digits and `-_@`
@@ -102,21 +100,11 @@ pub fn list() -> Result<Vec<Pinned>, String> {
         if !dir.is_dir() {
             continue;
         }
-        let mut pinned = Pinned {
+        let pinned = Pinned {
             name: entry.file_name().to_string_lossy().into_owned(),
-            dir: dir.clone(),
-            upgrader: None,
-            programs: Vec::new(),
+            upgrader: upgrader_at(&dir),
+            dir,
         };
-        for link in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let Some(id) = program_of(&link.path()) else {
-                continue;
-            };
-            if link.file_name() == UPGRADER {
-                pinned.upgrader = Some(id);
-            }
-            pinned.programs.push(id);
-        }
         found.push(pinned);
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));

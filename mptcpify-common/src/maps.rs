@@ -5,8 +5,7 @@
 use crate::consts::COMM_LEN;
 use crate::decide::{Keep, Verdict};
 
-/// `Array<Config>` with one entry: which selectors exist, and where the
-/// program finds a task's network namespace in kernel memory.
+/// `Array<Config>` with one entry: which selectors exist, and the switches.
 pub const CONFIG: &str = "CONFIG";
 /// `HashMap<CommKey, u8>`: comm → [`role`] bits.
 pub const COMMS: &str = "COMMS";
@@ -58,8 +57,14 @@ pub const MAX_EXPLAIN: u32 = 16;
 /// hot path does not pay for telling them apart).
 pub const TAGGED: &str = "TAGGED";
 pub const MAX_TAGGED: u32 = 16384;
-/// `Array<CloseLayout>` with one entry.
-pub const CLOSE_LAYOUT: &str = "CLOSE_LAYOUT";
+
+/// `PerCpuArray<u32>` with one entry: the thread id of the last `socket()`
+/// call the upgrader upgraded on this CPU, until the tag program
+/// (`mptcp_init_sock`, in the same call) takes it; 0 when taken. The tag
+/// then need not decide again. A thread that moved to another CPU in
+/// between finds no note there and is decided again, as are the MPTCP
+/// sockets a process asks for itself.
+pub const UPGRADING: &str = "UPGRADING";
 
 /// An upgraded socket, from its creation to its close.
 #[repr(C)]
@@ -132,8 +137,8 @@ pub mod flag {
     /// The kernel creates MPTCP sockets for IPv6 (see [`crate::Support`]).
     pub const MPTCP_IPV6: u32 = 1 << 1;
     /// Keep TCP for tasks under a Landlock domain: this kernel's Landlock
-    /// does not apply its TCP rules to MPTCP ([`CredLayout`] says where the
-    /// domain is). Off where Landlock is absent, has no network rules, or
+    /// does not apply its TCP rules to MPTCP ([`Config::landlock_domain`]
+    /// says where the domain is). Off where Landlock is absent, has no network rules, or
     /// covers MPTCP: the loader probes which.
     pub const KEEP_SANDBOXED: u32 = 1 << 2;
     /// `mptcpify audit`: observe only. The upgrader reports the sockets it
@@ -156,6 +161,9 @@ pub mod flag {
     pub const LIVE: u32 = 1 << 7;
 }
 
+/// What the loader may change while the programs run: the policy's shape
+/// and the switches. The kernel's layout, fixed for the life of a load, is
+/// in [`KernelLayout`] instead.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
@@ -167,10 +175,75 @@ pub struct Config {
     pub cgroup_rules: u32,
     /// [`flag`] bits.
     pub flags: u32,
+    /// Landlock's slot in a task's LSM blob: `current->cred->security +
+    /// landlock_domain` holds the domain pointer (`struct
+    /// landlock_cred_security`, security/landlock/cred.h), NULL when the
+    /// task is not sandboxed. The kernel lays the blob out at boot
+    /// (`lsm_set_blob_size`, security/security.c), so it is not in BTF:
+    /// the loader finds it by observing sandboxed and plain tasks (see
+    /// [`CheckSlot`]), after the programs are loaded.
+    pub landlock_domain: u32,
+}
+
+/// The name of the programs' read-only global of type [`KernelLayout`]
+/// (in `.rodata`), which the loader sets before the load.
+pub const KERNEL_LAYOUT: &str = "KERNEL_LAYOUT";
+
+/// Where the programs find what they read in kernel memory: byte offsets
+/// from the running kernel's BTF, and the address of `mptcp_pernet_id`.
+///
+/// A read-only global, not a map entry: aya creates `.rodata` with
+/// `BPF_F_RDONLY_PROG` and freezes it, so the verifier reads these values
+/// as constants (kernel/bpf/verifier.c, `bpf_map_direct_read`). That lets
+/// the programs load kernel fields directly from the task pointer
+/// `bpf_get_current_task_btf()` gives (one instruction each, checked
+/// against BTF at load) instead of a `bpf_probe_read_kernel` call per
+/// field, and lets the verifier drop the code of a layout the kernel lacks
+/// ([`present`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLayout {
     pub netns: NetnsLayout,
     pub task: TaskLayout,
     pub cgroup: CgroupLayout,
     pub filter: SockFilterLayout,
+    pub close: CloseLayout,
+    /// [`present`] bits.
+    pub present: u32,
+    /// The BTF id of `struct rb_node` (whose first member is an `unsigned
+    /// long`): the type the programs cast a plain kernel address to with
+    /// the kfunc `bpf_rdonly_cast` to read a word there directly.
+    pub rb_node_type: u32,
+}
+
+/// The helper id no kernel has that the programs call for the kfunc
+/// `bpf_rdonly_cast(void *obj, u32 btf_id)` (kernel/bpf/helpers.c): the
+/// loader rewrites each such call into a call of the kfunc (aya has no
+/// kfunc calls; see `EbpfLoader::kfunc` in patches/). The verifier then
+/// replaces the call by a register move (kernel/bpf/verifier.c,
+/// `fixup_kfunc_call`), so a read through it costs one load instruction,
+/// where `bpf_probe_read_kernel` costs a helper call.
+pub const RDONLY_CAST_PLACEHOLDER: i32 = 0x7f00_0001;
+pub const RDONLY_CAST: &str = "bpf_rdonly_cast";
+
+// No padding the compiler adds (aya::Pod), checked where it counts.
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 32 + 7 * 4 + 16 + 16 + 7 * 4 + 8);
+
+/// Bits of [`KernelLayout::present`]: which parts of the layout the kernel
+/// has. The verifier sees them as constants, so the code reading a missing
+/// part is never loaded.
+pub mod present {
+    /// The namespace guard reads MPTCP's switch itself
+    /// ([`super::NetnsLayout::pernet_id_addr`] and `pernet_mptcp_enabled`
+    /// are known); without it, see [`super::role::MPTCP_CHECKED`].
+    pub const PERNET: u32 = 1 << 0;
+    /// [`super::SockFilterLayout`] is known (the kernel has cgroup BPF).
+    pub const SOCK_FILTER: u32 = 1 << 1;
+    /// [`super::CloseLayout`] is known (the outcome programs may run).
+    pub const CLOSE: u32 = 1 << 2;
+    /// Set in every layout the loader writes: a program whose global is
+    /// still the object's zeros was loaded without one.
+    pub const LOADED: u32 = 1 << 31;
 }
 
 /// Where the program finds whether a `cgroup/sock_create` program applies
@@ -235,26 +308,24 @@ impl CgroupPath {
 /// deeper than the task's.
 pub const ABSENT_CGROUP: u64 = u64::MAX;
 
-/// Where the program finds facts about the calling task, byte offsets:
-/// - its process name: `current->group_leader->comm` (a thread's own comm,
-///   `current->comm`, is what `bpf_get_current_comm` gives; worker threads
-///   rename themselves, so `--comm` matches either);
-/// - its Landlock domain: `current->cred->security + landlock_domain` holds
-///   the domain pointer (`struct landlock_cred_security`,
-///   security/landlock/cred.h), NULL when the task is not sandboxed.
-///
-/// All but `landlock_domain` come from BTF; that one is Landlock's slot in
-/// the LSM blob, which the kernel lays out at boot (`lsm_set_blob_size`,
-/// security/security.c), so the loader finds it by observing sandboxed and
-/// plain tasks (see [`CheckSlot`]).
+/// Where the program finds facts about the calling task, byte offsets in
+/// `struct task_struct` and `struct cred` from BTF:
+/// - its thread's name (`comm`) and its process name
+///   (`group_leader->comm`): worker threads rename themselves, so `--comm`
+///   matches either;
+/// - its process id (`tgid`) and thread id (`pid`), as the kernel's own
+///   namespace sees them, and when its process started (`start_boottime`);
+/// - its credentials' LSM blob (`cred->security`), where Landlock keeps the
+///   task's domain ([`Config::landlock_domain`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskLayout {
     pub group_leader: u32,
     pub comm: u32,
+    pub pid: u32,
+    pub tgid: u32,
     pub cred: u32,
     pub cred_security: u32,
-    pub landlock_domain: u32,
     /// `task_struct.start_boottime`: when the process started (ns).
     pub start_boottime: u32,
 }
@@ -316,9 +387,9 @@ impl Default for CheckSlot {
 }
 
 /// Where the program finds, from the current task, its network namespace
-/// (`current->nsproxy->net_ns`), the namespace's inode (`net->ns.inum`) and
-/// its MPTCP switch (`net->gen->ptr[mptcp_pernet_id]->mptcp_enabled`). Byte
-/// offsets from the running kernel's BTF.
+/// (`current->nsproxy->net_ns`), the namespace's cookie (`net->net_cookie`)
+/// and its MPTCP switch (`net->gen->ptr[mptcp_pernet_id]->mptcp_enabled`).
+/// Byte offsets from the running kernel's BTF.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetnsLayout {
@@ -508,6 +579,7 @@ mod pod {
     unsafe impl aya::Pod for super::PidRule {}
     unsafe impl aya::Pod for super::Tag {}
     unsafe impl aya::Pod for super::CloseLayout {}
+    unsafe impl aya::Pod for super::KernelLayout {}
 }
 
 #[cfg(test)]

@@ -5,12 +5,13 @@
 //! `tcp_setsockopt` handles SOL_TCP and passes SOL_IP/SOL_IPV6 on
 //! (net/ipv4/tcp.c); SOL_SOCKET options never reach it.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::FEntryContext};
+use aya_ebpf::programs::FEntryContext;
 use mptcpify_common::{
     event::outcome,
     maps::{flag, AuditKey},
 };
 
+use crate::layout::{current_task, layout, load};
 use crate::{maps, task};
 
 /// `int tcp_setsockopt(struct sock *sk, int level, int optname,
@@ -25,12 +26,13 @@ pub extern "C" fn mptcpify_audit_setsockopt(ctx: *mut core::ffi::c_void) -> i32 
     let ctx = FEntryContext::new(ctx);
     let level: i32 = ctx.arg(1);
     let option: i32 = ctx.arg(2);
-    let task = task::matches(&config).task;
+    let current = current_task();
+    let task = task::matches(&config, current).task;
     if !task.included || task.excluded {
         return 0;
     }
     let key = AuditKey {
-        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        tgid: load(current, layout!(task.tgid)),
         level: level as u32,
         option: option as u32,
     };
@@ -39,6 +41,6 @@ pub extern "C" fn mptcpify_audit_setsockopt(ctx: *mut core::ffi::c_void) -> i32 
         return 0;
     }
     let _ = maps::AUDIT_SEEN.insert(&key, &1, 0);
-    maps::report_option(outcome::TCP_OPTION, key.level, key.option, 0);
+    maps::report_option(current, outcome::TCP_OPTION, key.level, key.option, 0);
     0
 }

@@ -8,6 +8,7 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use mptcpify_common::maps::{CGROUP2_HIERARCHY_ID, CGROUP_PATH_LEN};
 
+use crate::layout::layout;
 use crate::maps::{config, CGROUPS, CGROUP_PATHS, PATH_SCRATCH};
 use crate::task::read;
 
@@ -25,9 +26,8 @@ fn follow(cgroup: u64, path: u64) -> Option<()> {
     if config.cgroup_rules == 0 {
         return None;
     }
-    let layout = &config.cgroup;
-    let root = read::<u64>(cgroup, layout.cgroup_root)?;
-    if read::<i32>(root, layout.root_hierarchy_id)? != CGROUP2_HIERARCHY_ID {
+    let root = read::<u64>(cgroup, layout!(cgroup.cgroup_root))?;
+    if read::<i32>(root, layout!(cgroup.root_hierarchy_id))? != CGROUP2_HIERARCHY_ID {
         return None;
     }
     let scratch = PATH_SCRATCH.get_ptr_mut(0)?;
@@ -40,8 +40,8 @@ fn follow(cgroup: u64, path: u64) -> Option<()> {
     }
     // SAFETY: the value is a plain u32, copied out at once.
     let index = unsafe { CGROUP_PATHS.get(key) }.copied()?;
-    let kn = read::<u64>(cgroup, layout.cgroup_kn)?;
-    let id = read::<u64>(kn, layout.kn_id)?;
+    let kn = read::<u64>(cgroup, layout!(cgroup.cgroup_kn))?;
+    let id = read::<u64>(kn, layout!(cgroup.kn_id))?;
     let rule = CGROUPS.get_ptr_mut(index)?;
     // SAFETY: an aligned u64 in a map value; the upgrader reads it whole.
     unsafe { (*rule).id = id };

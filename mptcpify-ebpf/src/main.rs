@@ -7,6 +7,8 @@
 //! itself at start-up (see [`mptcpify_check`]).
 //!
 //! - [`maps`]: the policy and the outputs (counters, events).
+//! - [`layout`]: where kernel fields are (a read-only global), and the
+//!   direct loads through BTF pointers that use it.
 //! - [`task`]: what the policy may ask about the calling task.
 //! - [`follow`]: `mptcpify_follow`, keeping cgroup rules on their paths.
 //! - [`options`]: `mptcpify_setsockopt`/`_getsockopt`, reporting the socket
@@ -18,15 +20,19 @@
 //!   options selected processes use (`mptcpify audit`).
 #![no_std]
 #![no_main]
+// Inline assembly for the kfunc call the loader rewrites (layout::peek).
+#![feature(asm_experimental_arch)]
 
 mod audit;
 mod follow;
+mod layout;
 mod maps;
 mod options;
 mod outcomes;
 mod task;
 
-use aya_ebpf::{helpers::bpf_get_current_comm, programs::FExitContext};
+use aya_ebpf::programs::FExitContext;
+use layout::{current_task, layout, load};
 use mptcpify_common::{
     consts::COMM_LEN,
     decide,
@@ -42,8 +48,9 @@ use mptcpify_common::{
 #[unsafe(link_section = "fmod_ret/update_socket_protocol")]
 pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     let call = socket_call(ctx);
-    // The config is read once, and only for TCP calls.
-    let (mut events, mut audit) = (false, false);
+    // The config is read once, and only for TCP calls; so is the task.
+    let mut current = 0;
+    let (mut events, mut audit, mut outcomes) = (false, false, false);
     // Plain values, not an Option with a payload: the verifier rejects the
     // undefined payload bytes LLVM would spill for `None`.
     let (mut explain, mut selected_by, mut excluded_by) = (false, 0u32, 0u32);
@@ -51,8 +58,10 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
         let config = maps::config();
         events = config.flags & flag::EVENTS != 0;
         audit = config.flags & flag::AUDIT != 0;
-        let matched = task::matches(&config);
-        if task::explained(&config) {
+        outcomes = config.flags & flag::OUTCOMES != 0;
+        current = current_task();
+        let matched = task::matches(&config, current);
+        if task::explained(&config, current) {
             (explain, selected_by, excluded_by) = (true, matched.selected_by, matched.excluded_by);
         }
         Facts {
@@ -65,6 +74,7 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     }
     if explain {
         maps::report_verdict(
+            current,
             Explanation::pack(verdict, selected_by, excluded_by),
             call.family,
         );
@@ -72,15 +82,23 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     if audit {
         // Observe only: said, counted, never done.
         if verdict == Verdict::Upgrade {
-            maps::report(outcome::WOULD_UPGRADE, call.family);
+            maps::report(current, outcome::WOULD_UPGRADE, call.family);
         }
         return 0;
     }
+    if outcomes && verdict == Verdict::Upgrade {
+        // For the tag program, which then need not decide again.
+        maps::note_upgrade(load(current, layout!(task.pid)));
+    }
     if events {
         match verdict {
-            Verdict::Upgrade => maps::report(outcome::UPGRADED, call.family),
-            Verdict::Keep(Keep::Sandboxed) => maps::report(outcome::KEPT_SANDBOXED, call.family),
-            Verdict::Keep(Keep::Filtered) => maps::report(outcome::KEPT_FILTERED, call.family),
+            Verdict::Upgrade => maps::report(current, outcome::UPGRADED, call.family),
+            Verdict::Keep(Keep::Sandboxed) => {
+                maps::report(current, outcome::KEPT_SANDBOXED, call.family)
+            }
+            Verdict::Keep(Keep::Filtered) => {
+                maps::report(current, outcome::KEPT_FILTERED, call.family)
+            }
             Verdict::Keep(_) => {}
         }
     }
@@ -117,14 +135,15 @@ pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
     // SAFETY: a valid map value pointer; only the loader's test children
     // reach the writes, one at a time.
     let slot = unsafe { &mut *slot };
-    if slot.seen != 0 || !same_comm(&bpf_get_current_comm().unwrap_or_default(), &slot.comm) {
+    let current = current_task();
+    if slot.seen != 0 || !same_comm(&task::comm(current), &slot.comm) {
         return 0;
     }
     let config = maps::config();
     slot.seen = 1;
     slot.mptcp_enabled = task::mptcp_enabled(&config) as u32;
-    slot.filtered = task::sock_filtered(&config) as u32;
-    if let Some(security) = task::cred_security(&config.task) {
+    slot.filtered = task::sock_filtered(&config, current) as u32;
+    if let Some(security) = task::cred_security(current) {
         // SAFETY: the helper checks the source address and fails cleanly.
         unsafe {
             aya_ebpf::helpers::generated::bpf_probe_read_kernel(
@@ -134,6 +153,14 @@ pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
             )
         };
     }
+    0
+}
+
+/// Loaded, never attached, by `mptcpify status`: whether the kernel loads
+/// trampoline programs at all. It reads nothing, so it needs no layout.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fmod_ret/update_socket_protocol")]
+pub extern "C" fn mptcpify_probe(_ctx: *mut core::ffi::c_void) -> i32 {
     0
 }
 

@@ -1,16 +1,17 @@
 //! The maps, as declared to the loader (names from `mptcpify_common::maps`).
 
+use crate::layout::{layout, load};
+use crate::task;
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
+    helpers::bpf_ktime_get_boot_ns,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use mptcpify_common::{
     event::Event,
     maps::{
-        AuditKey, CgroupPath, CgroupRule, CheckSlot, CloseLayout, CommKey, Config, Counter,
-        PidRule, Tag, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS,
-        MAX_PIDS, MAX_TAGGED,
+        AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, PidRule, Tag,
+        MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS, MAX_TAGGED,
     },
 };
 
@@ -59,8 +60,8 @@ pub static AUDIT_SEEN: LruHashMap<AuditKey, u8> = LruHashMap::with_max_entries(M
 #[map(name = "TAGGED")]
 pub static TAGGED: HashMap<u64, Tag> = HashMap::with_max_entries(MAX_TAGGED, 0);
 
-#[map(name = "CLOSE_LAYOUT")]
-static CLOSE_LAYOUT: Array<CloseLayout> = Array::with_max_entries(1, 0);
+#[map(name = "UPGRADING")]
+static UPGRADING: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "CHECK")]
 pub static CHECK: Array<CheckSlot> = Array::with_max_entries(1, 0);
@@ -70,9 +71,31 @@ pub fn config() -> Config {
     CONFIG.get(0).copied().unwrap_or_default()
 }
 
+/// The upgrader notes that thread `tid` is creating an upgraded socket
+/// (see [`mptcpify_common::maps::UPGRADING`]).
 #[inline(always)]
-pub fn close_layout() -> CloseLayout {
-    CLOSE_LAYOUT.get(0).copied().unwrap_or_default()
+pub fn note_upgrade(tid: u32) {
+    if let Some(slot) = UPGRADING.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; a program that preempts this one on the
+        // CPU only replaces the note, which costs a second decision.
+        unsafe { *slot = tid };
+    }
+}
+
+/// Whether the upgrader noted thread `tid` on this CPU; takes the note.
+#[inline(always)]
+pub fn take_upgrade_note(tid: u32) -> bool {
+    let Some(slot) = UPGRADING.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: as in note_upgrade.
+    unsafe {
+        if *slot != tid {
+            return false;
+        }
+        *slot = 0;
+    }
+    true
 }
 
 #[inline(always)]
@@ -92,11 +115,7 @@ pub fn count_by(counter: Counter, n: u64) {
 /// listens), in the name of its creator.
 #[inline(always)]
 pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        count(Counter::DroppedEvents);
-        return;
-    };
-    entry.write(Event {
+    send(&Event {
         outcome,
         pid: tag.pid,
         tid: tag.tid,
@@ -107,59 +126,72 @@ pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
         comm: tag.comm,
         ..Event::default()
     });
-    entry.submit(BPF_RB_NO_WAKEUP);
 }
 
-/// A socket's event: `outcome` is an [`mptcpify_common::event::outcome`] value.
+/// A socket's event: `outcome` is an [`mptcpify_common::event::outcome`]
+/// value; `task` is the calling task ([`crate::layout::current_task`]).
 #[inline(always)]
-pub fn report(outcome: u32, family: i32) {
-    submit(Event {
-        outcome,
-        family: family as u32,
-        ..Event::default()
-    });
+pub fn report(task: u64, outcome: u32, family: i32) {
+    submit(
+        task,
+        Event {
+            outcome,
+            family: family as u32,
+            ..Event::default()
+        },
+    );
 }
 
 /// An `--explain` event: the verdict and the selector kinds that named the
 /// task.
 #[inline(always)]
-pub fn report_verdict(why: u32, family: i32) {
-    submit(Event {
-        outcome: mptcpify_common::event::outcome::VERDICT,
-        family: family as u32,
-        why,
-        ..Event::default()
-    });
+pub fn report_verdict(task: u64, why: u32, family: i32) {
+    submit(
+        task,
+        Event {
+            outcome: mptcpify_common::event::outcome::VERDICT,
+            family: family as u32,
+            why,
+            ..Event::default()
+        },
+    );
 }
 
 /// A refused socket option's event.
 #[inline(always)]
-pub fn report_option(outcome: u32, level: u32, option: u32, errno: u32) {
-    submit(Event {
-        outcome,
-        level,
-        option,
-        errno,
-        ..Event::default()
-    });
+pub fn report_option(task: u64, outcome: u32, level: u32, option: u32, errno: u32) {
+    submit(
+        task,
+        Event {
+            outcome,
+            level,
+            option,
+            errno,
+            ..Event::default()
+        },
+    );
 }
 
-/// Adds who and when, and sends; dropped when the ring is full (the
-/// counters still count).
+/// Adds who (from the task's own fields, as `bpf_get_current_pid_tgid` and
+/// `bpf_get_current_comm` would give them, without their calls) and when,
+/// and sends.
 #[inline(always)]
-fn submit(mut event: Event) {
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        count(Counter::DroppedEvents);
-        return;
-    };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    event.pid = (pid_tgid >> 32) as u32;
-    event.tid = pid_tgid as u32;
+fn submit(task: u64, mut event: Event) {
+    event.pid = load(task, layout!(task.tgid));
+    event.tid = load(task, layout!(task.pid));
     // SAFETY: a helper without arguments.
     event.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-    event.comm = bpf_get_current_comm().unwrap_or_default();
-    entry.write(event);
-    // No wake-up per event (a wake-up costs the socket() caller microseconds):
-    // the reader drains the ring on a short timer instead (events.rs).
-    entry.submit(BPF_RB_NO_WAKEUP);
+    event.comm = task::comm(task);
+    send(&event);
+}
+
+/// One helper call: `bpf_ringbuf_output` reserves, copies and commits.
+/// Dropped when the ring is full (the counters still count). No wake-up
+/// per event (a wake-up costs the socket() caller microseconds): the reader
+/// drains the ring on a short timer instead (events.rs).
+#[inline(always)]
+fn send(event: &Event) {
+    if EVENTS.output::<Event>(event, BPF_RB_NO_WAKEUP).is_err() {
+        count(Counter::DroppedEvents);
+    }
 }

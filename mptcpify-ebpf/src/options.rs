@@ -11,7 +11,7 @@ use mptcpify_common::{
     maps::Counter,
 };
 
-use crate::maps;
+use crate::{layout::current_task, maps};
 
 /// `int mptcp_setsockopt(struct sock *sk, int level, int optname,
 /// sockptr_t optval, unsigned int optlen)`. sockptr_t is a 16-byte struct
@@ -44,5 +44,11 @@ pub extern "C" fn mptcpify_getsockopt(ctx: *mut core::ffi::c_void) -> i32 {
 #[inline(always)]
 fn note(what: u32, level: i32, option: i32, ret: i64) {
     maps::count(Counter::RefusedOption);
-    maps::report_option(what, level as u32, option as u32, (-ret) as u32);
+    maps::report_option(
+        current_task(),
+        what,
+        level as u32,
+        option as u32,
+        (-ret) as u32,
+    );
 }

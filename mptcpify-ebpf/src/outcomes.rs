@@ -23,10 +23,7 @@
 //!
 //! Only MPTCP sockets reach these functions: TCP sockets pay nothing.
 
-use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
-    programs::{FEntryContext, FExitContext},
-};
+use aya_ebpf::programs::{FEntryContext, FExitContext};
 use mptcpify_common::{
     consts::{IPPROTO_TCP, SOCK_STREAM},
     decide,
@@ -35,47 +32,57 @@ use mptcpify_common::{
     Facts, SocketCall, TaskMatch, Verdict,
 };
 
+use crate::layout::{current_task, layout, load};
 use crate::maps;
 use crate::task::{self, read};
 
 /// `static int mptcp_init_sock(struct sock *sk)`: called by `socket()` for
-/// the new MPTCP socket. Tags it when the policy upgrades its process (the
-/// upgrader's decision, for a TCP call of the socket's family); nothing on
-/// the upgrader's own path, which every TCP `socket()` takes.
+/// the new MPTCP socket. Tags it when the policy upgrades its process: the
+/// upgrader's verdict when it noted this thread on this CPU
+/// ([`mptcpify_common::maps::UPGRADING`]), or else the upgrader's decision
+/// made again, for a TCP call of the socket's family.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "fentry/mptcp_init_sock")]
 pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
     let ctx = FEntryContext::new(ctx);
+    // A BTF pointer (`struct sock *`): its family is a direct load.
     let sk: u64 = ctx.arg(0);
-    let layout = maps::close_layout();
-    let family = i32::from(read::<u16>(sk, layout.sk_family).unwrap_or(0));
+    let family = i32::from(load::<u16>(sk, layout!(close.sk_family)));
     let call = SocketCall {
         family,
         sock_type: SOCK_STREAM,
         protocol: IPPROTO_TCP,
     };
-    let verdict = decide(&call, || {
-        let config = maps::config();
-        let task = if config.flags & flag::OUTCOMES != 0 {
-            task::matches(&config).task
-        } else {
-            TaskMatch::default()
-        };
-        Facts {
-            support: config.support(),
-            task,
-        }
-    });
+    let current = current_task();
+    let tid = load(current, layout!(task.pid));
+    // The upgrader's own verdict when it noted this thread on this CPU;
+    // otherwise the same decision, made again.
+    let noted = maps::take_upgrade_note(tid);
+    let verdict = if noted {
+        Verdict::Upgrade
+    } else {
+        decide(&call, || {
+            let config = maps::config();
+            let task = if config.flags & flag::OUTCOMES != 0 {
+                task::matches(&config, current).task
+            } else {
+                TaskMatch::default()
+            };
+            Facts {
+                support: config.support(),
+                task,
+            }
+        })
+    };
     if verdict != Verdict::Upgrade {
         return 0;
     }
-    let id = bpf_get_current_pid_tgid();
     let tag = Tag {
-        pid: (id >> 32) as u32,
-        tid: id as u32,
+        pid: load(current, layout!(task.tgid)),
+        tid,
         family: family as u32,
         joins: 0,
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        comm: task::comm(current),
     };
     let _ = maps::TAGGED.insert(&sk, &tag, 0);
     0
@@ -91,11 +98,10 @@ pub extern "C" fn mptcpify_join(ctx: *mut core::ffi::c_void) -> i32 {
         return 0;
     }
     let ssk: u64 = ctx.arg(0);
-    let layout = maps::close_layout();
-    let Some(subflow) = read::<u64>(ssk, layout.icsk_ulp_data) else {
+    let Some(subflow) = read::<u64>(ssk, layout!(close.icsk_ulp_data)) else {
         return 0;
     };
-    let Some(msk) = read::<u64>(subflow, layout.subflow_conn) else {
+    let Some(msk) = read::<u64>(subflow, layout!(close.subflow_conn)) else {
         return 0;
     };
     let Some(tag) = maps::TAGGED.get_ptr_mut(&msk) else {
@@ -158,12 +164,11 @@ pub extern "C" fn mptcpify_closed(ctx: *mut core::ffi::c_void) -> i32 {
         return 0;
     };
     let _ = maps::TAGGED.remove(&sk);
-    let layout = maps::close_layout();
-    let state = read::<u8>(sk, layout.sk_state).unwrap_or(0);
-    let remote_key = read::<u64>(sk, layout.remote_key).unwrap_or(0);
-    let bytes = read::<u64>(sk, layout.bytes_sent)
+    let state = read::<u8>(sk, layout!(close.sk_state)).unwrap_or(0);
+    let remote_key = read::<u64>(sk, layout!(close.remote_key)).unwrap_or(0);
+    let bytes = read::<u64>(sk, layout!(close.bytes_sent))
         .unwrap_or(0)
-        .wrapping_add(read::<u64>(sk, layout.bytes_received).unwrap_or(0));
+        .wrapping_add(read::<u64>(sk, layout!(close.bytes_received)).unwrap_or(0));
     let kind = closed::classify(state, remote_key, bytes);
     let counter = match kind {
         closed::MPTCP => Counter::ClosedMptcp,

@@ -4,21 +4,22 @@
 //! switch is then always read, because upgrading where MPTCP is off would
 //! make `socket()` fail, then its Landlock domain, then whether another
 //! tool's `cgroup/sock_create` program applies to it.
+//!
+//! Fields of the task and of what it points to are loaded directly through
+//! BTF pointers ([`crate::layout`]), and so are the words BTF does not type
+//! (a namespace's MPTCP state: `net->gen->ptr[id]` is a `void *`;
+//! Landlock's slot in the LSM blob), through `bpf_rdonly_cast`: no helper
+//! call but the one that gives the task.
 
-use aya_ebpf::helpers::{
-    bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-    bpf_get_current_task, bpf_probe_read_kernel,
-};
+use aya_ebpf::helpers::bpf_get_current_ancestor_cgroup_id;
 use aya_ebpf::maps::HashMap;
 use mptcpify_common::{
     consts::COMM_LEN,
-    maps::{
-        flag, kind, role, CommKey, Config, NetnsLayout, SockFilterLayout, TaskLayout,
-        MAX_CGROUP_RULES, NS_PER_TICK,
-    },
+    maps::{flag, kind, present, role, CommKey, Config, MAX_CGROUP_RULES, NS_PER_TICK},
     TaskMatch,
 };
 
+use crate::layout::{current_task, has, layout, load, load_ptr, peek};
 use crate::maps::{CGROUPS, COMMS, EXPLAIN, NETNS, PIDS};
 
 /// Roles collected over the selectors: the kinds of the include and of the
@@ -55,12 +56,12 @@ pub struct Matched {
 /// [`NETNS`], looked up only when the policy selects by namespace or the
 /// guard needs them (the fallback mode).
 #[inline(always)]
-fn namespace(config: &Config) -> (Option<u64>, u8) {
+fn namespace(config: &Config, task: u64) -> (Option<u64>, u8) {
     let wanted = config.include_kinds | config.exclude_kinds;
-    let net = current_net(&config.netns);
+    let net = current_net(task);
     let roles = match net {
-        Some(net) if wanted & kind::NETNS != 0 || config.netns.pernet_id_addr == 0 => {
-            read::<u64>(net, config.netns.net_cookie).map_or(0, |cookie| lookup(&NETNS, &cookie))
+        Some(net) if wanted & kind::NETNS != 0 || !has(present::PERNET) => {
+            lookup(&NETNS, &load::<u64>(net, layout!(netns.net_cookie)))
         }
         _ => 0,
     };
@@ -70,10 +71,10 @@ fn namespace(config: &Config) -> (Option<u64>, u8) {
 /// Whether MPTCP is on in namespace `net`: its own switch, or in the
 /// fallback mode whether mptcpify checked it ([`role::MPTCP_CHECKED`]).
 #[inline(always)]
-fn enabled(config: &Config, net: Option<u64>, roles: u8) -> bool {
+fn enabled(net: Option<u64>, roles: u8) -> bool {
     match net {
-        Some(_) if config.netns.pernet_id_addr == 0 => roles & role::MPTCP_CHECKED != 0,
-        Some(net) => mptcp_enabled_in(net, &config.netns),
+        Some(net) if has(present::PERNET) => mptcp_enabled_in(net),
+        Some(_) => roles & role::MPTCP_CHECKED != 0,
         None => false,
     }
 }
@@ -82,8 +83,8 @@ fn enabled(config: &Config, net: Option<u64>, roles: u8) -> bool {
 /// the self-check program reads it.
 #[inline(always)]
 pub fn mptcp_enabled(config: &Config) -> bool {
-    let (net, netns_roles) = namespace(config);
-    enabled(config, net, netns_roles)
+    let (net, netns_roles) = namespace(config, current_task());
+    enabled(net, netns_roles)
 }
 
 /// The policy's view of the calling task, gathered in the order
@@ -92,23 +93,23 @@ pub fn mptcp_enabled(config: &Config) -> bool {
 /// the namespace guard and the sandbox, only for a task that would be
 /// upgraded. Facts after the one that decides are left at their defaults.
 #[inline(always)]
-pub fn matches(config: &Config) -> Matched {
+pub fn matches(config: &Config, task: u64) -> Matched {
     let wanted = config.include_kinds | config.exclude_kinds;
     let by_netns = wanted & kind::NETNS != 0;
     let (mut net, mut netns_roles) = (None, 0);
     let mut hits = Hits::default();
     if by_netns {
-        (net, netns_roles) = namespace(config);
+        (net, netns_roles) = namespace(config, task);
         hits.add(kind::NETNS, netns_roles);
     }
     if wanted & kind::COMM != 0 {
-        hits.add(kind::COMM, comm_roles(&COMMS, &config.task));
+        hits.add(kind::COMM, comm_roles(&COMMS, task));
     }
     if wanted & kind::PID != 0 {
-        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let tgid: u32 = load(task, layout!(task.tgid));
         // SAFETY: the value is plain data, copied out at once.
         if let Some(rule) = unsafe { PIDS.get(&tgid) }.copied() {
-            if process_start_ticks(&config.task) == Some(rule.start_ticks) {
+            if process_start_ticks(task) == Some(rule.start_ticks) {
                 hits.add(kind::PID, rule.roles as u8);
             }
         }
@@ -131,22 +132,31 @@ pub fn matches(config: &Config) -> Matched {
         return matched(facts);
     }
     if !by_netns {
-        (net, netns_roles) = namespace(config);
+        (net, netns_roles) = namespace(config, task);
     }
-    facts.mptcp_enabled = enabled(config, net, netns_roles);
+    facts.mptcp_enabled = enabled(net, netns_roles);
     facts.sandboxed = facts.mptcp_enabled
         && config.flags & flag::KEEP_SANDBOXED != 0
-        && landlock_domain(&config.task) != Some(0);
-    facts.filtered = facts.mptcp_enabled && !facts.sandboxed && sock_filtered(config);
+        && landlock_domain(config, task) != Some(0);
+    facts.filtered = facts.mptcp_enabled && !facts.sandboxed && sock_filtered(config, task);
     matched(facts)
+}
+
+/// A task's own name (`task->comm`), NUL-padded as the kernel keeps it
+/// (`__set_task_comm` uses `strscpy_pad`, fs/exec.c), as two words.
+#[inline(always)]
+pub fn comm(task: u64) -> [u8; COMM_LEN] {
+    let offset = layout!(task.comm);
+    let words: [u64; 2] = [load(task, offset), load(task, offset + 8)];
+    // SAFETY: two words are 16 bytes.
+    unsafe { core::mem::transmute(words) }
 }
 
 /// The roles `map` gives the calling thread's name or its process's name.
 #[inline(always)]
-fn comm_roles(map: &HashMap<CommKey, u8>, layout: &TaskLayout) -> u8 {
-    let comm = CommKey(bpf_get_current_comm().unwrap_or_default());
-    let mut roles = lookup(map, &comm);
-    if let Some(process) = process_name(layout) {
+fn comm_roles(map: &HashMap<CommKey, u8>, task: u64) -> u8 {
+    let mut roles = lookup(map, &CommKey(comm(task)));
+    if let Some(process) = process_name(task) {
         roles |= lookup(map, &process);
     }
     roles
@@ -155,68 +165,65 @@ fn comm_roles(map: &HashMap<CommKey, u8>, layout: &TaskLayout) -> u8 {
 /// `--explain`: whether the operator asked about the calling process (by
 /// its name or its thread's, as `--comm` matches).
 #[inline(always)]
-pub fn explained(config: &Config) -> bool {
-    config.flags & flag::EXPLAIN != 0 && comm_roles(&EXPLAIN, &config.task) != 0
+pub fn explained(config: &Config, task: u64) -> bool {
+    config.flags & flag::EXPLAIN != 0 && comm_roles(&EXPLAIN, task) != 0
 }
 
 /// Whether a `cgroup/sock_create` program applies to the sockets the task
 /// creates: the first program of its cgroup's effective array
-/// ([`SockFilterLayout`]). A failed read counts as filtered: keeping TCP is
-/// always safe.
+/// ([`mptcpify_common::maps::SockFilterLayout`]). A missing link counts as
+/// filtered: keeping TCP is always safe.
 #[inline(always)]
-pub fn sock_filtered(config: &Config) -> bool {
-    if config.flags & flag::KEEP_FILTERED == 0 {
+pub fn sock_filtered(config: &Config, task: u64) -> bool {
+    if config.flags & flag::KEEP_FILTERED == 0 || !has(present::SOCK_FILTER) {
         return false;
     }
-    first_sock_create_program(&config.filter) != Some(0)
+    first_sock_create_program(task) != Some(0)
 }
 
 #[inline(always)]
-fn first_sock_create_program(layout: &SockFilterLayout) -> Option<u64> {
-    // SAFETY: the current task's address; only read through probe reads.
-    let task = unsafe { bpf_get_current_task() };
-    let css_set = read::<u64>(task, layout.task_cgroups)?;
-    let cgroup = read::<u64>(css_set, layout.css_set_dfl_cgrp)?;
-    let programs = read::<u64>(cgroup, layout.cgroup_sock_create)?;
-    read::<u64>(programs, layout.array_first_prog)
+fn first_sock_create_program(task: u64) -> Option<u64> {
+    let css_set = load_ptr(task, layout!(filter.task_cgroups))?;
+    let cgroup = load_ptr(css_set, layout!(filter.css_set_dfl_cgrp))?;
+    let programs = load_ptr(cgroup, layout!(filter.cgroup_sock_create))?;
+    Some(load(programs, layout!(filter.array_first_prog)))
 }
 
-/// The process name (`current->group_leader->comm`) when the calling thread
+/// The process name (`task->group_leader->comm`) when the calling thread
 /// is not the leader; the leader's name is the thread's own.
 #[inline(always)]
-fn process_name(layout: &TaskLayout) -> Option<CommKey> {
-    // SAFETY: the current task's address; only read through probe reads.
-    let task = unsafe { bpf_get_current_task() };
-    let leader = read::<u64>(task, layout.group_leader)?;
+fn process_name(task: u64) -> Option<CommKey> {
+    let leader = load_ptr(task, layout!(task.group_leader))?;
     if leader == task {
         return None;
     }
-    read::<[u8; COMM_LEN]>(leader, layout.comm).map(CommKey)
+    Some(CommKey(comm(leader)))
 }
 
 /// When the calling process started, in the clock ticks of /proc/PID/stat.
 #[inline(always)]
-fn process_start_ticks(layout: &TaskLayout) -> Option<u64> {
-    // SAFETY: the current task's address; only read through probe reads.
-    let task = unsafe { bpf_get_current_task() };
-    let leader = read::<u64>(task, layout.group_leader)?;
-    read::<u64>(leader, layout.start_boottime).map(|ns| ns / NS_PER_TICK)
+fn process_start_ticks(task: u64) -> Option<u64> {
+    let leader = load_ptr(task, layout!(task.group_leader))?;
+    let ns: u64 = load(leader, layout!(task.start_boottime));
+    Some(ns / NS_PER_TICK)
 }
 
-/// `current->cred->security`, the task's LSM blob.
+/// `task->cred->security`, the task's LSM blob (a `void *`, so a plain
+/// number to the verifier: read through it with [`read`]).
 #[inline(always)]
-pub fn cred_security(layout: &TaskLayout) -> Option<u64> {
-    // SAFETY: the current task's address; only read through probe reads.
-    let task = unsafe { bpf_get_current_task() };
-    let cred = read::<u64>(task, layout.cred)?;
-    read::<u64>(cred, layout.cred_security)
+pub fn cred_security(task: u64) -> Option<u64> {
+    let cred = load_ptr(task, layout!(task.cred))?;
+    let security: u64 = load(cred, layout!(task.cred_security));
+    (security != 0).then_some(security)
 }
 
-/// The task's Landlock domain pointer (0: not sandboxed). `None` when a read
-/// failed, which the caller treats as sandboxed: keeping TCP is always safe.
+/// The task's Landlock domain pointer (0: not sandboxed). `None` without an
+/// LSM blob, which the caller treats as sandboxed: keeping TCP is always
+/// safe. (The slot is inside the blob the kernel allocated for every
+/// credential, so its read cannot fail.)
 #[inline(always)]
-fn landlock_domain(layout: &TaskLayout) -> Option<u64> {
-    read::<u64>(cred_security(layout)?, layout.landlock_domain)
+fn landlock_domain(config: &Config, task: u64) -> Option<u64> {
+    read::<u64>(cred_security(task)?, config.landlock_domain)
 }
 
 #[inline(always)]
@@ -242,41 +249,66 @@ fn cgroup_hits(config: &Config, hits: &mut Hits) {
     }
 }
 
-/// `current->nsproxy->net_ns`.
+/// `task->nsproxy->net_ns`.
 #[inline(always)]
-fn current_net(layout: &NetnsLayout) -> Option<u64> {
-    // SAFETY: returns the current task's address; only read through probe reads.
-    let task = unsafe { bpf_get_current_task() };
-    let nsproxy = read::<u64>(task, layout.task_nsproxy)?;
-    read::<u64>(nsproxy, layout.nsproxy_net_ns)
+fn current_net(task: u64) -> Option<u64> {
+    let nsproxy = load_ptr(task, layout!(netns.task_nsproxy))?;
+    load_ptr(nsproxy, layout!(netns.nsproxy_net_ns))
+}
+
+/// `mptcp_pernet_id + 1` once a program read it (0: not yet). The kernel
+/// assigns it once, when MPTCP registers its per-namespace data at boot
+/// (`register_pernet_subsys`, net/mptcp/ctrl.c; MPTCP cannot be a module),
+/// so it is read once per load, not per call.
+#[unsafe(no_mangle)]
+static mut PERNET_ID_PLUS_ONE: u32 = 0;
+
+/// Net generic ids are small (one per per-namespace subsystem); the bound
+/// lets the verifier accept the slot's address arithmetic.
+const MAX_PERNET_ID: u32 = 4096;
+
+#[inline(always)]
+fn pernet_id() -> Option<u32> {
+    let cache = core::ptr::addr_of_mut!(PERNET_ID_PLUS_ONE);
+    // SAFETY: an aligned u32 in this program's .bss map; every writer
+    // writes the same value.
+    let cached = unsafe { core::ptr::read_volatile(cache) };
+    let id = if cached != 0 {
+        cached - 1
+    } else {
+        let id = read::<u32>(layout!(netns.pernet_id_addr), 0)?;
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(cache, id + 1) };
+        id
+    };
+    (id < MAX_PERNET_ID).then_some(id)
 }
 
 /// `net->gen->ptr[mptcp_pernet_id]->mptcp_enabled`, the value of the
 /// namespace's `net.mptcp.enabled`. Any failed read means "off": the socket
 /// then stays TCP, which is always safe.
 #[inline(always)]
-fn mptcp_enabled_in(net: u64, layout: &NetnsLayout) -> bool {
-    let Some(id) = read::<u32>(layout.pernet_id_addr, 0) else {
+fn mptcp_enabled_in(net: u64) -> bool {
+    let Some(id) = pernet_id() else {
         return false;
     };
-    let Some(generic) = read::<u64>(net, layout.net_gen) else {
+    let Some(generic) = load_ptr(net, layout!(netns.net_gen)) else {
         return false;
     };
-    let slot = layout.net_generic_ptr as u64 + 8 * id as u64;
-    let Some(pernet) = read::<u64>(generic, slot as u32) else {
+    let slot = layout!(netns.net_generic_ptr) + 8 * id;
+    let Some(pernet) = read::<u64>(generic, slot) else {
         return false;
     };
-    read::<u8>(pernet, layout.pernet_mptcp_enabled).is_some_and(|on| on != 0)
+    read::<u8>(pernet, layout!(netns.pernet_mptcp_enabled)).is_some_and(|on| on != 0)
 }
 
-/// Reads a `T` at kernel address `base + offset`; `None` for a null base or
-/// a failed read.
+/// The `T` at kernel address `base + offset`, for addresses BTF does not
+/// type ([`crate::layout::peek`]); `None` for a null base. A read where
+/// nothing can be read gives 0, never a fault.
 #[inline(always)]
 pub fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
     if base == 0 {
         return None;
     }
-    let address = base.wrapping_add(offset as u64) as *const T;
-    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
-    unsafe { bpf_probe_read_kernel(address) }.ok()
+    Some(peek(base.wrapping_add(offset as u64)))
 }

@@ -99,6 +99,7 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
             break;
         }
     }
+    crate::say_run_stats(attached.run_stats().as_ref());
     drop(attached);
     verdicts(&processes, args.json);
     Ok(exit::OK)

@@ -13,7 +13,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use mptcpify_common::maps::{
-    self, flag, kind, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter, PidRule,
+    self, flag, kind, present, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter, PidRule,
 };
 
 use crate::errors::Failure;
@@ -29,6 +29,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
 const PROGRAM: &str = "mptcpify";
 /// The start-up self-check program (see `selfcheck`).
 const CHECK_PROGRAM: &str = "mptcpify_check";
+/// Loaded by `mptcpify status` to learn whether trampoline programs load.
+const PROBE_PROGRAM: &str = "mptcpify_probe";
 /// The program that keeps cgroup rules on their paths (on `cgroup_mkdir`).
 const FOLLOW_PROGRAM: &str = "mptcpify_follow";
 const FOLLOW_TRACEPOINT: &str = "cgroup_mkdir";
@@ -132,7 +134,18 @@ pub fn attach(
     mode: Mode,
 ) -> Result<Attached, Failure> {
     // The BTF preflight parsed, not a second parse (EbpfLoader::new's).
+    // The kernel's layout is a read-only global, set before the load: the
+    // verifier then checks every field access against BTF once.
+    let layout = maps::KernelLayout {
+        rb_node_type: kernel
+            .btf
+            .id_by_type_name_kind("rb_node", aya::BtfKind::Struct)
+            .map_err(|e| load_failed(format!("finding struct rb_node in the kernel's BTF: {e}")))?,
+        ..guard.kernel
+    };
     let mut ebpf = EbpfLoader::with_btf(Some(&kernel.btf))
+        .override_global(maps::KERNEL_LAYOUT, &layout, true)
+        .kfunc(maps::RDONLY_CAST_PLACEHOLDER, maps::RDONLY_CAST)
         .load(OBJECT)
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
     let mut flags = match mode {
@@ -164,7 +177,7 @@ pub fn attach(
     }
     if let Landlock::KeepSandboxed { domain_offset } = findings.landlock {
         config.flags |= flag::KEEP_SANDBOXED;
-        config.task.landlock_domain = domain_offset;
+        config.landlock_domain = domain_offset;
         write_config(&mut ebpf, config)?;
     }
 
@@ -239,14 +252,14 @@ pub fn attach(
 }
 
 /// Whether this kernel loads BPF trampoline programs (fmod_ret): loads the
-/// self-check program, attaches nothing. `Err` when it cannot tell (no
+/// probe program (which needs no layout), attaches nothing. `Err` when it cannot tell (no
 /// privileges, another failure).
 pub fn trampolines_load(btf: &aya::Btf) -> Result<bool, String> {
     let mut ebpf = EbpfLoader::with_btf(Some(btf))
         .load(OBJECT)
         .map_err(|e| format!("parsing the embedded BPF object: {e}"))?;
-    let check = program(&mut ebpf, CHECK_PROGRAM).map_err(|e| e.to_string())?;
-    match check.load(HOOK, btf) {
+    let probe = program(&mut ebpf, PROBE_PROGRAM).map_err(|e| e.to_string())?;
+    match probe.load(HOOK, btf) {
         Ok(()) => Ok(true),
         Err(err) => match classify_load_error(err) {
             Failure::TrampolinesRefused { .. } => Ok(false),
@@ -263,10 +276,7 @@ fn watch_outcomes(
     guard: &Guard,
     links: &mut Links,
 ) -> Result<(), String> {
-    let layout = guard.close.clone()?;
-    let mut array: Array<_, maps::CloseLayout> =
-        map(ebpf, maps::CLOSE_LAYOUT).map_err(|e| e.to_string())?;
-    array.set(0, layout, 0).map_err(|e| e.to_string())?;
+    guard.close.clone()?;
     attach_traced!(
         ebpf,
         FEntry,
@@ -375,14 +385,10 @@ fn write_policy(
     flags: u32,
 ) -> Result<(Config, Contents), Failure> {
     let mut config = Config {
-        netns: guard.layout,
-        task: guard.task,
-        cgroup: guard.cgroup,
-        filter: guard.sock_filter.unwrap_or_default(),
         flags,
         ..Config::default()
     };
-    if guard.sock_filter.is_some() {
+    if guard.kernel.present & present::SOCK_FILTER != 0 {
         config.flags |= flag::KEEP_FILTERED;
     }
     write_entries(ebpf, maps::COMMS, &policy.comms, kind::COMM, &mut config)?;
@@ -568,8 +574,13 @@ pub type Counts = Vec<(Counter, u64)>;
 
 /// The kernel's own accounting of the program (`kernel.bpf_stats_enabled=1`).
 pub struct RunStats {
+    /// The upgrader's runs (every `socket()` call) and their time.
     pub runs: u64,
     pub run_time: Duration,
+    /// The time of every program of this instance (the upgrader, and the
+    /// outcome, option and cgroup programs it attached): what the instance
+    /// costs the kernel in all.
+    pub all_run_time: Duration,
 }
 
 impl Attached {
@@ -594,9 +605,16 @@ impl Attached {
     pub fn run_stats(&self) -> Option<RunStats> {
         let program: &FModRet = self.ebpf.program(PROGRAM)?.try_into().ok()?;
         let info = program.info().ok()?;
+        let all_run_time = self
+            .ebpf
+            .programs()
+            .filter_map(|(_, program)| program.info().ok())
+            .map(|info| info.run_time())
+            .sum();
         Some(RunStats {
             runs: info.run_count(),
             run_time: info.run_time(),
+            all_run_time,
         })
     }
 

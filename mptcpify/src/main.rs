@@ -367,6 +367,20 @@ pub fn attach(
     Ok(attached)
 }
 
+/// The kernel's accounting of the programs, when `kernel.bpf_stats_enabled`
+/// is on (otherwise the kernel counts no runs).
+pub fn say_run_stats(stats: Option<&loader::RunStats>) {
+    if let Some(stats) = stats.filter(|s| s.runs > 0) {
+        eprintln!(
+            "mptcpify: program ran {} times, {} ns per run; all programs: {} ns per run of it \
+             (kernel.bpf_stats_enabled)",
+            stats.runs,
+            stats.run_time.as_nanos() / u128::from(stats.runs),
+            stats.all_run_time.as_nanos() / u128::from(stats.runs)
+        );
+    }
+}
+
 /// Detaches and prints what the programs counted (with `json`, also as one
 /// JSON object on stdout).
 pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure> {
@@ -402,13 +416,7 @@ pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure>
         eprintln!("mptcpify: {:>8} {}", value, counter.label());
     }
     eprintln!("mptcpify: {}", summary::outcomes_line(&counts));
-    if let Some(stats) = stats.as_ref().filter(|s| s.runs > 0) {
-        eprintln!(
-            "mptcpify: program ran {} times, {} ns per run (kernel.bpf_stats_enabled)",
-            stats.runs,
-            stats.run_time.as_nanos() / u128::from(stats.runs)
-        );
-    }
+    say_run_stats(stats.as_ref());
     if json {
         println!("{}", summary::detached_json(tcp, &counts));
     }

@@ -71,6 +71,26 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench --socket-only ROUNDS`: the socket() table alone,
+/// printed.
+pub fn socket_only(rounds: usize) -> Result<()> {
+    let artifacts = build::all()?;
+    let (status, console) = lab::capture_timed(
+        "6.12",
+        &artifacts,
+        &format!("{GUEST_BIN}/lab-bench socket {rounds}\n"),
+        lab::Image::Busybox,
+        lab::qemu::Timing::PerCpu,
+    )?;
+    if status != 0 {
+        bail!("the benchmark run failed (exit status {status})");
+    }
+    for line in console.iter().filter(|l| l.starts_with('|')) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// Start-up on this host, outside the lab: from spawning `mptcpify -q
 /// --all` to its "attached" line, or, on a host that refuses trampoline
 /// programs (this project's build hosts), to its exit at the first

@@ -62,7 +62,12 @@ enum Command {
     /// Show `mptcpify --comm iperf3` upgrading a real iperf3 run in the lab.
     Demo,
     /// Measure costs and benefits in the lab; writes BENCHMARKS.md.
-    Bench,
+    Bench {
+        /// Measure only the socket() costs, in ROUNDS rounds, and print them
+        /// (BENCHMARKS.md is left alone): for working on the program.
+        #[arg(long, value_name = "ROUNDS")]
+        socket_only: Option<usize>,
+    },
     /// Write the release bundle: target/dist/mptcpify-VERSION-x86_64-linux.tar.gz
     /// (static binary, systemd units, man pages, completions, README, SHA256SUMS).
     Dist,
@@ -93,7 +98,10 @@ fn main() {
         }
         Command::Test { kernels } => test::run(&kernels),
         Command::Demo => demo::run(),
-        Command::Bench => bench::run(),
+        Command::Bench { socket_only } => match socket_only {
+            Some(rounds) => bench::socket_only(rounds),
+            None => bench::run(),
+        },
         Command::Dist => dist::run_dist().map(drop),
         Command::Manifests => manifests::validate(),
     };

@@ -139,7 +139,7 @@ pub fn attach(
     let layout = maps::KernelLayout {
         rb_node_type: kernel
             .btf
-            .id_by_type_name_kind("rb_node", aya::BtfKind::Struct)
+            .id_by_type_name_kind("rb_node", aya_obj::btf::BtfKind::Struct)
             .map_err(|e| load_failed(format!("finding struct rb_node in the kernel's BTF: {e}")))?,
         ..guard.kernel
     };

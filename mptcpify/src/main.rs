@@ -304,11 +304,19 @@ pub fn attach(
     }
     // The programs' view of the kernel (our BTF reader, /proc/kallsyms) is
     // read on another thread while preflight parses the BTF for aya: start-up
-    // waits for the longer of the two, not their sum. A preflight failure
-    // still comes first.
-    let layout = std::thread::spawn(kernel_layout::guard);
+    // waits for the longer of the two, not their sum. Both parse the one
+    // copy of the BTF file read here (5 MB; peak memory, issue 10). A
+    // preflight failure still comes first; an unreadable file is its to say.
+    let btf_data = std::fs::read(kernel_layout::VMLINUX_BTF)
+        .ok()
+        .map(std::sync::Arc::new);
+    let layout = {
+        let data = btf_data.clone();
+        std::thread::spawn(move || kernel_layout::guard(data.as_deref().map(Vec::as_slice)))
+    };
     let kernel = preflight::check(&preflight::Options {
         allow_disabled: safety.allow_disabled,
+        btf_data,
     })?;
     // An audit changes nothing, so it cannot undo another instance's policy.
     if mode != loader::Mode::Audit {

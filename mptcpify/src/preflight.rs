@@ -14,9 +14,11 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// Whether MPTCP may be off in mptcpify's own network namespace.
+/// Whether MPTCP may be off in mptcpify's own network namespace; the
+/// kernel's BTF when the caller already read it.
 pub struct Options {
     pub allow_disabled: bool,
+    pub btf_data: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// What loading needs from the checks.
@@ -28,7 +30,10 @@ pub struct Kernel {
 /// Runs every check.
 pub fn check(options: &Options) -> Result<Kernel, Failure> {
     check_privileges()?;
-    let btf = kernel_btf()?;
+    let btf = match &options.btf_data {
+        Some(data) => checked_btf(Btf::parse(data, aya::Endianness::default()))?,
+        None => kernel_btf()?,
+    };
     check_mptcp_enabled(options)?;
     Ok(Kernel {
         btf,
@@ -86,7 +91,12 @@ fn check_privileges() -> Result<(), Failure> {
 }
 
 pub fn kernel_btf() -> Result<Btf, Failure> {
-    let btf = Btf::from_sys_fs().map_err(|e| Failure::NoBtf {
+    checked_btf(Btf::from_sys_fs())
+}
+
+/// The kernel's BTF, parsed, when it has the hook.
+fn checked_btf(parsed: Result<Btf, aya::BtfError>) -> Result<Btf, Failure> {
+    let btf = parsed.map_err(|e| Failure::NoBtf {
         detail: format!("/sys/kernel/btf/vmlinux: {e}"),
     })?;
     // Look in BTF rather than at the version: distributions backport the hook.

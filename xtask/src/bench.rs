@@ -11,18 +11,25 @@ use crate::cmd::{output, say};
 use crate::lab::{self, initramfs::GUEST_BIN};
 use crate::root;
 
-pub fn run() -> Result<()> {
-    let artifacts = build::all()?;
+/// Runs `lab-bench ARGS` in the 6.12 lab (multi-threaded TCG, for per-vCPU
+/// time stamps); the guest's console.
+fn bench_in_lab(artifacts: &build::Artifacts, args: &str) -> Result<Vec<String>> {
     let (status, console) = lab::capture_timed(
         "6.12",
-        &artifacts,
-        &format!("{GUEST_BIN}/lab-bench\n"),
+        artifacts,
+        &format!("{GUEST_BIN}/lab-bench {args}\n"),
         lab::Image::Busybox,
         lab::qemu::Timing::PerCpu,
     )?;
     if status != 0 {
         bail!("the benchmark run failed (exit status {status})");
     }
+    Ok(console)
+}
+
+pub fn run() -> Result<()> {
+    let artifacts = build::all()?;
+    let console = bench_in_lab(&artifacts, "")?;
     let begin = console
         .iter()
         .position(|l| l == "BENCH-BEGIN")
@@ -74,17 +81,7 @@ pub fn run() -> Result<()> {
 /// `cargo xtask bench --socket-only ROUNDS`: the socket() table alone,
 /// printed.
 pub fn socket_only(rounds: usize) -> Result<()> {
-    let artifacts = build::all()?;
-    let (status, console) = lab::capture_timed(
-        "6.12",
-        &artifacts,
-        &format!("{GUEST_BIN}/lab-bench socket {rounds}\n"),
-        lab::Image::Busybox,
-        lab::qemu::Timing::PerCpu,
-    )?;
-    if status != 0 {
-        bail!("the benchmark run failed (exit status {status})");
-    }
+    let console = bench_in_lab(&build::all()?, &format!("socket {rounds}"))?;
     for line in console.iter().filter(|l| l.starts_with('|')) {
         println!("{line}");
     }

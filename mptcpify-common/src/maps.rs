@@ -241,9 +241,6 @@ pub mod present {
     pub const SOCK_FILTER: u32 = 1 << 1;
     /// [`super::CloseLayout`] is known (the outcome programs may run).
     pub const CLOSE: u32 = 1 << 2;
-    /// Set in every layout the loader writes: a program whose global is
-    /// still the object's zeros was loaded without one.
-    pub const LOADED: u32 = 1 << 31;
 }
 
 /// Where the program finds whether a `cgroup/sock_create` program applies

@@ -141,7 +141,7 @@ pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
     }
     let config = maps::config();
     slot.seen = 1;
-    slot.mptcp_enabled = task::mptcp_enabled(&config) as u32;
+    slot.mptcp_enabled = task::mptcp_enabled(&config, current) as u32;
     slot.filtered = task::sock_filtered(&config, current) as u32;
     if let Some(security) = task::cred_security(current) {
         // SAFETY: the helper checks the source address and fails cleanly.

@@ -19,7 +19,7 @@ use mptcpify_common::{
     TaskMatch,
 };
 
-use crate::layout::{current_task, has, layout, load, load_ptr, peek};
+use crate::layout::{has, layout, load, load_ptr, peek};
 use crate::maps::{CGROUPS, COMMS, EXPLAIN, NETNS, PIDS};
 
 /// Roles collected over the selectors: the kinds of the include and of the
@@ -82,8 +82,8 @@ fn enabled(net: Option<u64>, roles: u8) -> bool {
 /// The namespace guard alone (is MPTCP on in the task's namespace?), as
 /// the self-check program reads it.
 #[inline(always)]
-pub fn mptcp_enabled(config: &Config) -> bool {
-    let (net, netns_roles) = namespace(config, current_task());
+pub fn mptcp_enabled(config: &Config, task: u64) -> bool {
+    let (net, netns_roles) = namespace(config, task);
     enabled(net, netns_roles)
 }
 
@@ -256,31 +256,16 @@ fn current_net(task: u64) -> Option<u64> {
     load_ptr(nsproxy, layout!(netns.nsproxy_net_ns))
 }
 
-/// `mptcp_pernet_id + 1` once a program read it (0: not yet). The kernel
-/// assigns it once, when MPTCP registers its per-namespace data at boot
-/// (`register_pernet_subsys`, net/mptcp/ctrl.c; MPTCP cannot be a module),
-/// so it is read once per load, not per call.
-#[unsafe(no_mangle)]
-static mut PERNET_ID_PLUS_ONE: u32 = 0;
-
 /// Net generic ids are small (one per per-namespace subsystem); the bound
 /// lets the verifier accept the slot's address arithmetic.
 const MAX_PERNET_ID: u32 = 4096;
 
+/// `mptcp_pernet_id`, which the kernel assigns once, when MPTCP registers
+/// its per-namespace data at boot (`register_pernet_subsys`,
+/// net/mptcp/ctrl.c): one load at its address.
 #[inline(always)]
 fn pernet_id() -> Option<u32> {
-    let cache = core::ptr::addr_of_mut!(PERNET_ID_PLUS_ONE);
-    // SAFETY: an aligned u32 in this program's .bss map; every writer
-    // writes the same value.
-    let cached = unsafe { core::ptr::read_volatile(cache) };
-    let id = if cached != 0 {
-        cached - 1
-    } else {
-        let id = read::<u32>(layout!(netns.pernet_id_addr), 0)?;
-        // SAFETY: as above.
-        unsafe { core::ptr::write_volatile(cache, id + 1) };
-        id
-    };
+    let id: u32 = peek(layout!(netns.pernet_id_addr));
     (id < MAX_PERNET_ID).then_some(id)
 }
 

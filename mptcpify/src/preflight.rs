@@ -105,6 +105,23 @@ fn checked_btf(parsed: Result<Btf, aya::BtfError>) -> Result<Btf, Failure> {
             release: kernel_release(),
         });
     }
+    // The programs read kernel memory through this kfunc (Linux 6.2+); a
+    // kernel with a backported hook could still lack it.
+    if btf
+        .id_by_type_name_kind(mptcpify_common::maps::RDONLY_CAST, BtfKind::Func)
+        .is_err()
+    {
+        return Err(Failure::LoadFailed {
+            detail: format!(
+                "kernel {} has the update_socket_protocol hook but not the kfunc {} \
+                 (Linux 6.2+), which mptcpify's programs read kernel memory with. Upgrade \
+                 the kernel (6.6 and later have both), or use the LD_PRELOAD fallback for \
+                 dynamically linked programs: mptcpize run CMD",
+                kernel_release(),
+                mptcpify_common::maps::RDONLY_CAST
+            ),
+        });
+    }
     Ok(btf)
 }
 

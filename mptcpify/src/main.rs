@@ -10,7 +10,7 @@
 //! - [`instances`]: other mptcpify instances attached on this machine;
 //!   [`cgroup_bpf`]: other tools' cgroup BPF programs.
 //! - [`kernel_layout`]: what the programs read in kernel memory, and where
-//!   (BTF offsets, kallsyms).
+//!   (BTF offsets); [`kallsyms`]: the address of `mptcp_pernet_id`.
 //! - [`loader`]: load, fill the policy maps, attach; counters.
 //! - [`events`]: the per-socket log (text or JSON: upgrades, kept sockets,
 //!   refused options, `--explain` verdicts, closed sockets' outcomes);
@@ -41,6 +41,7 @@ mod errors;
 mod events;
 mod identity;
 mod instances;
+mod kallsyms;
 mod kernel_layout;
 mod loader;
 mod monitor;
@@ -302,7 +303,7 @@ pub fn attach(
     for warning in &policy.warnings {
         eprintln!("mptcpify: warning: {warning}");
     }
-    // The programs' view of the kernel (our BTF reader, /proc/kallsyms) is
+    // The programs' view of the kernel (our BTF reader, kallsyms) is
     // read on another thread while preflight parses the BTF for aya: start-up
     // waits for the longer of the two, not their sum. Both parse the one
     // copy of the BTF file read here (5 MB; peak memory, issue 10). A

@@ -21,9 +21,9 @@ use std::io::BufRead;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use aya_obj::generated::{
-    bpf_attr, bpf_cmd, bpf_func_id, bpf_insn, bpf_prog_type, BPF_ALU64, BPF_CALL, BPF_DW,
-    BPF_EXIT, BPF_IMM, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_MEM, BPF_MOV, BPF_ST, BPF_STX, BPF_X,
-    BPF_ADD, BPF_F_SLEEPABLE,
+    bpf_attr, bpf_cmd, bpf_func_id, bpf_insn, bpf_prog_type, BPF_ADD, BPF_ALU64, BPF_CALL, BPF_DW,
+    BPF_EXIT, BPF_F_SLEEPABLE, BPF_IMM, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_MEM, BPF_MOV, BPF_ST,
+    BPF_STX, BPF_X,
 };
 
 /// What the kernel says about a symbol.
@@ -164,9 +164,21 @@ fn lookup_program(name: &str) -> std::io::Result<Vec<bpf_insn>> {
     for (i, word) in padded.chunks_exact(8).enumerate() {
         let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
         // A 64-bit immediate takes two instruction slots.
-        program.push(insn(BPF_LD | BPF_IMM | BPF_DW, r1, 0, 0, word as u32 as i32));
+        program.push(insn(
+            BPF_LD | BPF_IMM | BPF_DW,
+            r1,
+            0,
+            0,
+            word as u32 as i32,
+        ));
         program.push(insn(0, 0, 0, 0, (word >> 32) as u32 as i32));
-        program.push(insn(BPF_STX | BPF_MEM | BPF_DW, r10, r1, name_at + 8 * i as i16, 0));
+        program.push(insn(
+            BPF_STX | BPF_MEM | BPF_DW,
+            r10,
+            r1,
+            name_at + 8 * i as i16,
+            0,
+        ));
     }
     program.extend([
         insn(BPF_ALU64 | BPF_MOV | BPF_X, r1, r10, 0, 0),
@@ -275,8 +287,14 @@ mod tests {
     #[test]
     fn names_are_padded_with_at_least_one_nul() {
         // 15 characters: two words; 16: three.
-        assert_eq!(lookup_program("mptcp_pernet_id").unwrap().len(), 2 + 2 * 3 + 10);
-        assert_eq!(lookup_program("mptcp_pernet_idx").unwrap().len(), 2 + 3 * 3 + 10);
+        assert_eq!(
+            lookup_program("mptcp_pernet_id").unwrap().len(),
+            2 + 2 * 3 + 10
+        );
+        assert_eq!(
+            lookup_program("mptcp_pernet_idx").unwrap().len(),
+            2 + 3 * 3 + 10
+        );
         assert!(lookup_program("a\0b").is_err());
     }
 }

@@ -94,9 +94,12 @@ fn sock_filter(btf: &Btf) -> Result<Option<SockFilterLayout>> {
 }
 
 impl Layout {
+    #[cfg(test)]
     pub fn from_btf(data: &[u8]) -> Result<Layout> {
-        let btf = Btf::parse(data)?;
+        Self::from_parsed(&Btf::parse(data)?)
+    }
 
+    fn from_parsed(btf: &Btf) -> Result<Layout> {
         Ok(Layout {
             task_nsproxy: btf.offset("task_struct", "nsproxy")?,
             nsproxy_net_ns: btf.offset("nsproxy", "net_ns")?,
@@ -117,14 +120,54 @@ impl Layout {
                 cgroup_root: btf.offset("cgroup", "root")?,
                 root_hierarchy_id: btf.offset("cgroup_root", "hierarchy_id")?,
             },
-            sock_filter: sock_filter(&btf)?,
-            close: close_layout(&btf).map_err(|e| format!("{e:#}")),
+            sock_filter: sock_filter(btf)?,
+            close: close_layout(btf).map_err(|e| format!("{e:#}")),
         })
     }
 
+    #[cfg(test)]
     pub fn from_running_kernel() -> Result<Layout> {
         let data = std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
         Self::from_btf(&data)
+    }
+}
+
+/// BTF kinds (include/uapi/linux/btf.h, BTF_KIND_*) of the types the
+/// programs are loaded against.
+pub mod kind {
+    pub const STRUCT: u32 = 4;
+    pub const TYPEDEF: u32 = 8;
+    pub const FUNC: u32 = 12;
+}
+
+/// The BTF ids of named kernel types: the functions and the tracepoint the
+/// programs attach to, the kfunc they call, `struct rb_node`. Found by our
+/// reader in the walk that finds the layout, so that aya need not parse
+/// the kernel's BTF at all (its parse holds about 12 MB; issue 10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BtfIds(Vec<(&'static str, u32, u32)>);
+
+impl BtfIds {
+    /// The id of `name` of BTF kind `kind`; `Err` names what is missing.
+    pub fn get(&self, name: &str, kind: u32) -> Result<u32, String> {
+        self.0
+            .iter()
+            .find(|&&(n, k, _)| n == name && k == kind)
+            .map(|&(.., id)| id)
+            .ok_or_else(|| {
+                let what = match kind {
+                    kind::FUNC => "function",
+                    kind::TYPEDEF => "typedef",
+                    kind::STRUCT => "struct",
+                    _ => "type",
+                };
+                format!("the kernel's BTF has no {what} {name}")
+            })
+    }
+
+    /// The id of kernel function `name`.
+    pub fn func(&self, name: &str) -> Result<u32, String> {
+        self.get(name, kind::FUNC)
     }
 }
 
@@ -207,6 +250,28 @@ impl<'a> Btf<'a> {
             pos += 12 + extra;
         }
         Ok(btf)
+    }
+
+    /// The ids of the named types `wanted` (name, BTF kind), in one walk;
+    /// the first definition of a name, as aya and libbpf take it.
+    fn ids(&self, wanted: &[(&'static str, u32)]) -> BtfIds {
+        let mut found = Vec::with_capacity(wanted.len());
+        for id in 1..self.types.len() as u32 {
+            let Some((name_off, kind, ..)) = self.header(id) else {
+                continue;
+            };
+            if !wanted.iter().any(|&(_, k)| k == kind) {
+                continue;
+            }
+            let name = self.name(name_off);
+            for &(wanted_name, wanted_kind) in wanted {
+                let new = !found.iter().any(|&(n, k, _)| n == wanted_name && k == kind);
+                if wanted_kind == kind && wanted_name == name && new {
+                    found.push((wanted_name, kind, id));
+                }
+            }
+        }
+        BtfIds(found)
     }
 
     fn name(&self, off: u32) -> &'a str {
@@ -373,21 +438,39 @@ use mptcpify_common::maps::{present, KernelLayout, NetnsLayout, TaskLayout};
 /// Where the kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// The guard for the running kernel; `btf`: its BTF when the caller read it.
-pub fn guard(btf: Option<&[u8]>) -> Result<Guard> {
+/// What start-up learns from the running kernel's BTF and symbols, in one
+/// parse of the BTF; `btf`: its BTF when the caller read it. `Err` when the
+/// BTF cannot be read; else the ids of `wanted` (name, [`kind`]) and the
+/// guard, `Err` when the BTF lacks a field the programs read.
+pub fn read(btf: Option<&[u8]>, wanted: &[(&'static str, u32)]) -> Result<(BtfIds, Result<Guard>)> {
     // Asked on a thread of its own (a BPF program load) while the BTF is
     // parsed here.
     let symbol = std::thread::spawn(|| kallsyms::lookup("mptcp_pernet_id"));
-    let layout = match btf {
-        Some(data) => Layout::from_btf(data)?,
-        None => Layout::from_running_kernel()?,
+    let owned;
+    let data = match btf {
+        Some(data) => data,
+        None => {
+            owned = std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
+            &owned
+        }
     };
-    let symbol = symbol.join().unwrap_or(Symbol::Missing);
-    Ok(guard_from(&layout, symbol, || {
-        std::fs::read_to_string("/proc/sys/kernel/kptr_restrict")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-    }))
+    let btf = Btf::parse(data).with_context(|| format!("parsing {VMLINUX_BTF}"))?;
+    let ids = btf.ids(wanted);
+    let guard = Layout::from_parsed(&btf).map(|layout| {
+        let symbol = symbol.join().unwrap_or(Symbol::Missing);
+        guard_from(&layout, symbol, || {
+            std::fs::read_to_string("/proc/sys/kernel/kptr_restrict")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+        })
+    });
+    Ok((ids, guard))
+}
+
+/// The ids of `wanted` in the running kernel's BTF (for `status`).
+pub fn ids_of_running_kernel(wanted: &[(&'static str, u32)]) -> Result<BtfIds> {
+    let data = std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
+    Ok(Btf::parse(&data)?.ids(wanted))
 }
 
 /// The guard for `layout` and what kallsyms said of
@@ -509,6 +592,35 @@ mod tests {
         let close = layout.close.expect("this host's kernel has MPTCP");
         // skc_state follows the addresses, ports and family in sock_common.
         assert!(close.sk_state > 0 && close.sk_state < 64, "{close:?}");
+    }
+
+    /// The ids the programs are loaded against (aya no longer parses the
+    /// kernel's BTF) are the ones aya's own parser finds, for every target,
+    /// on this host's kernel.
+    #[test]
+    fn finds_the_same_btf_ids_as_aya() {
+        let data = std::fs::read(VMLINUX_BTF).expect("this host's /sys/kernel/btf/vmlinux");
+        let targets = crate::loader::btf_targets();
+        let ours = Btf::parse(&data).unwrap().ids(&targets);
+        let theirs = aya::Btf::parse(&data, aya::Endianness::default()).unwrap();
+        for (name, kind) in targets {
+            let aya_kind = match kind {
+                kind::FUNC => aya_obj::btf::BtfKind::Func,
+                kind::TYPEDEF => aya_obj::btf::BtfKind::Typedef,
+                kind::STRUCT => aya_obj::btf::BtfKind::Struct,
+                other => panic!("kind {other}"),
+            };
+            assert_eq!(
+                ours.get(name, kind).ok(),
+                theirs.id_by_type_name_kind(name, aya_kind).ok(),
+                "{name}"
+            );
+            assert!(ours.get(name, kind).is_ok(), "{name} is in this host's BTF");
+        }
+        assert!(ours
+            .func("no_such_function_mptcpify")
+            .unwrap_err()
+            .contains("no function no_such_function_mptcpify"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use mptcpify_common::maps::{
 };
 
 use crate::errors::Failure;
-use crate::kernel_layout::Guard;
+use crate::kernel_layout::{self, Guard};
 use crate::policy::{Entries, Policy};
 use crate::policy_maps::{self, Contents, Step};
 use crate::preflight::{kernel_release, lockdown_mode, Kernel, HOOK};
@@ -34,6 +34,8 @@ const PROBE_PROGRAM: &str = "mptcpify_probe";
 /// The program that keeps cgroup rules on their paths (on `cgroup_mkdir`).
 const FOLLOW_PROGRAM: &str = "mptcpify_follow";
 const FOLLOW_TRACEPOINT: &str = "cgroup_mkdir";
+/// Its type in BTF (include/trace/bpf_probe.h: `btf_trace_##call`).
+const FOLLOW_TRACEPOINT_TYPEDEF: &str = "btf_trace_cgroup_mkdir";
 /// The programs that report socket options MPTCP refuses, by the kernel
 /// function each follows (see mptcpify-ebpf/src/options.rs).
 const OPTION_PROGRAMS: [(&str, &str); 2] = [
@@ -42,11 +44,19 @@ const OPTION_PROGRAMS: [(&str, &str); 2] = [
 ];
 
 /// Loads the program `$name` of type `$kind` (FEntry, FExit, BtfTracePoint:
-/// aya gives them no common trait) against `$target`, a kernel function or
-/// tracepoint, attaches it and adds its link to `$links`; `Err(String)`
-/// says which step failed.
+/// aya gives them no common trait) against `$target`, a kernel function
+/// (or tracepoint: `tracepoint $target`) whose BTF id is in `$ids`,
+/// attaches it and adds its link to `$links`; `Err(String)` says which step
+/// failed.
 macro_rules! attach_traced {
-    ($ebpf:expr, $kind:ty, $name:expr, $target:expr, $btf:expr, $links:expr) => {
+    ($ebpf:expr, $kind:ty, $name:expr, $target:expr, $ids:expr, $links:expr) => {
+        attach_traced!(@ $ebpf, $kind, $name, $target, $ids.func($target), $links)
+    };
+    ($ebpf:expr, $kind:ty, $name:expr, tracepoint $target:expr, $ids:expr, $links:expr) => {
+        attach_traced!(@ $ebpf, $kind, $name, $target,
+            $ids.get(&format!("btf_trace_{}", $target), kernel_layout::kind::TYPEDEF), $links)
+    };
+    (@ $ebpf:expr, $kind:ty, $name:expr, $target:expr, $id:expr, $links:expr) => {
         (|| -> Result<(), String> {
             let program: &mut $kind = $ebpf
                 .program_mut($name)
@@ -54,7 +64,7 @@ macro_rules! attach_traced {
                 .try_into()
                 .map_err(|e: ProgramError| e.to_string())?;
             program
-                .load($target, $btf)
+                .load_by_id($id?)
                 .map_err(|e| format!("loading the program for {}: {e}", $target))?;
             let id = program
                 .attach()
@@ -126,26 +136,52 @@ const LIVE_PROGRAMS: [(&str, &str); 2] = [
 /// The program of `mptcpify audit` and the kernel function it follows.
 const AUDIT_PROGRAM: (&str, &str) = ("mptcpify_audit_setsockopt", "tcp_setsockopt");
 
-/// `kernel`: the BTF to load against and what MPTCP supports here.
+/// The names the programs need BTF ids of (see [`kernel_layout::read`]):
+/// the functions and tracepoint they attach to, the kfunc they call,
+/// `struct rb_node` (the type it casts to).
+pub fn btf_targets() -> Vec<(&'static str, u32)> {
+    use kernel_layout::kind::{FUNC, STRUCT, TYPEDEF};
+    let mut targets = vec![
+        (HOOK, FUNC),
+        (maps::RDONLY_CAST, FUNC),
+        ("rb_node", STRUCT),
+        (FOLLOW_TRACEPOINT_TYPEDEF, TYPEDEF),
+        (AUDIT_PROGRAM.1, FUNC),
+    ];
+    for (_, function) in OUTCOME_PROGRAMS
+        .iter()
+        .chain(&LIVE_PROGRAMS)
+        .chain(&OPTION_PROGRAMS)
+    {
+        targets.push((function, FUNC));
+    }
+    targets
+}
+
+/// `kernel`: the BTF ids to load against and what MPTCP supports here.
 pub fn attach(
     policy: &Policy,
     guard: &Guard,
     kernel: &Kernel,
     mode: Mode,
 ) -> Result<Attached, Failure> {
-    // The BTF preflight parsed, not a second parse (EbpfLoader::new's).
-    // The kernel's layout is a read-only global, set before the load: the
-    // verifier then checks every field access against BTF once.
+    // aya gets no kernel BTF (EbpfLoader::new would parse it: 12 MB): our
+    // reader found every id the programs need (`btf_targets`), and the
+    // object needs no CO-RE relocation. The kernel's layout is a read-only
+    // global, set before the load: the verifier then checks every field
+    // access against BTF once.
     let layout = maps::KernelLayout {
         rb_node_type: kernel
-            .btf
-            .id_by_type_name_kind("rb_node", aya_obj::btf::BtfKind::Struct)
-            .map_err(|e| load_failed(format!("finding struct rb_node in the kernel's BTF: {e}")))?,
+            .ids
+            .get("rb_node", kernel_layout::kind::STRUCT)
+            .map_err(load_failed)?,
         ..guard.kernel
     };
-    let mut ebpf = EbpfLoader::with_btf(Some(&kernel.btf))
+    let rdonly_cast = kernel.ids.func(maps::RDONLY_CAST).map_err(load_failed)?;
+    let hook = kernel.ids.func(HOOK).map_err(load_failed)?;
+    let mut ebpf = EbpfLoader::with_btf(None)
         .override_global(maps::KERNEL_LAYOUT, &layout, true)
-        .kfunc(maps::RDONLY_CAST_PLACEHOLDER, maps::RDONLY_CAST)
+        .kfunc(maps::RDONLY_CAST_PLACEHOLDER, rdonly_cast)
         .load(OBJECT)
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
     let mut flags = match mode {
@@ -161,7 +197,7 @@ pub fn attach(
     // The self-check runs before the upgrader exists, with the same config.
     let findings = {
         let check = program(&mut ebpf, CHECK_PROGRAM)?;
-        check.load(HOOK, &kernel.btf).map_err(classify_load_error)?;
+        check.load_by_id(hook).map_err(classify_load_error)?;
         check
             .attach()
             .map_err(|e| load_failed(format!("attaching the self-check to {HOOK}: {e}")))?;
@@ -195,9 +231,7 @@ pub fn attach(
     }
 
     let upgrader = program(&mut ebpf, PROGRAM)?;
-    upgrader
-        .load(HOOK, &kernel.btf)
-        .map_err(classify_load_error)?;
+    upgrader.load_by_id(hook).map_err(classify_load_error)?;
     let id = upgrader
         .attach()
         .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
@@ -207,7 +241,7 @@ pub fn attach(
     links.push((PROGRAM.to_string(), FdLink::from(link)));
     if mode == Mode::Audit {
         let (name, function) = AUDIT_PROGRAM;
-        attach_traced!(ebpf, FEntry, name, function, &kernel.btf, links).map_err(load_failed)?;
+        attach_traced!(ebpf, FEntry, name, function, &kernel.ids, links).map_err(load_failed)?;
     }
     // An audit upgrades nothing, so there are no refusals to watch (and its
     // own probes of MPTCP's options would be reported).
@@ -233,7 +267,7 @@ pub fn attach(
         (_, None) => LIVE_PROGRAMS
             .iter()
             .try_for_each(|(name, function)| {
-                attach_traced!(ebpf, FEntry, *name, *function, &kernel.btf, links)
+                attach_traced!(ebpf, FEntry, *name, *function, &kernel.ids, links)
             })
             .err(),
     };
@@ -254,12 +288,13 @@ pub fn attach(
 /// Whether this kernel loads BPF trampoline programs (fmod_ret): loads the
 /// probe program (which needs no layout), attaches nothing. `Err` when it cannot tell (no
 /// privileges, another failure).
-pub fn trampolines_load(btf: &aya::Btf) -> Result<bool, String> {
-    let mut ebpf = EbpfLoader::with_btf(Some(btf))
+/// `hook`: the hook's BTF id.
+pub fn trampolines_load(hook: u32) -> Result<bool, String> {
+    let mut ebpf = EbpfLoader::with_btf(None)
         .load(OBJECT)
         .map_err(|e| format!("parsing the embedded BPF object: {e}"))?;
     let probe = program(&mut ebpf, PROBE_PROGRAM).map_err(|e| e.to_string())?;
-    match probe.load(HOOK, btf) {
+    match probe.load_by_id(hook) {
         Ok(()) => Ok(true),
         Err(err) => match classify_load_error(err) {
             Failure::TrampolinesRefused { .. } => Ok(false),
@@ -282,7 +317,7 @@ fn watch_outcomes(
         FEntry,
         OUTCOME_PROGRAMS[0].0,
         OUTCOME_PROGRAMS[0].1,
-        &kernel.btf,
+        &kernel.ids,
         links
     )?;
     attach_traced!(
@@ -290,7 +325,7 @@ fn watch_outcomes(
         FExit,
         OUTCOME_PROGRAMS[1].0,
         OUTCOME_PROGRAMS[1].1,
-        &kernel.btf,
+        &kernel.ids,
         links
     )?;
     attach_traced!(
@@ -298,7 +333,7 @@ fn watch_outcomes(
         FEntry,
         OUTCOME_PROGRAMS[2].0,
         OUTCOME_PROGRAMS[2].1,
-        &kernel.btf,
+        &kernel.ids,
         links
     )
 }
@@ -308,7 +343,7 @@ fn watch_outcomes(
 /// refused.
 fn watch_options(ebpf: &mut Ebpf, kernel: &Kernel, links: &mut Links) -> Result<(), String> {
     for (name, function) in OPTION_PROGRAMS {
-        attach_traced!(ebpf, FExit, name, function, &kernel.btf, links)?;
+        attach_traced!(ebpf, FExit, name, function, &kernel.ids, links)?;
     }
     Ok(())
 }
@@ -327,8 +362,8 @@ fn follow_cgroups(
         ebpf,
         BtfTracePoint,
         FOLLOW_PROGRAM,
-        FOLLOW_TRACEPOINT,
-        &kernel.btf,
+        tracepoint FOLLOW_TRACEPOINT,
+        &kernel.ids,
         links
     )
     .map_err(load_failed)?;

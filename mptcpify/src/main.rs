@@ -303,21 +303,17 @@ pub fn attach(
     for warning in &policy.warnings {
         eprintln!("mptcpify: warning: {warning}");
     }
-    // The programs' view of the kernel (our BTF reader, kallsyms) is
-    // read on another thread while preflight parses the BTF for aya: start-up
-    // waits for the longer of the two, not their sum. Both parse the one
-    // copy of the BTF file read here (5 MB; peak memory, issue 10). A
-    // preflight failure still comes first; an unreadable file is its to say.
-    let btf_data = std::fs::read(kernel_layout::VMLINUX_BTF)
-        .ok()
-        .map(std::sync::Arc::new);
-    let layout = {
-        let data = btf_data.clone();
-        std::thread::spawn(move || kernel_layout::guard(data.as_deref().map(Vec::as_slice)))
-    };
+    // One parse of the kernel's BTF (our reader) gives the ids the programs
+    // load against and the layout they read with; kallsyms is asked
+    // meanwhile. A preflight failure still comes first; an unreadable BTF
+    // is its to say.
+    let read = kernel_layout::read(None, &loader::btf_targets());
     let kernel = preflight::check(&preflight::Options {
         allow_disabled: safety.allow_disabled,
-        btf_data,
+        btf: read
+            .as_ref()
+            .map(|(ids, _)| ids.clone())
+            .map_err(|e| format!("{e:#}")),
     })?;
     // An audit changes nothing, so it cannot undo another instance's policy.
     if mode != loader::Mode::Audit {
@@ -327,12 +323,12 @@ pub fn attach(
             .collect();
         instances::check(policy, &others, safety.allow_other_instances)?;
     }
-    let guard = layout
-        .join()
-        .map_err(|_| anyhow::anyhow!("reading the kernel's layout panicked"))?
-        .map_err(|e| Failure::LoadFailed {
-            detail: format!("reading the kernel's layout from BTF: {e:#}"),
-        })?;
+    let (_, guard) = read.map_err(|e| Failure::NoBtf {
+        detail: format!("{e:#}"),
+    })?;
+    let guard = guard.map_err(|e| Failure::LoadFailed {
+        detail: format!("reading the kernel's layout from BTF: {e:#}"),
+    })?;
     if let Some(why) = &guard.fallback {
         eprintln!(
             "mptcpify: warning: cannot read net.mptcp.enabled of other network namespaces ({why}); \

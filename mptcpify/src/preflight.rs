@@ -1,11 +1,10 @@
 //! Checks run before loading, each turning a cryptic kernel refusal into a
 //! [`Failure`] that names the cause and the fix.
 
-use aya::Btf;
-use aya_obj::btf::BtfKind;
 use mptcpify_common::{consts::IPPROTO_MPTCP, Support};
 
 use crate::errors::Failure;
+use crate::kernel_layout::BtfIds;
 
 /// The kernel function the program attaches to.
 pub const HOOK: &str = "update_socket_protocol";
@@ -14,29 +13,28 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// Whether MPTCP may be off in mptcpify's own network namespace; the
-/// kernel's BTF when the caller already read it.
+/// Whether MPTCP may be off in mptcpify's own network namespace, and what
+/// the kernel's BTF gave (`crate::kernel_layout::read`; `Err`: why it could
+/// not be read).
 pub struct Options {
     pub allow_disabled: bool,
-    pub btf_data: Option<std::sync::Arc<Vec<u8>>>,
+    pub btf: Result<BtfIds, String>,
 }
 
 /// What loading needs from the checks.
 pub struct Kernel {
-    pub btf: Btf,
+    /// The BTF ids the programs are loaded against.
+    pub ids: BtfIds,
     pub support: Support,
 }
 
 /// Runs every check.
 pub fn check(options: &Options) -> Result<Kernel, Failure> {
     check_privileges()?;
-    let btf = match &options.btf_data {
-        Some(data) => checked_btf(Btf::parse(data, aya::Endianness::default()))?,
-        None => kernel_btf()?,
-    };
+    let ids = checked_btf(options.btf.clone())?;
     check_mptcp_enabled(options)?;
     Ok(Kernel {
-        btf,
+        ids,
         support: probe_support(),
     })
 }
@@ -90,27 +88,18 @@ fn check_privileges() -> Result<(), Failure> {
     })
 }
 
-pub fn kernel_btf() -> Result<Btf, Failure> {
-    checked_btf(Btf::from_sys_fs())
-}
-
-/// The kernel's BTF, parsed, when it has the hook.
-fn checked_btf(parsed: Result<Btf, aya::BtfError>) -> Result<Btf, Failure> {
-    let btf = parsed.map_err(|e| Failure::NoBtf {
-        detail: format!("/sys/kernel/btf/vmlinux: {e}"),
-    })?;
+/// The kernel's BTF ids, when it has the hook and the kfunc.
+fn checked_btf(parsed: Result<BtfIds, String>) -> Result<BtfIds, Failure> {
+    let btf = parsed.map_err(|detail| Failure::NoBtf { detail })?;
     // Look in BTF rather than at the version: distributions backport the hook.
-    if btf.id_by_type_name_kind(HOOK, BtfKind::Func).is_err() {
+    if btf.func(HOOK).is_err() {
         return Err(Failure::KernelTooOld {
             release: kernel_release(),
         });
     }
     // The programs read kernel memory through this kfunc (Linux 6.2+); a
     // kernel with a backported hook could still lack it.
-    if btf
-        .id_by_type_name_kind(mptcpify_common::maps::RDONLY_CAST, BtfKind::Func)
-        .is_err()
-    {
+    if btf.func(mptcpify_common::maps::RDONLY_CAST).is_err() {
         return Err(Failure::LoadFailed {
             detail: format!(
                 "kernel {} has the update_socket_protocol hook but not the kfunc {} \

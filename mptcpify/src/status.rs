@@ -138,14 +138,19 @@ pub async fn status(args: &StatusArgs) -> Result<i32, Failure> {
 fn kernel() -> Kernel {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let (btf, hook, trampolines) = match crate::preflight::kernel_btf() {
-        Ok(_) if !root => (
+    let hook_id = crate::kernel_layout::ids_of_running_kernel(&[(
+        crate::preflight::HOOK,
+        crate::kernel_layout::kind::FUNC,
+    )])
+    .map(|ids| ids.func(crate::preflight::HOOK));
+    let (btf, hook, trampolines) = match hook_id {
+        Ok(Ok(_)) if !root => (
             true,
             true,
             Err("probing loads a program: needs root".into()),
         ),
-        Ok(btf) => (true, true, crate::loader::trampolines_load(&btf)),
-        Err(Failure::KernelTooOld { .. }) => (true, false, Err("no hook to load on".into())),
+        Ok(Ok(hook)) => (true, true, crate::loader::trampolines_load(hook)),
+        Ok(Err(_)) => (true, false, Err("no hook to load on".into())),
         Err(_) => (false, false, Err("no kernel BTF".into())),
     };
     let (trampolines, trampolines_unknown) = match trampolines {

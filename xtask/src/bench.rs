@@ -78,10 +78,12 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench --socket-only ROUNDS`: the socket() table alone,
-/// printed.
-pub fn socket_only(rounds: usize) -> Result<()> {
-    let console = bench_in_lab(&build::all()?, &format!("socket {rounds}"))?;
+/// `cargo xtask bench --socket-only ROUNDS [--only WORDS]`: the socket()
+/// table alone (or its modes named by WORDS), printed.
+pub fn socket_only(rounds: usize, only: Option<&str>) -> Result<()> {
+    let only = only.map(|words| format!(" '{}'", words.replace('\'', "")));
+    let args = format!("socket {rounds}{}", only.unwrap_or_default());
+    let console = bench_in_lab(&build::all()?, &args)?;
     for line in console.iter().filter(|l| l.starts_with('|')) {
         println!("{line}");
     }

@@ -67,6 +67,10 @@ enum Command {
         /// (BENCHMARKS.md is left alone): for working on the program.
         #[arg(long, value_name = "ROUNDS")]
         socket_only: Option<usize>,
+        /// With --socket-only: only the modes whose name contains one of
+        /// these words (comma-separated; "no hook" is always measured).
+        #[arg(long, value_name = "WORDS", requires = "socket_only")]
+        only: Option<String>,
     },
     /// Write the release bundle: target/dist/mptcpify-VERSION-x86_64-linux.tar.gz
     /// (static binary, systemd units, man pages, completions, README, SHA256SUMS).
@@ -98,8 +102,8 @@ fn main() {
         }
         Command::Test { kernels } => test::run(&kernels),
         Command::Demo => demo::run(),
-        Command::Bench { socket_only } => match socket_only {
-            Some(rounds) => bench::socket_only(rounds),
+        Command::Bench { socket_only, only } => match socket_only {
+            Some(rounds) => bench::socket_only(rounds, only.as_deref()),
             None => bench::run(),
         },
         Command::Dist => dist::run_dist().map(drop),

@@ -6,8 +6,10 @@
 //!
 //! `lab-bench measure tcp|udp N` is the inner loop, run as a child process so
 //! that LD_PRELOAD (mptcpize) can be applied to it like to any program.
-//! `lab-bench socket [ROUNDS]` measures only the socket() costs (for
-//! `cargo xtask bench --only socket`, while working on them).
+//! `lab-bench socket [ROUNDS [WORDS]]` measures only the socket() costs,
+//! of every mode or of those whose name contains one of the comma-separated
+//! WORDS (for `cargo xtask bench --socket-only ROUNDS [--only WORDS]`,
+//! while working on the program).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -44,9 +46,9 @@ fn main() {
     println!("BENCH-BEGIN");
     if args.get(1).map(String::as_str) == Some("socket") {
         let rounds = args.get(2).map_or(ROUNDS, |r| r.parse().expect("ROUNDS"));
-        socket_cost(rounds, &cgroup.0);
+        socket_cost(rounds, &cgroup.0, args.get(3).map(String::as_str));
     } else {
-        socket_cost(ROUNDS, &cgroup.0);
+        socket_cost(ROUNDS, &cgroup.0, None);
         attach_latency();
         throughput_and_failover();
         memory();
@@ -116,7 +118,7 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn socket_cost(rounds: usize, cgroup: &std::path::Path) {
+fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
     let cgroup = cgroup.display().to_string();
     let other = mptcpify_tests::probe::TempCgroup::new("lab-bench-other");
     let modes = [
@@ -212,6 +214,15 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path) {
             preload: true,
         },
     ];
+    // "no hook" first, always: the baseline of the "× no hook" columns.
+    let modes: Vec<Mode> = modes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, mode)| {
+            *i == 0 || only.is_none_or(|words| words.split(',').any(|w| mode.name.contains(w)))
+        })
+        .map(|(_, mode)| mode)
+        .collect();
     // Per mode: TCP and UDP ns/call, and the program's own ns/run for each
     // (one attach per kind, so the kernel's accounting covers one kind).
     let mut samples: Vec<[Vec<f64>; 5]> = modes.iter().map(|_| Default::default()).collect();

@@ -127,7 +127,8 @@ pub struct Event {
     /// (bits 16-23) selectors that named the process. Packed into one word
     /// to keep events small (the ring's capacity is counted in events).
     pub why: u32,
-    /// `bpf_ktime_get_boot_ns()`: nanoseconds since boot, suspend included.
+    /// `bpf_ktime_get_boot_ns()`: nanoseconds since boot, suspend included;
+    /// 0 when nobody reads event times ([`crate::maps::flag::STAMP`]).
     pub boot_ns: u64,
     pub comm: [u8; COMM_LEN],
 }

@@ -159,6 +159,13 @@ pub mod flag {
     /// a map lookup per MPTCP connection and subflow, and nothing at
     /// `socket()`.
     pub const LIVE: u32 = 1 << 7;
+    /// Stamp each event with `bpf_ktime_get_boot_ns`: on while somebody
+    /// reads event times (`--json`, a listening monitor). Off, events carry
+    /// `boot_ns` 0 and the reader takes the time it reads them at (at most
+    /// one read interval, 50 ms, late): the text lines show no time, and
+    /// the clock read costs more than the rest of an event (about 500 ns
+    /// under TCG, where a TSC read is emulated; issue 10).
+    pub const STAMP: u32 = 1 << 8;
 }
 
 /// What the loader may change while the programs run: the policy's shape

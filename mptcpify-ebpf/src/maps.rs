@@ -10,6 +10,7 @@ use aya_ebpf::{
 use mptcpify_common::{
     event::Event,
     maps::{
+        flag,
         AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, PidRule, Tag,
         MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS, MAX_TAGGED,
     },
@@ -121,8 +122,7 @@ pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
         tid: tag.tid,
         family: tag.family,
         why,
-        // SAFETY: a helper without arguments.
-        boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        boot_ns: stamp(),
         comm: tag.comm,
         ..Event::default()
     });
@@ -179,10 +179,21 @@ pub fn report_option(task: u64, outcome: u32, level: u32, option: u32, errno: u3
 fn submit(task: u64, mut event: Event) {
     event.pid = load(task, layout!(task.tgid));
     event.tid = load(task, layout!(task.pid));
-    // SAFETY: a helper without arguments.
-    event.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    event.boot_ns = stamp();
     event.comm = task::comm(task);
     send(&event);
+}
+
+/// The time of an event, when somebody reads event times
+/// ([`flag::STAMP`]); else 0, which the reader replaces by the time it
+/// reads the event.
+#[inline(always)]
+fn stamp() -> u64 {
+    if config().flags & flag::STAMP == 0 {
+        return 0;
+    }
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_boot_ns() }
 }
 
 /// One helper call: `bpf_ringbuf_output` reserves, copies and commits.

@@ -45,7 +45,12 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let policy = Policy::resolve(&args.selectors)?;
-    let mut attached = crate::attach(&policy, &args.safety, Mode::Audit, &[])?;
+    let mut attached = crate::attach(
+        &policy,
+        &args.safety,
+        Mode::Audit { stamped: args.json },
+        &[],
+    )?;
     eprintln!(
         "mptcpify audit: watching {policy} (kernel {}); nothing is changed: sockets stay TCP. \
          Ctrl-C ends the audit and prints a verdict per process name.",

@@ -112,10 +112,16 @@ pub enum Mode {
     /// Upgrade; `events`: report each upgrade (see [`Attached::take_events`]);
     /// `reloadable`: the policy may change later ([`Attached::reload`]), so
     /// the cgroup follower runs even when the first policy has no cgroup.
-    Upgrade { events: bool, reloadable: bool },
+    /// `stamped`: each event carries its time ([`flag::STAMP`], for
+    /// `--json`).
+    Upgrade {
+        events: bool,
+        reloadable: bool,
+        stamped: bool,
+    },
     /// `mptcpify audit`: upgrade nothing, report what would be upgraded and
     /// the TCP socket options selected processes set.
-    Audit,
+    Audit { stamped: bool },
 }
 
 /// The programs that tell what each upgraded socket did, by the kernel
@@ -187,8 +193,11 @@ pub fn attach(
     let mut flags = match mode {
         Mode::Upgrade { events: true, .. } => flag::EVENTS,
         Mode::Upgrade { events: false, .. } => 0,
-        Mode::Audit => flag::AUDIT,
+        Mode::Audit { .. } => flag::AUDIT,
     };
+    if let Mode::Upgrade { stamped: true, .. } | Mode::Audit { stamped: true } = mode {
+        flags |= flag::STAMP;
+    }
     if kernel.support.ipv6 {
         flags |= flag::MPTCP_IPV6;
     }
@@ -239,7 +248,7 @@ pub fn attach(
         .take_link(id)
         .map_err(|e| load_failed(format!("taking the link to {HOOK}: {e}")))?;
     links.push((PROGRAM.to_string(), FdLink::from(link)));
-    if mode == Mode::Audit {
+    if matches!(mode, Mode::Audit { .. }) {
         let (name, function) = AUDIT_PROGRAM;
         attach_traced!(ebpf, FEntry, name, function, &kernel.ids, links).map_err(load_failed)?;
     }
@@ -247,7 +256,7 @@ pub fn attach(
     // own probes of MPTCP's options would be reported).
     let options_unwatched = match mode {
         Mode::Upgrade { .. } => watch_options(&mut ebpf, kernel, &mut links).err(),
-        Mode::Audit => None,
+        Mode::Audit { .. } => None,
     };
     let outcomes_unwatched = match mode {
         Mode::Upgrade { .. } => match watch_outcomes(&mut ebpf, kernel, guard, &mut links) {
@@ -259,10 +268,10 @@ pub fn attach(
             }
             Err(why) => Some(why),
         },
-        Mode::Audit => None,
+        Mode::Audit { .. } => None,
     };
     let live_unwatched = match (mode, &outcomes_unwatched) {
-        (Mode::Audit, _) => None,
+        (Mode::Audit { .. }, _) => None,
         (_, Some(why)) => Some(why.clone()),
         (_, None) => LIVE_PROGRAMS
             .iter()
@@ -584,17 +593,26 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Switches on, while a monitor listens, the events of an upgraded
-/// connection's life ([`flag::LIVE`]) and, for a quiet instance, the
-/// per-socket events it does not print itself ([`flag::EVENTS`]).
+/// connection's life ([`flag::LIVE`]), their times ([`flag::STAMP`]) and,
+/// for a quiet instance, the per-socket events it does not print itself
+/// ([`flag::EVENTS`]).
 pub struct LiveSwitch {
     config: Array<MapData, Config>,
     quiet: bool,
+    /// The instance stamps its events anyway (`--json`).
+    stamped: bool,
 }
 
 impl LiveSwitch {
     pub fn set(&mut self, monitored: bool) -> anyhow::Result<()> {
         let mut config = self.config.get(&0, 0)?;
-        let bits = flag::LIVE | if self.quiet { flag::EVENTS } else { 0 };
+        let mut bits = flag::LIVE;
+        if self.quiet {
+            bits |= flag::EVENTS;
+        }
+        if !self.stamped {
+            bits |= flag::STAMP;
+        }
         if monitored {
             config.flags |= bits;
         } else {
@@ -830,7 +848,7 @@ impl Attached {
         let mut config = array
             .get(&0, 0)
             .map_err(|e| load_failed(format!("reading {}: {e}", maps::CONFIG)))?;
-        config.flags &= !(flag::EVENTS | flag::LIVE);
+        config.flags &= !(flag::EVENTS | flag::LIVE | flag::STAMP);
         array
             .set(0, config, 0)
             .map_err(|e| load_failed(format!("writing {}: {e}", maps::CONFIG)))
@@ -838,8 +856,9 @@ impl Attached {
 
     /// A second handle on the config, for the event reader to switch the
     /// events only monitors want on and off (see [`LiveSwitch`]); `quiet`:
-    /// this instance sends no events of its own (`-q`).
-    pub fn live_switch(&self, quiet: bool) -> anyhow::Result<LiveSwitch> {
+    /// this instance sends no events of its own (`-q`); `stamped`: it
+    /// stamps them anyway (`--json`).
+    pub fn live_switch(&self, quiet: bool, stamped: bool) -> anyhow::Result<LiveSwitch> {
         let id = match self.ebpf.map(maps::CONFIG) {
             Some(aya::maps::Map::Array(data)) => data.info()?.id(),
             _ => anyhow::bail!("no array map {}", maps::CONFIG),
@@ -848,6 +867,7 @@ impl Attached {
         Ok(LiveSwitch {
             config: Array::try_from(aya::maps::Map::Array(data))?,
             quiet,
+            stamped,
         })
     }
 

@@ -150,6 +150,7 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         loader::Mode::Upgrade {
             events: !cli.quiet,
             reloadable: cli.config.is_some(),
+            stamped: cli.json,
         },
         &replacing,
     )?;
@@ -173,7 +174,7 @@ async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         );
     }
     // Before the "attached" line: a monitor started on it finds the instance.
-    let monitors = monitor::Server::start(&attached, cli.quiet);
+    let monitors = monitor::Server::start(&attached, cli.quiet, cli.json);
     let attached_line = format!(
         "attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
         preflight::HOOK,
@@ -316,7 +317,7 @@ pub fn attach(
             .map_err(|e| format!("{e:#}")),
     })?;
     // An audit changes nothing, so it cannot undo another instance's policy.
-    if mode != loader::Mode::Audit {
+    if !matches!(mode, loader::Mode::Audit { .. }) {
         let others: Vec<_> = instances::attached()
             .into_iter()
             .filter(|i| !replacing.contains(&i.program_id))

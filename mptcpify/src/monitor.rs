@@ -66,9 +66,10 @@ struct Client {
 
 impl Server {
     /// Serves `attached`'s events to monitors; `quiet`: the instance sends no
-    /// per-socket events of its own. `None`, said, when it cannot.
-    pub fn start(attached: &Attached, quiet: bool) -> Option<Server> {
-        match Self::bind(attached, quiet) {
+    /// per-socket events of its own; `stamped`: it stamps its events anyway
+    /// (`--json`). `None`, said, when it cannot.
+    pub fn start(attached: &Attached, quiet: bool, stamped: bool) -> Option<Server> {
+        match Self::bind(attached, quiet, stamped) {
             Ok(server) => Some(server),
             Err(e) => {
                 eprintln!(
@@ -79,7 +80,7 @@ impl Server {
         }
     }
 
-    fn bind(attached: &Attached, quiet: bool) -> anyhow::Result<Server> {
+    fn bind(attached: &Attached, quiet: bool, stamped: bool) -> anyhow::Result<Server> {
         let id = attached
             .program_id()
             .context("the upgrader has no program id")?;
@@ -89,7 +90,7 @@ impl Server {
         Ok(Server {
             listener,
             clients: Vec::new(),
-            switch: attached.live_switch(quiet)?,
+            switch: attached.live_switch(quiet, stamped)?,
             hello: format!(
                 "{HELLO} program={id} pid={} event_size={}\n",
                 std::process::id(),

@@ -63,6 +63,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         crate::loader::Mode::Upgrade {
             events: args.verbose,
             reloadable: false,
+            stamped: false,
         },
         &[],
     )?;
@@ -76,7 +77,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     }
     // Upgrade lines only with -v (the program sends them only then); refused
     // socket options always.
-    let monitors = crate::monitor::Server::start(&attached, !args.verbose);
+    let monitors = crate::monitor::Server::start(&attached, !args.verbose, false);
     let mut events = crate::events::Events::new(
         attached.take_events()?,
         crate::events::Output::Stderr,

@@ -156,10 +156,12 @@ fn options_mptcp_refuses_are_reported_with_pid_option_and_errno() {
 #[test]
 fn json_lines_have_the_documented_fields() {
     let running = Running::attach(&["--json", "--comm", "json-probe"]);
-    let tid = as_comm("json-probe", || {
+    let (tid, before, after) = as_comm("json-probe", || {
+        let before = std::time::SystemTime::now();
         assert_eq!(sockets::new_tcp_protocol(), MPTCP);
+        let after = std::time::SystemTime::now();
         // SAFETY: gettid has no preconditions.
-        unsafe { libc::gettid() }
+        (unsafe { libc::gettid() }, before, after)
     });
     let mut running = running;
     running.wait_for("\"event\":\"upgraded\"", WAIT);
@@ -196,6 +198,14 @@ fn json_lines_have_the_documented_fields() {
     assert_eq!(upgraded["tid"], tid);
     assert_eq!(upgraded["comm"], "json-probe");
     assert_eq!(upgraded["family"], "ipv4");
+    // With --json the program stamps each event when it happens
+    // (flag::STAMP), not the reader when it reads it (up to 50 ms later).
+    let stamped = humantime::parse_rfc3339(upgraded["time"].as_str().expect("a time")).unwrap();
+    let slack = Duration::from_millis(1);
+    assert!(
+        before - slack <= stamped && stamped <= after + slack,
+        "upgraded at {stamped:?}, the socket was created between {before:?} and {after:?}"
+    );
     for object in &objects {
         let time = object["time"].as_str().expect("a time");
         assert!(time.ends_with('Z') && time.contains('T'), "{time}");

@@ -49,6 +49,21 @@ pub struct AuditKey {
 pub const EXPLAIN: &str = "EXPLAIN";
 pub const MAX_EXPLAIN: u32 = 16;
 
+/// `Array<NameFilter>`: for each map of names ([`name_filter`] gives the
+/// index), a superset of the names it holds, tested before the map is
+/// looked up. Most `socket()` callers are named in no map; the test is a
+/// few instructions where the lookup hashes the name (issue 10).
+pub const NAME_FILTER: &str = "NAME_FILTER";
+
+/// Indexes of [`NAME_FILTER`].
+pub mod name_filter {
+    /// The filter of [`super::COMMS`].
+    pub const COMMS: u32 = 0;
+    /// The filter of [`super::EXPLAIN`].
+    pub const EXPLAIN: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
 /// `HashMap<u64, Tag>`: MPTCP sockets of processes the policy upgrades
 /// (their `struct sock` address) → who created them and the subflows they
 /// joined, until close. Tagged when created (`mptcp_init_sock`) by the same
@@ -455,6 +470,62 @@ impl CommKey {
     }
 }
 
+/// A 256-bit filter of task names (a Bloom filter with one hash): a name
+/// whose bit is clear is not in the map it filters; one whose bit is set
+/// may be. While a reload adds names the loader first sets their bits,
+/// and clears the bits of removed names only after removing them
+/// (`policy_maps::plan`), so the filter always holds at least the map's
+/// names: a name skipped by it is never one the map has.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NameFilter(pub [u64; 4]);
+
+impl NameFilter {
+    /// The word and the bit of `name` (a [`CommKey`]'s 16 bytes as two
+    /// little-endian words): a multiplicative hash of the two words, its
+    /// top 8 bits. Shared with the BPF program.
+    #[inline(always)]
+    pub fn slot(words: [u64; 2]) -> (usize, u64) {
+        let h = (words[0] ^ words[1].rotate_left(31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let index = (h >> 56) as usize;
+        ((index >> 6) & 3, 1u64 << (index & 63))
+    }
+
+    /// The words of a name as [`NameFilter::slot`] takes them.
+    pub fn words(name: &[u8; COMM_LEN]) -> [u64; 2] {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&name[..8]);
+        let low = u64::from_le_bytes(w);
+        w.copy_from_slice(&name[8..]);
+        [low, u64::from_le_bytes(w)]
+    }
+
+    /// The filter of `names`.
+    pub fn of<'a>(names: impl IntoIterator<Item = &'a [u8; COMM_LEN]>) -> NameFilter {
+        let mut filter = NameFilter::default();
+        for name in names {
+            let (word, bit) = Self::slot(Self::words(name));
+            filter.0[word] |= bit;
+        }
+        filter
+    }
+
+    /// Whether `name` may be in the filtered map.
+    pub fn may_hold(&self, name: &[u8; COMM_LEN]) -> bool {
+        let (word, bit) = Self::slot(Self::words(name));
+        self.0[word] & bit != 0
+    }
+
+    /// Both filters' names.
+    pub fn union(self, other: NameFilter) -> NameFilter {
+        let mut out = self;
+        for (a, b) in out.0.iter_mut().zip(other.0) {
+            *a |= b;
+        }
+        out
+    }
+}
+
 /// Slots of [`COUNTERS`], one per verdict on a TCP call. Only TCP calls are
 /// counted: counting every call would put a map lookup on the path of every
 /// socket. The number of TCP calls is their sum, so it has no slot of its own.
@@ -578,6 +649,7 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::CgroupRule {}
     unsafe impl aya::Pod for super::CommKey {}
+    unsafe impl aya::Pod for super::NameFilter {}
     unsafe impl aya::Pod for super::CheckSlot {}
     unsafe impl aya::Pod for super::CgroupPath {}
     unsafe impl aya::Pod for super::PidRule {}
@@ -588,7 +660,9 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::{format, vec::Vec};
 
     #[test]
     fn comm_key_cuts_like_the_kernel() {
@@ -602,5 +676,32 @@ mod tests {
         assert_eq!(key.0[15], 0);
         let (_, cut) = CommKey::from_name(b"exactly15bytes!");
         assert!(!cut);
+    }
+
+    /// A filter holds every name it was made of, and leaves out most names
+    /// it was not (64 names set at most 64 of its 256 bits).
+    #[test]
+    fn a_name_filter_holds_its_names_and_few_others() {
+        let names: Vec<[u8; 16]> = (0..64)
+            .map(|i| CommKey::from_name(format!("worker-{i}").as_bytes()).0 .0)
+            .collect();
+        let filter = NameFilter::of(&names);
+        assert!(names.iter().all(|n| filter.may_hold(n)));
+        let others = (0..1000)
+            .map(|i| CommKey::from_name(format!("other-{i}").as_bytes()).0 .0)
+            .filter(|n| filter.may_hold(n))
+            .count();
+        assert!(others < 300, "{others} of 1000 other names pass");
+        let one = NameFilter::of([&CommKey::from_name(b"iperf3").0 .0]);
+        let passing = (0..1000)
+            .map(|i| CommKey::from_name(format!("other-{i}").as_bytes()).0 .0)
+            .filter(|n| one.may_hold(n))
+            .count();
+        assert!(
+            passing < 20,
+            "{passing} of 1000 names pass a one-name filter"
+        );
+        assert_eq!(NameFilter::default().union(one), one);
+        assert!(!NameFilter::default().may_hold(&names[0]));
     }
 }

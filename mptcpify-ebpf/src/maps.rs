@@ -10,9 +10,9 @@ use aya_ebpf::{
 use mptcpify_common::{
     event::Event,
     maps::{
-        flag,
-        AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter, PidRule, Tag,
-        MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS, MAX_TAGGED,
+        flag, name_filter, AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter,
+        NameFilter, PidRule, Tag, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN,
+        MAX_NETNS, MAX_PIDS, MAX_TAGGED,
     },
 };
 
@@ -28,6 +28,9 @@ pub static COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(MAX_COMMS, 0)
 
 #[map(name = "EXPLAIN")]
 pub static EXPLAIN: HashMap<CommKey, u8> = HashMap::with_max_entries(MAX_EXPLAIN, 0);
+
+#[map(name = "NAME_FILTER")]
+pub static NAME_FILTER: Array<NameFilter> = Array::with_max_entries(name_filter::COUNT, 0);
 
 #[map(name = "PIDS")]
 pub static PIDS: HashMap<u32, PidRule> = HashMap::with_max_entries(MAX_PIDS, 0);

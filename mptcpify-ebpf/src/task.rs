@@ -15,12 +15,15 @@ use aya_ebpf::helpers::bpf_get_current_ancestor_cgroup_id;
 use aya_ebpf::maps::HashMap;
 use mptcpify_common::{
     consts::COMM_LEN,
-    maps::{flag, kind, present, role, CommKey, Config, MAX_CGROUP_RULES, NS_PER_TICK},
+    maps::{
+        flag, kind, name_filter, present, role, CommKey, Config, NameFilter, MAX_CGROUP_RULES,
+        NS_PER_TICK,
+    },
     TaskMatch,
 };
 
 use crate::layout::{has, layout, load, load_ptr, peek};
-use crate::maps::{CGROUPS, COMMS, EXPLAIN, NETNS, PIDS};
+use crate::maps::{CGROUPS, COMMS, EXPLAIN, NAME_FILTER, NETNS, PIDS};
 
 /// Roles collected over the selectors: the kinds of the include and of the
 /// exclude selectors that name the task.
@@ -103,7 +106,7 @@ pub fn matches(config: &Config, task: u64) -> Matched {
         hits.add(kind::NETNS, netns_roles);
     }
     if wanted & kind::COMM != 0 {
-        hits.add(kind::COMM, comm_roles(&COMMS, task));
+        hits.add(kind::COMM, comm_roles(&COMMS, name_filter::COMMS, task));
     }
     if wanted & kind::PID != 0 {
         let tgid: u32 = load(task, layout!(task.tgid));
@@ -152,21 +155,39 @@ pub fn comm(task: u64) -> [u8; COMM_LEN] {
     unsafe { core::mem::transmute(words) }
 }
 
-/// The roles `map` gives the calling thread's name or its process's name.
+/// The roles `map` gives the calling thread's name or its process's name;
+/// `filter`: its [`NAME_FILTER`] slot, which spares the lookup of a name
+/// the map cannot hold.
 #[inline(always)]
-fn comm_roles(map: &HashMap<CommKey, u8>, task: u64) -> u8 {
-    let mut roles = lookup(map, &CommKey(comm(task)));
+fn comm_roles(map: &HashMap<CommKey, u8>, filter: u32, task: u64) -> u8 {
+    let Some(filter) = NAME_FILTER.get(filter) else {
+        return 0;
+    };
+    let mut roles = named(map, filter, &CommKey(comm(task)));
     if let Some(process) = process_name(task) {
-        roles |= lookup(map, &process);
+        roles |= named(map, filter, &process);
     }
     roles
+}
+
+/// The roles `map` gives `name`, when `filter` (a superset of its names)
+/// may hold it.
+#[inline(always)]
+fn named(map: &HashMap<CommKey, u8>, filter: &NameFilter, name: &CommKey) -> u8 {
+    // SAFETY: 16 bytes as two 8-byte words, by value.
+    let words: [u64; 2] = unsafe { core::mem::transmute(name.0) };
+    let (word, bit) = NameFilter::slot(words);
+    if filter.0[word] & bit == 0 {
+        return 0;
+    }
+    lookup(map, name)
 }
 
 /// `--explain`: whether the operator asked about the calling process (by
 /// its name or its thread's, as `--comm` matches).
 #[inline(always)]
 pub fn explained(config: &Config, task: u64) -> bool {
-    config.flags & flag::EXPLAIN != 0 && comm_roles(&EXPLAIN, task) != 0
+    config.flags & flag::EXPLAIN != 0 && comm_roles(&EXPLAIN, name_filter::EXPLAIN, task) != 0
 }
 
 /// Whether a `cgroup/sock_create` program applies to the sockets the task

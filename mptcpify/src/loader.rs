@@ -493,7 +493,17 @@ fn write_policy(
     }
     config.cgroup_rules = policy.cgroups.0.len() as u32;
     write_config(ebpf, config)?;
-    Ok((config, Contents::of(policy, &netns)))
+    let contents = Contents::of(policy, &netns);
+    let mut filters: Array<_, maps::NameFilter> = map(ebpf, maps::NAME_FILTER)?;
+    for (index, names) in [
+        (maps::name_filter::COMMS, &contents.comms),
+        (maps::name_filter::EXPLAIN, &contents.explain),
+    ] {
+        filters
+            .set(index, maps::NameFilter::of(names.keys()), 0)
+            .map_err(|e| load_failed(format!("writing {}: {e}", maps::NAME_FILTER)))?;
+    }
+    Ok((config, contents))
 }
 
 /// The fallback mode (the program cannot read other namespaces' MPTCP
@@ -763,6 +773,12 @@ impl Attached {
                 paths
                     .insert(key, slot, 0)
                     .map_err(|e| failed(maps::CGROUP_PATHS, e))
+            }
+            Step::NameFilter(index, filter) => {
+                let mut filters: Array<_, maps::NameFilter> = map(ebpf, maps::NAME_FILTER)?;
+                filters
+                    .set(index, filter, 0)
+                    .map_err(|e| failed(maps::NAME_FILTER, e))
             }
             Step::CgroupPathGone(path) => {
                 let mut paths: HashMap<_, CgroupPath, u32> = map(ebpf, maps::CGROUP_PATHS)?;

@@ -17,10 +17,17 @@
 //! after the rule that was there moved or was removed) and the rule count
 //! cut. Adding exclusions, or removing inclusions, only keeps more sockets
 //! TCP; the inclusions added in 2 are cancelled by the exclusions of 1.
+//!
+//! The name filters (`NAME_FILTER`, supersets of COMMS and EXPLAIN that
+//! spare the program the lookup of a name neither holds) hold both
+//! policies' names before the first entry is written, and only the new
+//! policy's after the last is removed.
 
 use std::collections::BTreeMap;
 
-use mptcpify_common::maps::{kind, role, CgroupRule, PidRule, MAX_CGROUP_RULES};
+use mptcpify_common::maps::{
+    kind, name_filter, role, CgroupRule, NameFilter, PidRule, MAX_CGROUP_RULES,
+};
 
 use crate::errors::Failure;
 use crate::policy::{Entries, Policy};
@@ -51,6 +58,8 @@ pub enum Step {
     Cgroup(u32, CgroupRule, String),
     /// Forget a path that no rule has any more.
     CgroupPathGone(String),
+    /// Write NAME_FILTER slot `index` (a [`name_filter`] index).
+    NameFilter(u32, NameFilter),
     /// CONFIG's policy fields.
     Config {
         include_kinds: u32,
@@ -355,7 +364,31 @@ pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Fai
     }
     // EXPLAIN is not part of the decision: a plain swap.
     steps.extend(map_steps(&old.explain, &new.explain, Step::Explain));
-    Ok((steps, done))
+    Ok((with_name_filters(old, new, steps), done))
+}
+
+/// `steps` between the name filters' writes: first both policies' names,
+/// last the new policy's alone (each written only where it changes).
+fn with_name_filters(old: &Contents, new: &Contents, steps: Vec<Step>) -> Vec<Step> {
+    let mut first = Vec::new();
+    let mut last = Vec::new();
+    for (index, old_names, new_names) in [
+        (name_filter::COMMS, &old.comms, &new.comms),
+        (name_filter::EXPLAIN, &old.explain, &new.explain),
+    ] {
+        let (before, after) = (
+            NameFilter::of(old_names.keys()),
+            NameFilter::of(new_names.keys()),
+        );
+        let both = before.union(after);
+        if both != before {
+            first.push(Step::NameFilter(index, both));
+        }
+        if after != both {
+            last.push(Step::NameFilter(index, after));
+        }
+    }
+    first.into_iter().chain(steps).chain(last).collect()
 }
 
 /// The pid rule of a [`Step::Pid`].
@@ -391,6 +424,7 @@ mod tests {
         include_kinds: u32,
         exclude_kinds: u32,
         cgroup_rules: u32,
+        comm_filter: NameFilter,
     }
 
     impl Maps {
@@ -400,6 +434,11 @@ mod tests {
                 Step::Pid(k, r) => set(&mut self.pids, *k, r.map(|(_, r)| r)),
                 Step::Netns(k, r) => set(&mut self.netns, *k, *r),
                 Step::Explain(..) | Step::CgroupPathGone(_) => {}
+                Step::NameFilter(index, filter) => {
+                    if *index == name_filter::COMMS {
+                        self.comm_filter = *filter;
+                    }
+                }
                 Step::Cgroup(i, rule, _) => {
                     let i = *i as usize;
                     if self.cgroups.len() <= i {
@@ -433,7 +472,8 @@ mod tests {
             if wanted & kind::NETNS != 0 {
                 add(kind::NETNS, *self.netns.get(&task.netns).unwrap_or(&0));
             }
-            if wanted & kind::COMM != 0 {
+            // The program looks a name up only where the filter may hold it.
+            if wanted & kind::COMM != 0 && self.comm_filter.may_hold(&task.comm) {
                 add(kind::COMM, *self.comms.get(&task.comm).unwrap_or(&0));
             }
             if wanted & kind::PID != 0 {
@@ -582,6 +622,12 @@ mod tests {
                 let (steps, done) = plan(old, new).unwrap();
                 for (k, step) in steps.iter().enumerate() {
                     maps.apply(step);
+                    for comm in maps.comms.keys() {
+                        assert!(
+                            maps.comm_filter.may_hold(comm),
+                            "{n} -> {m}, after step {k}: the filter lacks {comm:?}"
+                        );
+                    }
                     for (t, task) in tasks.iter().enumerate() {
                         let now = maps.upgrades(task);
                         if want_old[t] == want_new[t] {

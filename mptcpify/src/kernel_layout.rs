@@ -439,22 +439,15 @@ use mptcpify_common::maps::{present, KernelLayout, NetnsLayout, TaskLayout};
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// What start-up learns from the running kernel's BTF and symbols, in one
-/// parse of the BTF; `btf`: its BTF when the caller read it. `Err` when the
-/// BTF cannot be read; else the ids of `wanted` (name, [`kind`]) and the
-/// guard, `Err` when the BTF lacks a field the programs read.
-pub fn read(btf: Option<&[u8]>, wanted: &[(&'static str, u32)]) -> Result<(BtfIds, Result<Guard>)> {
+/// read and one parse of the BTF. `Err` when the BTF cannot be read; else
+/// the ids of `wanted` (name, [`kind`]) and the guard, `Err` when the BTF
+/// lacks a field the programs read.
+pub fn read(wanted: &[(&'static str, u32)]) -> Result<(BtfIds, Result<Guard>)> {
     // Asked on a thread of its own (a BPF program load) while the BTF is
-    // parsed here.
+    // read and parsed here.
     let symbol = std::thread::spawn(|| kallsyms::lookup("mptcp_pernet_id"));
-    let owned;
-    let data = match btf {
-        Some(data) => data,
-        None => {
-            owned = std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
-            &owned
-        }
-    };
-    let btf = Btf::parse(data).with_context(|| format!("parsing {VMLINUX_BTF}"))?;
+    let data = std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
+    let btf = Btf::parse(&data).with_context(|| format!("parsing {VMLINUX_BTF}"))?;
     let ids = btf.ids(wanted);
     let guard = Layout::from_parsed(&btf).map(|layout| {
         let symbol = symbol.join().unwrap_or(Symbol::Missing);

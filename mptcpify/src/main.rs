@@ -308,7 +308,7 @@ pub fn attach(
     // load against and the layout they read with; kallsyms is asked
     // meanwhile. A preflight failure still comes first; an unreadable BTF
     // is its to say.
-    let read = kernel_layout::read(None, &loader::btf_targets());
+    let read = kernel_layout::read(&loader::btf_targets());
     let kernel = preflight::check(&preflight::Options {
         allow_disabled: safety.allow_disabled,
         btf: read

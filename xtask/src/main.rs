@@ -69,7 +69,12 @@ enum Command {
         socket_only: Option<usize>,
         /// With --socket-only: only the modes whose name contains one of
         /// these words (comma-separated; "no hook" is always measured).
-        #[arg(long, value_name = "WORDS", requires = "socket_only")]
+        #[arg(
+            long,
+            value_name = "WORDS",
+            requires = "socket_only",
+            allow_hyphen_values = true
+        )]
         only: Option<String>,
     },
     /// Write the release bundle: target/dist/mptcpify-VERSION-x86_64-linux.tar.gz

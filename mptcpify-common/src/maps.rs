@@ -226,9 +226,9 @@ pub const KERNEL_LAYOUT: &str = "KERNEL_LAYOUT";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelLayout {
     pub netns: NetnsLayout,
+    pub filter: SockFilterLayout,
     pub task: TaskLayout,
     pub cgroup: CgroupLayout,
-    pub filter: SockFilterLayout,
     pub close: CloseLayout,
     /// [`present`] bits.
     pub present: u32,
@@ -249,7 +249,7 @@ pub const RDONLY_CAST_PLACEHOLDER: i32 = 0x7f00_0001;
 pub const RDONLY_CAST: &str = "bpf_rdonly_cast";
 
 // No padding the compiler adds (aya::Pod), checked where it counts.
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 32 + 7 * 4 + 16 + 16 + 7 * 4 + 8);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 32 + 24 + 7 * 4 + 16 + 7 * 4 + 8);
 
 /// Bits of [`KernelLayout::present`]: which parts of the layout the kernel
 /// has. The verifier sees them as constants, so the code reading a missing
@@ -272,9 +272,20 @@ pub mod present {
 /// `__cgroup_bpf_run_filter_sk` runs (kernel/bpf/cgroup.c). An array with
 /// no program is `bpf_empty_prog_array`, whose first item's `prog` is NULL
 /// (kernel/bpf/core.c). Byte offsets from BTF.
+///
+/// Before that chain of four loads, one word says whether any cgroup has
+/// a sock_create program at all: the kernel's own switch,
+/// `cgroup_bpf_enabled_key[CGROUP_INET_SOCK_CREATE]` (a static key that
+/// counts the attached programs, include/linux/bpf-cgroup.h), which the
+/// kernel tests before running them (`BPF_CGROUP_RUN_PROG_INET_SOCK`).
+/// Where it is 0 the kernel runs no sock_create program for the socket,
+/// so there is nothing to keep TCP for.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockFilterLayout {
+    /// The address of that key's counter (`.key.enabled`, an `atomic_t`);
+    /// 0 where kallsyms does not give it (the chain is then always read).
+    pub enabled_key: u64,
     /// `task_struct.cgroups`.
     pub task_cgroups: u32,
     /// `css_set.dfl_cgrp`.

@@ -204,6 +204,12 @@ pub fn sock_filtered(config: &Config, task: u64) -> bool {
 
 #[inline(always)]
 fn first_sock_create_program(task: u64) -> Option<u64> {
+    // No sock_create program in any cgroup: the kernel runs none for this
+    // socket (its static key, see SockFilterLayout), so none applies.
+    let key = layout!(filter.enabled_key);
+    if key != 0 && peek::<u32>(key) == 0 {
+        return Some(0);
+    }
     let css_set = load_ptr(task, layout!(filter.task_cgroups))?;
     let cgroup = load_ptr(css_set, layout!(filter.css_set_dfl_cgrp))?;
     let programs = load_ptr(cgroup, layout!(filter.cgroup_sock_create))?;

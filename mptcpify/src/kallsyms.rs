@@ -1,6 +1,7 @@
-//! The address of one kernel symbol (`mptcp_pernet_id`, for the namespace
-//! guard), asked of the kernel's own symbol lookup rather than found by
-//! reading /proc/kallsyms.
+//! The addresses of the kernel variables the programs read
+//! (`mptcp_pernet_id` for the namespace guard, `cgroup_bpf_enabled_key`),
+//! asked of the kernel's own symbol lookup rather than found by reading
+//! /proc/kallsyms.
 //!
 //! /proc/kallsyms is generated as it is read: 122,000 lines and 40 ms on
 //! our hosts, the longest step of start-up (issue 10). The kernel looks a
@@ -37,15 +38,16 @@ pub enum Symbol {
     Missing,
 }
 
-/// The address of `name`: by the BPF helper, or by scanning /proc/kallsyms
-/// where the kernel refuses the helper's program.
-pub fn lookup(name: &str) -> Symbol {
-    match lookup_by_bpf(name) {
-        Ok(symbol) => symbol,
-        Err(_) => match std::fs::File::open("/proc/kallsyms") {
-            Ok(file) => find_symbol_in(std::io::BufReader::with_capacity(64 << 10, file), name),
-            Err(_) => Symbol::Missing,
-        },
+/// The addresses of `names`: by the BPF helper, or by one scan of
+/// /proc/kallsyms where the kernel refuses the helper's program.
+pub fn lookup<const N: usize>(names: [&str; N]) -> [Symbol; N] {
+    let by_bpf: Option<Vec<Symbol>> = names.iter().map(|n| lookup_by_bpf(n).ok()).collect();
+    if let Some(found) = by_bpf {
+        return found.try_into().expect("one symbol per name");
+    }
+    match std::fs::File::open("/proc/kallsyms") {
+        Ok(file) => find_symbols_in(std::io::BufReader::with_capacity(64 << 10, file), names),
+        Err(_) => [Symbol::Missing; N],
     }
 }
 
@@ -201,15 +203,19 @@ fn lookup_program(name: &str) -> std::io::Result<Vec<bpf_insn>> {
     Ok(program)
 }
 
-/// Looks `name` up in /proc/kallsyms as it is read, line by line into one
-/// buffer, stopping at the symbol. A plain scan: the one symbol needed does
-/// not justify building a table.
-pub fn find_symbol_in(mut kallsyms: impl BufRead, name: &str) -> Symbol {
+/// Looks `names` up in /proc/kallsyms as it is read, line by line into
+/// one buffer, stopping once each is found (the first listing of a name).
+/// A plain scan: the few symbols needed do not justify building a table.
+pub fn find_symbols_in<const N: usize>(
+    mut kallsyms: impl BufRead,
+    names: [&str; N],
+) -> [Symbol; N] {
+    let mut found: [Option<Symbol>; N] = [None; N];
     let mut line = String::new();
-    loop {
+    while found.iter().any(Option::is_none) {
         line.clear();
         match kallsyms.read_line(&mut line) {
-            Ok(0) | Err(_) => return Symbol::Missing,
+            Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
         let mut parts = line.split_whitespace();
@@ -218,13 +224,16 @@ pub fn find_symbol_in(mut kallsyms: impl BufRead, name: &str) -> Symbol {
             continue;
         };
         // Module symbols carry a "[module]" suffix after the name.
-        if symbol == name {
-            return match u64::from_str_radix(address, 16) {
-                Ok(0) | Err(_) => Symbol::Hidden,
-                Ok(address) => Symbol::Address(address),
-            };
+        for (name, slot) in names.iter().zip(found.iter_mut()) {
+            if slot.is_none() && symbol == *name {
+                *slot = Some(match u64::from_str_radix(address, 16) {
+                    Ok(0) | Err(_) => Symbol::Hidden,
+                    Ok(address) => Symbol::Address(address),
+                });
+            }
         }
     }
+    found.map(|f| f.unwrap_or(Symbol::Missing))
 }
 
 #[cfg(test)]
@@ -243,7 +252,8 @@ mod tests {
     }
 
     fn find_symbol(kallsyms: &str, name: &str) -> Symbol {
-        find_symbol_in(kallsyms.as_bytes(), name)
+        let [found] = find_symbols_in(kallsyms.as_bytes(), [name]);
+        found
     }
 
     #[test]
@@ -259,6 +269,14 @@ mod tests {
             find_symbol("ffffffff81000000 T _stext\n", "mptcp_pernet_id"),
             Symbol::Missing
         );
+        assert_eq!(
+            find_symbols_in(shown.as_bytes(), ["mptcp_pernet_id", "nothing", "_stext"]),
+            [
+                Symbol::Address(0xffff_ffff_83a1_b2c0),
+                Symbol::Missing,
+                Symbol::Address(0xffff_ffff_8100_0000)
+            ]
+        );
     }
 
     /// The kernel's lookup and the file agree on this host, for a function
@@ -267,11 +285,15 @@ mod tests {
     /// Needs root (CAP_BPF, CAP_SYSLOG): fails, never skips, without.
     #[test]
     fn the_kernels_lookup_agrees_with_proc_kallsyms() {
-        for name in ["tcp_v4_connect", "mptcp_pernet_id"] {
+        for name in [
+            "tcp_v4_connect",
+            "mptcp_pernet_id",
+            "cgroup_bpf_enabled_key",
+        ] {
             let by_bpf = lookup_by_bpf(name)
                 .unwrap_or_else(|e| panic!("the lookup program for {name} (needs root): {e}"));
             let file = std::fs::File::open("/proc/kallsyms").expect("/proc/kallsyms");
-            let by_file = find_symbol_in(std::io::BufReader::new(file), name);
+            let [by_file] = find_symbols_in(std::io::BufReader::new(file), [name]);
             assert_eq!(by_bpf, by_file, "{name}");
         }
         assert!(matches!(

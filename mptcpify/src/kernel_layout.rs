@@ -49,6 +49,9 @@ pub struct Layout {
     /// `None` on a kernel without cgroup BPF (no `struct cgroup_bpf`): no
     /// sock_create program can apply there.
     pub sock_filter: Option<SockFilterLayout>,
+    /// Where the counter of `cgroup_bpf_enabled_key[CGROUP_INET_SOCK_CREATE]`
+    /// is from the array's start (see `maps::SockFilterLayout`).
+    pub sock_create_key: Option<u32>,
     /// Where the outcome programs read an MPTCP socket; `Err` says why they
     /// cannot run here (upgrading does not depend on them).
     pub close: Result<CloseLayout, String>,
@@ -72,6 +75,22 @@ fn close_layout(btf: &Btf) -> Result<CloseLayout> {
 
 use mptcpify_common::maps::SockFilterLayout;
 
+/// The kernel's switch for sock_create programs: the symbol of the array of
+/// static keys, one per attach type (kernel/bpf/cgroup.c).
+pub const SOCK_CREATE_KEYS: &str = "cgroup_bpf_enabled_key";
+
+/// Where the counter of the sock_create key is in that array: element
+/// `CGROUP_INET_SOCK_CREATE`, its `.key.enabled` (`struct static_key_false`
+/// holds a `struct static_key`, whose `atomic_t enabled` counts the users,
+/// include/linux/jump_label.h).
+fn sock_create_key(btf: &Btf) -> Result<u32> {
+    let index = btf.enumerator("CGROUP_INET_SOCK_CREATE")?;
+    let index = u32::try_from(index).context("CGROUP_INET_SOCK_CREATE is negative")?;
+    Ok(index * btf.size("static_key_false")?
+        + btf.offset("static_key_false", "key")?
+        + btf.offset("static_key", "enabled")?)
+}
+
 /// Where a task's cgroup keeps its effective sock_create programs (see
 /// `maps::SockFilterLayout`); `None` without cgroup BPF.
 fn sock_filter(btf: &Btf) -> Result<Option<SockFilterLayout>> {
@@ -83,6 +102,7 @@ fn sock_filter(btf: &Btf) -> Result<Option<SockFilterLayout>> {
     let index = btf.enumerator("CGROUP_INET_SOCK_CREATE")?;
     let index = u32::try_from(index).context("CGROUP_INET_SOCK_CREATE is negative")?;
     Ok(Some(SockFilterLayout {
+        enabled_key: 0,
         task_cgroups: btf.offset("task_struct", "cgroups")?,
         css_set_dfl_cgrp: btf.offset("css_set", "dfl_cgrp")?,
         cgroup_sock_create: btf.offset("cgroup", "bpf")?
@@ -121,6 +141,7 @@ impl Layout {
                 root_hierarchy_id: btf.offset("cgroup_root", "hierarchy_id")?,
             },
             sock_filter: sock_filter(btf)?,
+            sock_create_key: sock_create_key(btf).ok(),
             close: close_layout(btf).map_err(|e| format!("{e:#}")),
         })
     }
@@ -352,6 +373,23 @@ impl<'a> Btf<'a> {
         Ok(bits / 8)
     }
 
+    /// The size in bytes of struct `composite` (its definitions must agree).
+    fn size(&self, composite: &str) -> Result<u32> {
+        let definitions = self
+            .composites
+            .get(composite)
+            .ok_or_else(|| anyhow!("kernel BTF has no struct {composite}"))?;
+        let mut sizes: Vec<u32> = definitions
+            .iter()
+            .map(|&id| u32_in(self.data, self.types[id as usize] as usize + 8))
+            .collect::<Result<_>>()?;
+        sizes.dedup();
+        match sizes.as_slice() {
+            [size] => Ok(*size),
+            _ => bail!("kernel BTF has definitions of struct {composite} of different sizes"),
+        }
+    }
+
     fn find(&self, id: u32, wanted: &str, base: u32) -> Option<u32> {
         for (name, type_id, bits) in self.members(id) {
             if name == wanted {
@@ -445,13 +483,22 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 pub fn read(wanted: &[(&'static str, u32)]) -> Result<(BtfIds, Result<Guard>)> {
     // Asked on a thread of its own (a BPF program load) while the BTF is
     // read and parsed here.
-    let symbol = std::thread::spawn(|| kallsyms::lookup("mptcp_pernet_id"));
+    let symbols = std::thread::spawn(|| {
+        let [pernet_id, sock_create_keys] = kallsyms::lookup(["mptcp_pernet_id", SOCK_CREATE_KEYS]);
+        Symbols {
+            pernet_id,
+            sock_create_keys,
+        }
+    });
     let data = std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
     let btf = Btf::parse(&data).with_context(|| format!("parsing {VMLINUX_BTF}"))?;
     let ids = btf.ids(wanted);
     let guard = Layout::from_parsed(&btf).map(|layout| {
-        let symbol = symbol.join().unwrap_or(Symbol::Missing);
-        guard_from(&layout, symbol, || {
+        let symbols = symbols.join().unwrap_or(Symbols {
+            pernet_id: Symbol::Missing,
+            sock_create_keys: Symbol::Missing,
+        });
+        guard_from(&layout, symbols, || {
             std::fs::read_to_string("/proc/sys/kernel/kptr_restrict")
                 .ok()
                 .and_then(|v| v.trim().parse().ok())
@@ -466,12 +513,18 @@ pub fn ids_of_running_kernel(wanted: &[(&'static str, u32)]) -> Result<BtfIds> {
     Ok(Btf::parse(&data)?.ids(wanted))
 }
 
-/// The guard for `layout` and what kallsyms said of
-/// `mptcp_pernet_id`; `kptr_restrict` is asked only when the address is
-/// hidden.
+/// What kallsyms says of the two variables the programs read.
+#[derive(Debug, Clone, Copy)]
+struct Symbols {
+    pernet_id: Symbol,
+    sock_create_keys: Symbol,
+}
+
+/// The guard for `layout` and what kallsyms said of the variables;
+/// `kptr_restrict` is asked only when `mptcp_pernet_id` is hidden.
 fn guard_from(
     layout: &Layout,
-    symbol: Symbol,
+    symbols: Symbols,
     kptr_restrict: impl FnOnce() -> Option<u8>,
 ) -> Guard {
     let mut kernel = KernelLayout {
@@ -501,11 +554,17 @@ fn guard_from(
     };
     if layout.sock_filter.is_some() {
         kernel.present |= present::SOCK_FILTER;
+        // Without the key's address the program reads the chain always.
+        if let (Symbol::Address(keys), Some(offset)) =
+            (symbols.sock_create_keys, layout.sock_create_key)
+        {
+            kernel.filter.enabled_key = keys + u64::from(offset);
+        }
     }
     if layout.close.is_ok() {
         kernel.present |= present::CLOSE;
     }
-    let fallback = match (symbol, layout.pernet_mptcp_enabled) {
+    let fallback = match (symbols.pernet_id, layout.pernet_mptcp_enabled) {
         (Symbol::Address(address), Some(offset)) => {
             kernel.netns.pernet_id_addr = address;
             kernel.netns.pernet_mptcp_enabled = fault_injected_offset().unwrap_or(offset);
@@ -537,9 +596,19 @@ mod tests {
     fn the_kernel_layout_says_which_parts_the_programs_may_read() {
         let layout = Layout::from_running_kernel().expect("this host's /sys/kernel/btf/vmlinux");
         let all = present::PERNET | present::SOCK_FILTER | present::CLOSE;
-        let found = guard_from(&layout, Symbol::Address(0xffff_ffff_8000_1234), || {
-            panic!("kptr_restrict is asked only for a hidden address")
-        });
+        let both = |pernet_id, sock_create_keys| Symbols {
+            pernet_id,
+            sock_create_keys,
+        };
+        let keys = 0xffff_ffff_8200_0000;
+        let found = guard_from(
+            &layout,
+            both(
+                Symbol::Address(0xffff_ffff_8000_1234),
+                Symbol::Address(keys),
+            ),
+            || panic!("kptr_restrict is asked only for a hidden address"),
+        );
         assert_eq!(found.kernel.present, all);
         assert_eq!(found.kernel.netns.pernet_id_addr, 0xffff_ffff_8000_1234);
         assert_eq!(
@@ -548,13 +617,22 @@ mod tests {
         );
         assert_eq!(found.kernel.task.comm, layout.task_comm);
         assert!(found.fallback.is_none() && found.close.is_ok());
+        // The sock_create key: the array's address plus its element's
+        // counter; 0 (always read the chain) without the address.
+        let key_offset = layout.sock_create_key.expect("struct static_key_false");
+        assert_eq!(
+            found.kernel.filter.enabled_key,
+            keys + u64::from(key_offset)
+        );
 
-        let missing = guard_from(&layout, Symbol::Missing, || None);
+        let missing = guard_from(&layout, both(Symbol::Missing, Symbol::Missing), || None);
+        assert_eq!(missing.kernel.filter.enabled_key, 0);
         assert_eq!(missing.kernel.present, all & !present::PERNET);
         assert_eq!(missing.kernel.netns.pernet_id_addr, 0);
         assert!(missing.fallback.unwrap().contains("CONFIG_KALLSYMS_ALL"));
 
-        let hidden = guard_from(&layout, Symbol::Hidden, || Some(2));
+        let hidden = guard_from(&layout, both(Symbol::Hidden, Symbol::Hidden), || Some(2));
+        assert_eq!(hidden.kernel.filter.enabled_key, 0);
         assert_eq!(hidden.kernel.present & present::PERNET, 0);
         assert!(hidden.fallback.unwrap().contains("kptr_restrict"));
         // The loader fills in the one field BTF does not give.
@@ -582,6 +660,10 @@ mod tests {
             .expect("this host's kernel has cgroup BPF");
         // rcu_head (16 bytes) comes before the items; prog is their first member.
         assert_eq!(filter.array_first_prog, 16, "{filter:?}");
+        // static_key_false is 16 bytes (atomic_t enabled, then a pointer);
+        // CGROUP_INET_SOCK_CREATE is some element of the array.
+        let key = layout.sock_create_key.expect("struct static_key_false");
+        assert_eq!(key % 16, 0, "{key}");
         let close = layout.close.expect("this host's kernel has MPTCP");
         // skc_state follows the addresses, ports and family in sock_common.
         assert!(close.sk_state > 0 && close.sk_state < 64, "{close:?}");

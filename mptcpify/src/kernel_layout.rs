@@ -285,11 +285,12 @@ impl<'a> Btf<'a> {
                 continue;
             }
             let name = self.name(name_off);
-            for &(wanted_name, wanted_kind) in wanted {
-                let new = !found.iter().any(|&(n, k, _)| n == wanted_name && k == kind);
-                if wanted_kind == kind && wanted_name == name && new {
-                    found.push((wanted_name, kind, id));
-                }
+            let Some(&(wanted_name, _)) = wanted.iter().find(|&&(n, k)| n == name && k == kind)
+            else {
+                continue;
+            };
+            if !found.iter().any(|&(n, k, _)| n == wanted_name && k == kind) {
+                found.push((wanted_name, kind, id));
             }
         }
         BtfIds(found)

@@ -495,12 +495,9 @@ fn write_policy(
     write_config(ebpf, config)?;
     let contents = Contents::of(policy, &netns);
     let mut filters: Array<_, maps::NameFilter> = map(ebpf, maps::NAME_FILTER)?;
-    for (index, names) in [
-        (maps::name_filter::COMMS, &contents.comms),
-        (maps::name_filter::EXPLAIN, &contents.explain),
-    ] {
+    for (index, filter) in contents.name_filters() {
         filters
-            .set(index, maps::NameFilter::of(names.keys()), 0)
+            .set(index, filter, 0)
             .map_err(|e| load_failed(format!("writing {}: {e}", maps::NAME_FILTER)))?;
     }
     Ok((config, contents))

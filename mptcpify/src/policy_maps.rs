@@ -111,6 +111,14 @@ impl Contents {
         contents
     }
 
+    /// The NAME_FILTER slots of these contents: each name map's filter.
+    pub fn name_filters(&self) -> [(u32, NameFilter); 2] {
+        [
+            (name_filter::COMMS, NameFilter::of(self.comms.keys())),
+            (name_filter::EXPLAIN, NameFilter::of(self.explain.keys())),
+        ]
+    }
+
     fn config_step(&self, cgroup_rules: usize) -> Step {
         Step::Config {
             include_kinds: self.include_kinds,
@@ -372,14 +380,7 @@ pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Fai
 fn with_name_filters(old: &Contents, new: &Contents, steps: Vec<Step>) -> Vec<Step> {
     let mut first = Vec::new();
     let mut last = Vec::new();
-    for (index, old_names, new_names) in [
-        (name_filter::COMMS, &old.comms, &new.comms),
-        (name_filter::EXPLAIN, &old.explain, &new.explain),
-    ] {
-        let (before, after) = (
-            NameFilter::of(old_names.keys()),
-            NameFilter::of(new_names.keys()),
-        );
+    for ((index, before), (_, after)) in old.name_filters().into_iter().zip(new.name_filters()) {
         let both = before.union(after);
         if both != before {
             first.push(Step::NameFilter(index, both));

@@ -29,6 +29,50 @@ pub const PATH_SCRATCH: &str = "PATH_SCRATCH";
 pub const COUNTERS: &str = "COUNTERS";
 /// `RingBuf` of [`crate::event::Event`].
 pub const EVENTS: &str = "EVENTS";
+/// `Array<Staged>` (`BPF_F_MMAPABLE`): where the upgrader puts the events
+/// it sends at `socket()` (upgraded, kept sandboxed or filtered, `audit`'s
+/// would-upgrade, `--explain`'s verdict), [`STAGE_SLOTS`] slots per
+/// possible CPU, read by the loader through its own mapping of the map.
+/// Cheaper than [`EVENTS`]: `bpf_ringbuf_output` locks the ring with
+/// interrupts off, copies and commits, about 750 ns per event in the lab
+/// under TCG, more than the rest of the program (issue 10); a slot costs a
+/// compare-and-swap and a few stores. The events of a connection's later
+/// life (close, options, subflows) stay in [`EVENTS`]: they come after the
+/// `socket()` event of the same connection, and the reader reads the ring
+/// before the slots and writes the slots' events first (`event_source.rs`),
+/// so they are written after it.
+pub const STAGED: &str = "STAGED";
+/// `Array<u64>` (`BPF_F_MMAPABLE`): per possible CPU `c`, at
+/// `c * STAGE_POS_STRIDE + STAGE_HEAD` the number of slots of its
+/// [`STAGED`] part the programs reserved, and at `+ STAGE_TAIL` the number
+/// the reader has read (written by the reader only). Each on its own cache
+/// line.
+pub const STAGE_POS: &str = "STAGE_POS";
+pub const STAGE_POS_STRIDE: u32 = 16;
+pub const STAGE_HEAD: u32 = 0;
+pub const STAGE_TAIL: u32 = 8;
+/// The programs' read-only global (a `u32`, a power of two): [`STAGED`]
+/// slots per possible CPU, chosen by the loader ([`stage_slots`]).
+pub const STAGE_SLOTS: &str = "STAGE_SLOTS";
+
+/// Slots per CPU for `cpus` possible CPUs: about 16384 in all (the ring
+/// holds 4096), at least 256 and at most 4096 per CPU; 64 bytes each.
+pub fn stage_slots(cpus: u32) -> u32 {
+    (16384 / cpus.max(1)).next_power_of_two().clamp(256, 4096)
+}
+
+/// A slot of [`STAGED`]: an event, and `committed`, the slot's position
+/// plus one once the event is whole (written last, with a barrier). The
+/// reader takes the event at position `p` only when `committed == p + 1`;
+/// a program reserves position `p` only when the reader has read
+/// position `p - slots`, so a slot is never written while it is read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Staged {
+    pub event: crate::event::Event,
+    pub committed: u64,
+}
+
 /// `LruHashMap<AuditKey, u8>`: the (process, option) pairs `mptcpify audit`
 /// already reported, so that each is sent once.
 pub const AUDIT_SEEN: &str = "AUDIT_SEEN";
@@ -551,8 +595,9 @@ pub enum Counter {
     /// Not a `socket()` verdict: socket option calls on MPTCP sockets that
     /// MPTCP refused (see [`crate::event::refused`]).
     RefusedOption = 5,
-    /// Events not sent because the ring buffer was full (the reader fell
-    /// behind); what they would have said is still counted above.
+    /// Events not sent because the ring buffer or this CPU's slots were
+    /// full (the reader fell behind); what they would have said is still
+    /// counted above.
     DroppedEvents = 6,
     /// A verdict, numbered after the others so that the slots other
     /// versions read stay where they were.
@@ -649,7 +694,7 @@ impl Counter {
             Counter::ClosedUnconnected => "upgraded sockets closed never connected",
             Counter::ExtraSubflows => "extra subflows joined (upgraded sockets, closed)",
             Counter::RefusedOption => "socket option calls refused by mptcp",
-            Counter::DroppedEvents => "events dropped (ring buffer full; counted above)",
+            Counter::DroppedEvents => "events dropped (event buffers full; counted above)",
         }
     }
 }
@@ -667,6 +712,7 @@ mod pod {
     unsafe impl aya::Pod for super::Tag {}
     unsafe impl aya::Pod for super::CloseLayout {}
     unsafe impl aya::Pod for super::KernelLayout {}
+    unsafe impl aya::Pod for super::Staged {}
 }
 
 #[cfg(test)]
@@ -674,6 +720,18 @@ mod tests {
     extern crate std;
     use super::*;
     use std::{format, vec::Vec};
+
+    #[test]
+    fn stage_slots_are_a_power_of_two_within_bounds() {
+        for cpus in [0, 1, 2, 3, 4, 7, 8, 64, 100, 512, 8192] {
+            let slots = stage_slots(cpus);
+            assert!(slots.is_power_of_two(), "{cpus}: {slots}");
+            assert!((256..=4096).contains(&slots), "{cpus}: {slots}");
+        }
+        assert_eq!(stage_slots(2), 4096);
+        assert_eq!(stage_slots(64), 256);
+        assert_eq!(core::mem::size_of::<Staged>(), 64);
+    }
 
     #[test]
     fn comm_key_cuts_like_the_kernel() {

@@ -22,6 +22,13 @@
 #![no_main]
 // Inline assembly for the kfunc call the loader rewrites (layout::peek).
 #![feature(asm_experimental_arch)]
+// The atomic intrinsics, for the compare-and-swap and exchange the BPF
+// target's atomic types lack (maps::stage).
+#![feature(core_intrinsics)]
+#![allow(
+    internal_features,
+    reason = "core::intrinsics::atomic_cxchg, see maps::reserve"
+)]
 
 mod audit;
 mod follow;

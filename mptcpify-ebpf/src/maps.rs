@@ -1,9 +1,11 @@
 //! The maps, as declared to the loader (names from `mptcpify_common::maps`).
 
+use core::intrinsics::{atomic_cxchg, atomic_xchg, AtomicOrdering};
+
 use crate::layout::{layout, load};
 use crate::task;
 use aya_ebpf::{
-    helpers::bpf_ktime_get_boot_ns,
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -11,8 +13,8 @@ use mptcpify_common::{
     event::Event,
     maps::{
         flag, name_filter, AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter,
-        NameFilter, PidRule, Tag, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN,
-        MAX_NETNS, MAX_PIDS, MAX_TAGGED,
+        NameFilter, PidRule, Staged, Tag, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN,
+        MAX_NETNS, MAX_PIDS, MAX_TAGGED, STAGE_HEAD, STAGE_POS_STRIDE, STAGE_TAIL,
     },
 };
 
@@ -49,6 +51,23 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 /// counted (the other counters still count what they would have said).
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h): user space may map the
+/// array's values.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// The `socket()` events (see [`mptcpify_common::maps::STAGED`]); sized by
+/// the loader.
+#[map(name = "STAGED")]
+static STAGED: Array<Staged> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+#[map(name = "STAGE_POS")]
+static STAGE_POS: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// Slots of [`STAGED`] per CPU, a power of two; set by the loader
+/// (`EbpfLoader::override_global`), a constant to the verifier.
+#[unsafe(no_mangle)]
+static STAGE_SLOTS: u32 = 0;
 
 #[map(name = "CGROUP_PATHS")]
 pub static CGROUP_PATHS: HashMap<CgroupPath, u32> = HashMap::with_max_entries(MAX_CGROUP_RULES, 0);
@@ -131,25 +150,26 @@ pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
     });
 }
 
-/// A socket's event: `outcome` is an [`mptcpify_common::event::outcome`]
-/// value; `task` is the calling task ([`crate::layout::current_task`]).
+/// A socket's event, sent at `socket()`: `outcome` is an
+/// [`mptcpify_common::event::outcome`] value; `task` is the calling task
+/// ([`crate::layout::current_task`]).
 #[inline(always)]
 pub fn report(task: u64, outcome: u32, family: i32) {
-    submit(
+    stage(&whole(
         task,
         Event {
             outcome,
             family: family as u32,
             ..Event::default()
         },
-    );
+    ));
 }
 
 /// An `--explain` event: the verdict and the selector kinds that named the
 /// task.
 #[inline(always)]
 pub fn report_verdict(task: u64, why: u32, family: i32) {
-    submit(
+    stage(&whole(
         task,
         Event {
             outcome: mptcpify_common::event::outcome::VERDICT,
@@ -157,13 +177,13 @@ pub fn report_verdict(task: u64, why: u32, family: i32) {
             why,
             ..Event::default()
         },
-    );
+    ));
 }
 
 /// A refused socket option's event.
 #[inline(always)]
 pub fn report_option(task: u64, outcome: u32, level: u32, option: u32, errno: u32) {
-    submit(
+    send(&whole(
         task,
         Event {
             outcome,
@@ -172,19 +192,18 @@ pub fn report_option(task: u64, outcome: u32, level: u32, option: u32, errno: u3
             errno,
             ..Event::default()
         },
-    );
+    ));
 }
 
 /// Adds who (from the task's own fields, as `bpf_get_current_pid_tgid` and
-/// `bpf_get_current_comm` would give them, without their calls) and when,
-/// and sends.
+/// `bpf_get_current_comm` would give them, without their calls) and when.
 #[inline(always)]
-fn submit(task: u64, mut event: Event) {
+fn whole(task: u64, mut event: Event) -> Event {
     event.pid = load(task, layout!(task.tgid));
     event.tid = load(task, layout!(task.pid));
     event.boot_ns = stamp();
     event.comm = task::comm(task);
-    send(&event);
+    event
 }
 
 /// The time of an event, when somebody reads event times
@@ -208,4 +227,69 @@ fn send(event: &Event) {
     if EVENTS.output::<Event>(event, BPF_RB_NO_WAKEUP).is_err() {
         count(Counter::DroppedEvents);
     }
+}
+
+/// Puts a `socket()` event in this CPU's next free slot of [`STAGED`]
+/// (protocol at [`mptcpify_common::maps::Staged`]): reserve the position
+/// with a compare-and-swap (another program on this CPU may have preempted
+/// this one between its read and its write), write the event, then mark it
+/// whole with an exchange (a full barrier: the reader sees the event before
+/// the mark). Dropped and counted when the reader has not read the slot
+/// yet, or when a preempting program took the position.
+#[inline(always)]
+fn stage(event: &Event) {
+    // SAFETY: an aligned static, read by value; helpers without arguments.
+    let slots = unsafe { core::ptr::read_volatile(&STAGE_SLOTS) };
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let base = cpu.wrapping_mul(STAGE_POS_STRIDE);
+    let (Some(head), Some(tail)) = (
+        STAGE_POS.get_ptr_mut(base + STAGE_HEAD),
+        STAGE_POS.get_ptr(base + STAGE_TAIL),
+    ) else {
+        return;
+    };
+    // SAFETY: aligned u64s in map values, shared with the reader. Plain
+    // loads: the BPF target selects no atomic load before BPF ISA v4, and
+    // the compare-and-swap below checks the one that matters.
+    let (at, read) = unsafe {
+        (
+            core::ptr::read_volatile(head),
+            core::ptr::read_volatile(tail),
+        )
+    };
+    // The slot before the position: a failed lookup then reserves nothing
+    // the reader would wait for.
+    let index = cpu
+        .wrapping_mul(slots)
+        .wrapping_add(at as u32 & slots.wrapping_sub(1));
+    let Some(slot) = STAGED.get_ptr_mut(index) else {
+        return;
+    };
+    if at.wrapping_sub(read) >= u64::from(slots) || !reserve(head, at) {
+        count(Counter::DroppedEvents);
+        return;
+    }
+    // SAFETY: the reserved slot: no program writes it before the reader
+    // has read it, and the reader reads it only once marked whole.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*slot).event, *event);
+        atomic_xchg::<u64, { AtomicOrdering::AcqRel }>(&raw mut (*slot).committed, at + 1);
+    }
+}
+
+/// Moves `*head` from `at` to `at + 1`; false when it was not `at`. The
+/// BPF target has no `AtomicU64::compare_exchange` (Rust marks it without
+/// compare-and-swap), but the instruction exists (`BPF_CMPXCHG`, Linux
+/// 5.12): the intrinsic emits it.
+#[inline(always)]
+fn reserve(head: *mut u64, at: u64) -> bool {
+    // SAFETY: an aligned u64 in a map value.
+    let (_, done) = unsafe {
+        atomic_cxchg::<u64, { AtomicOrdering::AcqRel }, { AtomicOrdering::Relaxed }>(
+            head,
+            at,
+            at + 1,
+        )
+    };
+    done
 }

@@ -56,7 +56,7 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
          Ctrl-C ends the audit and prints a verdict per process name.",
         crate::preflight::kernel_release()
     );
-    let mut ring = attached.take_events()?;
+    let mut source = attached.take_events()?;
     let clock = Clock::now();
     let mut answers: BTreeMap<(u32, u32), Answer> = BTreeMap::new();
     let mut processes: BTreeMap<String, Process> = BTreeMap::new();
@@ -71,10 +71,7 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
             _ = &mut end, if duration.is_some() => true,
             _ = timer.tick() => false,
         };
-        while let Some(item) = ring.next() {
-            let Some(event) = Event::from_bytes(&item) else {
-                continue;
-            };
+        for event in source.drain() {
             if !matches!(event.outcome, outcome::WOULD_UPGRADE | outcome::TCP_OPTION) {
                 continue;
             }

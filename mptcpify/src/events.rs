@@ -3,11 +3,10 @@
 //! is sandboxed or under another tool's `cgroup/sock_create` program, per
 //! socket option MPTCP refused, per `--explain` verdict, and per upgraded
 //! socket closed (what it did); read from the
-//! programs' ring buffer, and handed to the monitors too (`crate::monitor`),
+//! programs ([`crate::event_source`]), and handed to the monitors too (`crate::monitor`),
 //! with the events only they get (an upgraded connection's life). The JSON
 //! forms are an interface: README, "JSON output", documents each field.
 
-use aya::maps::{MapData, RingBuf};
 use mptcpify_common::{
     consts::AF_INET6,
     event::{closed, outcome, Event, Explanation},
@@ -16,6 +15,7 @@ use mptcpify_common::{
 };
 use serde::Serialize;
 
+use crate::event_source::EventSource;
 use crate::monitor::Server;
 use crate::sockopt_names;
 
@@ -30,13 +30,13 @@ pub enum Output {
     Json,
 }
 
-/// How often the ring is read. The programs submit without waking the
+/// How often the events are read. The programs submit without waking the
 /// reader (a wake-up per socket cost the socket() caller more than the
 /// program itself), so a line appears at most this late.
 pub const READ_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub struct Events {
-    ring: RingBuf<MapData>,
+    source: EventSource,
     output: Output,
     /// Writes only what it writes with `-q` (refused options, `--explain`);
     /// the rest is sent only while a monitor listens, for the monitor.
@@ -46,16 +46,16 @@ pub struct Events {
 }
 
 impl Events {
-    /// The events of `ring`, written to `output` and served to monitors by
-    /// `monitors`.
+    /// The events of `source`, written to `output` and served to monitors
+    /// by `monitors`.
     pub fn new(
-        ring: RingBuf<MapData>,
+        source: EventSource,
         output: Output,
         quiet: bool,
         monitors: Option<Server>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            ring,
+            source,
             output,
             quiet,
             clock: Clock::now(),
@@ -73,16 +73,13 @@ impl Events {
         }
     }
 
-    /// Writes every event the ring holds now. Called once more before
+    /// Writes every event sent and not read yet. Called once more before
     /// detaching, so that events of the last 50 ms are not lost.
     pub fn print_ready(&mut self) {
         if let Some(monitors) = &mut self.monitors {
             monitors.poll();
         }
-        while let Some(item) = self.ring.next() {
-            let Some(event) = Event::from_bytes(&item) else {
-                continue;
-            };
+        for event in self.source.drain() {
             let time = self.clock.wall(event.boot_ns);
             if let Some(monitors) = &mut self.monitors {
                 monitors.send(&event, time);

@@ -17,6 +17,7 @@ use mptcpify_common::maps::{
 };
 
 use crate::errors::Failure;
+use crate::event_source::EventSource;
 use crate::kernel_layout::{self, Guard};
 use crate::policy::{Entries, Policy};
 use crate::policy_maps::{self, Contents, Step};
@@ -185,8 +186,12 @@ pub fn attach(
     };
     let rdonly_cast = kernel.ids.func(maps::RDONLY_CAST).map_err(load_failed)?;
     let hook = kernel.ids.func(HOOK).map_err(load_failed)?;
+    let (cpus, slots) = stage_size().map_err(load_failed)?;
     let mut ebpf = EbpfLoader::with_btf(None)
         .override_global(maps::KERNEL_LAYOUT, &layout, true)
+        .override_global(maps::STAGE_SLOTS, &slots, true)
+        .map_max_entries(maps::STAGED, cpus * slots)
+        .map_max_entries(maps::STAGE_POS, cpus * maps::STAGE_POS_STRIDE)
         .kfunc(maps::RDONLY_CAST_PLACEHOLDER, rdonly_cast)
         .load(OBJECT)
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
@@ -884,12 +889,29 @@ impl Attached {
         })
     }
 
-    /// The ring buffer of events; can be taken once.
-    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
-        let map = self
-            .ebpf
-            .take_map(maps::EVENTS)
-            .ok_or_else(|| anyhow::anyhow!("no map {}", maps::EVENTS))?;
-        Ok(RingBuf::try_from(map)?)
+    /// Where the events are read; can be taken once.
+    pub fn take_events(&mut self) -> anyhow::Result<EventSource> {
+        let mut take = |name| {
+            self.ebpf
+                .take_map(name)
+                .ok_or_else(|| anyhow::anyhow!("no map {name}"))
+        };
+        let ring = RingBuf::try_from(take(maps::EVENTS)?)?;
+        let (aya::maps::Map::Array(staged), aya::maps::Map::Array(positions)) =
+            (take(maps::STAGED)?, take(maps::STAGE_POS)?)
+        else {
+            anyhow::bail!("{} and {} are not arrays", maps::STAGED, maps::STAGE_POS);
+        };
+        let (cpus, slots) = stage_size().map_err(anyhow::Error::msg)?;
+        EventSource::new(ring, staged, positions, cpus, slots)
     }
+}
+
+/// The possible CPUs (what `bpf_get_smp_processor_id` may return is below
+/// their number) and the `STAGED` slots of each.
+fn stage_size() -> Result<(u32, u32), String> {
+    let cpus = aya::util::nr_cpus()
+        .map_err(|(path, e)| format!("reading the possible CPUs ({path}): {e}"))?
+        as u32;
+    Ok((cpus, maps::stage_slots(cpus)))
 }

@@ -16,7 +16,8 @@
 //!   refused options, `--explain` verdicts, closed sockets' outcomes);
 //!   [`summary`]: the JSON lines at attach, reload and detach, and the
 //!   outcome line; [`sockopt_names`]: the
-//!   symbolic names it uses.
+//!   symbolic names it uses; [`event_source`]: where the events are read
+//!   (the ring, the per-CPU slots of `socket()` events).
 //! - [`selfcheck`]: proving, before attaching, that the program reads this
 //!   kernel right (the namespace guard, Landlock, sock_create programs).
 //! - [`run`]: `mptcpify run -- CMD`; [`identity`]: who CMD runs as;
@@ -38,6 +39,7 @@ mod config;
 mod delegation;
 mod docs;
 mod errors;
+mod event_source;
 mod events;
 mod identity;
 mod instances;

@@ -99,6 +99,81 @@ pub const MAX_EXPLAIN: u32 = 16;
 /// few instructions where the lookup hashes the name (issue 10).
 pub const NAME_FILTER: &str = "NAME_FILTER";
 
+/// `Array<CommSlot>` (`BPF_F_MMAPABLE`), [`COMM_SLOTS_LEN`] entries: in
+/// front of [`COMMS`], for each of the name filter's 256 positions
+/// ([`NameFilter::index`]) the one name of COMMS there and its roles, or
+/// "ask COMMS" (no name, or several). A hash lookup hashes the name and
+/// compares it in the bucket, 200-360 ns per `socket()` in the lab under
+/// TCG (issue 10); the slot is one array load and two compares.
+///
+/// The loader writes the slots through its own mapping of the map, as a
+/// sequence lock: `meta` to "ask COMMS" with the next generation, then the
+/// name, then `meta` with the roles, [`comm_slot::EXACT`] and the
+/// generation after. The program reads `meta`, the name, `meta` again, and
+/// trusts the slot only when both reads are the same exact `meta`: a slot
+/// torn by a write is never trusted, and the 48-bit generation never comes
+/// back. During a reload the slots that change ask COMMS until the last
+/// step (`policy_maps::plan` keeps COMMS right at every step); slots that
+/// stay keep names no step adds or removes. The program's loads are in
+/// order only on x86-64 (TSO): elsewhere the loader leaves every slot
+/// asking COMMS.
+pub const COMM_SLOTS: &str = "COMM_SLOTS";
+pub const COMM_SLOTS_LEN: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommSlot {
+    /// [`comm_slot`] bits.
+    pub meta: u64,
+    /// The name as the two words [`NameFilter::words`] gives.
+    pub name: [u64; 2],
+}
+
+/// Bits of [`CommSlot::meta`].
+pub mod comm_slot {
+    /// The name's [`super::role`] bits.
+    pub const ROLES: u64 = 0xff;
+    /// The slot holds the one name of COMMS at its position.
+    pub const EXACT: u64 = 1 << 8;
+    /// The generation, counted up by each write of `meta`.
+    pub const GENERATION_SHIFT: u32 = 16;
+}
+
+impl CommSlot {
+    /// What the slots should say for `names` (COMMS's entries): for each
+    /// position, `Some((words, roles))` where exactly one name falls, `None`
+    /// (ask COMMS) elsewhere.
+    pub fn table<'a>(
+        names: impl IntoIterator<Item = (&'a [u8; COMM_LEN], u8)>,
+    ) -> [Option<([u64; 2], u8)>; COMM_SLOTS_LEN as usize] {
+        let mut table = [None; COMM_SLOTS_LEN as usize];
+        let mut count = [0u8; COMM_SLOTS_LEN as usize];
+        for (name, roles) in names {
+            let words = NameFilter::words(name);
+            let index = NameFilter::index(words);
+            count[index] = count[index].saturating_add(1);
+            table[index] = (count[index] == 1).then_some((words, roles));
+        }
+        table
+    }
+
+    /// What a program reading `first` (`meta`), `name`, then `second`
+    /// (`meta` again) learns about `words`: `Some(roles)` (0: not in
+    /// COMMS) from an exact slot read whole, `None`: ask COMMS. Shared
+    /// with the BPF program.
+    #[inline(always)]
+    pub fn answer(first: u64, name: [u64; 2], second: u64, words: [u64; 2]) -> Option<u8> {
+        if first & comm_slot::EXACT == 0 || first != second {
+            return None;
+        }
+        Some(if name == words {
+            (first & comm_slot::ROLES) as u8
+        } else {
+            0
+        })
+    }
+}
+
 /// Indexes of [`NAME_FILTER`].
 pub mod name_filter {
     /// The filter of [`super::COMMS`].
@@ -541,9 +616,16 @@ impl NameFilter {
     /// top 8 bits. Shared with the BPF program.
     #[inline(always)]
     pub fn slot(words: [u64; 2]) -> (usize, u64) {
-        let h = (words[0] ^ words[1].rotate_left(31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let index = (h >> 56) as usize;
+        let index = Self::index(words);
         ((index >> 6) & 3, 1u64 << (index & 63))
+    }
+
+    /// The bit of `name` in the filter, 0 to 255 (also its [`COMM_SLOTS`]
+    /// position).
+    #[inline(always)]
+    pub fn index(words: [u64; 2]) -> usize {
+        let h = (words[0] ^ words[1].rotate_left(31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 56) as usize
     }
 
     /// The words of a name as [`NameFilter::slot`] takes them.
@@ -713,6 +795,7 @@ mod pod {
     unsafe impl aya::Pod for super::CloseLayout {}
     unsafe impl aya::Pod for super::KernelLayout {}
     unsafe impl aya::Pod for super::Staged {}
+    unsafe impl aya::Pod for super::CommSlot {}
 }
 
 #[cfg(test)]
@@ -731,6 +814,48 @@ mod tests {
         assert_eq!(stage_slots(2), 4096);
         assert_eq!(stage_slots(64), 256);
         assert_eq!(core::mem::size_of::<Staged>(), 64);
+    }
+
+    /// One name per position is exact; positions two names share ask the
+    /// hash; a slot read torn, or not exact, is never trusted.
+    #[test]
+    fn comm_slots_hold_lone_names_and_trust_only_whole_reads() {
+        let names: Vec<[u8; 16]> = (0..64)
+            .map(|i| CommKey::from_name(format!("worker-{i}").as_bytes()).0 .0)
+            .collect();
+        let table = CommSlot::table(names.iter().map(|n| (n, role::INCLUDE)));
+        let mut shared = 0;
+        for name in &names {
+            let words = NameFilter::words(name);
+            let index = NameFilter::index(words);
+            let others = names
+                .iter()
+                .filter(|n| NameFilter::index(NameFilter::words(n)) == index)
+                .count();
+            match table[index] {
+                Some((w, roles)) => {
+                    assert_eq!(others, 1);
+                    assert_eq!((w, roles), (words, role::INCLUDE));
+                }
+                None => {
+                    assert!(others > 1);
+                    shared += 1;
+                }
+            }
+        }
+        assert!(shared < 32, "{shared} of 64 names share a position");
+        let words = NameFilter::words(&names[0]);
+        let other = NameFilter::words(&names[1]);
+        let exact = comm_slot::EXACT | (5 << comm_slot::GENERATION_SHIFT) | 1;
+        assert_eq!(CommSlot::answer(exact, words, exact, words), Some(1));
+        assert_eq!(CommSlot::answer(exact, words, exact, other), Some(0));
+        // Written between the two reads: a new generation, maybe the same
+        // bits otherwise.
+        let next = exact + (2 << comm_slot::GENERATION_SHIFT);
+        assert_eq!(CommSlot::answer(exact, words, next, words), None);
+        let asking = 6 << comm_slot::GENERATION_SHIFT;
+        assert_eq!(CommSlot::answer(asking, words, asking, words), None);
+        assert_eq!(CommSlot::answer(0, [0, 0], 0, [0, 0]), None);
     }
 
     #[test]

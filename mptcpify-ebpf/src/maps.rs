@@ -12,9 +12,10 @@ use aya_ebpf::{
 use mptcpify_common::{
     event::Event,
     maps::{
-        flag, name_filter, AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, Config, Counter,
-        NameFilter, PidRule, Staged, Tag, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN,
-        MAX_NETNS, MAX_PIDS, MAX_TAGGED, STAGE_HEAD, STAGE_POS_STRIDE, STAGE_TAIL,
+        flag, name_filter, AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, CommSlot, Config,
+        Counter, NameFilter, PidRule, Staged, Tag, COMM_SLOTS_LEN, MAX_AUDIT_SEEN,
+        MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS, MAX_TAGGED, STAGE_HEAD,
+        STAGE_POS_STRIDE, STAGE_TAIL,
     },
 };
 
@@ -30,6 +31,9 @@ pub static COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(MAX_COMMS, 0)
 
 #[map(name = "EXPLAIN")]
 pub static EXPLAIN: HashMap<CommKey, u8> = HashMap::with_max_entries(MAX_EXPLAIN, 0);
+
+#[map(name = "COMM_SLOTS")]
+pub static COMM_SLOTS: Array<CommSlot> = Array::with_max_entries(COMM_SLOTS_LEN, BPF_F_MMAPABLE);
 
 #[map(name = "NAME_FILTER")]
 pub static NAME_FILTER: Array<NameFilter> = Array::with_max_entries(name_filter::COUNT, 0);

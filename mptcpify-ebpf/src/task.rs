@@ -16,14 +16,14 @@ use aya_ebpf::maps::HashMap;
 use mptcpify_common::{
     consts::COMM_LEN,
     maps::{
-        flag, kind, name_filter, present, role, CommKey, Config, NameFilter, MAX_CGROUP_RULES,
-        NS_PER_TICK,
+        flag, kind, name_filter, present, role, CommKey, CommSlot, Config, NameFilter,
+        MAX_CGROUP_RULES, NS_PER_TICK,
     },
     TaskMatch,
 };
 
 use crate::layout::{has, layout, load, load_ptr, peek};
-use crate::maps::{CGROUPS, COMMS, EXPLAIN, NAME_FILTER, NETNS, PIDS};
+use crate::maps::{CGROUPS, COMMS, COMM_SLOTS, EXPLAIN, NAME_FILTER, NETNS, PIDS};
 
 /// Roles collected over the selectors: the kinds of the include and of the
 /// exclude selectors that name the task.
@@ -160,27 +160,62 @@ pub fn comm(task: u64) -> [u8; COMM_LEN] {
 /// the map cannot hold.
 #[inline(always)]
 fn comm_roles(map: &HashMap<CommKey, u8>, filter: u32, task: u64) -> u8 {
+    let exact = map_is_comms(filter);
     let Some(filter) = NAME_FILTER.get(filter) else {
         return 0;
     };
-    let mut roles = named(map, filter, &CommKey(comm(task)));
+    let mut roles = named(map, filter, exact, &CommKey(comm(task)));
     if let Some(process) = process_name(task) {
-        roles |= named(map, filter, &process);
+        roles |= named(map, filter, exact, &process);
     }
     roles
 }
 
-/// The roles `map` gives `name`, when `filter` (a superset of its names)
-/// may hold it.
+/// Whether the name map of `filter` is [`COMMS`], which has
+/// [`COMM_SLOTS`] in front of it.
 #[inline(always)]
-fn named(map: &HashMap<CommKey, u8>, filter: &NameFilter, name: &CommKey) -> u8 {
+fn map_is_comms(filter: u32) -> bool {
+    filter == name_filter::COMMS
+}
+
+/// The roles `map` gives `name`, when `filter` (a superset of its names)
+/// may hold it; `exact`: `map` is COMMS, whose [`COMM_SLOTS`] answer first.
+#[inline(always)]
+fn named(map: &HashMap<CommKey, u8>, filter: &NameFilter, exact: bool, name: &CommKey) -> u8 {
     // SAFETY: 16 bytes as two 8-byte words, by value.
     let words: [u64; 2] = unsafe { core::mem::transmute(name.0) };
     let (word, bit) = NameFilter::slot(words);
     if filter.0[word] & bit == 0 {
         return 0;
     }
+    if exact {
+        if let Some(roles) = comm_slot(NameFilter::index(words) as u32, words) {
+            return roles;
+        }
+    }
     lookup(map, name)
+}
+
+/// What [`COMM_SLOTS`] says about `words` at `index`: its roles (0: not in
+/// COMMS), or `None`: ask COMMS. Volatile loads, in the order of the
+/// sequence lock ([`mptcpify_common::maps::COMM_SLOTS`]).
+#[inline(always)]
+fn comm_slot(index: u32, words: [u64; 2]) -> Option<u8> {
+    let slot = COMM_SLOTS.get_ptr(index)?;
+    // SAFETY: a valid map value pointer; plain words, read by value.
+    let (first, name, second) = unsafe {
+        let first = core::ptr::read_volatile(&raw const (*slot).meta);
+        let name = [
+            core::ptr::read_volatile(&raw const (*slot).name[0]),
+            core::ptr::read_volatile(&raw const (*slot).name[1]),
+        ];
+        (
+            first,
+            name,
+            core::ptr::read_volatile(&raw const (*slot).meta),
+        )
+    };
+    CommSlot::answer(first, name, second, words)
 }
 
 /// `--explain`: whether the operator asked about the calling process (by

@@ -16,6 +16,7 @@ use mptcpify_common::maps::{
     self, flag, kind, present, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter, PidRule,
 };
 
+use crate::comm_slots::{self, CommSlots};
 use crate::errors::Failure;
 use crate::event_source::EventSource;
 use crate::kernel_layout::{self, Guard};
@@ -99,6 +100,8 @@ pub struct Attached {
     pub live_unwatched: Option<String>,
     /// What the policy maps hold now (see `policy_maps`).
     contents: Contents,
+    /// The exact name slots in front of COMMS, kept with it.
+    comm_slots: CommSlots,
     /// Whether the program that keeps cgroup rules on their paths runs.
     following: bool,
     /// The programs' links, until [`Attached::pin`] pins them.
@@ -207,6 +210,18 @@ pub fn attach(
         flags |= flag::MPTCP_IPV6;
     }
     let (mut config, contents) = write_policy(&mut ebpf, policy, guard, flags)?;
+    let mut comm_slots = match ebpf.take_map(maps::COMM_SLOTS) {
+        Some(aya::maps::Map::Array(data)) => {
+            CommSlots::new(data).map_err(|e| load_failed(e.to_string()))?
+        }
+        _ => {
+            return Err(load_failed(format!(
+                "no array map {} in the BPF object",
+                maps::COMM_SLOTS
+            )))
+        }
+    };
+    comm_slots.settle(&comm_slots::table(contents.comm_entries()));
 
     // The self-check runs before the upgrader exists, with the same config.
     let findings = {
@@ -293,6 +308,7 @@ pub fn attach(
         outcomes_unwatched,
         live_unwatched,
         contents,
+        comm_slots,
         following,
         links,
         pinned: None,
@@ -715,10 +731,16 @@ impl Attached {
         } else {
             policy.netns.clone()
         };
-        let (steps, done) = policy_maps::plan(&self.contents, &Contents::of(policy, &netns))?;
+        let next = Contents::of(policy, &netns);
+        let (steps, done) = policy_maps::plan(&self.contents, &next)?;
+        // The slots that change ask COMMS until its last step (see
+        // maps::COMM_SLOTS); on an error part-way they go on asking it.
+        let slots = comm_slots::table(next.comm_entries());
+        self.comm_slots.unsettle(&slots);
         for step in steps {
             self.write(step)?;
         }
+        self.comm_slots.settle(&slots);
         let slots: Vec<String> = done.cgroups.iter().map(|(_, p)| p.clone()).collect();
         refresh_cgroup_ids(&mut self.ebpf, policy, |index| {
             let path = &policy.cgroups.0[index].0.relative;

@@ -5,7 +5,8 @@
 //! - [`policy`]: the selection, checked and resolved; [`cgroup`], [`netns`]
 //!   and [`pid`] resolve each kind of selector; [`netns_follow`] keeps
 //!   `--netns PATH` on its path; [`policy_maps`]: what the maps hold for a
-//!   policy, and the order of writes of a reload.
+//!   policy, and the order of writes of a reload; [`comm_slots`]: the exact
+//!   name slots in front of COMMS.
 //! - [`preflight`]: privilege, kernel and sysctl checks.
 //! - [`instances`]: other mptcpify instances attached on this machine;
 //!   [`cgroup_bpf`]: other tools' cgroup BPF programs.
@@ -17,7 +18,8 @@
 //!   [`summary`]: the JSON lines at attach, reload and detach, and the
 //!   outcome line; [`sockopt_names`]: the
 //!   symbolic names it uses; [`event_source`]: where the events are read
-//!   (the ring, the per-CPU slots of `socket()` events).
+//!   (the ring, the per-CPU slots of `socket()` events); [`mapped`]: the
+//!   shared mappings of arrays both use.
 //! - [`selfcheck`]: proving, before attaching, that the program reads this
 //!   kernel right (the namespace guard, Landlock, sock_create programs).
 //! - [`run`]: `mptcpify run -- CMD`; [`identity`]: who CMD runs as;
@@ -35,6 +37,7 @@ mod audit;
 mod cgroup;
 mod cgroup_bpf;
 mod cli;
+mod comm_slots;
 mod config;
 mod delegation;
 mod docs;
@@ -46,6 +49,7 @@ mod instances;
 mod kallsyms;
 mod kernel_layout;
 mod loader;
+mod mapped;
 mod monitor;
 mod netns;
 mod netns_follow;

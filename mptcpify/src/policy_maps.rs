@@ -111,6 +111,11 @@ impl Contents {
         contents
     }
 
+    /// COMMS's entries: a name and its roles.
+    pub fn comm_entries(&self) -> impl Iterator<Item = (&[u8; 16], u8)> {
+        self.comms.iter().map(|(name, roles)| (name, *roles))
+    }
+
     /// The NAME_FILTER slots of these contents: each name map's filter.
     pub fn name_filters(&self) -> [(u32, NameFilter); 2] {
         [

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use mptcpify_tests::probe::{self, TempCgroup};
 use mptcpify_tests::process::Running;
+use mptcpify_tests::sockets::{as_comm, new_tcp_protocol, IPPROTO_MPTCP, IPPROTO_TCP};
 
 const WAIT: Duration = Duration::from_secs(60);
 const MPTCP: &str = "protocol=262";
@@ -103,5 +104,83 @@ fn a_reloaded_policy_takes_over_in_place() {
     running.signal(libc::SIGINT);
     let (status, output) = running.wait();
     assert_eq!(status.code(), Some(0), "{output:?}");
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A name whose position in the name filter and the exact name slots
+/// (`COMM_SLOTS`) is `name`'s: the reload below rewrites that slot in
+/// place.
+fn sharing_the_slot_of(name: &str) -> String {
+    use mptcpify_common::maps::{CommKey, NameFilter};
+    let index =
+        |n: &str| NameFilter::index(NameFilter::words(&CommKey::from_name(n.as_bytes()).0 .0));
+    (0..100_000)
+        .map(|i| format!("probe-2nd-{i}"))
+        .find(|n| index(n) == index(name))
+        .expect("one of 100000 names shares a slot of 256")
+}
+
+/// Reloads between policies that name different processes (by `--comm`):
+/// a name both policies select stays MPTCP and one neither selects stays
+/// TCP all along, and each policy's own name follows it, also where the
+/// new name takes the old one's exact slot.
+#[test]
+fn a_reloaded_comm_policy_takes_over_in_place() {
+    let first = "probe-1st";
+    let second = sharing_the_slot_of(first);
+    let file = std::env::temp_dir().join(format!("mptcpify-test-comm-{}.toml", std::process::id()));
+    let policy = |selected: &str| format!("comm = [\"probe-both\", \"{selected}\"]\n");
+    write(&file, &policy(first));
+    let mut running = Running::attach(&["-q", "--config", file.to_str().unwrap()]);
+    let protocol = |name: &str| as_comm(name, new_tcp_protocol);
+    assert_eq!(protocol(first), IPPROTO_MPTCP);
+    assert_eq!(protocol(&second), IPPROTO_TCP);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let watchers: Vec<_> = [
+        ("probe-both", IPPROTO_MPTCP),
+        ("probe-neither", IPPROTO_TCP),
+    ]
+    .into_iter()
+    .map(|(name, expected)| {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    seen.push(new_tcp_protocol());
+                }
+                (name, expected, seen)
+            })
+            .unwrap()
+    })
+    .collect();
+    for round in 0..3 {
+        write(&file, &policy(&second));
+        reload(&mut running, "reloaded");
+        assert_eq!(protocol(&second), IPPROTO_MPTCP, "round {round}");
+        assert_eq!(protocol(first), IPPROTO_TCP, "round {round}");
+        write(&file, &policy(first));
+        reload(&mut running, "reloaded");
+        assert_eq!(protocol(first), IPPROTO_MPTCP, "round {round}");
+        assert_eq!(protocol(&second), IPPROTO_TCP, "round {round}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for watcher in watchers {
+        let (name, expected, seen) = watcher.join().unwrap();
+        assert!(!seen.is_empty());
+        assert!(
+            seen.iter().all(|&p| p == expected),
+            "{name}: expected {expected} all along the reloads: {seen:?}"
+        );
+        eprintln!(
+            "{name}: {} sockets during the reloads, all {expected}",
+            seen.len()
+        );
+    }
+    running.signal(libc::SIGINT);
+    let (status, _) = running.wait();
+    assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_file(&file);
 }

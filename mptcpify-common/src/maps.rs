@@ -368,7 +368,7 @@ pub const RDONLY_CAST_PLACEHOLDER: i32 = 0x7f00_0001;
 pub const RDONLY_CAST: &str = "bpf_rdonly_cast";
 
 // No padding the compiler adds (aya::Pod), checked where it counts.
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 32 + 24 + 7 * 4 + 16 + 7 * 4 + 8);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 32 + 24 + 7 * 4 + 24 + 7 * 4 + 8);
 
 /// Bits of [`KernelLayout::present`]: which parts of the layout the kernel
 /// has. The verifier sees them as constants, so the code reading a missing
@@ -420,6 +420,11 @@ pub struct SockFilterLayout {
 /// `bpf_get_current_ancestor_cgroup_id` returns) and its hierarchy
 /// (`cgrp->root->hierarchy_id`: 0 for cgroup v2, `cgrp_dfl_root`; a hybrid
 /// host's v1 hierarchies create the same paths with other ids). From BTF.
+///
+/// And where the upgrader finds a task's ancestor at a rule's depth, as
+/// `bpf_get_current_ancestor_cgroup_id(level)` does (`cgroup_ancestor`,
+/// include/linux/cgroup.h: `cgrp->ancestors[level]` when `level <=
+/// cgrp->level`) but with loads instead of a helper call per rule.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CgroupLayout {
@@ -427,6 +432,11 @@ pub struct CgroupLayout {
     pub kn_id: u32,
     pub cgroup_root: u32,
     pub root_hierarchy_id: u32,
+    /// `cgroup.level` (an `int`: the root is 0).
+    pub level: u32,
+    /// `cgroup.ancestors`, an array of `struct cgroup *` from the root
+    /// (Linux 6.2+).
+    pub ancestors: u32,
 }
 
 /// The cgroup v2 hierarchy's id in `cgroup_root.hierarchy_id`

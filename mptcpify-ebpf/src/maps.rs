@@ -250,6 +250,7 @@ fn stage(event: &Event) {
         STAGE_POS.get_ptr_mut(base + STAGE_HEAD),
         STAGE_POS.get_ptr(base + STAGE_TAIL),
     ) else {
+        count(Counter::DroppedEvents);
         return;
     };
     // SAFETY: aligned u64s in map values, shared with the reader. Plain
@@ -267,6 +268,7 @@ fn stage(event: &Event) {
         .wrapping_mul(slots)
         .wrapping_add(at as u32 & slots.wrapping_sub(1));
     let Some(slot) = STAGED.get_ptr_mut(index) else {
+        count(Counter::DroppedEvents);
         return;
     };
     if at.wrapping_sub(read) >= u64::from(slots) || !reserve(head, at) {

@@ -118,7 +118,7 @@ pub fn matches(config: &Config, task: u64) -> Matched {
         }
     }
     if wanted & kind::CGROUP != 0 {
-        cgroup_hits(config, &mut hits);
+        cgroup_hits(config, task, &mut hits);
     }
     let selected_by = hits.included_kinds & config.include_kinds;
     let mut facts = TaskMatch {
@@ -294,21 +294,58 @@ fn lookup<K>(map: &HashMap<K, u8>, key: &K) -> u8 {
     unsafe { map.get(key) }.copied().unwrap_or(0)
 }
 
-/// One helper call per rule: is the task's ancestor at the rule's depth the
-/// rule's cgroup?
+/// Is the task's ancestor at each rule's depth the rule's cgroup? With the
+/// task's cgroup v2 (`task->cgroups->dfl_cgrp`, where the helper
+/// `bpf_get_current_ancestor_cgroup_id` starts) read once, each rule costs
+/// loads ([`mptcpify_common::maps::CgroupLayout`]); without the layout of
+/// that chain (no cgroup BPF), a helper call.
 #[inline(always)]
-fn cgroup_hits(config: &Config, hits: &mut Hits) {
+fn cgroup_hits(config: &Config, task: u64, hits: &mut Hits) {
+    let own = if has(present::SOCK_FILTER) {
+        task_cgroup(task)
+    } else {
+        None
+    };
     for i in 0..MAX_CGROUP_RULES {
         if i >= config.cgroup_rules {
             break;
         }
         let Some(rule) = CGROUPS.get(i) else { break };
-        // SAFETY: a helper without pointer arguments.
-        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(rule.level as i32) };
+        let ancestor = match own {
+            Some(cgroup) => ancestor_id(cgroup, rule.level),
+            // SAFETY: a helper without pointer arguments.
+            None => unsafe { bpf_get_current_ancestor_cgroup_id(rule.level as i32) },
+        };
         if ancestor == rule.id {
             hits.add(kind::CGROUP, rule.role as u8);
         }
     }
+}
+
+/// `task->cgroups->dfl_cgrp`, a BTF pointer.
+#[inline(always)]
+fn task_cgroup(task: u64) -> Option<u64> {
+    let css_set = load_ptr(task, layout!(filter.task_cgroups))?;
+    load_ptr(css_set, layout!(filter.css_set_dfl_cgrp))
+}
+
+/// `cgroup_id(cgroup_ancestor(cgroup, level))`, 0 when `cgroup` is not
+/// that deep (include/linux/cgroup.h); no cgroup has id 0.
+#[inline(always)]
+fn ancestor_id(cgroup: u64, level: u32) -> u64 {
+    let depth: i32 = load(cgroup, layout!(cgroup.level));
+    if depth < 0 || level > depth as u32 {
+        return 0;
+    }
+    // An index into a flexible array: a computed address, read as a word.
+    let slot = layout!(cgroup.ancestors).wrapping_add(level.wrapping_mul(8));
+    let Some(ancestor) = read::<u64>(cgroup, slot) else {
+        return 0;
+    };
+    let Some(kn) = read::<u64>(ancestor, layout!(cgroup.cgroup_kn)) else {
+        return 0;
+    };
+    read::<u64>(kn, layout!(cgroup.kn_id)).unwrap_or(0)
 }
 
 /// `task->nsproxy->net_ns`.

@@ -139,6 +139,8 @@ impl Layout {
                 kn_id: btf.offset("kernfs_node", "id")?,
                 cgroup_root: btf.offset("cgroup", "root")?,
                 root_hierarchy_id: btf.offset("cgroup_root", "hierarchy_id")?,
+                level: btf.offset("cgroup", "level")?,
+                ancestors: btf.offset("cgroup", "ancestors")?,
             },
             sock_filter: sock_filter(btf)?,
             sock_create_key: sock_create_key(btf).ok(),

@@ -2,9 +2,9 @@
 //! JSON object) per upgraded socket, per socket kept TCP because its process
 //! is sandboxed or under another tool's `cgroup/sock_create` program, per
 //! socket option MPTCP refused, per `--explain` verdict, and per upgraded
-//! socket closed (what it did); read from the
-//! programs ([`crate::event_source`]), and handed to the monitors too (`crate::monitor`),
-//! with the events only they get (an upgraded connection's life). The JSON
+//! socket closed (what it did); read from the programs
+//! ([`crate::event_source`]), and handed to the monitors too
+//! (`crate::monitor`), with the events only they get (an upgraded connection's life). The JSON
 //! forms are an interface: README, "JSON output", documents each field.
 
 use mptcpify_common::{

@@ -102,6 +102,8 @@ pub struct Attached {
     contents: Contents,
     /// The exact name slots in front of COMMS, kept with it.
     comm_slots: CommSlots,
+    /// The possible CPUs and the `STAGED` event slots of each, as loaded.
+    stage: (u32, u32),
     /// Whether the program that keeps cgroup rules on their paths runs.
     following: bool,
     /// The programs' links, until [`Attached::pin`] pins them.
@@ -309,6 +311,7 @@ pub fn attach(
         live_unwatched,
         contents,
         comm_slots,
+        stage: (cpus, slots),
         following,
         links,
         pinned: None,
@@ -924,7 +927,7 @@ impl Attached {
         else {
             anyhow::bail!("{} and {} are not arrays", maps::STAGED, maps::STAGE_POS);
         };
-        let (cpus, slots) = stage_size().map_err(anyhow::Error::msg)?;
+        let (cpus, slots) = self.stage;
         EventSource::new(ring, staged, positions, cpus, slots)
     }
 }

@@ -13,19 +13,13 @@ use crate::mapped::Mapping;
 /// COMMS.
 pub type Answer = Option<([u64; 2], u8)>;
 
-/// Whether the slots answer at all (see [`table`]).
-const EXACT_ANSWERS: bool = false;
-
 /// What the slots should say for COMMS's entries `names`.
 pub fn table<'a>(
     names: impl IntoIterator<Item = (&'a [u8; 16], u8)>,
 ) -> [Answer; COMM_SLOTS_LEN as usize] {
     // The program's loads are ordered (the sequence lock holds) on x86-64
-    // only; elsewhere every slot asks COMMS. Off for now: on Linux 7.3.4
-    // the lab's reload test (reload::a_reloaded_comm_policy_takes_over_in_place)
-    // saw a name the reload had just put in a slot still kept TCP, while
-    // 6.12 and 6.18 passed; until that is understood every slot asks COMMS.
-    if EXACT_ANSWERS && cfg!(target_arch = "x86_64") {
+    // only; elsewhere every slot asks COMMS.
+    if cfg!(target_arch = "x86_64") {
         CommSlot::table(names)
     } else {
         [None; COMM_SLOTS_LEN as usize]

@@ -702,6 +702,18 @@ impl Attached {
         })
     }
 
+    /// The `socket()` calls the kernel made without the upgrader because it
+    /// was already running on that CPU: a trampoline program is entered at
+    /// most once per CPU (`__bpf_prog_enter_recur`, kernel/bpf/trampoline.c),
+    /// and on a preemptible kernel (Debian's cloud kernels since 6.18 are
+    /// PREEMPT_LAZY) a task preempted inside the program keeps it entered
+    /// until it runs again. Those sockets kept the application's protocol.
+    /// The kernel counts them whether or not `bpf_stats_enabled` is on.
+    pub fn skipped_calls(&self) -> Option<u64> {
+        let program: &FModRet = self.ebpf.program(PROGRAM)?.try_into().ok()?;
+        Some(program.info().ok()?.recursion_misses())
+    }
+
     /// Moves a `--netns` rule from namespace cookie `old` to `new`.
     pub fn move_netns_rule(&mut self, old: u64, new: u64, roles: u8) -> anyhow::Result<()> {
         let mut netns: HashMap<_, u64, u8> = HashMap::try_from(

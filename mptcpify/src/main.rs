@@ -393,11 +393,17 @@ pub fn say_run_stats(stats: Option<&loader::RunStats>) {
     }
 }
 
+/// The line for [`loader::Attached::skipped_calls`].
+const SKIPPED_LABEL: &str = "socket() calls the kernel ran without mptcpify (its program was \
+                             still running on that CPU in a preempted task): they kept their \
+                             protocol";
+
 /// Detaches and prints what the programs counted (with `json`, also as one
 /// JSON object on stdout).
 pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure> {
     let counts = attached.counts()?;
     let stats = attached.run_stats();
+    let skipped = attached.skipped_calls();
     // Still pinned unless `mptcpify detach` or another `--pin` took the pin.
     let pinned = attached
         .pinned_at()
@@ -427,10 +433,13 @@ pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure>
     for (counter, value) in verdicts.into_iter().chain(others) {
         eprintln!("mptcpify: {:>8} {}", value, counter.label());
     }
+    if let Some(skipped) = skipped {
+        eprintln!("mptcpify: {skipped:>8} {SKIPPED_LABEL}");
+    }
     eprintln!("mptcpify: {}", summary::outcomes_line(&counts));
     say_run_stats(stats.as_ref());
     if json {
-        println!("{}", summary::detached_json(tcp, &counts));
+        println!("{}", summary::detached_json(tcp, &counts, skipped));
     }
     Ok(())
 }

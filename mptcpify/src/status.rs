@@ -93,6 +93,9 @@ struct Instance {
     holders: Vec<Holder>,
     /// By the names of `--json`'s `detached` event.
     counters: BTreeMap<&'static str, u64>,
+    /// `socket()` calls the kernel made without the program (see
+    /// `loader::Attached::skipped_calls`).
+    skipped_calls: u64,
 }
 
 #[derive(Serialize)]
@@ -263,6 +266,7 @@ fn instances() -> Result<Vec<Instance>, String> {
                 .map(|p| p.name.clone()),
             holders: holders(program.id()),
             counters,
+            skipped_calls: program.recursion_misses(),
         });
     }
     Ok(found)
@@ -454,6 +458,11 @@ fn print_text(status: &Status) {
                 let counters: Vec<String> =
                     i.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 println!("    {}", counters.join(", "));
+                println!(
+                    "    socket() calls the kernel ran without it (preempted inside it on that \
+                     CPU): {}",
+                    i.skipped_calls
+                );
             }
         }
         Part::Unreadable { error } => println!("  cannot read: {error}"),

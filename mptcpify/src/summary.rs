@@ -43,6 +43,10 @@ struct Detached<'a> {
     pid: u32,
     tcp_sockets: u64,
     counters: serde_json::Map<String, serde_json::Value>,
+    /// `socket()` calls the kernel made without the upgrader (absent where
+    /// the kernel does not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped_calls: Option<u64>,
 }
 
 fn now() -> String {
@@ -102,7 +106,7 @@ pub fn outcomes_line(counts: &[(Counter, u64)]) -> String {
     )
 }
 
-pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)]) -> String {
+pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)], skipped: Option<u64>) -> String {
     serde_json::to_string(&Detached {
         event: "detached",
         time: now(),
@@ -112,6 +116,7 @@ pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)]) -> String {
             .iter()
             .map(|(counter, value)| (counter.key().to_string(), (*value).into()))
             .collect(),
+        skipped_calls: skipped,
     })
     .expect("plain data serialises")
 }

@@ -191,3 +191,21 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+/// The counter `label` of the lines mptcpify prints as it detaches
+/// ("mptcpify:     12 kept tcp: not selected").
+pub fn counter(output: &[String], label: &str) -> u64 {
+    output
+        .iter()
+        .find(|l| l.ends_with(label))
+        .unwrap_or_else(|| panic!("no counter {label:?} in {output:?}"))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The end of the counter line of `socket()` calls the kernel made without
+/// the upgrader (it was still entered on that CPU by a preempted task).
+pub const SKIPPED_CALLS: &str = "they kept their protocol";

@@ -213,6 +213,8 @@ fn json_lines_have_the_documented_fields() {
     assert_eq!(detached["counters"]["upgraded"], 1, "{detached}");
     assert_eq!(detached["counters"]["dropped_events"], 0, "{detached}");
     assert!(detached["tcp_sockets"].as_u64().unwrap() >= 1);
+    // The kernel's count of calls made without the upgrader.
+    assert!(detached["skipped_calls"].is_u64(), "{detached}");
 }
 
 /// An MPTCP listener and a connection to it, both made by a thread named
@@ -294,6 +296,7 @@ fn status_from_another_process_shows_the_instance_path_manager_and_connections()
         .unwrap_or_else(|| panic!("mptcpify pid {} not listed: {json}", running.pid()));
     // The listener, its client, and the client that fell back.
     assert_eq!(ours["counters"]["upgraded"], 3, "{ours}");
+    assert!(ours["skipped_calls"].is_u64(), "{ours}");
 
     let connections = json["connections"].as_array().unwrap();
     let pid = std::process::id();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mptcpify_tests::probe::{self, TempCgroup};
-use mptcpify_tests::process::Running;
+use mptcpify_tests::process::{counter, Running, SKIPPED_CALLS};
 use mptcpify_tests::sockets::{as_comm, new_tcp_protocol, IPPROTO_MPTCP, IPPROTO_TCP};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -124,6 +124,15 @@ fn sharing_the_slot_of(name: &str) -> String {
 /// a name both policies select stays MPTCP and one neither selects stays
 /// TCP all along, and each policy's own name follows it, also where the
 /// new name takes the old one's exact slot.
+///
+/// Checked against the kernel's own accounting, not only the sockets: the
+/// trampoline enters the upgrader at most once per CPU, so on a preemptible
+/// kernel (Debian's 6.18 and 7.x cloud kernels are PREEMPT_LAZY) a
+/// `socket()` on the CPU where a watcher was preempted inside the program
+/// runs without it and keeps TCP. mptcpify reports those calls (the
+/// program's `recursion_misses`). Every other socket must have been decided
+/// as expected: each expected MPTCP socket that got TCP is one of those
+/// calls, and every verdict counter adds up to the sockets the test made.
 #[test]
 fn a_reloaded_comm_policy_takes_over_in_place() {
     let first = "probe-1st";
@@ -132,9 +141,6 @@ fn a_reloaded_comm_policy_takes_over_in_place() {
     let policy = |selected: &str| format!("comm = [\"probe-both\", \"{selected}\"]\n");
     write(&file, &policy(first));
     let mut running = Running::attach(&["-q", "--config", file.to_str().unwrap()]);
-    let protocol = |name: &str| as_comm(name, new_tcp_protocol);
-    assert_eq!(protocol(first), IPPROTO_MPTCP);
-    assert_eq!(protocol(&second), IPPROTO_TCP);
 
     let stop = Arc::new(AtomicBool::new(false));
     let watchers: Vec<_> = [
@@ -151,36 +157,96 @@ fn a_reloaded_comm_policy_takes_over_in_place() {
                 while !stop.load(Ordering::Relaxed) {
                     seen.push(new_tcp_protocol());
                 }
-                (name, expected, seen)
+                (name.to_string(), expected, seen)
             })
             .unwrap()
     })
     .collect();
+    // Every socket the test makes: who, what it should be, what it was.
+    let mut made: Vec<(String, i32, Vec<i32>)> = Vec::new();
+    let mut check = |name: &str, expected: i32, when: String| {
+        made.push((
+            format!("{name} ({when})"),
+            expected,
+            vec![as_comm(name, new_tcp_protocol)],
+        ));
+    };
+    check(first, IPPROTO_MPTCP, "attached".into());
+    check(&second, IPPROTO_TCP, "attached".into());
     for round in 0..3 {
         write(&file, &policy(&second));
         reload(&mut running, "reloaded");
-        assert_eq!(protocol(&second), IPPROTO_MPTCP, "round {round}");
-        assert_eq!(protocol(first), IPPROTO_TCP, "round {round}");
+        check(
+            &second,
+            IPPROTO_MPTCP,
+            format!("round {round}, reloaded to it"),
+        );
+        check(first, IPPROTO_TCP, format!("round {round}, reloaded away"));
         write(&file, &policy(first));
         reload(&mut running, "reloaded");
-        assert_eq!(protocol(first), IPPROTO_MPTCP, "round {round}");
-        assert_eq!(protocol(&second), IPPROTO_TCP, "round {round}");
+        check(
+            first,
+            IPPROTO_MPTCP,
+            format!("round {round}, reloaded to it"),
+        );
+        check(
+            &second,
+            IPPROTO_TCP,
+            format!("round {round}, reloaded away"),
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for watcher in watchers {
         let (name, expected, seen) = watcher.join().unwrap();
-        assert!(!seen.is_empty());
-        assert!(
-            seen.iter().all(|&p| p == expected),
-            "{name}: expected {expected} all along the reloads: {seen:?}"
-        );
-        eprintln!(
-            "{name}: {} sockets during the reloads, all {expected}",
-            seen.len()
-        );
+        assert!(!seen.is_empty(), "{name} made no socket");
+        eprintln!("{name}: {} sockets during the reloads", seen.len());
+        made.push((format!("{name} (watching)"), expected, seen));
     }
     running.signal(libc::SIGINT);
-    let (status, _) = running.wait();
-    assert_eq!(status.code(), Some(0));
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
     let _ = std::fs::remove_file(&file);
+
+    let count = |expected: i32| -> u64 {
+        made.iter()
+            .filter(|(_, e, _)| *e == expected)
+            .map(|(_, _, seen)| seen.len() as u64)
+            .sum()
+    };
+    let (should_upgrade, should_keep) = (count(IPPROTO_MPTCP), count(IPPROTO_TCP));
+    let mut wrong = 0;
+    for (who, expected, seen) in &made {
+        let at: Vec<usize> = (0..seen.len()).filter(|&i| seen[i] != *expected).collect();
+        // Nothing upgrades a socket the policy does not select.
+        assert!(
+            *expected == IPPROTO_MPTCP || at.is_empty(),
+            "{who}: {} of {} sockets got MPTCP (at {at:?})",
+            at.len(),
+            seen.len()
+        );
+        if !at.is_empty() {
+            eprintln!(
+                "{who}: {} of {} sockets kept TCP (at {at:?})",
+                at.len(),
+                seen.len()
+            );
+        }
+        wrong += at.len() as u64;
+    }
+    let skipped = counter(&output, SKIPPED_CALLS);
+    let upgraded = counter(&output, "upgraded to mptcp");
+    let not_selected = counter(&output, "kept tcp: not selected");
+    let said = format!(
+        "{should_upgrade} sockets should have been upgraded, {wrong} kept TCP; \
+         {should_keep} should have kept TCP; mptcpify's output:\n{}",
+        output.join("\n")
+    );
+    assert!(
+        wrong <= skipped,
+        "more kept TCP than the kernel skipped: {said}"
+    );
+    assert_eq!(upgraded, should_upgrade - wrong, "{said}");
+    // The calls the kernel skipped that were not the wrong ones were the
+    // sockets that should keep TCP (and did, decided by no one).
+    assert_eq!(not_selected, should_keep - (skipped - wrong), "{said}");
 }

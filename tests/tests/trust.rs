@@ -8,7 +8,7 @@ use std::process::Command;
 
 use mptcpify_tests::cgroup_bpf::Foreign;
 use mptcpify_tests::probe::{self, TempCgroup, TempNetns};
-use mptcpify_tests::process::{self, output_within, Running, ATTACH_TIMEOUT};
+use mptcpify_tests::process::{self, counter, output_within, Running, ATTACH_TIMEOUT};
 use mptcpify_tests::sockets::{as_comm, new_tcp_protocol, IPPROTO_MPTCP, IPPROTO_TCP};
 
 /// What `landlocked-probe` printed, as (sandbox, protocol, connect).
@@ -127,18 +127,6 @@ fn other_tools_cgroup_programs_hold_under_mptcpify() {
         1,
         "{output:?}"
     );
-}
-
-fn counter(output: &[String], label: &str) -> u64 {
-    output
-        .iter()
-        .find(|l| l.ends_with(label))
-        .unwrap_or_else(|| panic!("no counter {label:?} in {output:?}"))
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// A guard that reads the wrong byte (here: the top byte of the pointer that

@@ -36,7 +36,7 @@ pub const EVENTS: &str = "EVENTS";
 /// Cheaper than [`EVENTS`]: `bpf_ringbuf_output` locks the ring with
 /// interrupts off, copies and commits, about 750 ns per event in the lab
 /// under TCG, more than the rest of the program (issue 10); a slot costs a
-/// compare-and-swap and a few stores. The events of a connection's later
+/// few stores (see the upgrader's `maps::stage`). The events of a connection's later
 /// life (close, options, subflows) stay in [`EVENTS`]: they come after the
 /// `socket()` event of the same connection, and the reader reads the ring
 /// before the slots and writes the slots' events first (`event_source.rs`),
@@ -44,7 +44,7 @@ pub const EVENTS: &str = "EVENTS";
 pub const STAGED: &str = "STAGED";
 /// `Array<u64>` (`BPF_F_MMAPABLE`): per possible CPU `c`, at
 /// `c * STAGE_POS_STRIDE + STAGE_HEAD` the number of slots of its
-/// [`STAGED`] part the programs reserved, and at `+ STAGE_TAIL` the number
+/// [`STAGED`] part the upgrader filled, and at `+ STAGE_TAIL` the number
 /// the reader has read (written by the reader only). Each on its own cache
 /// line.
 pub const STAGE_POS: &str = "STAGE_POS";
@@ -54,6 +54,10 @@ pub const STAGE_TAIL: u32 = 8;
 /// The programs' read-only global (a `u32`, a power of two): [`STAGED`]
 /// slots per possible CPU, chosen by the loader ([`stage_slots`]).
 pub const STAGE_SLOTS: &str = "STAGE_SLOTS";
+/// The programs' read-only global (a `u32`): 1 where the loader's CPUs
+/// keep stores in program order for other CPUs (x86-64, TSO), so that the
+/// upgrader marks a slot whole with a plain store instead of an exchange.
+pub const STAGE_ORDERED: &str = "STAGE_ORDERED";
 
 /// Slots per CPU for `cpus` possible CPUs: about 16384 in all (the ring
 /// holds 4096), at least 256 and at most 4096 per CPU; 64 bytes each.
@@ -62,10 +66,11 @@ pub fn stage_slots(cpus: u32) -> u32 {
 }
 
 /// A slot of [`STAGED`]: an event, and `committed`, the slot's position
-/// plus one once the event is whole (written last, with a barrier). The
-/// reader takes the event at position `p` only when `committed == p + 1`;
-/// a program reserves position `p` only when the reader has read
-/// position `p - slots`, so a slot is never written while it is read.
+/// plus one once the event is whole (stored after the event, and before
+/// the head moves past it; see [`STAGE_ORDERED`]). The reader takes the
+/// event at position `p` only when `committed == p + 1`; the upgrader
+/// writes position `p` only when the reader has read position
+/// `p - slots`, so a slot is never written while it is read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Staged {

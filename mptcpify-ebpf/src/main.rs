@@ -22,12 +22,12 @@
 #![no_main]
 // Inline assembly for the kfunc call the loader rewrites (layout::peek).
 #![feature(asm_experimental_arch)]
-// The atomic intrinsics, for the compare-and-swap and exchange the BPF
-// target's atomic types lack (maps::stage).
+// The atomic intrinsic for the exchange the BPF target's atomic types lack
+// (maps::stage).
 #![feature(core_intrinsics)]
 #![allow(
     internal_features,
-    reason = "core::intrinsics::atomic_cxchg, see maps::reserve"
+    reason = "core::intrinsics::atomic_xchg, see maps::stage"
 )]
 
 mod audit;
@@ -57,7 +57,7 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     let call = socket_call(ctx);
     // The config is read once, and only for TCP calls; so is the task.
     let mut current = 0;
-    let (mut events, mut audit, mut outcomes) = (false, false, false);
+    let (mut events, mut audit, mut outcomes, mut stamped) = (false, false, false, false);
     // Plain values, not an Option with a payload: the verifier rejects the
     // undefined payload bytes LLVM would spill for `None`.
     let (mut explain, mut selected_by, mut excluded_by) = (false, 0u32, 0u32);
@@ -66,6 +66,7 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
         events = config.flags & flag::EVENTS != 0;
         audit = config.flags & flag::AUDIT != 0;
         outcomes = config.flags & flag::OUTCOMES != 0;
+        stamped = config.flags & flag::STAMP != 0;
         current = current_task();
         let matched = task::matches(&config, current);
         if task::explained(&config, current) {
@@ -84,12 +85,13 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
             current,
             Explanation::pack(verdict, selected_by, excluded_by),
             call.family,
+            stamped,
         );
     }
     if audit {
         // Observe only: said, counted, never done.
         if verdict == Verdict::Upgrade {
-            maps::report(current, outcome::WOULD_UPGRADE, call.family);
+            maps::report(current, outcome::WOULD_UPGRADE, call.family, stamped);
         }
         return 0;
     }
@@ -99,12 +101,12 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     }
     if events {
         match verdict {
-            Verdict::Upgrade => maps::report(current, outcome::UPGRADED, call.family),
+            Verdict::Upgrade => maps::report(current, outcome::UPGRADED, call.family, stamped),
             Verdict::Keep(Keep::Sandboxed) => {
-                maps::report(current, outcome::KEPT_SANDBOXED, call.family)
+                maps::report(current, outcome::KEPT_SANDBOXED, call.family, stamped)
             }
             Verdict::Keep(Keep::Filtered) => {
-                maps::report(current, outcome::KEPT_FILTERED, call.family)
+                maps::report(current, outcome::KEPT_FILTERED, call.family, stamped)
             }
             Verdict::Keep(_) => {}
         }

@@ -1,6 +1,6 @@
 //! The maps, as declared to the loader (names from `mptcpify_common::maps`).
 
-use core::intrinsics::{atomic_cxchg, atomic_xchg, AtomicOrdering};
+use core::intrinsics::{atomic_xchg, AtomicOrdering};
 
 use crate::layout::{layout, load};
 use crate::task;
@@ -72,6 +72,12 @@ static STAGE_POS: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// (`EbpfLoader::override_global`), a constant to the verifier.
 #[unsafe(no_mangle)]
 static STAGE_SLOTS: u32 = 0;
+
+/// 1 where a plain store reaches the reader after the stores before it
+/// (x86-64), so a slot is marked whole without an exchange; set by the
+/// loader, a constant to the verifier.
+#[unsafe(no_mangle)]
+static STAGE_ORDERED: u32 = 0;
 
 #[map(name = "CGROUP_PATHS")]
 pub static CGROUP_PATHS: HashMap<CgroupPath, u32> = HashMap::with_max_entries(MAX_CGROUP_RULES, 0);
@@ -148,7 +154,7 @@ pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
         tid: tag.tid,
         family: tag.family,
         why,
-        boot_ns: stamp(),
+        boot_ns: stamp(stamped()),
         comm: tag.comm,
         ..Event::default()
     });
@@ -158,7 +164,7 @@ pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
 /// [`mptcpify_common::event::outcome`] value; `task` is the calling task
 /// ([`crate::layout::current_task`]).
 #[inline(always)]
-pub fn report(task: u64, outcome: u32, family: i32) {
+pub fn report(task: u64, outcome: u32, family: i32, stamped: bool) {
     stage(&whole(
         task,
         Event {
@@ -166,13 +172,14 @@ pub fn report(task: u64, outcome: u32, family: i32) {
             family: family as u32,
             ..Event::default()
         },
+        stamped,
     ));
 }
 
 /// An `--explain` event: the verdict and the selector kinds that named the
 /// task.
 #[inline(always)]
-pub fn report_verdict(task: u64, why: u32, family: i32) {
+pub fn report_verdict(task: u64, why: u32, family: i32, stamped: bool) {
     stage(&whole(
         task,
         Event {
@@ -181,6 +188,7 @@ pub fn report_verdict(task: u64, why: u32, family: i32) {
             why,
             ..Event::default()
         },
+        stamped,
     ));
 }
 
@@ -196,26 +204,34 @@ pub fn report_option(task: u64, outcome: u32, level: u32, option: u32, errno: u3
             errno,
             ..Event::default()
         },
+        stamped(),
     ));
 }
 
 /// Adds who (from the task's own fields, as `bpf_get_current_pid_tgid` and
-/// `bpf_get_current_comm` would give them, without their calls) and when.
+/// `bpf_get_current_comm` would give them, without their calls) and when
+/// (if `stamped`).
 #[inline(always)]
-fn whole(task: u64, mut event: Event) -> Event {
+fn whole(task: u64, mut event: Event, stamped: bool) -> Event {
     event.pid = load(task, layout!(task.tgid));
     event.tid = load(task, layout!(task.pid));
-    event.boot_ns = stamp();
+    event.boot_ns = stamp(stamped);
     event.comm = task::comm(task);
     event
 }
 
-/// The time of an event, when somebody reads event times
-/// ([`flag::STAMP`]); else 0, which the reader replaces by the time it
-/// reads the event.
+/// Whether somebody reads event times ([`flag::STAMP`]); the upgrader
+/// knows it from the config it read already.
 #[inline(always)]
-fn stamp() -> u64 {
-    if config().flags & flag::STAMP == 0 {
+pub fn stamped() -> bool {
+    config().flags & flag::STAMP != 0
+}
+
+/// The time of an event when `stamped`; else 0, which the reader replaces
+/// by the time it reads the event.
+#[inline(always)]
+fn stamp(stamped: bool) -> u64 {
+    if !stamped {
         return 0;
     }
     // SAFETY: a helper without arguments.
@@ -234,16 +250,23 @@ fn send(event: &Event) {
 }
 
 /// Puts a `socket()` event in this CPU's next free slot of [`STAGED`]
-/// (protocol at [`mptcpify_common::maps::Staged`]): reserve the position
-/// with a compare-and-swap (another program on this CPU may have preempted
-/// this one between its read and its write), write the event, then mark it
-/// whole with an exchange (a full barrier: the reader sees the event before
-/// the mark). Dropped and counted when the reader has not read the slot
-/// yet, or when a preempting program took the position.
+/// (protocol at [`mptcpify_common::maps::Staged`]): write the event, mark
+/// it whole, then move this CPU's head past it. Dropped and counted when
+/// the reader has not read the slot yet.
+///
+/// Only the upgrader stages events, and the kernel enters it at most once
+/// per CPU at a time (`__bpf_prog_enter_recur`, kernel/bpf/trampoline.c: a
+/// `socket()` on a CPU where a preempted task is inside the program runs
+/// without it). So this CPU's head has one writer at a time: plain loads
+/// and stores, no compare-and-swap. The mark is a plain store where stores
+/// reach the reader in program order ([`STAGE_ORDERED`], x86-64), else an
+/// exchange (a full barrier): either way the reader sees the event before
+/// the mark.
 #[inline(always)]
 fn stage(event: &Event) {
-    // SAFETY: an aligned static, read by value; helpers without arguments.
+    // SAFETY: aligned statics, read by value; helpers without arguments.
     let slots = unsafe { core::ptr::read_volatile(&STAGE_SLOTS) };
+    let ordered = unsafe { core::ptr::read_volatile(&STAGE_ORDERED) } != 0;
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let base = cpu.wrapping_mul(STAGE_POS_STRIDE);
     let (Some(head), Some(tail)) = (
@@ -253,17 +276,14 @@ fn stage(event: &Event) {
         count(Counter::DroppedEvents);
         return;
     };
-    // SAFETY: aligned u64s in map values, shared with the reader. Plain
-    // loads: the BPF target selects no atomic load before BPF ISA v4, and
-    // the compare-and-swap below checks the one that matters.
+    // SAFETY: aligned u64s in map values, shared with the reader (the BPF
+    // target selects no atomic load before BPF ISA v4).
     let (at, read) = unsafe {
         (
             core::ptr::read_volatile(head),
             core::ptr::read_volatile(tail),
         )
     };
-    // The slot before the position: a failed lookup then reserves nothing
-    // the reader would wait for.
     let index = cpu
         .wrapping_mul(slots)
         .wrapping_add(at as u32 & slots.wrapping_sub(1));
@@ -271,31 +291,19 @@ fn stage(event: &Event) {
         count(Counter::DroppedEvents);
         return;
     };
-    if at.wrapping_sub(read) >= u64::from(slots) || !reserve(head, at) {
+    if at.wrapping_sub(read) >= u64::from(slots) {
         count(Counter::DroppedEvents);
         return;
     }
-    // SAFETY: the reserved slot: no program writes it before the reader
-    // has read it, and the reader reads it only once marked whole.
+    // SAFETY: this CPU's next slot, which the reader has read (or never
+    // had) and reads again only once marked whole; the head's one writer.
     unsafe {
         core::ptr::write_volatile(&raw mut (*slot).event, *event);
-        atomic_xchg::<u64, { AtomicOrdering::AcqRel }>(&raw mut (*slot).committed, at + 1);
+        if ordered {
+            core::ptr::write_volatile(&raw mut (*slot).committed, at + 1);
+        } else {
+            atomic_xchg::<u64, { AtomicOrdering::AcqRel }>(&raw mut (*slot).committed, at + 1);
+        }
+        core::ptr::write_volatile(head, at + 1);
     }
-}
-
-/// Moves `*head` from `at` to `at + 1`; false when it was not `at`. The
-/// BPF target has no `AtomicU64::compare_exchange` (Rust marks it without
-/// compare-and-swap), but the instruction exists (`BPF_CMPXCHG`, Linux
-/// 5.12): the intrinsic emits it.
-#[inline(always)]
-fn reserve(head: *mut u64, at: u64) -> bool {
-    // SAFETY: an aligned u64 in a map value.
-    let (_, done) = unsafe {
-        atomic_cxchg::<u64, { AtomicOrdering::AcqRel }, { AtomicOrdering::Relaxed }>(
-            head,
-            at,
-            at + 1,
-        )
-    };
-    done
 }

@@ -91,7 +91,8 @@ impl EventSource {
 }
 
 /// The whole events of `cpu`'s slots, from the reader's position on;
-/// stops at a slot a program has reserved and not yet marked whole, and
+/// stops at a slot not yet marked whole (which the upgrader's order, mark
+/// then head, should never show; stopping is the safe answer), and
 /// moves the reader's position past what it took.
 ///
 /// # Safety
@@ -121,7 +122,7 @@ unsafe fn drain_slots(
         if committed.load(Ordering::Acquire) != at + 1 {
             break;
         }
-        // SAFETY: whole (marked after its writes, with a barrier), and no
+        // SAFETY: whole (marked after its writes, in order), and no
         // program writes it again before the tail passes it.
         out.push(unsafe { std::ptr::read_volatile(&raw const (*slot).event) });
         at += 1;

@@ -170,6 +170,11 @@ pub fn btf_targets() -> Vec<(&'static str, u32)> {
     targets
 }
 
+/// Whether the programs may mark an event slot whole with a plain store
+/// (see maps::STAGE_ORDERED): the JIT turns a BPF store into one `mov`,
+/// and x86-64 keeps stores in order.
+const STAGE_ORDERED: u32 = cfg!(target_arch = "x86_64") as u32;
+
 /// `kernel`: the BTF ids to load against and what MPTCP supports here.
 pub fn attach(
     policy: &Policy,
@@ -195,6 +200,7 @@ pub fn attach(
     let mut ebpf = EbpfLoader::with_btf(None)
         .override_global(maps::KERNEL_LAYOUT, &layout, true)
         .override_global(maps::STAGE_SLOTS, &slots, true)
+        .override_global(maps::STAGE_ORDERED, &STAGE_ORDERED, true)
         .map_max_entries(maps::STAGED, cpus * slots)
         .map_max_entries(maps::STAGE_POS, cpus * maps::STAGE_POS_STRIDE)
         .kfunc(maps::RDONLY_CAST_PLACEHOLDER, rdonly_cast)

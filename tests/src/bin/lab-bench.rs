@@ -20,6 +20,8 @@ use mptcpify_tests::testbed::{TwoPaths, PATHS};
 use mptcpify_tests::transfer::{make_file, Receiver, Transfer};
 
 const ROUNDS: usize = 5;
+/// TCP-then-UDP sample pairs per attach.
+const PAIRS: usize = 3;
 /// The cgroup (under the cgroup2 mount) the benchmark moves itself into, so
 /// that a `--cgroup` mode selects its measuring children.
 const CGROUP: &str = "lab-bench";
@@ -137,6 +139,13 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             preload: false,
         },
         Mode {
+            name: "mptcpify --all --json, a JSON line per socket (events carry the kernel's time)",
+            ready: "\"event\":\"attached\"",
+            args: args(&["--all", "--json"]),
+            attach: true,
+            preload: false,
+        },
+        Mode {
             name: "mptcpify -q --all",
             ready: "mptcpify: attached",
             args: args(&["-q", "--all"]),
@@ -223,40 +232,57 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
         })
         .map(|(_, mode)| mode)
         .collect();
-    // Per mode: TCP and UDP ns/call, and the program's own ns/run for each
-    // (one attach per kind, so the kernel's accounting covers one kind).
-    let mut samples: Vec<[Vec<f64>; 5]> = modes.iter().map(|_| Default::default()).collect();
+    // Per mode: TCP and UDP ns/call, the upgrader's ns/run on each, the
+    // ratio of the two within each pair, and all programs' ns per TCP call.
+    // One attach per mode and round; within it TCP and UDP samples
+    // alternate, each read from the kernel's accounting before and after
+    // it, so that a TCP sample and its early-exit floor are taken seconds
+    // apart under the same host load (attaching separately for each, as
+    // this bench once did, let the floor alone move 1.5× between modes).
+    let mut samples: Vec<Samples> = modes.iter().map(|_| Samples::default()).collect();
     for _round in 0..rounds {
         for (mode, out) in modes.iter().zip(samples.iter_mut()) {
-            for (kind, udp) in [(0, false), (1, true)] {
-                let running = mode.attach.then(|| {
-                    let mut running =
-                        Running::start_quietly(mptcpify_tests::process::command(&args_of(mode)));
-                    running.wait_for(mode.ready, ATTACH_TIMEOUT);
-                    running
-                });
-                out[kind].push(measure_child(udp, mode.preload));
-                if let Some(running) = running {
-                    running.signal(libc::SIGINT);
-                    let (_, output) = running.wait();
-                    if let Some((ns, all)) = output.iter().find_map(|l| program_ns_per_run(l)) {
-                        out[kind + 2].push(ns);
-                        if !udp {
-                            out[4].push(all);
-                        }
-                    }
+            let running = mode.attach.then(|| {
+                let mut running =
+                    Running::start_quietly(mptcpify_tests::process::command(&args_of(mode)));
+                running.wait_for(mode.ready, ATTACH_TIMEOUT);
+                running
+            });
+            for _pair in 0..PAIRS {
+                let before = ProgramStats::now();
+                out.tcp.push(measure_child(false, mode.preload));
+                let between = ProgramStats::now();
+                out.udp.push(measure_child(true, mode.preload));
+                let after = ProgramStats::now();
+                if mode.attach {
+                    let tcp = between.since(&before);
+                    let udp = after.since(&between);
+                    out.prog_tcp.push(tcp.upgrader_ns_per_run());
+                    out.prog_udp.push(udp.upgrader_ns_per_run());
+                    out.ratio
+                        .push(tcp.upgrader_ns_per_run() / udp.upgrader_ns_per_run());
+                    out.all_tcp.push(tcp.all_ns_per_upgrader_run());
                 }
+            }
+            if let Some(running) = running {
+                running.signal(libc::SIGINT);
+                let (status, output) = running.wait();
+                assert!(
+                    status.success(),
+                    "{} ended with {status}: {output:?}",
+                    mode.name
+                );
             }
         }
     }
-    let base_tcp = median(&samples[0][0]);
-    let base_udp = median(&samples[0][1]);
+    let base_tcp = median(&samples[0].tcp);
+    let base_udp = median(&samples[0].udp);
     println!("## socket() + close() cost\n");
-    println!("{CALLS} calls per sample, {rounds} interleaved rounds; `socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0)` (TCP) and `SOCK_DGRAM` (UDP: the hook runs but never upgrades, isolating its own cost from MPTCP's socket setup). Program ns/run is the kernel's own accounting of the hook program (`kernel.bpf_stats_enabled=1`, run_time_ns / run_cnt), median over the rounds. TCP ns/call includes MPTCP's own, costlier socket setup wherever the socket is upgraded (mptcpize too); the UDP column and the program's ns/run isolate the hook. Run-to-run noise under TCG is about ±20%: differences below that are noise.\n");
-    println!("\"TCP × early exit\" is the goal of issue 10: the program's cost on a TCP call over its own early exit (a UDP call) in the same mode, which should stay at most 3×. The last column adds every other program of the instance (the outcome programs that tag an upgraded socket at its creation and report it at its close, the option and cgroup programs), per TCP call: what one TCP socket costs in BPF in all.\n");
+    println!("{CALLS} calls per sample; {rounds} interleaved rounds over the modes, each one attach with {PAIRS} TCP-then-UDP pairs of samples; `socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0)` (TCP) and `SOCK_DGRAM` (UDP: the hook runs but never upgrades, isolating its own cost from MPTCP's socket setup). Program ns/run is the kernel's own accounting of the hook program (`kernel.bpf_stats_enabled=1`, run_time_ns / run_cnt over one sample), median over the samples. TCP ns/call includes MPTCP's own, costlier socket setup wherever the socket is upgraded (mptcpize too); the UDP column and the program's ns/run isolate the hook. Run-to-run noise under TCG is about ±20% on absolute times (more while the host is busy); the paired ratios move less.\n");
+    println!("\"TCP × early exit\" is the goal of issue 10: the program's cost on a TCP call over its own early exit (a UDP call) in the same mode, which should stay at most 3×: the median of the ratios of each TCP sample to the UDP sample taken right after it in the same attach (min–max over the pairs). The last column adds every other program of the instance (the outcome programs that tag an upgraded socket at its creation and report it at its close, the option and cgroup programs), per TCP call: what one TCP socket costs in BPF in all.\n");
     println!("| mode | TCP ns/call (median, min–max) | × no hook | UDP ns/call (median, min–max) | × no hook | program ns/run, TCP | program ns/run, UDP (early exit) | TCP × early exit | all programs ns per TCP call |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (mode, [tcp, udp, prog_tcp, prog_udp, all_tcp]) in modes.iter().zip(&samples) {
+    for (mode, sample) in modes.iter().zip(&samples) {
         let prog = |v: &Vec<f64>| {
             if v.is_empty() {
                 "–".to_string()
@@ -264,21 +290,26 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
                 format!("{:.0}", median(v))
             }
         };
-        let over_floor = if prog_tcp.is_empty() || prog_udp.is_empty() {
+        let over_floor = if sample.ratio.is_empty() {
             "–".to_string()
         } else {
-            format!("{:.1}", median(prog_tcp) / median(prog_udp))
+            format!(
+                "{:.1} ({:.1}–{:.1})",
+                median(&sample.ratio),
+                min(&sample.ratio),
+                max(&sample.ratio)
+            )
         };
         println!(
             "| {} | {} | {:.2} | {} | {:.2} | {} | {} | {over_floor} | {} |",
             mode.name,
-            spread(tcp),
-            median(tcp) / base_tcp,
-            spread(udp),
-            median(udp) / base_udp,
-            prog(prog_tcp),
-            prog(prog_udp),
-            prog(all_tcp)
+            spread(&sample.tcp),
+            median(&sample.tcp) / base_tcp,
+            spread(&sample.udp),
+            median(&sample.udp) / base_udp,
+            prog(&sample.prog_tcp),
+            prog(&sample.prog_udp),
+            prog(&sample.all_tcp)
         );
     }
     println!();
@@ -288,16 +319,76 @@ fn args_of(mode: &Mode) -> Vec<&str> {
     mode.args.iter().map(String::as_str).collect()
 }
 
-/// "mptcpify: program ran N times, X ns per run; all programs: Y ns per run
-/// of it (...)": X and Y.
-fn program_ns_per_run(line: &str) -> Option<(f64, f64)> {
-    let rest = line.strip_prefix("mptcpify: program ran ")?;
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "ns")?;
-    let own = words.get(at - 1)?.parse().ok()?;
-    let all_at = words.iter().position(|w| *w == "programs:")?;
-    let all = words.get(all_at + 1)?.parse().ok()?;
-    Some((own, all))
+/// One mode's samples; the `prog_*`, `ratio` and `all_tcp` ones only
+/// where mptcpify is attached.
+#[derive(Default)]
+struct Samples {
+    /// ns per socket()+close(), TCP and UDP.
+    tcp: Vec<f64>,
+    udp: Vec<f64>,
+    /// The upgrader's ns per run over a TCP sample, and over the UDP
+    /// sample after it.
+    prog_tcp: Vec<f64>,
+    prog_udp: Vec<f64>,
+    /// prog_tcp / prog_udp, pair by pair.
+    ratio: Vec<f64>,
+    /// Every mptcpify program's ns over a TCP sample, per run of the
+    /// upgrader.
+    all_tcp: Vec<f64>,
+}
+
+/// The kernel's accounting (`kernel.bpf_stats_enabled`) of the loaded
+/// mptcpify programs at one moment: the upgrader's (named `mptcpify`) runs
+/// and ns, and the ns of every program whose name starts with `mptcpify`
+/// (the outcome, option, audit and cgroup programs; the kernel keeps 15
+/// bytes of a name).
+struct ProgramStats {
+    upgrader_runs: u64,
+    upgrader_ns: f64,
+    all_ns: f64,
+}
+
+impl ProgramStats {
+    fn now() -> ProgramStats {
+        let mut stats = ProgramStats {
+            upgrader_runs: 0,
+            upgrader_ns: 0.0,
+            all_ns: 0.0,
+        };
+        for info in aya::programs::loaded_programs() {
+            let info = info.expect("reading a loaded program's info");
+            let name = info.name_as_str().unwrap_or_default();
+            if !name.starts_with("mptcpify") {
+                continue;
+            }
+            let ns = info.run_time().as_nanos() as f64;
+            stats.all_ns += ns;
+            if name == "mptcpify" {
+                stats.upgrader_runs += info.run_count();
+                stats.upgrader_ns += ns;
+            }
+        }
+        stats
+    }
+
+    /// What was counted between `earlier` and this.
+    fn since(&self, earlier: &ProgramStats) -> ProgramStats {
+        ProgramStats {
+            upgrader_runs: self.upgrader_runs - earlier.upgrader_runs,
+            upgrader_ns: self.upgrader_ns - earlier.upgrader_ns,
+            all_ns: self.all_ns - earlier.all_ns,
+        }
+    }
+
+    fn upgrader_ns_per_run(&self) -> f64 {
+        assert!(self.upgrader_runs > 0, "the upgrader never ran in a sample");
+        self.upgrader_ns / self.upgrader_runs as f64
+    }
+
+    fn all_ns_per_upgrader_run(&self) -> f64 {
+        assert!(self.upgrader_runs > 0, "the upgrader never ran in a sample");
+        self.all_ns / self.upgrader_runs as f64
+    }
 }
 
 fn attach_latency() {

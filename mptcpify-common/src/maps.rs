@@ -42,8 +42,9 @@ pub const EVENTS: &str = "EVENTS";
 /// before the slots and writes the slots' events first (`event_source.rs`),
 /// so they are written after it.
 pub const STAGED: &str = "STAGED";
-/// `Array<u64>` (`BPF_F_MMAPABLE`): per possible CPU `c`, at
-/// `c * STAGE_POS_STRIDE + STAGE_HEAD` the number of slots of its
+/// `Array<[u64; STAGE_POS_STRIDE]>` (`BPF_F_MMAPABLE`), one value per
+/// possible CPU `c` (so the upgrader finds both words with one lookup): at
+/// word `c * STAGE_POS_STRIDE + STAGE_HEAD` the number of slots of its
 /// [`STAGED`] part the upgrader filled, and at `+ STAGE_TAIL` the number
 /// the reader has read (written by the reader only). Each on its own cache
 /// line.
@@ -374,6 +375,62 @@ pub const RDONLY_CAST: &str = "bpf_rdonly_cast";
 
 // No padding the compiler adds (aya::Pod), checked where it counts.
 const _: () = assert!(core::mem::size_of::<KernelLayout>() == 32 + 24 + 7 * 4 + 24 + 7 * 4 + 8);
+
+/// The kernel's layout written into the programs' instructions.
+///
+/// A kernel field read through a BTF pointer costs one load when its offset
+/// is the load's own 16-bit offset, as a CO-RE relocation would make it;
+/// read from [`KERNEL_LAYOUT`] it costs three (load the offset, add it,
+/// load the field), because the JIT still emits what the verifier knows
+/// to be constant. Rust emits no CO-RE relocations, so the programs write
+/// such a load in inline assembly with a *marker* as its offset: which
+/// `u32` of [`KernelLayout`] it means, plus a small addend. A layout value
+/// the programs compute with (a type id, an offset into an array, the
+/// presence bits) is written the same way as a load from the stack (`r10`)
+/// at a marker, which the loader turns into a move of the value. The
+/// loader does both before the object is loaded
+/// (`mptcpify/src/field_offsets.rs`). Markers sit at the bottom of the
+/// 16-bit range, far below any stack offset a program uses (a BPF stack is
+/// 512 bytes), and no BTF pointer is `r10`.
+pub mod field {
+    use super::KernelLayout;
+
+    /// The lowest marker.
+    pub const MARKER_BASE: i32 = i16::MIN as i32;
+    /// Addends a marker can carry: 0 to `ADDENDS - 1`.
+    pub const ADDENDS: i32 = 16;
+    /// One past the highest marker: one run of addends per `u32` word of
+    /// [`KernelLayout`].
+    pub const MARKER_END: i32 =
+        MARKER_BASE + (core::mem::size_of::<KernelLayout>() / 4) as i32 * ADDENDS;
+
+    /// The marker of the field whose offset is the `u32` at byte
+    /// `layout_offset` of [`KernelLayout`] (`offset_of!`), plus `addend`.
+    /// Evaluated at compile time: a bad argument fails the build.
+    pub const fn marker(layout_offset: usize, addend: i32) -> i16 {
+        assert!(layout_offset.is_multiple_of(4), "offsets are u32 words");
+        assert!(0 <= addend && addend < ADDENDS, "addend out of range");
+        let marker = MARKER_BASE + (layout_offset / 4) as i32 * ADDENDS + addend;
+        assert!(marker < MARKER_END, "not inside KernelLayout");
+        marker as i16
+    }
+
+    /// What `offset` stands for in a load instruction: `None` when it is
+    /// not a marker (an ordinary offset, left alone), else the running
+    /// kernel's offset from `layout`, the layout's bytes (which may not
+    /// fit a load's 16 bits: the caller checks).
+    pub fn resolve(offset: i16, layout: &[u8]) -> Option<i64> {
+        let offset = i32::from(offset);
+        if !(MARKER_BASE..MARKER_END).contains(&offset) {
+            return None;
+        }
+        let word = ((offset - MARKER_BASE) / ADDENDS) as usize;
+        let addend = (offset - MARKER_BASE) % ADDENDS;
+        let bytes = layout.get(word * 4..word * 4 + 4)?;
+        let value = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        Some(i64::from(value) + i64::from(addend))
+    }
+}
 
 /// Bits of [`KernelLayout::present`]: which parts of the layout the kernel
 /// has. The verifier sees them as constants, so the code reading a missing
@@ -818,6 +875,35 @@ mod tests {
     extern crate std;
     use super::*;
     use std::{format, vec::Vec};
+
+    /// Every `u32` field of the layout, with every addend, comes back as
+    /// the value the loader wrote there plus the addend; offsets outside
+    /// the marker range (the stack's, a map value's) are never touched.
+    #[test]
+    fn field_markers_resolve_to_the_layout_and_nothing_else_does() {
+        let words = core::mem::size_of::<KernelLayout>() / 4;
+        let layout: Vec<u8> = (0..words as u32)
+            .flat_map(|w| (1000 + 8 * w).to_ne_bytes())
+            .collect();
+        for word in 0..words {
+            for addend in [0, 1, 8, field::ADDENDS - 1] {
+                let marker = field::marker(word * 4, addend);
+                assert_eq!(
+                    field::resolve(marker, &layout),
+                    Some(i64::from(1000 + 8 * word as u32) + i64::from(addend)),
+                    "word {word} + {addend}"
+                );
+            }
+        }
+        for plain in [-512, -8, 0, 8, 4096, i16::MAX, field::MARKER_END as i16] {
+            assert_eq!(field::resolve(plain, &layout), None, "{plain}");
+        }
+        assert_eq!(
+            field::marker(core::mem::offset_of!(KernelLayout, task.pid), 0),
+            field::MARKER_BASE as i16
+                + (core::mem::offset_of!(KernelLayout, task.pid) / 4 * 16) as i16
+        );
+    }
 
     #[test]
     fn stage_slots_are_a_power_of_two_within_bounds() {

@@ -11,7 +11,7 @@ use mptcpify_common::{
     maps::{flag, AuditKey},
 };
 
-use crate::layout::{current_task, layout, load};
+use crate::layout::{current_task, field};
 use crate::{maps, task};
 
 /// `int tcp_setsockopt(struct sock *sk, int level, int optname,
@@ -32,7 +32,7 @@ pub extern "C" fn mptcpify_audit_setsockopt(ctx: *mut core::ffi::c_void) -> i32 
         return 0;
     }
     let key = AuditKey {
-        tgid: load(current, layout!(task.tgid)),
+        tgid: field!(current, u32, task.tgid),
         level: level as u32,
         option: option as u32,
     };

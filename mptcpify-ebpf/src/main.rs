@@ -39,7 +39,7 @@ mod outcomes;
 mod task;
 
 use aya_ebpf::programs::FExitContext;
-use layout::{current_task, layout, load};
+use layout::{current_task, field};
 use mptcpify_common::{
     consts::COMM_LEN,
     decide,
@@ -55,58 +55,53 @@ use mptcpify_common::{
 #[unsafe(link_section = "fmod_ret/update_socket_protocol")]
 pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     let call = socket_call(ctx);
-    // The config is read once, and only for TCP calls; so is the task.
-    let mut current = 0;
-    let (mut events, mut audit, mut outcomes, mut stamped) = (false, false, false, false);
-    // Plain values, not an Option with a payload: the verifier rejects the
-    // undefined payload bytes LLVM would spill for `None`.
-    let (mut explain, mut selected_by, mut excluded_by) = (false, 0u32, 0u32);
-    let verdict = decide(&call, || {
-        let config = maps::config();
-        events = config.flags & flag::EVENTS != 0;
-        audit = config.flags & flag::AUDIT != 0;
-        outcomes = config.flags & flag::OUTCOMES != 0;
-        stamped = config.flags & flag::STAMP != 0;
-        current = current_task();
-        let matched = task::matches(&config, current);
-        if task::explained(&config, current) {
-            (explain, selected_by, excluded_by) = (true, matched.selected_by, matched.excluded_by);
-        }
-        Facts {
-            support: config.support(),
-            task: matched.task,
-        }
+    if !call.is_tcp() {
+        // What `decide` answers first, asked here too so that the compiler
+        // lays out the TCP path as one straight line (it then drops
+        // `decide`'s own test): gathered in a closure, the facts and flags
+        // were spilled to the stack on every call, UDP ones included.
+        return Verdict::Keep(Keep::NotTcp).hook_return();
+    }
+    // The config and the task are read once, and only for TCP calls.
+    let config = maps::config();
+    let current = current_task();
+    let matched = task::matches(&config, current);
+    let verdict = decide(&call, || Facts {
+        support: config.support(),
+        task: matched.task,
     });
+    let stamped = config.flags & flag::STAMP != 0;
     if let Some(counter) = Counter::for_verdict(verdict) {
         maps::count(counter);
     }
-    if explain {
-        maps::report_verdict(
+    if task::explained(&config, current) {
+        maps::report(
             current,
-            Explanation::pack(verdict, selected_by, excluded_by),
+            outcome::VERDICT,
             call.family,
+            Explanation::pack(verdict, matched.selected_by, matched.excluded_by),
             stamped,
         );
     }
-    if audit {
+    if config.flags & flag::AUDIT != 0 {
         // Observe only: said, counted, never done.
         if verdict == Verdict::Upgrade {
-            maps::report(current, outcome::WOULD_UPGRADE, call.family, stamped);
+            maps::report(current, outcome::WOULD_UPGRADE, call.family, 0, stamped);
         }
         return 0;
     }
-    if outcomes && verdict == Verdict::Upgrade {
+    if config.flags & flag::OUTCOMES != 0 && verdict == Verdict::Upgrade {
         // For the tag program, which then need not decide again.
-        maps::note_upgrade(load(current, layout!(task.pid)));
+        maps::note_upgrade(field!(current, u32, task.pid));
     }
-    if events {
+    if config.flags & flag::EVENTS != 0 {
         match verdict {
-            Verdict::Upgrade => maps::report(current, outcome::UPGRADED, call.family, stamped),
+            Verdict::Upgrade => maps::report(current, outcome::UPGRADED, call.family, 0, stamped),
             Verdict::Keep(Keep::Sandboxed) => {
-                maps::report(current, outcome::KEPT_SANDBOXED, call.family, stamped)
+                maps::report(current, outcome::KEPT_SANDBOXED, call.family, 0, stamped)
             }
             Verdict::Keep(Keep::Filtered) => {
-                maps::report(current, outcome::KEPT_FILTERED, call.family, stamped)
+                maps::report(current, outcome::KEPT_FILTERED, call.family, 0, stamped)
             }
             Verdict::Keep(_) => {}
         }

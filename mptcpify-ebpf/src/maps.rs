@@ -2,7 +2,7 @@
 
 use core::intrinsics::{atomic_xchg, AtomicOrdering};
 
-use crate::layout::{layout, load};
+use crate::layout::field;
 use crate::task;
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
@@ -18,6 +18,11 @@ use mptcpify_common::{
         STAGE_POS_STRIDE, STAGE_TAIL,
     },
 };
+
+/// An [`Event`] as 8-byte words (it has no padding, and its size is a
+/// multiple of 8).
+const EVENT_WORDS: usize = Event::SIZE / 8;
+const _: () = assert!(Event::SIZE % 8 == 0);
 
 /// `BPF_RB_NO_WAKEUP` (include/uapi/linux/bpf.h): submit without waking
 /// the reader.
@@ -65,8 +70,10 @@ const BPF_F_MMAPABLE: u32 = 1 << 10;
 #[map(name = "STAGED")]
 static STAGED: Array<Staged> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
+/// One value per CPU: its head and tail words, in one lookup.
 #[map(name = "STAGE_POS")]
-static STAGE_POS: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+static STAGE_POS: Array<[u64; STAGE_POS_STRIDE as usize]> =
+    Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// Slots of [`STAGED`] per CPU, a power of two; set by the loader
 /// (`EbpfLoader::override_global`), a constant to the verifier.
@@ -161,29 +168,17 @@ pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
 }
 
 /// A socket's event, sent at `socket()`: `outcome` is an
-/// [`mptcpify_common::event::outcome`] value; `task` is the calling task
-/// ([`crate::layout::current_task`]).
+/// [`mptcpify_common::event::outcome`] value, `why` its
+/// [`Event::why`] (0 but for [`outcome::VERDICT`]); `task` is the calling
+/// task ([`crate::layout::current_task`]).
+///
+/// [`outcome::VERDICT`]: mptcpify_common::event::outcome::VERDICT
 #[inline(always)]
-pub fn report(task: u64, outcome: u32, family: i32, stamped: bool) {
+pub fn report(task: u64, outcome: u32, family: i32, why: u32, stamped: bool) {
     stage(&whole(
         task,
         Event {
             outcome,
-            family: family as u32,
-            ..Event::default()
-        },
-        stamped,
-    ));
-}
-
-/// An `--explain` event: the verdict and the selector kinds that named the
-/// task.
-#[inline(always)]
-pub fn report_verdict(task: u64, why: u32, family: i32, stamped: bool) {
-    stage(&whole(
-        task,
-        Event {
-            outcome: mptcpify_common::event::outcome::VERDICT,
             family: family as u32,
             why,
             ..Event::default()
@@ -213,8 +208,8 @@ pub fn report_option(task: u64, outcome: u32, level: u32, option: u32, errno: u3
 /// (if `stamped`).
 #[inline(always)]
 fn whole(task: u64, mut event: Event, stamped: bool) -> Event {
-    event.pid = load(task, layout!(task.tgid));
-    event.tid = load(task, layout!(task.pid));
+    event.pid = field!(task, u32, task.tgid);
+    event.tid = field!(task, u32, task.pid);
     event.boot_ns = stamp(stamped);
     event.comm = task::comm(task);
     event
@@ -268,20 +263,18 @@ fn stage(event: &Event) {
     let slots = unsafe { core::ptr::read_volatile(&STAGE_SLOTS) };
     let ordered = unsafe { core::ptr::read_volatile(&STAGE_ORDERED) } != 0;
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let base = cpu.wrapping_mul(STAGE_POS_STRIDE);
-    let (Some(head), Some(tail)) = (
-        STAGE_POS.get_ptr_mut(base + STAGE_HEAD),
-        STAGE_POS.get_ptr(base + STAGE_TAIL),
-    ) else {
+    let Some(position) = STAGE_POS.get_ptr_mut(cpu) else {
         count(Counter::DroppedEvents);
         return;
     };
     // SAFETY: aligned u64s in map values, shared with the reader (the BPF
     // target selects no atomic load before BPF ISA v4).
-    let (at, read) = unsafe {
+    let (head, at, read) = unsafe {
+        let head = &raw mut (*position)[STAGE_HEAD as usize];
         (
+            head,
             core::ptr::read_volatile(head),
-            core::ptr::read_volatile(tail),
+            core::ptr::read_volatile(&raw const (*position)[STAGE_TAIL as usize]),
         )
     };
     let index = cpu
@@ -297,8 +290,15 @@ fn stage(event: &Event) {
     }
     // SAFETY: this CPU's next slot, which the reader has read (or never
     // had) and reads again only once marked whole; the head's one writer.
+    // The event goes in as whole words straight from registers: written
+    // as a struct (volatile), it was first built on the stack and then
+    // copied a field at a time, twice the memory accesses.
     unsafe {
-        core::ptr::write_volatile(&raw mut (*slot).event, *event);
+        let words: [u64; EVENT_WORDS] = core::mem::transmute(*event);
+        let to = (&raw mut (*slot).event).cast::<u64>();
+        for (i, word) in words.into_iter().enumerate() {
+            core::ptr::write_volatile(to.add(i), word);
+        }
         if ordered {
             core::ptr::write_volatile(&raw mut (*slot).committed, at + 1);
         } else {

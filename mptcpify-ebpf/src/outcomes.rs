@@ -32,7 +32,7 @@ use mptcpify_common::{
     Facts, SocketCall, TaskMatch, Verdict,
 };
 
-use crate::layout::{current_task, layout, load};
+use crate::layout::{current_task, field, layout};
 use crate::maps;
 use crate::task::{self, read};
 
@@ -47,14 +47,14 @@ pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
     let ctx = FEntryContext::new(ctx);
     // A BTF pointer (`struct sock *`): its family is a direct load.
     let sk: u64 = ctx.arg(0);
-    let family = i32::from(load::<u16>(sk, layout!(close.sk_family)));
+    let family = i32::from(field!(sk, u16, close.sk_family));
     let call = SocketCall {
         family,
         sock_type: SOCK_STREAM,
         protocol: IPPROTO_TCP,
     };
     let current = current_task();
-    let tid = load(current, layout!(task.pid));
+    let tid = field!(current, u32, task.pid);
     // The upgrader's own verdict when it noted this thread on this CPU;
     // otherwise the same decision, made again.
     let noted = maps::take_upgrade_note(tid);
@@ -78,7 +78,7 @@ pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
         return 0;
     }
     let tag = Tag {
-        pid: load(current, layout!(task.tgid)),
+        pid: field!(current, u32, task.tgid),
         tid,
         family: family as u32,
         joins: 0,

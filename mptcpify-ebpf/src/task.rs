@@ -22,7 +22,7 @@ use mptcpify_common::{
     TaskMatch,
 };
 
-use crate::layout::{has, layout, load, load_ptr, peek};
+use crate::layout::{address, field, field_ptr, has, layout, peek};
 use crate::maps::{CGROUPS, COMMS, COMM_SLOTS, EXPLAIN, NAME_FILTER, NETNS, PIDS};
 
 /// Roles collected over the selectors: the kinds of the include and of the
@@ -64,7 +64,7 @@ fn namespace(config: &Config, task: u64) -> (Option<u64>, u8) {
     let net = current_net(task);
     let roles = match net {
         Some(net) if wanted & kind::NETNS != 0 || !has(present::PERNET) => {
-            lookup(&NETNS, &load::<u64>(net, layout!(netns.net_cookie)))
+            lookup(&NETNS, &field!(net, u64, netns.net_cookie))
         }
         _ => 0,
     };
@@ -109,7 +109,7 @@ pub fn matches(config: &Config, task: u64) -> Matched {
         hits.add(kind::COMM, comm_roles(&COMMS, name_filter::COMMS, task));
     }
     if wanted & kind::PID != 0 {
-        let tgid: u32 = load(task, layout!(task.tgid));
+        let tgid = field!(task, u32, task.tgid);
         // SAFETY: the value is plain data, copied out at once.
         if let Some(rule) = unsafe { PIDS.get(&tgid) }.copied() {
             if process_start_ticks(task) == Some(rule.start_ticks) {
@@ -149,8 +149,10 @@ pub fn matches(config: &Config, task: u64) -> Matched {
 /// (`__set_task_comm` uses `strscpy_pad`, fs/exec.c), as two words.
 #[inline(always)]
 pub fn comm(task: u64) -> [u8; COMM_LEN] {
-    let offset = layout!(task.comm);
-    let words: [u64; 2] = [load(task, offset), load(task, offset + 8)];
+    let words: [u64; 2] = [
+        field!(task, u64, task.comm),
+        field!(task, u64, task.comm + 8),
+    ];
     // SAFETY: two words are 16 bytes.
     unsafe { core::mem::transmute(words) }
 }
@@ -241,21 +243,21 @@ pub fn sock_filtered(config: &Config, task: u64) -> bool {
 fn first_sock_create_program(task: u64) -> Option<u64> {
     // No sock_create program in any cgroup: the kernel runs none for this
     // socket (its static key, see SockFilterLayout), so none applies.
-    let key = layout!(filter.enabled_key);
+    let key = address!(filter.enabled_key);
     if key != 0 && peek::<u32>(key) == 0 {
         return Some(0);
     }
-    let css_set = load_ptr(task, layout!(filter.task_cgroups))?;
-    let cgroup = load_ptr(css_set, layout!(filter.css_set_dfl_cgrp))?;
-    let programs = load_ptr(cgroup, layout!(filter.cgroup_sock_create))?;
-    Some(load(programs, layout!(filter.array_first_prog)))
+    let css_set = field_ptr!(task, filter.task_cgroups)?;
+    let cgroup = field_ptr!(css_set, filter.css_set_dfl_cgrp)?;
+    let programs = field_ptr!(cgroup, filter.cgroup_sock_create)?;
+    Some(field!(programs, u64, filter.array_first_prog))
 }
 
 /// The process name (`task->group_leader->comm`) when the calling thread
 /// is not the leader; the leader's name is the thread's own.
 #[inline(always)]
 fn process_name(task: u64) -> Option<CommKey> {
-    let leader = load_ptr(task, layout!(task.group_leader))?;
+    let leader = field_ptr!(task, task.group_leader)?;
     if leader == task {
         return None;
     }
@@ -265,8 +267,8 @@ fn process_name(task: u64) -> Option<CommKey> {
 /// When the calling process started, in the clock ticks of /proc/PID/stat.
 #[inline(always)]
 fn process_start_ticks(task: u64) -> Option<u64> {
-    let leader = load_ptr(task, layout!(task.group_leader))?;
-    let ns: u64 = load(leader, layout!(task.start_boottime));
+    let leader = field_ptr!(task, task.group_leader)?;
+    let ns = field!(leader, u64, task.start_boottime);
     Some(ns / NS_PER_TICK)
 }
 
@@ -274,8 +276,8 @@ fn process_start_ticks(task: u64) -> Option<u64> {
 /// number to the verifier: read through it with [`read`]).
 #[inline(always)]
 pub fn cred_security(task: u64) -> Option<u64> {
-    let cred = load_ptr(task, layout!(task.cred))?;
-    let security: u64 = load(cred, layout!(task.cred_security));
+    let cred = field_ptr!(task, task.cred)?;
+    let security = field!(cred, u64, task.cred_security);
     (security != 0).then_some(security)
 }
 
@@ -325,15 +327,15 @@ fn cgroup_hits(config: &Config, task: u64, hits: &mut Hits) {
 /// `task->cgroups->dfl_cgrp`, a BTF pointer.
 #[inline(always)]
 fn task_cgroup(task: u64) -> Option<u64> {
-    let css_set = load_ptr(task, layout!(filter.task_cgroups))?;
-    load_ptr(css_set, layout!(filter.css_set_dfl_cgrp))
+    let css_set = field_ptr!(task, filter.task_cgroups)?;
+    field_ptr!(css_set, filter.css_set_dfl_cgrp)
 }
 
 /// `cgroup_id(cgroup_ancestor(cgroup, level))`, 0 when `cgroup` is not
 /// that deep (include/linux/cgroup.h); no cgroup has id 0.
 #[inline(always)]
 fn ancestor_id(cgroup: u64, level: u32) -> u64 {
-    let depth: i32 = load(cgroup, layout!(cgroup.level));
+    let depth = field!(cgroup, u32, cgroup.level) as i32;
     if depth < 0 || level > depth as u32 {
         return 0;
     }
@@ -351,8 +353,8 @@ fn ancestor_id(cgroup: u64, level: u32) -> u64 {
 /// `task->nsproxy->net_ns`.
 #[inline(always)]
 fn current_net(task: u64) -> Option<u64> {
-    let nsproxy = load_ptr(task, layout!(netns.task_nsproxy))?;
-    load_ptr(nsproxy, layout!(netns.nsproxy_net_ns))
+    let nsproxy = field_ptr!(task, netns.task_nsproxy)?;
+    field_ptr!(nsproxy, netns.nsproxy_net_ns)
 }
 
 /// Net generic ids are small (one per per-namespace subsystem); the bound
@@ -364,7 +366,7 @@ const MAX_PERNET_ID: u32 = 4096;
 /// net/mptcp/ctrl.c): one load at its address.
 #[inline(always)]
 fn pernet_id() -> Option<u32> {
-    let id: u32 = peek(layout!(netns.pernet_id_addr));
+    let id: u32 = peek(address!(netns.pernet_id_addr));
     (id < MAX_PERNET_ID).then_some(id)
 }
 
@@ -376,7 +378,7 @@ fn mptcp_enabled_in(net: u64) -> bool {
     let Some(id) = pernet_id() else {
         return false;
     };
-    let Some(generic) = load_ptr(net, layout!(netns.net_gen)) else {
+    let Some(generic) = field_ptr!(net, netns.net_gen) else {
         return false;
     };
     let slot = layout!(netns.net_generic_ptr) + 8 * id;

@@ -19,6 +19,7 @@ use mptcpify_common::maps::{
 use crate::comm_slots::{self, CommSlots};
 use crate::errors::Failure;
 use crate::event_source::EventSource;
+use crate::field_offsets;
 use crate::kernel_layout::{self, Guard};
 use crate::policy::{Entries, Policy};
 use crate::policy_maps::{self, Contents, Step};
@@ -26,7 +27,7 @@ use crate::preflight::{kernel_release, lockdown_mode, Kernel, HOOK};
 use crate::selfcheck::{self, Landlock};
 
 /// The object built by `cargo xtask build` (see build.rs).
-static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
+pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
 /// The upgrader's function name in the object.
 const PROGRAM: &str = "mptcpify";
 /// The start-up self-check program (see `selfcheck`).
@@ -197,14 +198,15 @@ pub fn attach(
     let rdonly_cast = kernel.ids.func(maps::RDONLY_CAST).map_err(load_failed)?;
     let hook = kernel.ids.func(HOOK).map_err(load_failed)?;
     let (cpus, slots) = stage_size().map_err(load_failed)?;
+    let object = field_offsets::patch(OBJECT, &layout).map_err(load_failed)?;
     let mut ebpf = EbpfLoader::with_btf(None)
         .override_global(maps::KERNEL_LAYOUT, &layout, true)
         .override_global(maps::STAGE_SLOTS, &slots, true)
         .override_global(maps::STAGE_ORDERED, &STAGE_ORDERED, true)
         .map_max_entries(maps::STAGED, cpus * slots)
-        .map_max_entries(maps::STAGE_POS, cpus * maps::STAGE_POS_STRIDE)
+        .map_max_entries(maps::STAGE_POS, cpus)
         .kfunc(maps::RDONLY_CAST_PLACEHOLDER, rdonly_cast)
-        .load(OBJECT)
+        .load(object.bytes())
         .map_err(|e| load_failed(format!("parsing the embedded BPF object: {e}")))?;
     let mut flags = match mode {
         Mode::Upgrade { events: true, .. } => flag::EVENTS,

@@ -11,7 +11,8 @@
 //! - [`instances`]: other mptcpify instances attached on this machine;
 //!   [`cgroup_bpf`]: other tools' cgroup BPF programs.
 //! - [`kernel_layout`]: what the programs read in kernel memory, and where
-//!   (BTF offsets); [`kallsyms`]: the address of `mptcp_pernet_id`.
+//!   (BTF offsets); [`field_offsets`]: those offsets written into the
+//!   programs' loads; [`kallsyms`]: the address of `mptcp_pernet_id`.
 //! - [`loader`]: load, fill the policy maps, attach; counters.
 //! - [`events`]: the per-socket log (text or JSON: upgrades, kept sockets,
 //!   refused options, `--explain` verdicts, closed sockets' outcomes);
@@ -44,6 +45,7 @@ mod docs;
 mod errors;
 mod event_source;
 mod events;
+mod field_offsets;
 mod identity;
 mod instances;
 mod kallsyms;

@@ -9,11 +9,13 @@
 //! load, and the load is one instruction (a `BPF_PROBE_MEM` load, which
 //! reads 0 instead of faulting), not a `bpf_probe_read_kernel` call. With
 //! [`field!`] that constant is the instruction's own offset, written by
-//! the loader. What the programs compute with (the address of a kernel
-//! variable, an offset into an array, the presence bits) they read from
-//! [`KERNEL_LAYOUT`]: the verifier reads a frozen read-only global as
-//! constants (kernel/bpf/verifier.c, `bpf_map_direct_read`), and drops
-//! the code behind a `false` [`has`].
+//! the loader. A `u32` the programs compute with (a type id, an offset
+//! into an array, the presence bits) is a move of an immediate the loader
+//! writes ([`layout!`]), so the verifier drops the code behind a `false`
+//! [`has`]. Only the kernel addresses, too wide for an immediate, are read
+//! from [`KERNEL_LAYOUT`] ([`address!`]): the verifier reads a frozen
+//! read-only global as constants (kernel/bpf/verifier.c,
+//! `bpf_map_direct_read`).
 
 use aya_ebpf::helpers::generated::bpf_get_current_task_btf;
 use mptcpify_common::maps::{KernelLayout, RDONLY_CAST_PLACEHOLDER};

@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: runs the benchmark program in the 6.12 lab, prints
+//! `cargo xtask bench`: runs the benchmark program in the lab (6.12 unless
+//! `--kernel` says otherwise), prints
 //! its tables and writes them, with the machine and the command, to
 //! BENCHMARKS.md.
 
@@ -11,11 +12,11 @@ use crate::cmd::{output, say};
 use crate::lab::{self, initramfs::GUEST_BIN};
 use crate::root;
 
-/// Runs `lab-bench ARGS` in the 6.12 lab (multi-threaded TCG, for per-vCPU
-/// time stamps); the guest's console.
-fn bench_in_lab(artifacts: &build::Artifacts, args: &str) -> Result<Vec<String>> {
+/// Runs `lab-bench ARGS` in the lab on `kernel` (multi-threaded TCG, for
+/// per-vCPU time stamps); the guest's console.
+fn bench_in_lab(kernel: &str, artifacts: &build::Artifacts, args: &str) -> Result<Vec<String>> {
     let (status, console) = lab::capture_timed(
-        "6.12",
+        kernel,
         artifacts,
         &format!("{GUEST_BIN}/lab-bench {args}\n"),
         lab::Image::Busybox,
@@ -27,9 +28,9 @@ fn bench_in_lab(artifacts: &build::Artifacts, args: &str) -> Result<Vec<String>>
     Ok(console)
 }
 
-pub fn run() -> Result<()> {
+pub fn run(kernel: &str) -> Result<()> {
     let artifacts = build::all()?;
-    let console = bench_in_lab(&artifacts, "")?;
+    let console = bench_in_lab(kernel, &artifacts, "")?;
     let begin = console
         .iter()
         .position(|l| l == "BENCH-BEGIN")
@@ -59,9 +60,10 @@ pub fn run() -> Result<()> {
         "# Benchmarks\n\n\
          Produced by `cargo xtask bench` on {date}. Reproduce with that command on a machine of this kind.\n\n\
          **Machine:** {cpu}, {cores} cores, host kernel {host}. The hook runs only in the VM lab: QEMU \
-         ({accel}) with 2 vCPUs and 1 GiB, booting Debian's `linux-image-6.12.88+deb12-cloud-amd64`. Emulation \
+         ({accel}) with 2 vCPUs and 1 GiB, booting Debian's kernel {release}. Emulation \
          inflates absolute times many times over and adds run-to-run noise; compare the ratios, measured side \
          by side in one run.\n\n{report}",
+        release = lab::kernel::get(kernel)?.release,
         date = output(Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC"))?.trim(),
         cpu = cpu_model(),
         cores = output(&mut Command::new("nproc"))?.trim(),
@@ -80,10 +82,10 @@ pub fn run() -> Result<()> {
 
 /// `cargo xtask bench --socket-only ROUNDS [--only WORDS]`: the socket()
 /// table alone (or its modes named by WORDS), printed.
-pub fn socket_only(rounds: usize, only: Option<&str>) -> Result<()> {
+pub fn socket_only(kernel: &str, rounds: usize, only: Option<&str>) -> Result<()> {
     let only = only.map(|words| format!(" '{}'", words.replace('\'', "")));
     let args = format!("socket {rounds}{}", only.unwrap_or_default());
-    let console = bench_in_lab(&build::all()?, &args)?;
+    let console = bench_in_lab(kernel, &build::all()?, &args)?;
     for line in console.iter().filter(|l| l.starts_with('|')) {
         println!("{line}");
     }

@@ -76,6 +76,10 @@ enum Command {
             allow_hyphen_values = true
         )]
         only: Option<String>,
+        /// The lab kernel to measure on (BENCHMARKS.md is measured on 6.12,
+        /// the oldest kernel with the hook, whose JIT and helpers cost most).
+        #[arg(long = "kernel", value_name = "VERSION", default_value = "6.12")]
+        kernel: String,
     },
     /// Write the release bundle: target/dist/mptcpify-VERSION-x86_64-linux.tar.gz
     /// (static binary, systemd units, man pages, completions, README, SHA256SUMS).
@@ -107,9 +111,13 @@ fn main() {
         }
         Command::Test { kernels } => test::run(&kernels),
         Command::Demo => demo::run(),
-        Command::Bench { socket_only, only } => match socket_only {
-            Some(rounds) => bench::socket_only(rounds, only.as_deref()),
-            None => bench::run(),
+        Command::Bench {
+            socket_only,
+            only,
+            kernel,
+        } => match socket_only {
+            Some(rounds) => bench::socket_only(&kernel, rounds, only.as_deref()),
+            None => bench::run(&kernel),
         },
         Command::Dist => dist::run_dist().map(drop),
         Command::Manifests => manifests::validate(),

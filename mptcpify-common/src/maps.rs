@@ -330,6 +330,14 @@ pub struct Config {
     /// the loader finds it by observing sandboxed and plain tasks (see
     /// [`CheckSlot`]), after the programs are loaded.
     pub landlock_domain: u32,
+    /// Where MPTCP's per-namespace data hangs off `net->gen`: the byte
+    /// offset of `ptr[mptcp_pernet_id]` in `struct net_generic`. The kernel
+    /// assigns the id once, at boot (`register_pernet_subsys`,
+    /// net/mptcp/ctrl.c), so the self-check program reads it once
+    /// ([`CheckSlot::mptcp_slot`]) and the loader writes it here before the
+    /// upgrader is attached: the guard then reads no kernel variable per
+    /// call. 0 (unknown) reads as "MPTCP off": sockets stay TCP.
+    pub mptcp_slot: u32,
 }
 
 /// The name of the programs' read-only global of type [`KernelLayout`]
@@ -591,6 +599,9 @@ pub struct CheckSlot {
     /// Whether a `cgroup/sock_create` program applies to the task, as the
     /// upgrader reads it ([`SockFilterLayout`]).
     pub filtered: u32,
+    /// [`Config::mptcp_slot`] as the program found it (0: not found), the
+    /// slot `mptcp_enabled` was read through.
+    pub mptcp_slot: u32,
     /// The first words of `current->cred->security`.
     pub blob: [u64; CHECK_BLOB_WORDS],
 }
@@ -602,6 +613,7 @@ impl Default for CheckSlot {
             seen: 0,
             mptcp_enabled: 0,
             filtered: 0,
+            mptcp_slot: 0,
             blob: [0; CHECK_BLOB_WORDS],
         }
     }

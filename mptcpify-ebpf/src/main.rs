@@ -123,9 +123,9 @@ fn socket_call(ctx: *mut core::ffi::c_void) -> SocketCall {
 
 /// The start-up self-check: for the first TCP `socket()` of the task the
 /// loader names in `CHECK` (by the token name the test child takes), records what the upgrader's own code reads (the
-/// namespace guard, whether a sock_create program applies) and the raw LSM
-/// blob of the task's credentials, where
-/// the loader finds Landlock's slot. Never changes a socket (returns 0), and
+/// namespace guard and where it finds MPTCP's per-namespace data, whether a
+/// sock_create program applies) and the raw LSM blob of the task's
+/// credentials, where the loader finds Landlock's slot. Never changes a socket (returns 0), and
 /// is detached before the upgrader is attached.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "fmod_ret/update_socket_protocol")]
@@ -145,7 +145,8 @@ pub extern "C" fn mptcpify_check(ctx: *mut core::ffi::c_void) -> i32 {
     }
     let config = maps::config();
     slot.seen = 1;
-    slot.mptcp_enabled = task::mptcp_enabled(&config, current) as u32;
+    slot.mptcp_slot = task::mptcp_slot();
+    slot.mptcp_enabled = task::mptcp_enabled(&config, current, slot.mptcp_slot) as u32;
     slot.filtered = task::sock_filtered(&config, current) as u32;
     if let Some(security) = task::cred_security(current) {
         // SAFETY: the helper checks the source address and fails cleanly.

@@ -71,23 +71,25 @@ fn namespace(config: &Config, task: u64) -> (Option<u64>, u8) {
     (net, roles)
 }
 
-/// Whether MPTCP is on in namespace `net`: its own switch, or in the
-/// fallback mode whether mptcpify checked it ([`role::MPTCP_CHECKED`]).
+/// Whether MPTCP is on in namespace `net`: its own switch, read through
+/// `mptcp_slot` ([`Config::mptcp_slot`]), or in the fallback mode whether
+/// mptcpify checked it ([`role::MPTCP_CHECKED`]).
 #[inline(always)]
-fn enabled(net: Option<u64>, roles: u8) -> bool {
+fn enabled(net: Option<u64>, roles: u8, mptcp_slot: u32) -> bool {
     match net {
-        Some(net) if has(present::PERNET) => mptcp_enabled_in(net),
+        Some(net) if has(present::PERNET) => mptcp_enabled_in(net, mptcp_slot),
         Some(_) => roles & role::MPTCP_CHECKED != 0,
         None => false,
     }
 }
 
 /// The namespace guard alone (is MPTCP on in the task's namespace?), as
-/// the self-check program reads it.
+/// the self-check program reads it, through `mptcp_slot` (see
+/// [`mptcp_slot`]).
 #[inline(always)]
-pub fn mptcp_enabled(config: &Config, task: u64) -> bool {
+pub fn mptcp_enabled(config: &Config, task: u64, mptcp_slot: u32) -> bool {
     let (net, netns_roles) = namespace(config, task);
-    enabled(net, netns_roles)
+    enabled(net, netns_roles, mptcp_slot)
 }
 
 /// The policy's view of the calling task, gathered in the order
@@ -101,24 +103,28 @@ pub fn matches(config: &Config, task: u64) -> Matched {
     let by_netns = wanted & kind::NETNS != 0;
     let (mut net, mut netns_roles) = (None, 0);
     let mut hits = Hits::default();
-    if by_netns {
-        (net, netns_roles) = namespace(config, task);
-        hits.add(kind::NETNS, netns_roles);
-    }
-    if wanted & kind::COMM != 0 {
-        hits.add(kind::COMM, comm_roles(&COMMS, name_filter::COMMS, task));
-    }
-    if wanted & kind::PID != 0 {
-        let tgid = field!(task, u32, task.tgid);
-        // SAFETY: the value is plain data, copied out at once.
-        if let Some(rule) = unsafe { PIDS.get(&tgid) }.copied() {
-            if process_start_ticks(task) == Some(rule.start_ticks) {
-                hits.add(kind::PID, rule.roles as u8);
+    // One test for a policy without selectors (system-wide): under
+    // emulation every branch taken ends a translated block.
+    if wanted != 0 {
+        if by_netns {
+            (net, netns_roles) = namespace(config, task);
+            hits.add(kind::NETNS, netns_roles);
+        }
+        if wanted & kind::COMM != 0 {
+            hits.add(kind::COMM, comm_roles(&COMMS, name_filter::COMMS, task));
+        }
+        if wanted & kind::PID != 0 {
+            let tgid = field!(task, u32, task.tgid);
+            // SAFETY: the value is plain data, copied out at once.
+            if let Some(rule) = unsafe { PIDS.get(&tgid) }.copied() {
+                if process_start_ticks(task) == Some(rule.start_ticks) {
+                    hits.add(kind::PID, rule.roles as u8);
+                }
             }
         }
-    }
-    if wanted & kind::CGROUP != 0 {
-        cgroup_hits(config, task, &mut hits);
+        if wanted & kind::CGROUP != 0 {
+            cgroup_hits(config, task, &mut hits);
+        }
     }
     let selected_by = hits.included_kinds & config.include_kinds;
     let mut facts = TaskMatch {
@@ -137,7 +143,7 @@ pub fn matches(config: &Config, task: u64) -> Matched {
     if !by_netns {
         (net, netns_roles) = namespace(config, task);
     }
-    facts.mptcp_enabled = enabled(net, netns_roles);
+    facts.mptcp_enabled = enabled(net, netns_roles, config.mptcp_slot);
     facts.sandboxed = facts.mptcp_enabled
         && config.flags & flag::KEEP_SANDBOXED != 0
         && landlock_domain(config, task) != Some(0);
@@ -357,32 +363,44 @@ fn current_net(task: u64) -> Option<u64> {
     field_ptr!(nsproxy, netns.nsproxy_net_ns)
 }
 
-/// Net generic ids are small (one per per-namespace subsystem); the bound
-/// lets the verifier accept the slot's address arithmetic.
+/// Net generic ids are small (one per per-namespace subsystem): a larger
+/// one is a wrong address, read as no id.
 const MAX_PERNET_ID: u32 = 4096;
 
-/// `mptcp_pernet_id`, which the kernel assigns once, when MPTCP registers
-/// its per-namespace data at boot (`register_pernet_subsys`,
-/// net/mptcp/ctrl.c): one load at its address.
+/// The byte offset of `ptr[mptcp_pernet_id]` in `struct net_generic` (0:
+/// no valid id), from `mptcp_pernet_id`, which the kernel assigns once,
+/// when MPTCP registers its per-namespace data at boot
+/// (`register_pernet_subsys`, net/mptcp/ctrl.c): one load at its address.
+/// Read by the self-check program only; the loader hands what it found to
+/// the other programs ([`Config::mptcp_slot`]).
 #[inline(always)]
-fn pernet_id() -> Option<u32> {
+pub fn mptcp_slot() -> u32 {
     let id: u32 = peek(address!(netns.pernet_id_addr));
-    (id < MAX_PERNET_ID).then_some(id)
+    if id < MAX_PERNET_ID {
+        layout!(netns.net_generic_ptr) + 8 * id
+    } else {
+        0
+    }
 }
 
+/// Covers every [`mptcp_slot`] (ids below [`MAX_PERNET_ID`]): the mask
+/// bounds a slot read from the config, which lets the verifier accept the
+/// address arithmetic.
+const MPTCP_SLOT_MASK: u32 = 0xffff;
+
 /// `net->gen->ptr[mptcp_pernet_id]->mptcp_enabled`, the value of the
-/// namespace's `net.mptcp.enabled`. Any failed read means "off": the socket
-/// then stays TCP, which is always safe.
+/// namespace's `net.mptcp.enabled`, with `mptcp_slot` the offset of
+/// `ptr[mptcp_pernet_id]` ([`mptcp_slot`]). Any failed read, or no slot,
+/// means "off": the socket then stays TCP, which is always safe.
 #[inline(always)]
-fn mptcp_enabled_in(net: u64) -> bool {
-    let Some(id) = pernet_id() else {
+fn mptcp_enabled_in(net: u64, mptcp_slot: u32) -> bool {
+    if mptcp_slot == 0 {
         return false;
-    };
+    }
     let Some(generic) = field_ptr!(net, netns.net_gen) else {
         return false;
     };
-    let slot = layout!(netns.net_generic_ptr) + 8 * id;
-    let Some(pernet) = read::<u64>(generic, slot) else {
+    let Some(pernet) = read::<u64>(generic, mptcp_slot & MPTCP_SLOT_MASK) else {
         return false;
     };
     read::<u8>(pernet, layout!(netns.pernet_mptcp_enabled)).is_some_and(|on| on != 0)

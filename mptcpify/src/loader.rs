@@ -250,11 +250,14 @@ pub fn attach(
     if let Some(partial) = &findings.partial {
         eprintln!("mptcpify: warning: {partial}");
     }
+    // Before the upgrader and the tag program exist: neither ever reads a
+    // config without the slot.
+    config.mptcp_slot = findings.mptcp_slot;
     if let Landlock::KeepSandboxed { domain_offset } = findings.landlock {
         config.flags |= flag::KEEP_SANDBOXED;
         config.landlock_domain = domain_offset;
-        write_config(&mut ebpf, config)?;
     }
+    write_config(&mut ebpf, config)?;
 
     let following = !policy.cgroups.0.is_empty()
         || matches!(

@@ -53,6 +53,10 @@ pub enum Landlock {
 
 pub struct Findings {
     pub landlock: Landlock,
+    /// Where the guard finds MPTCP's per-namespace data
+    /// ([`mptcpify_common::maps::Config::mptcp_slot`]); 0 in the fallback
+    /// mode, which does not read it.
+    pub mptcp_slot: u32,
     /// Set when the guard could only be checked in mptcpify's own namespace.
     pub partial: Option<String>,
 }
@@ -113,7 +117,16 @@ pub fn run(
             Landlock::KeepSandboxed { domain_offset }
         }
     };
-    Ok(Findings { landlock, partial })
+    let mptcp_slot = if fallback {
+        0
+    } else {
+        guard_slot(&[&on, &other])?
+    };
+    Ok(Findings {
+        landlock,
+        mptcp_slot,
+        partial,
+    })
 }
 
 /// What one child reported and what the program saw of it.
@@ -175,6 +188,24 @@ fn observe(check: &mut Array<&mut MapData, CheckSlot>, mode: &str) -> Result<Obs
         });
     }
     Ok(Observation { ready, slot })
+}
+
+/// The slot through which the guard read the namespaces, which the
+/// upgrader will read through: the same in every observation, and found
+/// (without one the guard reads every namespace as off, so this only
+/// fails where a namespace with MPTCP on could not be observed).
+fn guard_slot(seen: &[&Observation]) -> Result<u32, Failure> {
+    let slots: Vec<u32> = seen.iter().map(|o| o.slot.mptcp_slot).collect();
+    match slots[..] {
+        [first, ..] if first != 0 && slots.iter().all(|s| *s == first) => Ok(first),
+        _ => Err(Failure::SelfCheckFailed {
+            what: "the namespace guard did not find MPTCP's per-namespace data".into(),
+            detail: format!(
+                "the offsets of net->gen->ptr[mptcp_pernet_id] it read: {slots:?} (0: the id \
+                 read at the address of mptcp_pernet_id is not a valid id)"
+            ),
+        }),
+    }
 }
 
 fn expect_guard(seen: &Observation, expected: u32, what: &str) -> Result<(), Failure> {
@@ -482,6 +513,25 @@ mod tests {
             (12, 0xff44_cd6a_0133_09c0),
         ]);
         assert_eq!(domain_slot(&[&plain], &[&sandboxed, &sandboxed]), Some(0));
+    }
+
+    #[test]
+    fn the_guard_slot_is_the_one_every_child_was_read_through() {
+        let seen = |mptcp_slot| Observation {
+            ready: String::new(),
+            slot: CheckSlot {
+                mptcp_slot,
+                ..CheckSlot::default()
+            },
+        };
+        let (a, b) = (seen(0x58), seen(0x58));
+        assert_eq!(guard_slot(&[&a, &b]).ok(), Some(0x58));
+        // Not found (no valid id at mptcp_pernet_id's address), or not the
+        // same twice: refused, never guessed.
+        let none = seen(0);
+        assert!(guard_slot(&[&none, &none]).is_err());
+        let other = seen(0x60);
+        assert!(guard_slot(&[&a, &other]).is_err());
     }
 
     #[test]

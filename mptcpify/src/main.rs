@@ -395,8 +395,9 @@ pub fn say_run_stats(stats: Option<&loader::RunStats>) {
     }
 }
 
-/// The line for [`loader::Attached::skipped_calls`].
-const SKIPPED_LABEL: &str = "socket() calls the kernel ran without mptcpify (its program was \
+/// The line for [`loader::Attached::skipped_calls`] (the kernel counts
+/// them as the program's recursion misses).
+const MISSED_CALLS_LABEL: &str = "socket() calls the kernel ran without mptcpify (its program was \
                              still running on that CPU in a preempted task): they kept their \
                              protocol";
 
@@ -435,8 +436,8 @@ pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure>
     for (counter, value) in verdicts.into_iter().chain(others) {
         eprintln!("mptcpify: {:>8} {}", value, counter.label());
     }
-    if let Some(skipped) = skipped {
-        eprintln!("mptcpify: {skipped:>8} {SKIPPED_LABEL}");
+    if let Some(missed) = skipped {
+        eprintln!("mptcpify: {missed:>8} {MISSED_CALLS_LABEL}");
     }
     eprintln!("mptcpify: {}", summary::outcomes_line(&counts));
     say_run_stats(stats.as_ref());

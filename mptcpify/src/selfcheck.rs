@@ -191,9 +191,10 @@ fn observe(check: &mut Array<&mut MapData, CheckSlot>, mode: &str) -> Result<Obs
 }
 
 /// The slot through which the guard read the namespaces, which the
-/// upgrader will read through: the same in every observation, and found
-/// (without one the guard reads every namespace as off, so this only
-/// fails where a namespace with MPTCP on could not be observed).
+/// upgrader will read through: it must be found, and the same in every
+/// observation. (A missing slot makes the guard read every namespace as
+/// off, which `expect_guard` already refuses wherever a namespace with
+/// MPTCP on was observed; this also refuses it where none could be.)
 fn guard_slot(seen: &[&Observation]) -> Result<u32, Failure> {
     let slots: Vec<u32> = seen.iter().map(|o| o.slot.mptcp_slot).collect();
     match slots[..] {

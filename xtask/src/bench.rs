@@ -12,6 +12,24 @@ use crate::cmd::{output, say};
 use crate::lab::{self, initramfs::GUEST_BIN};
 use crate::root;
 
+/// Refuses, before anything is built, a lab kernel without the hook.
+fn check_kernel(kernel: &str) -> Result<()> {
+    let known = lab::kernel::known(kernel)?;
+    if !known.has_hook {
+        bail!(
+            "lab kernel {kernel} has no update_socket_protocol, so there is nothing to measure \
+             there; pick one of: {}",
+            lab::kernel::KNOWN
+                .iter()
+                .filter(|k| k.has_hook)
+                .map(|k| k.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Runs `lab-bench ARGS` in the lab on `kernel` (multi-threaded TCG, for
 /// per-vCPU time stamps); the guest's console.
 fn bench_in_lab(kernel: &str, artifacts: &build::Artifacts, args: &str) -> Result<Vec<String>> {
@@ -29,6 +47,7 @@ fn bench_in_lab(kernel: &str, artifacts: &build::Artifacts, args: &str) -> Resul
 }
 
 pub fn run(kernel: &str) -> Result<()> {
+    check_kernel(kernel)?;
     let artifacts = build::all()?;
     let console = bench_in_lab(kernel, &artifacts, "")?;
     let begin = console
@@ -83,6 +102,7 @@ pub fn run(kernel: &str) -> Result<()> {
 /// `cargo xtask bench --socket-only ROUNDS [--only WORDS]`: the socket()
 /// table alone (or its modes named by WORDS), printed.
 pub fn socket_only(kernel: &str, rounds: usize, only: Option<&str>) -> Result<()> {
+    check_kernel(kernel)?;
     let only = only.map(|words| format!(" '{}'", words.replace('\'', "")));
     let args = format!("socket {rounds}{}", only.unwrap_or_default());
     let console = bench_in_lab(kernel, &build::all()?, &args)?;

@@ -76,8 +76,8 @@ enum Command {
             allow_hyphen_values = true
         )]
         only: Option<String>,
-        /// The lab kernel to measure on (BENCHMARKS.md is measured on 6.12,
-        /// the oldest kernel with the hook, whose JIT and helpers cost most).
+        /// The lab kernel to measure on, one with the hook (BENCHMARKS.md is
+        /// measured on 6.12, the oldest Debian kernel that has it).
         #[arg(long = "kernel", value_name = "VERSION", default_value = "6.12")]
         kernel: String,
     },

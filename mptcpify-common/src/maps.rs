@@ -239,6 +239,45 @@ pub struct CloseLayout {
     pub subflow_conn: u32,
 }
 
+/// Where the fallback mode's `cgroup/sysctl` program
+/// (mptcpify-ebpf/src/sysctl.rs) finds, for a write of
+/// `net.mptcp.enabled`, the namespace written to and the byte written.
+/// Its context is a `struct bpf_sysctl_kern` (kernel/bpf/cgroup.c,
+/// `__cgroup_bpf_run_filter_sysctl`), whose `head` and `table` are the
+/// sysctl's; a per-namespace sysctl's header belongs to the set
+/// `net->sysctls` (net/sysctl_net.c, `register_net_sysctl_sz`), and MPTCP's
+/// table points `data` at the namespace's `mptcp_pernet.mptcp_enabled`
+/// (net/mptcp/ctrl.c, `mptcp_pernet_new_table`). Byte offsets from BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SysctlLayout {
+    /// `bpf_sysctl_kern.head` and `.table`.
+    pub kern_head: u32,
+    pub kern_table: u32,
+    /// `ctl_table_header.set`.
+    pub header_set: u32,
+    /// `net.sysctls`: a namespace's sysctl set.
+    pub net_sysctls: u32,
+    /// `ctl_table.data`.
+    pub table_data: u32,
+    pub _pad: u32,
+}
+
+/// The full name `bpf_sysctl_get_name` gives MPTCP's switch.
+pub const MPTCP_ENABLED_SYSCTL: &[u8; 17] = b"net/mptcp/enabled";
+
+/// `HashMap<u64, u64>`: for each network namespace (by cookie) in which
+/// `net.mptcp.enabled` was written since the fallback mode's sysctl
+/// program was attached, the kernel address of its value, which the
+/// upgrader then reads at every `socket()` instead of what mptcpify read
+/// at start ([`role::MPTCP_CHECKED`]). Written by the sysctl program only.
+pub const MPTCP_SWITCHES: &str = "MPTCP_SWITCHES";
+pub const MAX_MPTCP_SWITCHES: u32 = 4096;
+/// `Array<u32>`, one entry: non-zero once a write could not be recorded
+/// in a full [`MPTCP_SWITCHES`]; from then on a namespace without an
+/// entry keeps TCP (what mptcpify read at start may be stale).
+pub const MPTCP_SWITCHES_FULL: &str = "MPTCP_SWITCHES_FULL";
+
 /// `Array<CheckSlot>` with one entry, used only by the start-up self-check
 /// program (see [`CheckSlot`]).
 pub const CHECK: &str = "CHECK";
@@ -363,6 +402,7 @@ pub struct KernelLayout {
     pub task: TaskLayout,
     pub cgroup: CgroupLayout,
     pub close: CloseLayout,
+    pub sysctl: SysctlLayout,
     /// [`present`] bits.
     pub present: u32,
     /// The BTF id of `struct rb_node` (whose first member is an `unsigned
@@ -382,7 +422,8 @@ pub const RDONLY_CAST_PLACEHOLDER: i32 = 0x7f00_0001;
 pub const RDONLY_CAST: &str = "bpf_rdonly_cast";
 
 // No padding the compiler adds (aya::Pod), checked where it counts.
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 32 + 24 + 7 * 4 + 24 + 7 * 4 + 8);
+const _: () =
+    assert!(core::mem::size_of::<KernelLayout>() == 32 + 24 + 7 * 4 + 24 + 7 * 4 + 6 * 4 + 8);
 
 /// The kernel's layout written into the programs' instructions.
 ///

@@ -18,6 +18,8 @@
 //!   `_established`, `_subflow_closed`: its life, while a monitor listens.
 //! - [`audit`]: `mptcpify_audit_setsockopt`, reporting the TCP socket
 //!   options selected processes use (`mptcpify audit`).
+//! - [`sysctl`]: `mptcpify_sysctl`, which in the fallback mode tells the
+//!   upgrader where a namespace's MPTCP switch is when it is written.
 #![no_std]
 #![no_main]
 // Inline assembly for the kfunc call the loader rewrites (layout::peek).
@@ -36,6 +38,7 @@ mod layout;
 mod maps;
 mod options;
 mod outcomes;
+mod sysctl;
 mod task;
 
 use aya_ebpf::programs::FExitContext;

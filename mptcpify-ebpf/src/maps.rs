@@ -14,7 +14,8 @@ use mptcpify_common::{
     maps::{
         flag, name_filter, AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, CommSlot, Config,
         Counter, NameFilter, PidRule, Staged, Tag, COMM_SLOTS_LEN, MAX_AUDIT_SEEN,
-        MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS, MAX_TAGGED, STAGE_HEAD,
+        MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_MPTCP_SWITCHES, MAX_NETNS, MAX_PIDS,
+        MAX_TAGGED, STAGE_HEAD,
         STAGE_POS_STRIDE, STAGE_TAIL,
     },
 };
@@ -48,6 +49,19 @@ pub static PIDS: HashMap<u32, PidRule> = HashMap::with_max_entries(MAX_PIDS, 0);
 
 #[map(name = "NETNS")]
 pub static NETNS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_NETNS, 0);
+
+/// `BPF_F_NO_PREALLOC` (include/uapi/linux/bpf.h): entries are allocated
+/// when written; most of the map is never used.
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// See [`mptcpify_common::maps::MPTCP_SWITCHES`].
+#[map(name = "MPTCP_SWITCHES")]
+pub static MPTCP_SWITCHES: HashMap<u64, u64> =
+    HashMap::with_max_entries(MAX_MPTCP_SWITCHES, BPF_F_NO_PREALLOC);
+
+/// See [`mptcpify_common::maps::MPTCP_SWITCHES_FULL`].
+#[map(name = "MPTCP_SWITCHES_FULL")]
+pub static MPTCP_SWITCHES_FULL: Array<u32> = Array::with_max_entries(1, 0);
 
 #[map(name = "CGROUPS")]
 pub static CGROUPS: Array<CgroupRule> = Array::with_max_entries(MAX_CGROUP_RULES, 0);

@@ -23,7 +23,10 @@ use mptcpify_common::{
 };
 
 use crate::layout::{address, field, field_ptr, has, layout, peek};
-use crate::maps::{CGROUPS, COMMS, COMM_SLOTS, EXPLAIN, NAME_FILTER, NETNS, PIDS};
+use crate::maps::{
+    CGROUPS, COMMS, COMM_SLOTS, EXPLAIN, MPTCP_SWITCHES, MPTCP_SWITCHES_FULL, NAME_FILTER, NETNS,
+    PIDS,
+};
 
 /// Roles collected over the selectors: the kinds of the include and of the
 /// exclude selectors that name the task.
@@ -72,13 +75,25 @@ fn namespace(config: &Config, task: u64) -> (Option<u64>, u8) {
 }
 
 /// Whether MPTCP is on in namespace `net`: its own switch, read through
-/// `mptcp_slot` ([`Config::mptcp_slot`]), or in the fallback mode whether
-/// mptcpify checked it ([`role::MPTCP_CHECKED`]).
+/// `mptcp_slot` ([`Config::mptcp_slot`]); in the fallback mode, the switch
+/// where a write of it showed it to be ([`MPTCP_SWITCHES`]), else whether
+/// mptcpify checked it at start ([`role::MPTCP_CHECKED`]), unless a write
+/// went unrecorded ([`MPTCP_SWITCHES_FULL`]).
 #[inline(always)]
 fn enabled(net: Option<u64>, roles: u8, mptcp_slot: u32) -> bool {
     match net {
         Some(net) if has(present::PERNET) => mptcp_enabled_in(net, mptcp_slot),
-        Some(_) => roles & role::MPTCP_CHECKED != 0,
+        Some(net) => {
+            let cookie = field!(net, u64, netns.net_cookie);
+            // SAFETY: the value is plain data, copied out at once.
+            match unsafe { MPTCP_SWITCHES.get(&cookie) }.copied() {
+                Some(switch) => read::<u8>(switch, 0).is_some_and(|on| on != 0),
+                None => {
+                    roles & role::MPTCP_CHECKED != 0
+                        && MPTCP_SWITCHES_FULL.get(0).is_some_and(|&full| full == 0)
+                }
+            }
+        }
         None => false,
     }
 }

@@ -152,7 +152,10 @@ EXIT STATUS:
     14 the --config file does not parse or its policy does not resolve (at
        start; on SIGHUP the policy in force stays and the error is said)
     15 `mptcpify monitor`: no instance attached, or none reachable from here
-    16 --pin or `mptcpify detach`: the pin could not be made, found or removed"
+    16 --pin or `mptcpify detach`: the pin could not be made, found or removed
+    17 the kernel hides MPTCP's per-namespace switch (kallsyms) and a change of
+       net.mptcp.enabled could not be followed either: refused rather than
+       risk a failing socket()"
 );
 
 const RUN_ABOUT: &str = "\
@@ -226,7 +229,7 @@ pub struct Cli {
         long,
         value_name = "NAME",
         num_args = 0..=1,
-        default_missing_value = "default",
+        default_missing_value = DEFAULT_PIN,
         require_equals = false
     )]
     pub pin: Option<String>,
@@ -290,14 +293,19 @@ const DETACH_ABOUT: &str = "\
 Detach an upgrade that `mptcpify --pin NAME` left attached: removes its pins in
 /sys/fs/bpf/mptcpify/NAME, and with the last of them the kernel detaches the
 programs, so new sockets are TCP again (an mptcpify still running with that pin
-detaches when it exits). `mptcpify status` lists the pinned upgrades. Root only.
+detaches when it exits). A bare `mptcpify detach` ends `default`, the pin of a
+bare `--pin`. `mptcpify status` lists the pinned upgrades. Root only.
 
 Exit status: 0, 16 (no such pin, or it could not be removed).";
 
+/// The pin's name of a bare `--pin`, and what a bare `detach` ends.
+pub const DEFAULT_PIN: &str = "default";
+
 #[derive(Debug, Args)]
 pub struct DetachArgs {
-    /// The pin's NAME (`--pin NAME`; `default` for a bare `--pin`).
-    #[arg(value_name = "NAME", required_unless_present = "all")]
+    /// The pin's NAME (`--pin NAME`); without it, `default`, which a bare
+    /// `--pin` pins as.
+    #[arg(value_name = "NAME")]
     pub name: Option<String>,
 
     /// Every pinned upgrade.

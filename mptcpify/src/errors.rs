@@ -22,6 +22,7 @@ pub mod exit {
     pub const BAD_CONFIG: i32 = 14;
     pub const NO_INSTANCE: i32 = 15;
     pub const PIN: i32 = 16;
+    pub const FALLBACK_UNSAFE: i32 = 17;
 }
 
 #[derive(Debug)]
@@ -97,6 +98,18 @@ pub enum Failure {
         what: String,
         fix: String,
     },
+    /// The fallback mode (no `mptcp_pernet_id`) cannot see writes of
+    /// `net.mptcp.enabled` here, so a write of 0 would make selected
+    /// `socket()` calls fail: refused rather than risked.
+    FallbackUnsafe {
+        fallback: String,
+        why: String,
+    },
+    /// SIGINT or SIGTERM came while mptcpify was attaching: it stopped
+    /// there and detached what it had attached. Not an error (exit 0).
+    Interrupted {
+        signal: libc::c_int,
+    },
     Other(anyhow::Error),
 }
 
@@ -117,6 +130,8 @@ impl Failure {
             Failure::BadConfig { .. } => exit::BAD_CONFIG,
             Failure::NoInstance { .. } => exit::NO_INSTANCE,
             Failure::Pin { .. } => exit::PIN,
+            Failure::FallbackUnsafe { .. } => exit::FALLBACK_UNSAFE,
+            Failure::Interrupted { .. } => exit::OK,
             Failure::Other(_) => exit::OTHER,
         }
     }
@@ -229,6 +244,23 @@ impl fmt::Display for Failure {
                  sandbox, and nothing was attached. Please report this with the kernel version \
                  (uname -r); meanwhile use `mptcpize run CMD` for dynamically linked programs.",
                 crate::preflight::kernel_release()
+            ),
+            Failure::FallbackUnsafe { fallback, why } => write!(
+                f,
+                "cannot follow net.mptcp.enabled in other network namespaces ({fallback}), \
+                 nor see it changed ({why})\n\n\
+                 Upgrading there could make socket() fail once MPTCP is switched off, so \
+                 nothing was attached. Let mptcpify read the kernel's own switch: run it with \
+                 CAP_SYSLOG and kernel.kptr_restrict at 0 or 1 (sysctl -w \
+                 kernel.kptr_restrict=1), on a kernel built with CONFIG_KALLSYMS_ALL; or run \
+                 it where the host's cgroup2 root is mounted and no other tool holds the \
+                 root's cgroup/sysctl programs exclusively."
+            ),
+            Failure::Interrupted { signal } => write!(
+                f,
+                "{} while attaching: stopped, and detached what was attached; new sockets \
+                 are TCP",
+                crate::held_signals::name(*signal)
             ),
             Failure::Other(err) => write!(f, "{err:#}"),
         }

@@ -55,6 +55,23 @@ pub struct Layout {
     /// Where the outcome programs read an MPTCP socket; `Err` says why they
     /// cannot run here (upgrading does not depend on them).
     pub close: Result<CloseLayout, String>,
+    /// Where the fallback mode's sysctl program finds a write of
+    /// `net.mptcp.enabled`; `Err` says why it cannot run here.
+    pub sysctl: Result<SysctlLayout, String>,
+}
+
+use mptcpify_common::maps::SysctlLayout;
+
+/// See `maps::SysctlLayout`.
+fn sysctl_layout(btf: &Btf) -> Result<SysctlLayout> {
+    Ok(SysctlLayout {
+        kern_head: btf.offset("bpf_sysctl_kern", "head")?,
+        kern_table: btf.offset("bpf_sysctl_kern", "table")?,
+        header_set: btf.offset("ctl_table_header", "set")?,
+        net_sysctls: btf.offset("net", "sysctls")?,
+        table_data: btf.offset("ctl_table", "data")?,
+        _pad: 0,
+    })
 }
 
 use mptcpify_common::maps::CloseLayout;
@@ -145,6 +162,7 @@ impl Layout {
             sock_filter: sock_filter(btf)?,
             sock_create_key: sock_create_key(btf).ok(),
             close: close_layout(btf).map_err(|e| format!("{e:#}")),
+            sysctl: sysctl_layout(btf).map_err(|e| format!("{e:#}")),
         })
     }
 
@@ -471,6 +489,9 @@ pub struct Guard {
     /// `mptcp_pernet_id` in kallsyms): only mptcpify's own namespace,
     /// checked here, is upgraded.
     pub fallback: Option<String>,
+    /// Why the fallback mode cannot follow writes of `net.mptcp.enabled`
+    /// on this kernel, when it cannot (see [`Layout::sysctl`]).
+    pub sysctl: Result<(), String>,
 }
 
 use crate::kallsyms::{self, hidden_because, Symbol};
@@ -552,6 +573,7 @@ fn guard_from(
         cgroup: layout.cgroup,
         filter: layout.sock_filter.unwrap_or_default(),
         close: layout.close.clone().unwrap_or_default(),
+        sysctl: layout.sysctl.clone().unwrap_or_default(),
         present: 0,
         rb_node_type: 0,
     };
@@ -586,6 +608,7 @@ fn guard_from(
         kernel,
         close: layout.close.clone().map(drop),
         fallback,
+        sysctl: layout.sysctl.clone().map(drop),
     }
 }
 
@@ -658,6 +681,11 @@ mod tests {
             "ptr shares a union at the start: {layout:?}"
         );
         assert!(layout.pernet_mptcp_enabled.is_some(), "{layout:?}");
+        // The fallback mode's sysctl program: `head` and `table` open
+        // `struct bpf_sysctl_kern`, and a namespace's sysctl set is inside it.
+        let sysctl = layout.sysctl.as_ref().expect("the sysctl layout");
+        assert_eq!((sysctl.kern_head, sysctl.kern_table), (0, 8), "{layout:?}");
+        assert!(sysctl.net_sysctls > 0, "{layout:?}");
         let filter = layout
             .sock_filter
             .expect("this host's kernel has cgroup BPF");

@@ -7,8 +7,8 @@ use std::time::Duration;
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        links::{FdLink, PinnedLink},
-        BtfTracePoint, FEntry, FExit, FModRet, ProgramError,
+        links::{CgroupAttachMode, FdLink, PinnedLink},
+        BtfTracePoint, CgroupSysctl, FEntry, FExit, FModRet, ProgramError,
     },
     Ebpf, EbpfLoader,
 };
@@ -146,6 +146,10 @@ const LIVE_PROGRAMS: [(&str, &str); 2] = [
     ("mptcpify_subflow_closed", "mptcp_close_ssk"),
 ];
 
+/// The fallback mode's program on sysctl writes (see
+/// [`follow_mptcp_switches`]).
+const SYSCTL_PROGRAM: &str = "mptcpify_sysctl";
+
 /// The program of `mptcpify audit` and the kernel function it follows.
 const AUDIT_PROGRAM: (&str, &str) = ("mptcpify_audit_setsockopt", "tcp_setsockopt");
 
@@ -219,6 +223,17 @@ pub fn attach(
     if kernel.support.ipv6 {
         flags |= flag::MPTCP_IPV6;
     }
+    let mut links = Links::new();
+    // Before mptcpify reads any namespace's net.mptcp.enabled (in
+    // write_policy): a write after that read is then always seen.
+    if let Some(fallback) = &guard.fallback {
+        follow_mptcp_switches(&mut ebpf, guard, &mut links).map_err(|why| {
+            Failure::FallbackUnsafe {
+                fallback: fallback.clone(),
+                why,
+            }
+        })?;
+    }
     let (mut config, contents) = write_policy(&mut ebpf, policy, guard, flags)?;
     let mut comm_slots = match ebpf.take_map(maps::COMM_SLOTS) {
         Some(aya::maps::Map::Array(data)) => {
@@ -233,6 +248,7 @@ pub fn attach(
     };
     comm_slots.settle(&comm_slots::table(contents.comm_entries()));
 
+    go_on()?;
     // The self-check runs before the upgrader exists, with the same config.
     let findings = {
         let check = program(&mut ebpf, CHECK_PROGRAM)?;
@@ -247,6 +263,7 @@ pub fn attach(
             .map_err(|e| load_failed(format!("detaching the self-check: {e}")))?;
         findings?
     };
+    go_on()?;
     if let Some(partial) = &findings.partial {
         eprintln!("mptcpify: warning: {partial}");
     }
@@ -267,34 +284,31 @@ pub fn attach(
                 ..
             }
         );
-    let mut links = Links::new();
     if following {
         follow_cgroups(&mut ebpf, policy, kernel, &mut links)?;
     }
 
-    let upgrader = program(&mut ebpf, PROGRAM)?;
-    upgrader.load_by_id(hook).map_err(classify_load_error)?;
-    let id = upgrader
-        .attach()
-        .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
-    let link = upgrader
-        .take_link(id)
-        .map_err(|e| load_failed(format!("taking the link to {HOOK}: {e}")))?;
-    links.push((PROGRAM.to_string(), FdLink::from(link)));
+    // The observers first, the upgrader last: every socket it upgrades is
+    // then tagged, reported and counted when it closes (none is made
+    // before they watch).
+    go_on()?;
     if matches!(mode, Mode::Audit { .. }) {
         let (name, function) = AUDIT_PROGRAM;
         attach_traced!(ebpf, FEntry, name, function, &kernel.ids, links).map_err(load_failed)?;
     }
+    go_on()?;
     // An audit upgrades nothing, so there are no refusals to watch (and its
     // own probes of MPTCP's options would be reported).
     let options_unwatched = match mode {
         Mode::Upgrade { .. } => watch_options(&mut ebpf, kernel, &mut links).err(),
         Mode::Audit { .. } => None,
     };
+    go_on()?;
     let outcomes_unwatched = match mode {
         Mode::Upgrade { .. } => match watch_outcomes(&mut ebpf, kernel, guard, &mut links) {
             Ok(()) => {
-                // From now on the upgrader notes each upgrade for the tag.
+                // The upgrader notes each upgrade for the tag from its
+                // first run on.
                 config.flags |= flag::OUTCOMES;
                 write_config(&mut ebpf, config)?;
                 None
@@ -303,6 +317,7 @@ pub fn attach(
         },
         Mode::Audit { .. } => None,
     };
+    go_on()?;
     let live_unwatched = match (mode, &outcomes_unwatched) {
         (Mode::Audit { .. }, _) => None,
         (_, Some(why)) => Some(why.clone()),
@@ -313,6 +328,17 @@ pub fn attach(
             })
             .err(),
     };
+    go_on()?;
+    let upgrader = program(&mut ebpf, PROGRAM)?;
+    upgrader.load_by_id(hook).map_err(classify_load_error)?;
+    go_on()?;
+    let id = upgrader
+        .attach()
+        .map_err(|e| load_failed(format!("attaching to {HOOK}: {e}")))?;
+    let link = upgrader
+        .take_link(id)
+        .map_err(|e| load_failed(format!("taking the link to {HOOK}: {e}")))?;
+    links.push((PROGRAM.to_string(), FdLink::from(link)));
     Ok(Attached {
         ebpf,
         landlock: findings.landlock,
@@ -327,6 +353,15 @@ pub fn attach(
         links,
         pinned: None,
     })
+}
+
+/// `Err` when a SIGINT or SIGTERM came (held back while attaching, see
+/// `held_signals`): the caller drops what it attached.
+fn go_on() -> Result<(), Failure> {
+    match crate::held_signals::interrupted() {
+        Some(signal) => Err(Failure::Interrupted { signal }),
+        None => Ok(()),
+    }
 }
 
 /// Whether this kernel loads BPF trampoline programs (fmod_ret): loads the
@@ -380,6 +415,59 @@ fn watch_outcomes(
         &kernel.ids,
         links
     )
+}
+
+/// The fallback mode's program that tells the upgrader where a
+/// namespace's MPTCP switch is whenever `net.mptcp.enabled` is written
+/// (mptcpify-ebpf/src/sysctl.rs). The kernel runs a `cgroup/sysctl`
+/// program for writes by tasks in its cgroup and below, so it is attached
+/// at the hierarchy's root, alongside any other tool's (multi-attach: it
+/// never replaces one, and never refuses a write). `Err` says why it
+/// cannot follow every write here.
+fn follow_mptcp_switches(ebpf: &mut Ebpf, guard: &Guard, links: &mut Links) -> Result<(), String> {
+    guard.sysctl.clone()?;
+    let root = crate::cgroup::mount_point().map_err(|e| e.to_string())?;
+    let dir = std::fs::File::open(&root).map_err(|e| format!("opening {}: {e}", root.display()))?;
+    // The hierarchy's root cgroup has id 1 (kernfs numbers it first); a
+    // cgroup namespace's own mount is rooted lower and sees only its part.
+    let id = std::os::unix::fs::MetadataExt::ino(
+        &dir.metadata()
+            .map_err(|e| format!("reading {}: {e}", root.display()))?,
+    );
+    if id != 1 {
+        return Err(format!(
+            "the cgroup2 mount at {} is not the hierarchy's root (cgroup id {id}, a cgroup \
+             namespace's view): writes from outside it would go unseen",
+            root.display()
+        ));
+    }
+    let program: &mut CgroupSysctl = ebpf
+        .program_mut(SYSCTL_PROGRAM)
+        .ok_or_else(|| format!("no program {SYSCTL_PROGRAM} in the BPF object"))?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())?;
+    program
+        .load()
+        .map_err(|e| format!("loading the cgroup/sysctl program: {e}"))?;
+    // A link (BPF_LINK_CREATE, which aya uses from 5.7 on) takes no flags
+    // and always attaches alongside the others (kernel/bpf/cgroup.c,
+    // `cgroup_bpf_link_attach`): aya's "single" mode is the flags 0 it needs.
+    let id = program
+        .attach(&dir, CgroupAttachMode::Single)
+        .map_err(|e| {
+            format!(
+                "attaching a cgroup/sysctl program at {}: {:#} (another tool's program there \
+                 may not allow others)",
+                root.display(),
+                anyhow::Error::from(e)
+            )
+        })?;
+    let link = program
+        .take_link(id)
+        .map_err(|e| format!("taking the cgroup/sysctl link: {e}"))?;
+    let link = FdLink::try_from(link).map_err(|e| format!("the cgroup/sysctl link: {e}"))?;
+    links.push((SYSCTL_PROGRAM.to_string(), link));
+    Ok(())
 }
 
 /// Attaches the programs that report refused socket options. Upgrading
@@ -689,6 +777,20 @@ impl Attached {
             .iter()
             .map(|&c| Ok((c, counters.get(&(c as u32), 0)?.iter().sum())))
             .collect()
+    }
+
+    /// The upgraded sockets that exist now, as the kernel keeps them: the
+    /// tag program adds each to `TAGGED` when `socket()` creates it, the
+    /// close program removes it in `mptcp_close`, which every MPTCP socket
+    /// passes when it is released (net/mptcp/protocol.c). `None` where
+    /// the outcome programs do not run.
+    pub fn open_sockets(&self) -> Option<u64> {
+        if self.outcomes_unwatched.is_some() {
+            return None;
+        }
+        let tagged: HashMap<_, u64, maps::Tag> =
+            HashMap::try_from(self.ebpf.map(maps::TAGGED)?).ok()?;
+        Some(tagged.keys().filter(Result::is_ok).count() as u64)
     }
 
     /// The upgrader's BPF program id.

@@ -13,7 +13,8 @@
 //! - [`kernel_layout`]: what the programs read in kernel memory, and where
 //!   (BTF offsets); [`field_offsets`]: those offsets written into the
 //!   programs' loads; [`kallsyms`]: the address of `mptcp_pernet_id`.
-//! - [`loader`]: load, fill the policy maps, attach; counters.
+//! - [`loader`]: load, fill the policy maps, attach; counters;
+//!   [`held_signals`]: SIGINT/SIGTERM held back while it attaches.
 //! - [`events`]: the per-socket log (text or JSON: upgrades, kept sockets,
 //!   refused options, `--explain` verdicts, closed sockets' outcomes);
 //!   [`summary`]: the JSON lines at attach, reload and detach, and the
@@ -46,6 +47,7 @@ mod errors;
 mod event_source;
 mod events;
 mod field_offsets;
+mod held_signals;
 mod identity;
 mod instances;
 mod kallsyms;
@@ -114,7 +116,10 @@ fn main() {
         }
     });
     let code = result.unwrap_or_else(|failure| {
-        eprintln!("mptcpify: error: {failure}");
+        match failure {
+            Failure::Interrupted { .. } => eprintln!("mptcpify: {failure}"),
+            _ => eprintln!("mptcpify: error: {failure}"),
+        }
         failure.exit_code()
     });
     std::process::exit(code);
@@ -309,6 +314,9 @@ pub fn attach(
     mode: loader::Mode,
     replacing: &[u32],
 ) -> Result<loader::Attached, Failure> {
+    // Until attached (this function's end), a SIGINT or SIGTERM stops the
+    // loader between two steps, not the verifier mid-program.
+    let _held = held_signals::hold_while_attaching();
     for warning in &policy.warnings {
         eprintln!("mptcpify: warning: {warning}");
     }
@@ -405,6 +413,7 @@ const MISSED_CALLS_LABEL: &str = "socket() calls the kernel ran without mptcpify
 /// JSON object on stdout).
 pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure> {
     let counts = attached.counts()?;
+    let open = attached.open_sockets();
     let stats = attached.run_stats();
     let skipped = attached.skipped_calls();
     // Still pinned unless `mptcpify detach` or another `--pin` took the pin.
@@ -439,7 +448,7 @@ pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure>
     if let Some(missed) = skipped {
         eprintln!("mptcpify: {missed:>8} {MISSED_CALLS_LABEL}");
     }
-    eprintln!("mptcpify: {}", summary::outcomes_line(&counts));
+    eprintln!("mptcpify: {}", summary::outcomes_line(&counts, open));
     say_run_stats(stats.as_ref());
     if json {
         println!("{}", summary::detached_json(tcp, &counts, skipped));

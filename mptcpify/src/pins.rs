@@ -147,10 +147,15 @@ pub fn detach(args: &DetachArgs) -> Result<i32, Failure> {
         what,
         fix: "Run it as root.".into(),
     })?;
-    let chosen: Vec<&Pinned> = match &args.name {
+    let name = match (&args.name, args.all) {
+        (Some(name), _) => Some(name.as_str()),
+        (None, false) => Some(crate::cli::DEFAULT_PIN),
+        (None, true) => None,
+    };
+    let chosen: Vec<&Pinned> = match name {
         Some(name) => {
             check_name(name)?;
-            let chosen: Vec<&Pinned> = pins.iter().filter(|p| &p.name == name).collect();
+            let chosen: Vec<&Pinned> = pins.iter().filter(|p| p.name == name).collect();
             if chosen.is_empty() {
                 let names: Vec<&str> = pins.iter().map(|p| p.name.as_str()).collect();
                 return Err(Failure::Pin {

@@ -29,7 +29,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     // that one arriving while attaching is seen for sure (sigpending), not
     // raced against the runtime's delivery. Threads started later inherit
     // the mask; CMD gets an empty one (std's spawn resets it).
-    let blocked = SignalMask::block(&FORWARDED);
+    let blocked = crate::held_signals::hold(&FORWARDED);
     // Every forwarded signal arrives on one channel, as its number.
     let (signals_tx, mut signals) = tokio::sync::mpsc::unbounded_channel();
     for number in FORWARDED {
@@ -57,7 +57,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         cgroup::resolve(&cgroup.path.to_string_lossy())?,
         role::INCLUDE,
     );
-    let mut attached = crate::attach(
+    let attached = crate::attach(
         &policy,
         &args.safety,
         crate::loader::Mode::Upgrade {
@@ -66,7 +66,17 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
             stamped: false,
         },
         &[],
-    )?;
+    );
+    // The loader stopped at a signal (it detached what it had attached).
+    if let Err(Failure::Interrupted { signal }) = attached {
+        drop(cgroup);
+        eprintln!(
+            "mptcpify: signal {signal} while attaching; not running {:?}",
+            args.command[0]
+        );
+        return Ok(128 + signal);
+    }
+    let mut attached = attached?;
     if args.verbose {
         eprintln!("mptcpify: CMD runs as {identity}");
         eprintln!(
@@ -87,7 +97,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
 
     // A signal that came while attaching (Ctrl-C during a slow start) means
     // "don't": CMD never starts, and mptcpify exits as if CMD had been killed.
-    if let Some(number) = blocked.pending(&FORWARDED) {
+    if let Some(number) = crate::held_signals::pending(&FORWARDED) {
         drop(attached);
         drop(cgroup);
         eprintln!(
@@ -134,47 +144,6 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
-}
-
-/// Signals blocked in this thread until dropped (then unblocked: pending
-/// ones are delivered to the handlers).
-struct SignalMask {
-    set: libc::sigset_t,
-}
-
-impl SignalMask {
-    fn block(signals: &[libc::c_int]) -> SignalMask {
-        // SAFETY: sigset operations on a local set; pthread_sigmask with it.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for &signal in signals {
-                libc::sigaddset(&mut set, signal);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            SignalMask { set }
-        }
-    }
-
-    /// The first of `signals` that arrived and waits, blocked.
-    fn pending(&self, signals: &[libc::c_int]) -> Option<libc::c_int> {
-        // SAFETY: sigpending fills a local set.
-        unsafe {
-            let mut pending: libc::sigset_t = std::mem::zeroed();
-            libc::sigpending(&mut pending);
-            signals
-                .iter()
-                .copied()
-                .find(|&signal| libc::sigismember(&pending, signal) == 1)
-        }
-    }
-}
-
-impl Drop for SignalMask {
-    fn drop(&mut self) {
-        // SAFETY: unblocks the set this value blocked.
-        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.set, std::ptr::null_mut()) };
-    }
 }
 
 /// Starts CMD; the child moves itself into the cgroup, then takes on

@@ -81,9 +81,12 @@ pub fn run(
         );
         observe(check, "here")?
     } else {
-        // In the fallback mode only namespaces checked by mptcpify (its own)
-        // count as enabled, so a fresh one reads as off.
-        expect_guard(&on, u32::from(!fallback), "a fresh namespace with MPTCP on")?;
+        // The child writes net.mptcp.enabled in its fresh namespace. In the
+        // fallback mode the guard knows such a namespace only through that
+        // write, which the sysctl program followed (loader.rs,
+        // `follow_mptcp_switches`): reading 1 here and 0 below proves the
+        // program found the switch written.
+        expect_guard(&on, 1, "a fresh namespace with MPTCP on")?;
         let off = observe(check, "netns-off")?;
         expect_guard(&off, 0, "a fresh namespace with MPTCP off")?;
         if fallback {

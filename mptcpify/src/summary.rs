@@ -20,9 +20,16 @@ mod tests {
             (Counter::ClosedListener, 1),
         ];
         assert_eq!(
-            outcomes_line(&counts),
+            outcomes_line(&counts, None),
             "12 upgraded: 9 MPTCP (14 extra subflows), 2 fell back to TCP, 1 listener, 0 never \
              connected, 0 still open"
+        );
+        // Observed, not derived: sockets upgraded but never tagged (none
+        // since the observers attach first) are not taken for open ones.
+        assert_eq!(
+            outcomes_line(&counts, Some(3)),
+            "12 upgraded: 9 MPTCP (14 extra subflows), 2 fell back to TCP, 1 listener, 0 never \
+             connected, 3 still open"
         );
     }
 }
@@ -78,8 +85,10 @@ pub fn reloaded_json(policy: &Policy) -> String {
 
 /// What the upgraded sockets that were closed did, in one line: "12
 /// upgraded: 9 MPTCP (14 extra subflows), 2 fell back to TCP, 1 listener,
-/// 0 never connected, 0 still open".
-pub fn outcomes_line(counts: &[(Counter, u64)]) -> String {
+/// 0 never connected, 0 still open". `open`: the upgraded sockets the
+/// kernel still has (`Attached::open_sockets`); without it, the upgraded
+/// ones not counted closed.
+pub fn outcomes_line(counts: &[(Counter, u64)], open: Option<u64>) -> String {
     let get = |wanted: Counter| {
         counts
             .iter()
@@ -94,7 +103,7 @@ pub fn outcomes_line(counts: &[(Counter, u64)]) -> String {
     ]
     .map(get);
     let upgraded = get(Counter::Upgraded);
-    let open = upgraded.saturating_sub(closed.iter().sum());
+    let open = open.unwrap_or_else(|| upgraded.saturating_sub(closed.iter().sum()));
     format!(
         "{upgraded} upgraded: {} MPTCP ({} extra subflows), {} fell back to TCP, {} listener, \
          {} never connected, {open} still open",

@@ -142,6 +142,14 @@ impl Running {
         }
     }
 
+    /// The lines printed so far, without waiting: kept in `output` too.
+    pub fn drain(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.output.push(line);
+        }
+        &self.output
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: plain kill(2) on our own child.
         assert_eq!(

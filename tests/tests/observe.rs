@@ -460,3 +460,71 @@ fn explain_says_what_decided_each_socket() {
         "{explained:?}"
     );
 }
+
+/// The numbers of mptcpify's outcome line ("N upgraded: a MPTCP (s extra
+/// subflows), b fell back to TCP, c listener, d never connected, e still
+/// open"), in that order.
+fn outcome_numbers(output: &[String]) -> Vec<u64> {
+    let line = output
+        .iter()
+        .find(|l| l.contains(" upgraded: ") && l.ends_with("still open"))
+        .unwrap_or_else(|| panic!("no outcome line in {output:?}"));
+    line.split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect()
+}
+
+/// MPTCP sockets the kernel lists (`ss -Ma`: listeners and connections).
+fn mptcp_sockets_listed() -> u64 {
+    let out = std::process::Command::new("ss")
+        .args(["-MaH"])
+        .output()
+        .expect("running ss");
+    assert!(out.status.success(), "ss -MaH: {out:?}");
+    String::from_utf8_lossy(&out.stdout).lines().count() as u64
+}
+
+/// Sockets upgraded from the first instant mptcpify's program runs (a loop
+/// of probes started before it, each making one socket and exiting) all
+/// have an outcome at detach: upgraded = the outcomes + still open, and
+/// "still open" is what the kernel still has (here one listener, which
+/// `ss -M` lists), not a difference of counters.
+#[test]
+fn every_upgrade_from_the_first_instant_has_its_outcome_at_detach() {
+    let dir = std::env::temp_dir().join(format!("early-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stop = dir.join("stop");
+    let script = format!(
+        "while [ ! -e '{}' ]; do '{}' >/dev/null; done",
+        stop.display(),
+        probe::path("socket-probe").display()
+    );
+    let mut looping = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .expect("starting the probe loop");
+    let running = Running::attach(&["-q", "--comm", "socket-probe"]);
+    std::thread::sleep(Duration::from_secs(2));
+    // One upgraded socket that outlives mptcpify: a listener.
+    let listener = as_comm("socket-probe", || TcpListener::bind("127.0.0.1:0").unwrap());
+    assert_eq!(sockets::protocol_of(&listener), MPTCP);
+    std::fs::write(&stop, "").unwrap();
+    assert!(looping.wait().unwrap().success());
+    let listed = mptcp_sockets_listed();
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+    let n = outcome_numbers(&output);
+    let (upgraded, mptcp, fell_back, listeners, unconnected, open) =
+        (n[0], n[1], n[3], n[4], n[5], n[6]);
+    assert!(upgraded > 1, "the loop made no upgraded socket: {output:?}");
+    assert_eq!(open, listed, "still open vs what ss -M lists: {output:?}");
+    assert_eq!(
+        upgraded,
+        mptcp + fell_back + listeners + unconnected + open,
+        "every upgraded socket has an outcome or is open: {output:?}"
+    );
+}

@@ -168,3 +168,23 @@ fn detach_of_an_unheld_pin_ends_the_upgrade() {
     );
     assert_eq!(protocol_as_selected(), 6);
 }
+
+/// A bare `--pin` pins as `default`, and a bare `detach` ends `default`:
+/// the two are symmetric. With nothing pinned as `default`, a bare
+/// `detach` says so and names what is pinned.
+#[test]
+fn bare_detach_ends_the_bare_pin() {
+    let (status, out) = run(&["detach"]);
+    assert_eq!(status.code(), Some(16), "{out}");
+    assert!(out.contains("no upgrade is pinned as \"default\""), "{out}");
+    let first = Running::attach(&["-q", "--comm", SELECTED, "--pin"]);
+    exits_saying(first, libc::SIGINT, "the upgrade stays attached");
+    assert_eq!(protocol_as_selected(), 262);
+    let (status, out) = run(&["detach"]);
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("detached default: new sockets are TCP again"),
+        "{out}"
+    );
+    assert_eq!(protocol_as_selected(), 6);
+}

@@ -215,6 +215,134 @@ fn hidden_kallsyms_fall_back_safely_and_say_why() {
     assert_eq!(probe::result(&fresh), "protocol=6");
 }
 
+/// Writes `value` to `net.mptcp.enabled` in the named namespace, or in this
+/// process's own one (`None`), as Red Hat's guide disables MPTCP.
+fn set_mptcp_enabled(netns: Option<&str>, value: &str) {
+    let write = format!("echo {value} > /proc/sys/net/mptcp/enabled");
+    let mut command = match netns {
+        Some(name) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", name, "sh", "-c", &write]);
+            c
+        }
+        None => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &write]);
+            c
+        }
+    };
+    assert!(command.status().unwrap().success(), "{write}");
+}
+
+/// In the fallback mode (kallsyms hidden), MPTCP switched off by its sysctl
+/// after mptcpify started must take effect before the next `socket()`: in
+/// mptcpify's own namespace and in a `--netns` one, a selected process gets
+/// TCP, never a failed `socket()`, and MPTCP again once it is switched back
+/// on. Checked also while a thread creates sockets without pause across
+/// 1 → 0 → 1: not one call may fail.
+#[test]
+fn fallback_mode_follows_mptcp_switched_off_and_on_by_sysctl() {
+    let _hidden = Sysctl::set("kernel.kptr_restrict", "2");
+    let _restore = Sysctl::set("net.mptcp.enabled", "1");
+    let x = TempNetns::new("fbsw");
+    let running = Running::attach(&["-q", "--netns", "self", "--netns", &x.path()]);
+    assert!(
+        running.output.join("\n").contains("kptr_restrict = 2"),
+        "not the fallback mode: {:?}",
+        running.output
+    );
+    for netns in [None, Some(x.0.as_str())] {
+        let probe = || match netns {
+            Some(name) => probe::in_netns(name),
+            None => probe::here(),
+        };
+        assert_eq!(probe(), "protocol=262", "{netns:?} before");
+        set_mptcp_enabled(netns, "0");
+        assert_eq!(probe(), "protocol=6", "{netns:?} with MPTCP off");
+        set_mptcp_enabled(netns, "1");
+        assert_eq!(probe(), "protocol=262", "{netns:?} with MPTCP on again");
+    }
+
+    drop(running);
+    sockets_keep_working_while_mptcp_flips("the fallback mode");
+}
+
+/// With mptcpify attached system-wide, a thread creates sockets without
+/// pause while this one flips `net.mptcp.enabled` 1 → 0 → 1 → 0 → 1 in
+/// their namespace. A `socket()` may only fail when it overlaps a write:
+/// the upgrader read MPTCP on, then the write landed before the kernel
+/// created the MPTCP socket (`mptcp_init_sock` checks the switch again,
+/// net/mptcp/protocol.c), a race the hook's design leaves to every mode.
+/// Every call that starts after a write has returned gets the switch's
+/// new value, and after the last one sockets are MPTCP again.
+fn sockets_keep_working_while_mptcp_flips(mode: &str) {
+    use std::time::{Duration, Instant};
+    let _restore = Sysctl::set("net.mptcp.enabled", "1");
+    let running = Running::attach(&["-q", "--all"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creator = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut seen, mut failed) = (std::collections::BTreeMap::new(), Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                match mptcpify_tests::sockets::create(
+                    mptcpify_tests::sockets::AF_INET,
+                    mptcpify_tests::sockets::SOCK_STREAM,
+                    0,
+                ) {
+                    mptcpify_tests::sockets::Outcome::Protocol(p) => {
+                        *seen.entry(p).or_insert(0u64) += 1
+                    }
+                    mptcpify_tests::sockets::Outcome::Errno(e) => failed.push((started, e)),
+                }
+            }
+            (seen, failed)
+        })
+    };
+    let mut writes = Vec::new();
+    for value in ["0", "1", "0", "1"] {
+        std::thread::sleep(Duration::from_millis(300));
+        let before = Instant::now();
+        std::fs::write("/proc/sys/net/mptcp/enabled", value).unwrap();
+        writes.push((before, Instant::now()));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, failed) = creator.join().unwrap();
+    eprintln!(
+        "{mode}: sockets made while MPTCP flipped: {seen:?}; failed, all during a write: {}",
+        failed.len()
+    );
+    for (started, errno) in &failed {
+        assert!(
+            writes
+                .iter()
+                .any(|(before, after)| started < after
+                    && *started + Duration::from_millis(50) > *before),
+            "{mode}: a socket() that started outside every write failed (errno {errno}); \
+             made: {seen:?}"
+        );
+    }
+    assert!(
+        seen.get(&6).is_some_and(|&n| n > 0),
+        "{mode}: no TCP while off: {seen:?}"
+    );
+    assert_eq!(
+        probe::here(),
+        "protocol=262",
+        "{mode}: MPTCP again after the flips"
+    );
+    drop(running);
+}
+
+/// The same flips in the normal mode, where the upgrader reads the switch
+/// itself from the start.
+#[test]
+fn sockets_keep_working_while_mptcp_flips_in_the_normal_mode() {
+    sockets_keep_working_while_mptcp_flips("the normal mode");
+}
+
 /// `--comm` names a process: a worker thread that renamed itself (tokio's
 /// `tokio-runtime-w`, Java, Go) is matched by its process's name, for
 /// inclusion and exclusion alike.

@@ -174,3 +174,78 @@ fn sigkill_detaches() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// SIGINTs that come while mptcpify is still starting (its upgrader
+/// already works, the "attached" line not yet printed), one and then more
+/// every 100 ms as an impatient operator's Ctrl-C, end it promptly and
+/// cleanly, with everything it had attached detached. (A signal pending
+/// while the kernel verifies a program makes the load fail with EAGAIN,
+/// and aya loads it again, with the verifier's log: slow, and a second
+/// signal made the load fail.)
+#[test]
+fn sigint_during_start_up_detaches_promptly() {
+    let mut running = Running::start(mptcpify_tests::process::command(&["-q", "--all"]));
+    let deadline = Instant::now() + mptcpify_tests::process::ATTACH_TIMEOUT;
+    while new_tcp_protocol() != IPPROTO_MPTCP {
+        assert!(Instant::now() < deadline, "never upgraded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let attached_already = running
+        .drain()
+        .iter()
+        .any(|l| l.contains("mptcpify: attached"));
+    let signalled = Instant::now();
+    // A pidfd: signals reach this very process, even once its pid is freed.
+    // SAFETY: pidfd_open(2) on our child, still unreaped.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, running.pid(), 0) } as i32;
+    assert!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let impatient = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                // SAFETY: pidfd_send_signal(2) with a valid pidfd, no info.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        pidfd,
+                        libc::SIGINT,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // SAFETY: our own descriptor, closed once.
+            unsafe { libc::close(pidfd) };
+        })
+    };
+    let (status, output) = running.wait_timeout(Duration::from_secs(30));
+    let took = signalled.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    impatient.join().unwrap();
+    eprintln!(
+        "SIGINT at the first upgrade (attached line printed: {attached_already}), then every \
+         100 ms: exit after {took:?}"
+    );
+    assert!(status.success(), "{output:?}");
+    // No program load was cut short by a signal (EAGAIN from the verifier).
+    assert!(
+        !output.iter().any(|l| l.contains("os error 11")),
+        "a signal broke a program load: {output:?}"
+    );
+    // Stopped while attaching, or detached right after: either way said.
+    assert!(
+        output.iter().any(|l| l.contains("new sockets are TCP")),
+        "{output:?}"
+    );
+    assert_eq!(new_tcp_protocol(), IPPROTO_TCP, "still upgraded after exit");
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGINT during start-up took {took:?} to end mptcpify: {output:?}"
+    );
+}

@@ -12,7 +12,7 @@ use mptcpify_common::{
 };
 
 use crate::layout::{current_task, field};
-use crate::{maps, task};
+use crate::{events, maps, task};
 
 /// `int tcp_setsockopt(struct sock *sk, int level, int optname,
 /// sockptr_t optval, unsigned int optlen)`: level is slot 1, optname 2.
@@ -41,6 +41,6 @@ pub extern "C" fn mptcpify_audit_setsockopt(ctx: *mut core::ffi::c_void) -> i32 
         return 0;
     }
     let _ = maps::AUDIT_SEEN.insert(&key, &1, 0);
-    maps::report_option(current, outcome::TCP_OPTION, key.level, key.option, 0);
+    events::report_option(current, outcome::TCP_OPTION, key.level, key.option, 0);
     0
 }

@@ -6,7 +6,8 @@
 //! A second program, `mptcpify_check`, runs only while the loader checks
 //! itself at start-up (see [`mptcpify_check`]).
 //!
-//! - [`maps`]: the policy and the outputs (counters, events).
+//! - [`maps`]: the policy and the outputs (counters, events);
+//!   [`events`]: events built and sent.
 //! - [`layout`]: where kernel fields are (a read-only global), and the
 //!   direct loads through BTF pointers that use it.
 //! - [`task`]: what the policy may ask about the calling task.
@@ -25,14 +26,15 @@
 // Inline assembly for the kfunc call the loader rewrites (layout::peek).
 #![feature(asm_experimental_arch)]
 // The atomic intrinsic for the exchange the BPF target's atomic types lack
-// (maps::stage).
+// (events::stage).
 #![feature(core_intrinsics)]
 #![allow(
     internal_features,
-    reason = "core::intrinsics::atomic_xchg, see maps::stage"
+    reason = "core::intrinsics::atomic_xchg, see events::stage"
 )]
 
 mod audit;
+mod events;
 mod follow;
 mod layout;
 mod maps;
@@ -78,7 +80,7 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
         maps::count(counter);
     }
     if task::explained(&config, current) {
-        maps::report(
+        events::report(
             current,
             outcome::VERDICT,
             call.family,
@@ -89,7 +91,7 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     if config.flags & flag::AUDIT != 0 {
         // Observe only: said, counted, never done.
         if verdict == Verdict::Upgrade {
-            maps::report(current, outcome::WOULD_UPGRADE, call.family, 0, stamped);
+            events::report(current, outcome::WOULD_UPGRADE, call.family, 0, stamped);
         }
         return 0;
     }
@@ -99,12 +101,12 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     }
     if config.flags & flag::EVENTS != 0 {
         match verdict {
-            Verdict::Upgrade => maps::report(current, outcome::UPGRADED, call.family, 0, stamped),
+            Verdict::Upgrade => events::report(current, outcome::UPGRADED, call.family, 0, stamped),
             Verdict::Keep(Keep::Sandboxed) => {
-                maps::report(current, outcome::KEPT_SANDBOXED, call.family, 0, stamped)
+                events::report(current, outcome::KEPT_SANDBOXED, call.family, 0, stamped)
             }
             Verdict::Keep(Keep::Filtered) => {
-                maps::report(current, outcome::KEPT_FILTERED, call.family, 0, stamped)
+                events::report(current, outcome::KEPT_FILTERED, call.family, 0, stamped)
             }
             Verdict::Keep(_) => {}
         }

@@ -11,7 +11,7 @@ use mptcpify_common::{
     maps::Counter,
 };
 
-use crate::{layout::current_task, maps};
+use crate::{events, layout::current_task, maps};
 
 /// `int mptcp_setsockopt(struct sock *sk, int level, int optname,
 /// sockptr_t optval, unsigned int optlen)`. sockptr_t is a 16-byte struct
@@ -44,7 +44,7 @@ pub extern "C" fn mptcpify_getsockopt(ctx: *mut core::ffi::c_void) -> i32 {
 #[inline(always)]
 fn note(what: u32, level: i32, option: i32, ret: i64) {
     maps::count(Counter::RefusedOption);
-    maps::report_option(
+    events::report_option(
         current_task(),
         what,
         level as u32,

@@ -33,6 +33,7 @@ use mptcpify_common::{
 };
 
 use crate::layout::{current_task, field, layout};
+use crate::events;
 use crate::maps;
 use crate::task::{self, read};
 
@@ -114,7 +115,7 @@ pub extern "C" fn mptcpify_join(ctx: *mut core::ffi::c_void) -> i32 {
         *tag
     };
     if maps::config().flags & flag::LIVE != 0 {
-        maps::report_tagged(&tag, outcome::SUBFLOW_UP, tag.joins);
+        events::report_tagged(&tag, outcome::SUBFLOW_UP, tag.joins);
     }
     0
 }
@@ -149,7 +150,7 @@ fn live(ctx: *mut core::ffi::c_void, outcome: u32) {
     let sk: u64 = FEntryContext::new(ctx).arg(0);
     // SAFETY: the value is plain data, copied out at once.
     if let Some(tag) = (unsafe { maps::TAGGED.get(&sk) }).copied() {
-        maps::report_tagged(&tag, outcome, tag.joins);
+        events::report_tagged(&tag, outcome, tag.joins);
     }
 }
 
@@ -181,7 +182,7 @@ pub extern "C" fn mptcpify_closed(ctx: *mut core::ffi::c_void) -> i32 {
         maps::count_by(Counter::ExtraSubflows, u64::from(tag.joins));
     }
     if maps::config().flags & flag::EVENTS != 0 {
-        maps::report_tagged(&tag, outcome::CLOSED, kind | tag.joins << 8);
+        events::report_tagged(&tag, outcome::CLOSED, kind | tag.joins << 8);
     }
     0
 }

@@ -15,9 +15,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::AuditArgs;
 use crate::errors::{exit, Failure};
-use crate::events::{Clock, READ_EVERY};
+use crate::events::READ_EVERY;
 use crate::loader::Mode;
 use crate::policy::Policy;
+use crate::render::Clock;
 use crate::sockopt_names;
 
 /// What MPTCP on this kernel answers to an option: `None` accepted (or
@@ -45,7 +46,7 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let policy = Policy::resolve(&args.selectors)?;
-    let mut attached = crate::attach(
+    let mut attached = crate::attach::attach(
         &policy,
         &args.safety,
         Mode::Audit { stamped: args.json },
@@ -101,7 +102,7 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
             break;
         }
     }
-    crate::say_run_stats(attached.run_stats().as_ref());
+    crate::attach::say_run_stats(attached.run_stats().as_ref());
     drop(attached);
     verdicts(&processes, args.json);
     Ok(exit::OK)
@@ -139,9 +140,9 @@ fn mptcp_answer(level: u32, option: u32) -> Answer {
 
 fn say_would_upgrade(event: &Event, time: SystemTime, json: bool) {
     if json {
-        println!("{}", crate::events::json(event, time));
+        println!("{}", crate::render::json(event, time));
     } else {
-        println!("{}", crate::events::line(event));
+        println!("{}", crate::render::line(event));
     }
 }
 

@@ -62,6 +62,9 @@ pub enum Failure {
     /// The start-up self-check found that the program would misread this
     /// kernel (the namespace guard, or where Landlock keeps its domain).
     SelfCheckFailed {
+        /// The kernel's release, read when the check failed (so that
+        /// printing the failure reads nothing).
+        kernel: String,
         what: String,
         detail: String,
     },
@@ -236,14 +239,17 @@ impl fmt::Display for Failure {
                 }
                 write!(f, ": {what}\n\n{fix}")
             }
-            Failure::SelfCheckFailed { what, detail } => write!(
+            Failure::SelfCheckFailed {
+                kernel,
+                what,
+                detail,
+            } => write!(
                 f,
-                "self-check failed on kernel {}: {what}\n  ({detail})\n\n\
+                "self-check failed on kernel {kernel}: {what}\n  ({detail})\n\n\
                  mptcpify checks on the running kernel, before attaching, that its program reads \
                  what it relies on; it did not, so attaching could break socket() or weaken a \
                  sandbox, and nothing was attached. Please report this with the kernel version \
-                 (uname -r); meanwhile use `mptcpize run CMD` for dynamically linked programs.",
-                crate::preflight::kernel_release()
+                 (uname -r); meanwhile use `mptcpize run CMD` for dynamically linked programs."
             ),
             Failure::FallbackUnsafe { fallback, why } => write!(
                 f,

@@ -146,6 +146,52 @@ pub fn lookup_raw(map: &MapInfo, key: u32, len: usize) -> Option<Vec<u8>> {
     (rc == 0).then_some(value)
 }
 
+/// A process that holds an instance's program (status, detach).
+#[derive(serde::Serialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub command: String,
+}
+
+/// Processes with a file descriptor on program `id` (its link or the
+/// program itself): /proc/PID/fdinfo says `prog_id:` for both. By hand:
+/// procfs parses fdinfo's common fields only.
+pub fn holders(id: u32) -> Vec<Holder> {
+    let needle = format!("prog_id:\t{id}\n");
+    let mut holders = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return holders;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fdinfo")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_to_string(fd.path()).is_ok_and(|info| info.contains(&needle)));
+        if holds {
+            let command = std::fs::read(entry.path().join("cmdline"))
+                .map(|raw| {
+                    raw.split(|&b| b == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            holders.push(Holder { pid, command });
+        }
+    }
+    holders
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@
 //! The wire: a hello line (`mptcpify-monitor 1 program=ID pid=PID
 //! event_size=N`), then per event its wall time (u64 nanoseconds since the
 //! epoch, little-endian) and its bytes ([`Event::to_bytes`]), so that the
-//! monitor writes each event with the instance's own code ([`crate::events`]).
+//! monitor writes each event with the instance's own code ([`crate::render`]).
 //!
 //! [`Server`] is the instance's side; [`monitor`], the command's.
 
@@ -280,12 +280,12 @@ pub async fn monitor(args: &MonitorArgs) -> Result<i32, Failure> {
             message = rx.recv() => match message {
                 Some(Message::Event(id, time, event)) => {
                     if args.json {
-                        println!("{}", crate::events::json_of(&event, time, Some(id)));
+                        println!("{}", crate::render::json_of(&event, time, Some(id)));
                     } else {
                         println!(
                             "{} {}",
                             humantime::format_rfc3339_millis(time),
-                            crate::events::line(&event)
+                            crate::render::line(&event)
                         );
                     }
                 }

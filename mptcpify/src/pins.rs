@@ -178,7 +178,7 @@ pub fn detach(args: &DetachArgs) -> Result<i32, Failure> {
         })?;
         let held: Vec<String> = pin
             .upgrader
-            .map(crate::status::holders)
+            .map(crate::instances::holders)
             .unwrap_or_default()
             .iter()
             .map(|h| h.pid.to_string())

@@ -57,7 +57,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         cgroup::resolve(&cgroup.path.to_string_lossy())?,
         role::INCLUDE,
     );
-    let attached = crate::attach(
+    let attached = crate::attach::attach(
         &policy,
         &args.safety,
         crate::loader::Mode::Upgrade {
@@ -135,7 +135,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     };
     events.print_ready();
     if args.verbose {
-        crate::report(attached, false)?;
+        crate::attach::report(attached, false)?;
     } else {
         drop(attached);
     }

@@ -107,6 +107,7 @@ pub fn run(
         None => {
             let domain_offset = domain_slot(&[&on.slot, &other.slot], &[&sandboxed.slot])
                 .ok_or_else(|| Failure::SelfCheckFailed {
+                    kernel: crate::preflight::kernel_release(),
                     what:
                         "cannot find Landlock's domain in the credentials of a sandboxed process, \
                        so sandboxed processes cannot be kept on TCP"
@@ -156,6 +157,7 @@ fn token() -> [u8; COMM_LEN] {
 
 fn observe(check: &mut Array<&mut MapData, CheckSlot>, mode: &str) -> Result<Observation, Failure> {
     let failed = |detail: String| Failure::SelfCheckFailed {
+        kernel: crate::preflight::kernel_release(),
         what: format!("the {mode} test child did not run"),
         detail,
     };
@@ -186,6 +188,7 @@ fn observe(check: &mut Array<&mut MapData, CheckSlot>, mode: &str) -> Result<Obs
         .map_err(|e| failed(format!("reading the CHECK map: {e}")))?;
     if slot.seen != 1 {
         return Err(Failure::SelfCheckFailed {
+            kernel: crate::preflight::kernel_release(),
             what: format!("the self-check program did not see the {mode} child's socket() call"),
             detail: "update_socket_protocol was not called for it".into(),
         });
@@ -203,6 +206,7 @@ fn guard_slot(seen: &[&Observation]) -> Result<u32, Failure> {
     match slots[..] {
         [first, ..] if first != 0 && slots.iter().all(|s| *s == first) => Ok(first),
         _ => Err(Failure::SelfCheckFailed {
+            kernel: crate::preflight::kernel_release(),
             what: "the namespace guard did not find MPTCP's per-namespace data".into(),
             detail: format!(
                 "the offsets of net->gen->ptr[mptcp_pernet_id] it read: {slots:?} (0: the id \
@@ -217,6 +221,7 @@ fn expect_guard(seen: &Observation, expected: u32, what: &str) -> Result<(), Fai
         return Ok(());
     }
     Err(Failure::SelfCheckFailed {
+ kernel: crate::preflight::kernel_release(),
         what: format!(
             "the namespace guard reads net.mptcp.enabled wrongly: in {what} it read {}, expected {expected}",
             seen.slot.mptcp_enabled
@@ -250,6 +255,7 @@ fn expect_filter_reading(seen: &[&Observation]) -> Result<Option<String>, Failur
     match seen.iter().find(|o| o.slot.filtered != expected) {
         None => Ok(None),
         Some(wrong) => Err(Failure::SelfCheckFailed {
+            kernel: crate::preflight::kernel_release(),
             what: format!(
                 "the upgrader reads whether a cgroup/sock_create program applies wrongly: it \
                  read {} for a process in mptcpify's cgroup, which has {programs}",
@@ -277,6 +283,7 @@ fn landlock_verdict(sandboxed: &Observation) -> Result<Option<Landlock>, Failure
         (Some(1), Some(libc::EACCES), Some(libc::EACCES)) => Ok(Some(Landlock::CoversMptcp)),
         (Some(1), Some(libc::EACCES), Some(_)) => Ok(None),
         _ => Err(Failure::SelfCheckFailed {
+            kernel: crate::preflight::kernel_release(),
             what: "a Landlock sandbox that forbids TCP connects did not behave as expected".into(),
             detail: format!("the Landlock test child said {:?}", sandboxed.ready),
         }),

@@ -90,18 +90,12 @@ struct Instance {
     pinned: Option<String>,
     /// Processes holding the program (its attachment), with their command
     /// lines: who attached it, and with which selectors.
-    holders: Vec<Holder>,
+    holders: Vec<crate::instances::Holder>,
     /// By the names of `--json`'s `detached` event.
     counters: BTreeMap<&'static str, u64>,
     /// `socket()` calls the kernel made without the program (see
     /// `loader::Attached::skipped_calls`).
     skipped_calls: u64,
-}
-
-#[derive(Serialize)]
-pub struct Holder {
-    pub pid: u32,
-    pub command: String,
 }
 
 #[derive(Serialize)]
@@ -264,7 +258,7 @@ fn instances() -> Result<Vec<Instance>, String> {
                 .iter()
                 .find(|p| p.upgrader == Some(program.id()))
                 .map(|p| p.name.clone()),
-            holders: holders(program.id()),
+            holders: crate::instances::holders(program.id()),
             counters,
             skipped_calls: program.recursion_misses(),
         });
@@ -290,45 +284,6 @@ fn read_counters(map: &MapInfo) -> BTreeMap<&'static str, u64> {
         }
     }
     counters
-}
-
-/// Processes with a file descriptor on program `id` (its link or the
-/// program itself): /proc/PID/fdinfo says `prog_id:` for both. By hand:
-/// procfs parses fdinfo's common fields only.
-pub fn holders(id: u32) -> Vec<Holder> {
-    let needle = format!("prog_id:\t{id}\n");
-    let mut holders = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return holders;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fdinfo")) else {
-            continue;
-        };
-        let holds = fds
-            .flatten()
-            .any(|fd| std::fs::read_to_string(fd.path()).is_ok_and(|info| info.contains(&needle)));
-        if holds {
-            let command = std::fs::read(entry.path().join("cmdline"))
-                .map(|raw| {
-                    raw.split(|&b| b == 0)
-                        .filter(|a| !a.is_empty())
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            holders.push(Holder { pid, command });
-        }
-    }
-    holders
 }
 
 /// The MPTCP sockets of this network namespace, from `ss -M` (iproute2's

@@ -1,0 +1,191 @@
+//! `mptcpify [SELECTORS]`, the foreground upgrader: attach, report each
+//! event, follow `--netns` paths, reload `--config` on SIGHUP, and detach
+//! with the counters on SIGINT/SIGTERM.
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::attach::{attach, report};
+use crate::errors::Failure;
+use crate::{
+    cli, config, events, instances, loader, monitor, netns_follow, pins, policy, preflight, summary,
+};
+
+/// `mptcpify [SELECTORS]`: upgrade until SIGINT/SIGTERM.
+pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
+    // Installed first, so that a signal at any point after this one, even
+    // before the "attached" line, leads to a clean detach.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
+
+    // With --config, SIGHUP reloads it; without, SIGHUP ends mptcpify as
+    // it ends any terminal program (a clean detach).
+    let mut sighup = match &cli.config {
+        Some(_) => Some(signal(SignalKind::hangup()).map_err(anyhow::Error::from)?),
+        None => None,
+    };
+    let mut policy = match &cli.config {
+        Some(path) => config::load(path)?,
+        None => {
+            let mut policy = policy::Policy::resolve(&cli.selectors)?;
+            policy.explain(&cli.explain)?;
+            policy
+        }
+    };
+    // A pin that cannot be made fails before anything is attached; the
+    // programs pinned under the same name are taken over, not competed with.
+    let pin = match &cli.pin {
+        Some(name) => Some((name.as_str(), pins::dir(name, true)?)),
+        None => None,
+    };
+    let replacing: Vec<u32> = pin
+        .as_ref()
+        .and_then(|(name, _)| pins::upgrader_of(name))
+        .into_iter()
+        .collect();
+    let mut attached = attach(
+        &policy,
+        &cli.safety,
+        loader::Mode::Upgrade {
+            events: !cli.quiet,
+            reloadable: cli.config.is_some(),
+            stamped: cli.json,
+        },
+        &replacing,
+    )?;
+    if let Some((name, dir)) = &pin {
+        attached.pin(dir)?;
+        if !replacing.is_empty() {
+            eprintln!(
+                "mptcpify: took over the upgrade pinned as {name} (program id {}): it is \
+                 detached now that this one is pinned in its place",
+                replacing
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        eprintln!(
+            "mptcpify: pinned in {}: the upgrade stays attached after mptcpify exits \
+             (`mptcpify detach {name}` ends it)",
+            dir.display()
+        );
+    }
+    // Before the "attached" line: a monitor started on it finds the instance.
+    let monitors = monitor::Server::start(&attached, cli.quiet, cli.json);
+    let attached_line = format!(
+        "attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
+        preflight::HOOK,
+        preflight::kernel_release()
+    );
+    eprintln!("mptcpify: {attached_line}");
+    if !policy.explained.0.is_empty() {
+        eprintln!(
+            "mptcpify: explaining every TCP socket() of: {}",
+            policy.explained_names().join(", ")
+        );
+    }
+    if cli.json {
+        println!("{}", summary::attached_json(&policy));
+    }
+    // Under systemd (Type=notify), "started" means attached and self-checked:
+    // a unit ordered after mptcpify@X finds X's sockets upgraded. Not under
+    // systemd, NOTIFY_SOCKET is unset and this does nothing.
+    // NOTIFY_SOCKET stays set: a reload (--config) notifies again.
+    if let Err(e) = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&attached_line),
+        ],
+    ) {
+        eprintln!("mptcpify: warning: could not tell systemd that mptcpify is ready: {e}");
+    }
+    let output = if cli.json {
+        events::Output::Json
+    } else {
+        events::Output::Stdout
+    };
+    // Read even with -q: the program then sends only refused options.
+    let mut events = events::Events::new(attached.take_events()?, output, cli.quiet, monitors)?;
+    let mut netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
+    loop {
+        let hangup = async {
+            match sighup.as_mut() {
+                Some(sighup) => sighup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        // The readers return only on an error; SIGHUP only with --config.
+        let reread = tokio::select! {
+            _ = sigint.recv() => None,
+            _ = sigterm.recv() => None,
+            _ = hangup => cli.config.as_deref(),
+            result = events.print_forever() => { result?; None }
+            result = netns_follower.run_forever(&mut attached) => { result?; None }
+        };
+        let Some(path) = reread else { break };
+        if let Some(reloaded) = reload(path, &cli.safety, &mut attached) {
+            policy = reloaded;
+            netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
+            if cli.json {
+                println!("{}", summary::reloaded_json(&policy));
+            }
+        }
+    }
+    events.print_ready();
+    report(attached, cli.json)
+}
+
+/// SIGHUP with --config: reads the file again and moves the program to its
+/// policy in place. A file that does not load leaves the policy in force;
+/// either way it is said (and systemd is told: `Type=notify-reload`).
+fn reload(
+    path: &std::path::Path,
+    safety: &cli::Safety,
+    attached: &mut loader::Attached,
+) -> Option<policy::Policy> {
+    let mut states = vec![sd_notify::NotifyState::Reloading];
+    states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+    let _ = sd_notify::notify(false, &states);
+    let result = config::load(path).and_then(|policy| {
+        for warning in &policy.warnings {
+            eprintln!("mptcpify: warning: {warning}");
+        }
+        instances::check(
+            &policy,
+            &instances::others_than(attached.program_id()),
+            safety.allow_other_instances,
+        )?;
+        attached.reload(&policy)?;
+        Ok(policy)
+    });
+    let status = match &result {
+        Ok(policy) => {
+            let line = format!(
+                "reloaded {}: upgrading new TCP sockets of {policy}",
+                path.display()
+            );
+            eprintln!("mptcpify: {line}");
+            line
+        }
+        Err(failure) => {
+            eprintln!(
+                "mptcpify: error: reloading {} failed; the policy in force stays: {failure}",
+                path.display()
+            );
+            format!(
+                "reload failed: {}",
+                failure.to_string().lines().next().unwrap_or("")
+            )
+        }
+    };
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ],
+    );
+    result.ok()
+}

@@ -52,12 +52,18 @@ enum Command {
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
     },
-    /// Run every test: host unit tests, host checks, and the VM suites.
+    /// Run every test: host unit tests, host checks, and the VM suites
+    /// (their guests side by side, one per host core).
     Test {
         /// Run the lab suites on this kernel only (repeatable; default: every
         /// lab kernel: 6.12, 6.18, 7.3 and 6.1).
         #[arg(long = "kernel", value_name = "VERSION")]
         kernels: Vec<String>,
+        /// Run only this suite (repeatable): an integration test file of
+        /// tests/tests (upgrade, trust, systemd, ...), `unit` (the host's
+        /// unit tests) or `manifests`. Lab suites run on every --kernel.
+        #[arg(long = "suite", value_name = "NAME")]
+        suites: Vec<String>,
     },
     /// Show `mptcpify --comm iperf3` upgrading a real iperf3 run in the lab.
     Demo,
@@ -109,7 +115,7 @@ fn main() {
                 })
                 .and_then(|(status, _)| exit_with(status))
         }
-        Command::Test { kernels } => test::run(&kernels),
+        Command::Test { kernels, suites } => test::run(&kernels, &suites),
         Command::Demo => demo::run(),
         Command::Bench {
             socket_only,

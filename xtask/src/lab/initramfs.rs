@@ -103,6 +103,14 @@ pub enum Image {
 }
 
 impl Image {
+    /// A short name, for directories and console labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Image::Busybox => "busybox",
+            Image::Systemd => "debian",
+        }
+    }
+
     /// What the kernel runs as PID 1.
     pub fn init(self) -> &'static str {
         match self {
@@ -131,7 +139,11 @@ pub fn build(
     command: &str,
     image: Image,
 ) -> Result<PathBuf> {
-    let dir = root().join("target/lab").join(&kernel.release);
+    // One directory per kernel and image: the lab runs several at once.
+    let dir = root()
+        .join("target/lab")
+        .join(&kernel.release)
+        .join(image.name());
     std::fs::create_dir_all(&dir)?;
     // The bases depend only on the kernel and on this file's lists.
     let mut parts = Vec::new();

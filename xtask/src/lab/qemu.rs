@@ -32,6 +32,19 @@ const EARLY_PANIC_RETRIES: usize = 2;
 /// the firmware for 6 minutes (it would have waited out [`TIMEOUT`]).
 const BOOT_DEADLINE: Duration = Duration::from_secs(180);
 
+thread_local! {
+    /// What this thread's guest console lines are prefixed with, when
+    /// several guests run at once (`cargo xtask test`): their lines
+    /// interleave on the terminal.
+    static CONSOLE_LABEL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Prefixes the console lines of the guests this thread boots with
+/// `[label]`.
+pub fn label_console(label: &str) {
+    CONSOLE_LABEL.with(|l| *l.borrow_mut() = Some(label.to_string()));
+}
+
 /// What a boot under TCG emulation must get right (no difference under KVM).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timing {
@@ -207,7 +220,10 @@ fn run(
                     status = code.trim().parse().ok();
                 }
                 if let Some(console) = console.as_mut() {
-                    println!("{line}");
+                    CONSOLE_LABEL.with(|label| match &*label.borrow() {
+                        Some(label) => println!("[{label}] {line}"),
+                        None => println!("{line}"),
+                    });
                     console.push(line.to_string());
                 }
             }

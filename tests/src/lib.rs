@@ -8,6 +8,7 @@
 //! - [`probe`]: an unmodified C program's socket, in a chosen cgroup or netns.
 //! - [`testbed`]: two network namespaces joined by two paths.
 //! - [`transfer`]: a checksummed socat transfer across them.
+//! - [`xlated`]: a loaded program's translated image, counted.
 
 pub mod cgroup_bpf;
 pub mod host;
@@ -16,3 +17,4 @@ pub mod process;
 pub mod sockets;
 pub mod testbed;
 pub mod transfer;
+pub mod xlated;

@@ -25,8 +25,22 @@ pub fn run_dist() -> Result<PathBuf> {
     bundle(&crate::build::all()?)
 }
 
-/// The bundle of built `artifacts`; returns the tarball.
+/// The bundle of built `artifacts`; returns the tarball. Made once per
+/// xtask run: `cargo xtask test` asks for it from several threads at once
+/// (the host's bundle check, each Debian-image guest), and a second build
+/// would rewrite the tarball while another thread copies it.
 pub fn bundle(artifacts: &Artifacts) -> Result<PathBuf> {
+    static MADE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut made = MADE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(tarball) = &*made {
+        return Ok(tarball.clone());
+    }
+    let tarball = make_bundle(artifacts)?;
+    *made = Some(tarball.clone());
+    Ok(tarball)
+}
+
+fn make_bundle(artifacts: &Artifacts) -> Result<PathBuf> {
     let binary = &artifacts.mptcpify;
     let version = output(
         cargo()

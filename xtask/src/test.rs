@@ -53,11 +53,38 @@ pub fn run(kernels: &[String], suites: &[String]) -> Result<()> {
     }
     let wanted = |suite: &str| suites.is_empty() || suites.iter().any(|s| s == suite);
 
+    let jobs = lab_jobs(&kernels, &known_suites, &wanted)?;
+    // The host's steps run while the guests do: they need no lab, and the
+    // guests are the run's long pole.
+    let (host, lab) = std::thread::scope(|scope| {
+        let lab = scope.spawn(|| run_side_by_side(&artifacts, jobs));
+        let host = host_steps(&artifacts, &wanted);
+        let lab = lab
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the lab's scheduler panicked")));
+        (host, lab)
+    });
+    match (host, lab) {
+        (Ok(()), Ok(())) => {
+            say("all tests passed");
+            Ok(())
+        }
+        (Err(host), Ok(())) => Err(host.context("the host's tests failed")),
+        (Ok(()), Err(lab)) => Err(lab),
+        (Err(host), Err(lab)) => Err(lab.context(format!("and the host's tests failed: {host:#}"))),
+    }
+}
+
+/// The host's own steps: unit tests, the bundle, the manifests, the host
+/// checks, and the kernel suites where this host's kernel lets mptcpify
+/// attach.
+fn host_steps(artifacts: &Artifacts, wanted: &(dyn Fn(&str) -> bool + Sync)) -> Result<()> {
     if wanted("unit") {
         say("host unit tests (the decision, the policy, selector resolution, BTF layout)");
         cmd::run(cargo().args([
             "test",
-            "--release",
+            "--profile",
+            "checks",
             "-p",
             "mptcpify-common",
             "-p",
@@ -70,15 +97,15 @@ pub fn run(kernels: &[String], suites: &[String]) -> Result<()> {
     }
     if wanted(BUNDLE_SUITE) {
         say("the release bundle (cargo xtask dist), checked on this host");
-        let bundle = crate::dist::bundle(&artifacts)?;
-        cmd::run(host_test(&artifacts, BUNDLE_SUITE)?.env("MPTCPIFY_BUNDLE", &bundle))?;
+        let bundle = crate::dist::bundle(artifacts)?;
+        cmd::run(host_test(artifacts, BUNDLE_SUITE)?.env("MPTCPIFY_BUNDLE", &bundle))?;
     }
     if wanted("manifests") {
         say("the Kubernetes manifests (deploy/kubernetes), validated offline");
         crate::manifests::validate()?;
     }
 
-    let host = host_kernel(&artifacts)?;
+    let host = host_kernel(artifacts)?;
     let host_checks: Vec<&str> = ["cli", REFUSAL_SUITE]
         .into_iter()
         .filter(|s| wanted(s))
@@ -89,19 +116,29 @@ pub fn run(kernels: &[String], suites: &[String]) -> Result<()> {
         ));
     }
     for name in host_checks {
-        cmd::run(&mut host_test(&artifacts, name)?)?;
+        cmd::run(&mut host_test(artifacts, name)?)?;
     }
     if host == "attachable" {
         say("this host's kernel lets mptcpify attach: the kernel suites run here too");
         for (name, _) in artifacts.tests.iter().filter(|(n, _)| {
             !is_host_only(n) && !DEBIAN_IMAGE_SUITES.contains(&n.as_str()) && wanted(n)
         }) {
-            cmd::run(&mut host_test(&artifacts, name)?)?;
+            cmd::run(&mut host_test(artifacts, name)?)?;
         }
     }
 
+    Ok(())
+}
+
+/// The guests to run: per kernel with the hook, its busybox suites and its
+/// Debian image's; a kernel without the hook, the refusal.
+fn lab_jobs<'a>(
+    kernels: &[&'a str],
+    known_suites: &[&str],
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Job>> {
     let mut jobs = Vec::new();
-    for name in kernels {
+    for &name in kernels {
         let known = lab::kernel::known(name)?;
         if !known.has_hook {
             if wanted(REFUSAL_SUITE) {
@@ -125,9 +162,7 @@ pub fn run(kernels: &[String], suites: &[String]) -> Result<()> {
             }
         }
     }
-    run_side_by_side(&artifacts, jobs)?;
-    say("all tests passed");
-    Ok(())
+    Ok(jobs)
 }
 
 /// One guest: a kernel, an image and the suites it runs, one after another.

@@ -218,20 +218,18 @@ fn hidden_kallsyms_fall_back_safely_and_say_why() {
 /// Writes `value` to `net.mptcp.enabled` in the named namespace, or in this
 /// process's own one (`None`), as Red Hat's guide disables MPTCP.
 fn set_mptcp_enabled(netns: Option<&str>, value: &str) {
-    let write = format!("echo {value} > /proc/sys/net/mptcp/enabled");
-    let mut command = match netns {
+    const SWITCH: &str = "/proc/sys/net/mptcp/enabled";
+    match netns {
         Some(name) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", name, "sh", "-c", &write]);
-            c
+            let write = format!("echo {value} > {SWITCH}");
+            let status = Command::new("ip")
+                .args(["netns", "exec", name, "sh", "-c", &write])
+                .status()
+                .unwrap();
+            assert!(status.success(), "{write} in {name}");
         }
-        None => {
-            let mut c = Command::new("sh");
-            c.args(["-c", &write]);
-            c
-        }
-    };
-    assert!(command.status().unwrap().success(), "{write}");
+        None => std::fs::write(SWITCH, value).unwrap_or_else(|e| panic!("writing {SWITCH}: {e}")),
+    }
 }
 
 /// In the fallback mode (kallsyms hidden), MPTCP switched off by its sysctl
@@ -304,7 +302,7 @@ fn sockets_keep_working_while_mptcp_flips(mode: &str) {
     for value in ["0", "1", "0", "1"] {
         std::thread::sleep(Duration::from_millis(300));
         let before = Instant::now();
-        std::fs::write("/proc/sys/net/mptcp/enabled", value).unwrap();
+        set_mptcp_enabled(None, value);
         writes.push((before, Instant::now()));
     }
     std::thread::sleep(Duration::from_millis(300));

@@ -8,7 +8,7 @@
 
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
@@ -132,8 +132,8 @@ fn host_steps(artifacts: &Artifacts, wanted: &(dyn Fn(&str) -> bool + Sync)) -> 
 
 /// The guests to run: per kernel with the hook, its busybox suites and its
 /// Debian image's; a kernel without the hook, the refusal.
-fn lab_jobs<'a>(
-    kernels: &[&'a str],
+fn lab_jobs(
+    kernels: &[&str],
     known_suites: &[&str],
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Job>> {
@@ -262,7 +262,7 @@ fn run_side_by_side(artifacts: &Artifacts, mut jobs: Vec<Job>) -> Result<()> {
             Ok(status) => format!("FAILED (exit status {status})"),
             Err(e) => format!("FAILED ({e:#})"),
         };
-        say(format!("  {label:<14} {:>6.0} s  {verdict}", seconds(*took)));
+        say(format!("  {label:<14} {:>6.0} s  {verdict}", took.as_secs_f64()));
         if !matches!(outcome, Ok(0)) {
             failed.push(label.as_str());
         }
@@ -271,10 +271,6 @@ fn run_side_by_side(artifacts: &Artifacts, mut jobs: Vec<Job>) -> Result<()> {
         bail!("the lab suites failed on: {}", failed.join(", "));
     }
     Ok(())
-}
-
-fn seconds(took: Duration) -> f64 {
-    took.as_secs_f64()
 }
 
 /// Tests that only check the command line, the host's refusal and the

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// Exit codes, documented in `--help` (see `cli.rs`). 2 is clap's code for a
+/// Exit codes, documented in `--help` (see `cli/mod.rs`). 2 is clap's code for a
 /// bad command line.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -266,7 +266,7 @@ impl fmt::Display for Failure {
                 f,
                 "{} while attaching: stopped, and detached what was attached; new sockets \
                  are TCP",
-                crate::held_signals::name(*signal)
+                crate::sys::held_signals::name(*signal)
             ),
             Failure::Other(err) => write!(f, "{err:#}"),
         }

@@ -2,6 +2,10 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::policy::Selectors;
+
+pub mod config;
+
 const ABOUT: &str = "\
 Turn the TCP sockets of unmodified programs into Multipath TCP (MPTCP).
 
@@ -472,56 +476,5 @@ impl Cli {
                 all_risks!()
             ),
         ))
-    }
-}
-
-/// Which processes' sockets to upgrade.
-#[derive(Debug, Args, Default, Clone)]
-pub struct Selectors {
-    /// Upgrade sockets of processes named NAME: the process name, or a
-    /// thread's own name (repeatable).
-    #[arg(short, long = "comm", value_name = "NAME")]
-    pub comm: Vec<String>,
-
-    /// Upgrade sockets of processes in this cgroup v2 directory or below it:
-    /// a path under the cgroup2 mount, or relative to it (repeatable).
-    #[arg(long = "cgroup", value_name = "PATH")]
-    pub cgroup: Vec<String>,
-
-    /// Upgrade sockets of a systemd service, running or not yet started, and
-    /// across its restarts: its cgroup as systemd places it (`.service` is
-    /// added when NAME has no suffix) (repeatable).
-    #[arg(long = "unit", value_name = "NAME")]
-    pub unit: Vec<String>,
-
-    /// Upgrade sockets created in this network namespace: /proc/PID/ns/net,
-    /// /run/netns/NAME, or `self` (mptcpify's own: the sidecar case)
-    /// (repeatable). A path like /run/netns/NAME is followed: when it names a
-    /// new namespace (ip netns del + add), that one is selected within 0.1 s.
-    #[arg(long = "netns", value_name = "PATH|self")]
-    pub netns: Vec<String>,
-
-    /// Upgrade sockets of this process, all its threads (repeatable).
-    #[arg(long = "pid", value_name = "PID")]
-    pub pid: Vec<u32>,
-
-    /// Never upgrade sockets of processes named NAME (repeatable).
-    #[arg(long = "exclude-comm", value_name = "NAME")]
-    pub exclude_comm: Vec<String>,
-
-    /// Never upgrade sockets of processes in this cgroup or below (repeatable).
-    #[arg(long = "exclude-cgroup", value_name = "PATH")]
-    pub exclude_cgroup: Vec<String>,
-}
-
-impl Selectors {
-    /// Whether any selector says which processes to upgrade (exclusions
-    /// alone still leave every other process selected).
-    pub fn has_include(&self) -> bool {
-        !(self.comm.is_empty()
-            && self.cgroup.is_empty()
-            && self.unit.is_empty()
-            && self.netns.is_empty()
-            && self.pid.is_empty())
     }
 }

@@ -1,6 +1,6 @@
 //! Where the BPF programs find what they read in kernel memory: struct field
 //! offsets from the running kernel's BTF, and the address of
-//! `mptcp_pernet_id` from the kernel's symbol table (`crate::kallsyms`). aya has no CO-RE for Rust BPF
+//! `mptcp_pernet_id` from the kernel's symbol table (`crate::kernel::kallsyms`). aya has no CO-RE for Rust BPF
 //! programs, so the offsets are computed here and handed to the programs as
 //! their read-only global (`mptcpify_common::maps::KernelLayout`), set
 //! before the load so that the verifier checks each access against BTF.
@@ -494,7 +494,7 @@ pub struct Guard {
     pub sysctl: Result<(), String>,
 }
 
-use crate::kallsyms::{self, hidden_because, Symbol};
+use crate::kernel::kallsyms::{self, hidden_because, Symbol};
 use mptcpify_common::maps::{present, KernelLayout, NetnsLayout, TaskLayout};
 
 /// Where the kernel publishes its BTF.
@@ -706,7 +706,7 @@ mod tests {
     #[test]
     fn finds_the_same_btf_ids_as_aya() {
         let data = std::fs::read(VMLINUX_BTF).expect("this host's /sys/kernel/btf/vmlinux");
-        let targets = crate::loader::btf_targets();
+        let targets = crate::bpf::loader::btf_targets();
         let ours = Btf::parse(&data).unwrap().ids(&targets);
         let theirs = aya::Btf::parse(&data, aya::Endianness::default()).unwrap();
         for (name, kind) in targets {

@@ -1,7 +1,7 @@
 //! The two renderings of an event the programs report: its text line and
 //! its JSON object (README, "JSON output", documents each field), and the
 //! clock that gives an event its wall time. Pure: writing them is
-//! [`crate::events`]' and the monitors' ([`crate::monitor`]).
+//! [`crate::output::events`]' and the monitors' ([`crate::cmd::monitor`]).
 
 use mptcpify_common::{
     consts::AF_INET6,
@@ -11,7 +11,7 @@ use mptcpify_common::{
 };
 use serde::Serialize;
 
-use crate::sockopt_names;
+use crate::output::sockopt_names;
 
 /// The text line of one event.
 pub fn line(event: &Event) -> String {

@@ -14,9 +14,9 @@ use mptcp_pm::{MptcpPathManagerAddressAttr, MptcpPathManagerAttr, MptcpPathManag
 use mptcpify_common::maps::{self, Counter};
 use serde::Serialize;
 
+use crate::bpf::instances::{lookup_raw, PROGRAM_NAME};
 use crate::cli::StatusArgs;
 use crate::errors::{exit, Failure};
-use crate::instances::{lookup_raw, PROGRAM_NAME};
 
 /// The whole report; `--json` prints it as one object (README, "status").
 #[derive(Serialize)]
@@ -90,7 +90,7 @@ struct Instance {
     pinned: Option<String>,
     /// Processes holding the program (its attachment), with their command
     /// lines: who attached it, and with which selectors.
-    holders: Vec<crate::instances::Holder>,
+    holders: Vec<crate::bpf::instances::Holder>,
     /// By the names of `--json`'s `detached` event.
     counters: BTreeMap<&'static str, u64>,
     /// `socket()` calls the kernel made without the program (see
@@ -135,18 +135,18 @@ pub async fn status(args: &StatusArgs) -> Result<i32, Failure> {
 fn kernel() -> Kernel {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let hook_id = crate::kernel_layout::ids_of_running_kernel(&[(
-        crate::preflight::HOOK,
-        crate::kernel_layout::kind::FUNC,
+    let hook_id = crate::kernel::layout::ids_of_running_kernel(&[(
+        crate::kernel::preflight::HOOK,
+        crate::kernel::layout::kind::FUNC,
     )])
-    .map(|ids| ids.func(crate::preflight::HOOK));
+    .map(|ids| ids.func(crate::kernel::preflight::HOOK));
     let (btf, hook, trampolines) = match hook_id {
         Ok(Ok(_)) if !root => (
             true,
             true,
             Err("probing loads a program: needs root".into()),
         ),
-        Ok(Ok(hook)) => (true, true, crate::loader::trampolines_load(hook)),
+        Ok(Ok(hook)) => (true, true, crate::bpf::loader::trampolines_load(hook)),
         Ok(Err(_)) => (true, false, Err("no hook to load on".into())),
         Err(_) => (false, false, Err("no kernel BTF".into())),
     };
@@ -155,7 +155,7 @@ fn kernel() -> Kernel {
         Err(why) => (None, Some(why)),
     };
     Kernel {
-        release: crate::preflight::kernel_release(),
+        release: crate::kernel::preflight::kernel_release(),
         btf,
         hook,
         trampolines,
@@ -230,7 +230,7 @@ fn endpoint(attrs: &[MptcpPathManagerAttr]) -> Endpoint {
 
 /// Every attached mptcpify upgrader, this version or another.
 fn instances() -> Result<Vec<Instance>, String> {
-    let pins = crate::pins::list().unwrap_or_default();
+    let pins = crate::bpf::pins::list().unwrap_or_default();
     let mut found = Vec::new();
     for program in loaded_programs() {
         let program = program.map_err(|e| {
@@ -258,7 +258,7 @@ fn instances() -> Result<Vec<Instance>, String> {
                 .iter()
                 .find(|p| p.upgrader == Some(program.id()))
                 .map(|p| p.name.clone()),
-            holders: crate::instances::holders(program.id()),
+            holders: crate::bpf::instances::holders(program.id()),
             counters,
             skipped_calls: program.recursion_misses(),
         });
@@ -360,7 +360,7 @@ fn print_text(status: &Status) {
     println!(
         "  BTF: {}; hook {}: {}; trampoline programs load: {}; net.mptcp.enabled here: {}",
         yes(k.btf),
-        crate::preflight::HOOK,
+        crate::kernel::preflight::HOOK,
         yes(k.hook),
         match (k.trampolines, &k.trampolines_unknown) {
             (Some(loads), _) => yes(loads).to_string(),
@@ -404,7 +404,7 @@ fn print_text(status: &Status) {
                     i.loaded_at.as_deref().unwrap_or("?"),
                     i.pinned.as_deref().map_or(String::new(), |name| format!(
                         ", pinned as {name} ({}/{name})",
-                        crate::pins::ROOT
+                        crate::bpf::pins::ROOT
                     ))
                 );
                 for h in &i.holders {

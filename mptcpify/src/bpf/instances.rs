@@ -195,7 +195,7 @@ pub fn holders(id: u32) -> Vec<Holder> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Selectors;
+    use crate::policy::Selectors;
 
     fn policy(comm: &[&str], exclude: &[&str]) -> Policy {
         Policy::resolve(&Selectors {

@@ -110,7 +110,7 @@ pub fn patch(object: &[u8], layout: &KernelLayout) -> Result<Patched, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loader::OBJECT;
+    use crate::bpf::loader::OBJECT;
 
     /// The instructions of every program section, in order.
     fn instructions(object: &[u8]) -> Vec<[u8; INSTRUCTION]> {

@@ -8,10 +8,15 @@ use mptcpify_common::maps::{
     role, CommKey, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS,
 };
 
-use crate::cgroup::{self, Cgroup};
-use crate::cli::Selectors;
 use crate::errors::Failure;
-use crate::{netns, pid};
+use cgroup::Cgroup;
+pub mod cgroup;
+pub mod netns;
+pub mod pid;
+pub mod plan;
+mod selectors;
+
+pub use selectors::Selectors;
 
 /// Entries of one selector kind: key, role bits, and how the operator named it.
 #[derive(Debug, Clone)]

@@ -16,15 +16,15 @@ use mptcpify_common::maps::{
     self, flag, kind, present, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter, PidRule,
 };
 
-use crate::comm_slots::{self, CommSlots};
+use crate::bpf::comm_slots::{self, CommSlots};
+use crate::bpf::event_source::EventSource;
+use crate::bpf::field_offsets;
+use crate::bpf::selfcheck::{self, Landlock};
 use crate::errors::Failure;
-use crate::event_source::EventSource;
-use crate::field_offsets;
-use crate::kernel_layout::{self, Guard};
+use crate::kernel::layout::{self, Guard};
+use crate::kernel::preflight::{kernel_release, lockdown_mode, Kernel, HOOK};
+use crate::policy::plan::{self, Contents, Step};
 use crate::policy::{Entries, Policy};
-use crate::policy_maps::{self, Contents, Step};
-use crate::preflight::{kernel_release, lockdown_mode, Kernel, HOOK};
-use crate::selfcheck::{self, Landlock};
 
 /// The object built by `cargo xtask build` (see build.rs).
 pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
@@ -57,7 +57,7 @@ macro_rules! attach_traced {
     };
     ($ebpf:expr, $kind:ty, $name:expr, tracepoint $target:expr, $ids:expr, $links:expr) => {
         attach_traced!(@ $ebpf, $kind, $name, $target,
-            $ids.get(&format!("btf_trace_{}", $target), kernel_layout::kind::TYPEDEF), $links)
+            $ids.get(&format!("btf_trace_{}", $target), layout::kind::TYPEDEF), $links)
     };
     (@ $ebpf:expr, $kind:ty, $name:expr, $target:expr, $id:expr, $links:expr) => {
         (|| -> Result<(), String> {
@@ -90,7 +90,7 @@ pub struct Attached {
     /// What the self-check found about Landlock on this kernel.
     pub landlock: Landlock,
     /// The fallback mode: the program cannot read other namespaces' MPTCP
-    /// switch (see `kernel_layout::Guard`).
+    /// switch (see `layout::Guard`).
     pub fallback: bool,
     /// Why refused socket options are not reported on this kernel, if not.
     pub options_unwatched: Option<String>,
@@ -99,7 +99,7 @@ pub struct Attached {
     /// Why `mptcpify monitor` cannot be told when an upgraded connection is
     /// established or a subflow closes on this kernel, if not.
     pub live_unwatched: Option<String>,
-    /// What the policy maps hold now (see `policy_maps`).
+    /// What the policy maps hold now (see `policy::plan`).
     contents: Contents,
     /// The exact name slots in front of COMMS, kept with it.
     comm_slots: CommSlots,
@@ -153,11 +153,11 @@ const SYSCTL_PROGRAM: &str = "mptcpify_sysctl";
 /// The program of `mptcpify audit` and the kernel function it follows.
 const AUDIT_PROGRAM: (&str, &str) = ("mptcpify_audit_setsockopt", "tcp_setsockopt");
 
-/// The names the programs need BTF ids of (see [`kernel_layout::read`]):
+/// The names the programs need BTF ids of (see [`layout::read`]):
 /// the functions and tracepoint they attach to, the kfunc they call,
 /// `struct rb_node` (the type it casts to).
 pub fn btf_targets() -> Vec<(&'static str, u32)> {
-    use kernel_layout::kind::{FUNC, STRUCT, TYPEDEF};
+    use layout::kind::{FUNC, STRUCT, TYPEDEF};
     let mut targets = vec![
         (HOOK, FUNC),
         (maps::RDONLY_CAST, FUNC),
@@ -195,7 +195,7 @@ pub fn attach(
     let layout = maps::KernelLayout {
         rb_node_type: kernel
             .ids
-            .get("rb_node", kernel_layout::kind::STRUCT)
+            .get("rb_node", layout::kind::STRUCT)
             .map_err(load_failed)?,
         ..guard.kernel
     };
@@ -358,7 +358,7 @@ pub fn attach(
 /// `Err` when a SIGINT or SIGTERM came (held back while attaching, see
 /// `held_signals`): the caller drops what it attached.
 fn go_on() -> Result<(), Failure> {
-    match crate::held_signals::interrupted() {
+    match crate::sys::held_signals::interrupted() {
         Some(signal) => Err(Failure::Interrupted { signal }),
         None => Ok(()),
     }
@@ -426,7 +426,7 @@ fn watch_outcomes(
 /// cannot follow every write here.
 fn follow_mptcp_switches(ebpf: &mut Ebpf, guard: &Guard, links: &mut Links) -> Result<(), String> {
     guard.sysctl.clone()?;
-    let root = crate::cgroup::mount_point().map_err(|e| e.to_string())?;
+    let root = crate::policy::cgroup::mount_point().map_err(|e| e.to_string())?;
     let dir = std::fs::File::open(&root).map_err(|e| format!("opening {}: {e}", root.display()))?;
     // The hierarchy's root cgroup has id 1 (kernfs numbers it first); a
     // cgroup namespace's own mount is rooted lower and sees only its part.
@@ -633,12 +633,13 @@ fn write_policy(
 fn checked_namespaces(policy: &Policy) -> Result<crate::policy::Entries<u64>, Failure> {
     let mut netns = policy.netns.clone();
     let mut specs = policy.netns_specs.clone();
-    specs.push((crate::netns::resolve("self")?, "self".into()));
+    specs.push((crate::policy::netns::resolve("self")?, "self".into()));
     for (key, spec) in specs {
-        let enabled = crate::netns::mptcp_enabled_at(&spec).map_err(|e| Failure::BadSelector {
-            what: format!("--netns {spec}: cannot read its net.mptcp.enabled: {e}"),
-            fix: "mptcpify needs to join the namespace (CAP_SYS_ADMIN) to read it.".into(),
-        })?;
+        let enabled =
+            crate::policy::netns::mptcp_enabled_at(&spec).map_err(|e| Failure::BadSelector {
+                what: format!("--netns {spec}: cannot read its net.mptcp.enabled: {e}"),
+                fix: "mptcpify needs to join the namespace (CAP_SYS_ADMIN) to read it.".into(),
+            })?;
         if !enabled {
             if spec != "self" {
                 eprintln!(
@@ -843,7 +844,7 @@ impl Attached {
         Ok(())
     }
 
-    /// Moves the program to `policy` in place (see `policy_maps`): no moment
+    /// Moves the program to `policy` in place (see `policy::plan`): no moment
     /// where a process both policies upgrade gets TCP, or one neither
     /// upgrades gets MPTCP. On an error part-way the maps hold a state
     /// between the two policies; the caller says so.
@@ -860,7 +861,7 @@ impl Attached {
             policy.netns.clone()
         };
         let next = Contents::of(policy, &netns);
-        let (steps, done) = policy_maps::plan(&self.contents, &next)?;
+        let (steps, done) = plan::plan(&self.contents, &next)?;
         // The slots that change ask COMMS until its last step (see
         // maps::COMM_SLOTS); on an error part-way they go on asking it.
         let slots = comm_slots::table(next.comm_entries());
@@ -900,7 +901,7 @@ impl Attached {
             Step::Pid(tgid, rule) => {
                 let mut pids: HashMap<_, u32, PidRule> = map(ebpf, maps::PIDS)?;
                 match rule {
-                    Some(rule) => pids.insert(tgid, policy_maps::pid_rule(rule), 0),
+                    Some(rule) => pids.insert(tgid, plan::pid_rule(rule), 0),
                     None => pids.remove(&tgid),
                 }
                 .map_err(|e| failed(maps::PIDS, e))

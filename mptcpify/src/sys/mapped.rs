@@ -1,6 +1,6 @@
 //! Shared, writable mappings of `BPF_F_MMAPABLE` arrays: the per-CPU
-//! event slots ([`crate::event_source`]) and the exact name slots
-//! ([`crate::comm_slots`]), which user space and the programs share without
+//! event slots ([`crate::bpf::event_source`]) and the exact name slots
+//! ([`crate::bpf::comm_slots`]), which user space and the programs share without
 //! a system call per access.
 
 use aya::maps::MapData;

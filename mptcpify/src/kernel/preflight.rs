@@ -4,7 +4,7 @@
 use mptcpify_common::{consts::IPPROTO_MPTCP, Support};
 
 use crate::errors::Failure;
-use crate::kernel_layout::BtfIds;
+use crate::kernel::layout::BtfIds;
 
 /// The kernel function the program attaches to.
 pub const HOOK: &str = "update_socket_protocol";
@@ -14,7 +14,7 @@ const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// Whether MPTCP may be off in mptcpify's own network namespace, and what
-/// the kernel's BTF gave (`crate::kernel_layout::read`; `Err`: why it could
+/// the kernel's BTF gave (`crate::kernel::layout::read`; `Err`: why it could
 /// not be read).
 pub struct Options {
     pub allow_disabled: bool,

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::cgroup;
 use crate::errors::Failure;
+use crate::policy::cgroup;
 
 /// How long systemd may take to move mptcpify into its new scope.
 const MOVE_TIMEOUT: Duration = Duration::from_secs(5);

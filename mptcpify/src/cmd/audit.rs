@@ -13,13 +13,13 @@ use mptcpify_common::event::{outcome, refused, Event};
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::bpf::loader::Mode;
 use crate::cli::AuditArgs;
 use crate::errors::{exit, Failure};
-use crate::events::READ_EVERY;
-use crate::loader::Mode;
+use crate::output::events::READ_EVERY;
+use crate::output::render::Clock;
+use crate::output::sockopt_names;
 use crate::policy::Policy;
-use crate::render::Clock;
-use crate::sockopt_names;
 
 /// What MPTCP on this kernel answers to an option: `None` accepted (or
 /// refused only the value), `Some(errno)` refused as not implemented.
@@ -46,7 +46,7 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let policy = Policy::resolve(&args.selectors)?;
-    let mut attached = crate::attach::attach(
+    let mut attached = crate::cmd::attach::attach(
         &policy,
         &args.safety,
         Mode::Audit { stamped: args.json },
@@ -55,7 +55,7 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
     eprintln!(
         "mptcpify audit: watching {policy} (kernel {}); nothing is changed: sockets stay TCP. \
          Ctrl-C ends the audit and prints a verdict per process name.",
-        crate::preflight::kernel_release()
+        crate::kernel::preflight::kernel_release()
     );
     let mut source = attached.take_events()?;
     let clock = Clock::now();
@@ -102,7 +102,7 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
             break;
         }
     }
-    crate::attach::say_run_stats(attached.run_stats().as_ref());
+    crate::cmd::attach::say_run_stats(attached.run_stats().as_ref());
     drop(attached);
     verdicts(&processes, args.json);
     Ok(exit::OK)
@@ -140,9 +140,9 @@ fn mptcp_answer(level: u32, option: u32) -> Answer {
 
 fn say_would_upgrade(event: &Event, time: SystemTime, json: bool) {
     if json {
-        println!("{}", crate::render::json(event, time));
+        println!("{}", crate::output::render::json(event, time));
     } else {
-        println!("{}", crate::render::line(event));
+        println!("{}", crate::output::render::line(event));
     }
 }
 

@@ -20,9 +20,9 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::cli::Selectors;
 use crate::errors::Failure;
 use crate::policy::Policy;
+use crate::policy::Selectors;
 
 /// The file's keys; unknown keys are errors (a misspelt selector must not
 /// silently select nothing, or everything).

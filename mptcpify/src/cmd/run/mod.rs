@@ -1,6 +1,9 @@
 //! `mptcpify run -- CMD`: CMD in a cgroup of its own, upgraded, with signals
 //! forwarded and its exit status passed through.
 
+mod delegation;
+mod identity;
+
 use std::ffi::CString;
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -8,11 +11,12 @@ use std::path::PathBuf;
 use mptcpify_common::maps::role;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cgroup;
-use crate::cli::{RunArgs, Selectors};
+use crate::cli::RunArgs;
+use crate::cmd::run::identity::{Identity, Request};
 use crate::errors::Failure;
-use crate::identity::{Identity, Request};
+use crate::policy::cgroup;
 use crate::policy::Policy;
+use crate::policy::Selectors;
 
 /// Signals passed on to CMD.
 const FORWARDED: [libc::c_int; 6] = [
@@ -29,7 +33,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     // that one arriving while attaching is seen for sure (sigpending), not
     // raced against the runtime's delivery. Threads started later inherit
     // the mask; CMD gets an empty one (std's spawn resets it).
-    let blocked = crate::held_signals::hold(&FORWARDED);
+    let blocked = crate::sys::held_signals::hold(&FORWARDED);
     // Every forwarded signal arrives on one channel, as its number.
     let (signals_tx, mut signals) = tokio::sync::mpsc::unbounded_channel();
     for number in FORWARDED {
@@ -57,10 +61,10 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         cgroup::resolve(&cgroup.path.to_string_lossy())?,
         role::INCLUDE,
     );
-    let attached = crate::attach::attach(
+    let attached = crate::cmd::attach::attach(
         &policy,
         &args.safety,
-        crate::loader::Mode::Upgrade {
+        crate::bpf::loader::Mode::Upgrade {
             events: args.verbose,
             reloadable: false,
             stamped: false,
@@ -87,17 +91,17 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     }
     // Upgrade lines only with -v (the program sends them only then); refused
     // socket options always.
-    let monitors = crate::monitor::Server::start(&attached, !args.verbose, false);
-    let mut events = crate::events::Events::new(
+    let monitors = crate::output::monitor_server::Server::start(&attached, !args.verbose, false);
+    let mut events = crate::output::events::Events::new(
         attached.take_events()?,
-        crate::events::Output::Stderr,
+        crate::output::events::Output::Stderr,
         !args.verbose,
         monitors,
     )?;
 
     // A signal that came while attaching (Ctrl-C during a slow start) means
     // "don't": CMD never starts, and mptcpify exits as if CMD had been killed.
-    if let Some(number) = crate::held_signals::pending(&FORWARDED) {
+    if let Some(number) = crate::sys::held_signals::pending(&FORWARDED) {
         drop(attached);
         drop(cgroup);
         eprintln!(
@@ -135,7 +139,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     };
     events.print_ready();
     if args.verbose {
-        crate::attach::report(attached, false)?;
+        crate::cmd::attach::report(attached, false)?;
     } else {
         drop(attached);
     }
@@ -184,7 +188,7 @@ fn spawn_in(
 }
 
 /// The temporary cgroup of one `run`, below mptcpify's own (a delegated one:
-/// see [`delegation`](crate::delegation)); removed on drop.
+/// see [`delegation`](crate::cmd::run::delegation)); removed on drop.
 struct RunCgroup {
     path: PathBuf,
     parent: PathBuf,
@@ -194,7 +198,7 @@ const PREFIX: &str = "mptcpify-run-";
 
 impl RunCgroup {
     fn create() -> Result<Self, Failure> {
-        let parent = crate::delegation::parent()?;
+        let parent = crate::cmd::run::delegation::parent()?;
         sweep_leftovers(&parent);
         let path = parent.join(format!("{PREFIX}{}", std::process::id()));
         std::fs::create_dir(&path).map_err(|e| Failure::RunSetup {

@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::mapped::Mapping;
+use crate::sys::mapped::Mapping;
 use aya::maps::{MapData, RingBuf};
 use mptcpify_common::{
     event::Event,

@@ -1,16 +1,16 @@
-//! `--pin NAME` and `mptcpify detach`: an upgrade that stays attached after
+//! `--pin NAME`: an upgrade that stays attached after
 //! mptcpify exits. Each program's link is pinned in the BPF filesystem as
 //! `/sys/fs/bpf/mptcpify/NAME/PROGRAM` (the upgrader's is `mptcpify`); the
 //! kernel keeps a pinned link, and with it the program and its maps, until
 //! the pin is removed. A new `--pin NAME` replaces the pins one by one
-//! (`Attached::pin`), after its own programs are attached.
+//! (`Attached::pin`), after its own programs are attached; `mptcpify
+//! detach` (`crate::cmd::detach`) removes them.
 
 use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, PinnedLink};
 
-use crate::cli::DetachArgs;
-use crate::errors::{exit, Failure};
+use crate::errors::Failure;
 
 /// Where the pins live.
 pub const ROOT: &str = "/sys/fs/bpf/mptcpify";
@@ -127,87 +127,10 @@ pub fn upgrader_at(dir: &Path) -> Option<u32> {
     program_of(&dir.join(UPGRADER))
 }
 
-/// Waits until the kernel no longer lists program `id`: a link whose pin
-/// is removed is freed by a kernel worker (`bpf_link_put` defers it,
-/// kernel/bpf/syscall.c), a moment later. Whether it is gone.
-fn wait_until_gone(id: u32) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while crate::instances::attached_ids().is_ok_and(|ids| ids.contains(&id)) {
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    true
-}
-
-/// `mptcpify detach NAME|--all`.
-pub fn detach(args: &DetachArgs) -> Result<i32, Failure> {
-    let pins = list().map_err(|what| Failure::Pin {
-        what,
-        fix: "Run it as root.".into(),
-    })?;
-    let name = match (&args.name, args.all) {
-        (Some(name), _) => Some(name.as_str()),
-        (None, false) => Some(crate::cli::DEFAULT_PIN),
-        (None, true) => None,
-    };
-    let chosen: Vec<&Pinned> = match name {
-        Some(name) => {
-            check_name(name)?;
-            let chosen: Vec<&Pinned> = pins.iter().filter(|p| p.name == name).collect();
-            if chosen.is_empty() {
-                let names: Vec<&str> = pins.iter().map(|p| p.name.as_str()).collect();
-                return Err(Failure::Pin {
-                    what: format!("no upgrade is pinned as {name:?} in {ROOT}"),
-                    fix: if names.is_empty() {
-                        "Nothing is pinned: there is nothing to detach.".into()
-                    } else {
-                        format!("Pinned: {} (mptcpify status lists them).", names.join(", "))
-                    },
-                });
-            }
-            chosen
-        }
-        None => pins.iter().collect(),
-    };
-    for pin in chosen {
-        std::fs::remove_dir_all(&pin.dir).map_err(|e| Failure::Pin {
-            what: format!("removing {}: {e}", pin.dir.display()),
-            fix: "Run it as root.".into(),
-        })?;
-        let held: Vec<String> = pin
-            .upgrader
-            .map(crate::instances::holders)
-            .unwrap_or_default()
-            .iter()
-            .map(|h| h.pid.to_string())
-            .collect();
-        if held.is_empty() {
-            if pin.upgrader.is_some_and(|id| !wait_until_gone(id)) {
-                eprintln!(
-                    "mptcpify: warning: unpinned {}, but the kernel still lists its program \
-                     after 10 s",
-                    pin.name
-                );
-            } else {
-                eprintln!("mptcpify: detached {}: new sockets are TCP again", pin.name);
-            }
-        } else {
-            eprintln!(
-                "mptcpify: unpinned {}; the mptcpify holding it (pid {}) keeps it attached \
-                 until it exits",
-                pin.name,
-                held.join(", ")
-            );
-        }
-    }
-    Ok(exit::OK)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::exit;
 
     #[test]
     fn pin_names_are_one_plain_path_component() {

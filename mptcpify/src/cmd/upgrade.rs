@@ -4,11 +4,13 @@
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::attach::{attach, report};
+use crate::bpf::{instances, loader, netns_follow, pins};
+use crate::cli::config;
+use crate::cmd::attach::{attach, report};
 use crate::errors::Failure;
-use crate::{
-    cli, config, events, instances, loader, monitor, netns_follow, pins, policy, preflight, summary,
-};
+use crate::kernel::preflight;
+use crate::output::{events, monitor_server, summary};
+use crate::{cli, policy};
 
 /// `mptcpify [SELECTORS]`: upgrade until SIGINT/SIGTERM.
 pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
@@ -72,7 +74,7 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         );
     }
     // Before the "attached" line: a monitor started on it finds the instance.
-    let monitors = monitor::Server::start(&attached, cli.quiet, cli.json);
+    let monitors = monitor_server::Server::start(&attached, cli.quiet, cli.json);
     let attached_line = format!(
         "attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
         preflight::HOOK,

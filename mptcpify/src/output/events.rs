@@ -3,15 +3,15 @@
 //! is sandboxed or under another tool's `cgroup/sock_create` program, per
 //! socket option MPTCP refused, per `--explain` verdict, and per upgraded
 //! socket closed (what it did); read from the programs
-//! ([`crate::event_source`]), and handed to the monitors too
-//! (`crate::monitor`), with the events only they get (an upgraded connection's life). Their
-//! text and JSON forms are [`crate::render`]'s.
+//! ([`crate::bpf::event_source`]), and handed to the monitors too
+//! (`crate::cmd::monitor`), with the events only they get (an upgraded connection's life). Their
+//! text and JSON forms are [`crate::output::render`]'s.
 
 use mptcpify_common::event::outcome;
 
-use crate::event_source::EventSource;
-use crate::monitor::Server;
-use crate::render::{json, line, Clock};
+use crate::bpf::event_source::EventSource;
+use crate::output::monitor_server::Server;
+use crate::output::render::{json, line, Clock};
 
 /// How events are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

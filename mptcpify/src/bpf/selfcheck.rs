@@ -62,12 +62,12 @@ pub struct Findings {
 }
 
 /// Runs the checks with the self-check program attached; `fallback`: the
-/// guard cannot read other namespaces (see `kernel_layout::Guard`).
+/// guard cannot read other namespaces (see `layout::Guard`).
 pub fn run(
     check: &mut Array<&mut MapData, CheckSlot>,
     fallback: bool,
 ) -> Result<Findings, Failure> {
-    let own = crate::netns::own_mptcp_enabled() as u32;
+    let own = crate::policy::netns::own_mptcp_enabled() as u32;
     let mut partial = None;
     let on = observe(check, "netns-on")?;
     let other = if on.ready == "unshare-refused" {
@@ -107,7 +107,7 @@ pub fn run(
         None => {
             let domain_offset = domain_slot(&[&on.slot, &other.slot], &[&sandboxed.slot])
                 .ok_or_else(|| Failure::SelfCheckFailed {
-                    kernel: crate::preflight::kernel_release(),
+                    kernel: crate::kernel::preflight::kernel_release(),
                     what:
                         "cannot find Landlock's domain in the credentials of a sandboxed process, \
                        so sandboxed processes cannot be kept on TCP"
@@ -157,7 +157,7 @@ fn token() -> [u8; COMM_LEN] {
 
 fn observe(check: &mut Array<&mut MapData, CheckSlot>, mode: &str) -> Result<Observation, Failure> {
     let failed = |detail: String| Failure::SelfCheckFailed {
-        kernel: crate::preflight::kernel_release(),
+        kernel: crate::kernel::preflight::kernel_release(),
         what: format!("the {mode} test child did not run"),
         detail,
     };
@@ -188,7 +188,7 @@ fn observe(check: &mut Array<&mut MapData, CheckSlot>, mode: &str) -> Result<Obs
         .map_err(|e| failed(format!("reading the CHECK map: {e}")))?;
     if slot.seen != 1 {
         return Err(Failure::SelfCheckFailed {
-            kernel: crate::preflight::kernel_release(),
+            kernel: crate::kernel::preflight::kernel_release(),
             what: format!("the self-check program did not see the {mode} child's socket() call"),
             detail: "update_socket_protocol was not called for it".into(),
         });
@@ -206,7 +206,7 @@ fn guard_slot(seen: &[&Observation]) -> Result<u32, Failure> {
     match slots[..] {
         [first, ..] if first != 0 && slots.iter().all(|s| *s == first) => Ok(first),
         _ => Err(Failure::SelfCheckFailed {
-            kernel: crate::preflight::kernel_release(),
+            kernel: crate::kernel::preflight::kernel_release(),
             what: "the namespace guard did not find MPTCP's per-namespace data".into(),
             detail: format!(
                 "the offsets of net->gen->ptr[mptcp_pernet_id] it read: {slots:?} (0: the id \
@@ -221,7 +221,7 @@ fn expect_guard(seen: &Observation, expected: u32, what: &str) -> Result<(), Fai
         return Ok(());
     }
     Err(Failure::SelfCheckFailed {
- kernel: crate::preflight::kernel_release(),
+ kernel: crate::kernel::preflight::kernel_release(),
         what: format!(
             "the namespace guard reads net.mptcp.enabled wrongly: in {what} it read {}, expected {expected}",
             seen.slot.mptcp_enabled
@@ -236,10 +236,10 @@ fn expect_guard(seen: &Observation, expected: u32, what: &str) -> Result<(), Fai
 /// children (in mptcpify's cgroup) is the kernel's answer for that cgroup.
 /// `Ok(Some(note))` when the kernel could not be asked.
 fn expect_filter_reading(seen: &[&Observation]) -> Result<Option<String>, Failure> {
-    let asked = crate::cgroup::own()
+    let asked = crate::policy::cgroup::own()
         .map_err(|e| e.to_string())
         .and_then(|own| {
-            crate::cgroup_bpf::sock_create_programs(&own)
+            crate::bpf::cgroup_bpf::sock_create_programs(&own)
                 .map_err(|e| format!("querying {}: {e}", own.display()))
         });
     let programs = match asked {
@@ -255,7 +255,7 @@ fn expect_filter_reading(seen: &[&Observation]) -> Result<Option<String>, Failur
     match seen.iter().find(|o| o.slot.filtered != expected) {
         None => Ok(None),
         Some(wrong) => Err(Failure::SelfCheckFailed {
-            kernel: crate::preflight::kernel_release(),
+            kernel: crate::kernel::preflight::kernel_release(),
             what: format!(
                 "the upgrader reads whether a cgroup/sock_create program applies wrongly: it \
                  read {} for a process in mptcpify's cgroup, which has {programs}",
@@ -283,7 +283,7 @@ fn landlock_verdict(sandboxed: &Observation) -> Result<Option<Landlock>, Failure
         (Some(1), Some(libc::EACCES), Some(libc::EACCES)) => Ok(Some(Landlock::CoversMptcp)),
         (Some(1), Some(libc::EACCES), Some(_)) => Ok(None),
         _ => Err(Failure::SelfCheckFailed {
-            kernel: crate::preflight::kernel_release(),
+            kernel: crate::kernel::preflight::kernel_release(),
             what: "a Landlock sandbox that forbids TCP connects did not behave as expected".into(),
             detail: format!("the Landlock test child said {:?}", sandboxed.ready),
         }),

@@ -65,7 +65,7 @@ pub fn attached_json(policy: &Policy) -> String {
         event: "attached",
         time: now(),
         pid: std::process::id(),
-        kernel: crate::preflight::kernel_release(),
+        kernel: crate::kernel::preflight::kernel_release(),
         policy: policy.to_string(),
     })
     .expect("plain data serialises")
@@ -77,7 +77,7 @@ pub fn reloaded_json(policy: &Policy) -> String {
         event: "reloaded",
         time: now(),
         pid: std::process::id(),
-        kernel: crate::preflight::kernel_release(),
+        kernel: crate::kernel::preflight::kernel_release(),
         policy: policy.to_string(),
     })
     .expect("plain data serialises")

@@ -7,7 +7,7 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use aya::maps::MapData;
 use mptcpify_common::maps::{self, comm_slot, CommSlot, COMM_SLOTS_LEN};
 
-use crate::mapped::Mapping;
+use crate::sys::mapped::Mapping;
 
 /// What one slot says: the one name there and its roles, or `None`: ask
 /// COMMS.

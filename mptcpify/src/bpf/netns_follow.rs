@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use mptcpify_common::maps::role;
 
-use crate::loader::Attached;
-use crate::netns;
+use crate::bpf::loader::Attached;
+use crate::policy::netns;
 use crate::policy::Policy;
 
 pub const POLL: Duration = Duration::from_millis(100);

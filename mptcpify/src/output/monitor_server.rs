@@ -1,49 +1,43 @@
-//! `mptcpify monitor`: the attached instances' events, live, from any shell.
-//!
-//! Each instance serves its events on an abstract Unix socket of its network
-//! namespace named after its upgrader's program id ([`address`]). Program
-//! ids are global and not reused while the program lives, so a monitor finds
-//! every instance in the kernel's program list (as `status` does), with no
-//! file to go stale; abstract, so nothing is left on disk after a SIGKILL and
-//! systemd's read-only sandbox needs no writable directory. Only root and the
+//! The instance's side of `mptcpify monitor`: each instance serves its
+//! events on an abstract Unix socket of its network namespace named after
+//! its upgrader's program id ([`address`]). Program ids are global and not
+//! reused while the program lives, so a monitor finds every instance in the
+//! kernel's program list (as `status` does), with no file to go stale;
+//! abstract, so nothing is left on disk after a SIGKILL and systemd's
+//! read-only sandbox needs no writable directory. Only root and the
 //! instance's own user are served (SO_PEERCRED): events name every selected
 //! process.
 //!
 //! The wire: a hello line (`mptcpify-monitor 1 program=ID pid=PID
 //! event_size=N`), then per event its wall time (u64 nanoseconds since the
 //! epoch, little-endian) and its bytes ([`Event::to_bytes`]), so that the
-//! monitor writes each event with the instance's own code ([`crate::render`]).
-//!
-//! [`Server`] is the instance's side; [`monitor`], the command's.
+//! monitor writes each event with the instance's own code
+//! ([`crate::output::render`]). The command's side is `cmd::monitor`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use mptcpify_common::event::{outcome, Event};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::MonitorArgs;
-use crate::errors::{exit, Failure};
-use crate::loader::{Attached, LiveSwitch};
+use crate::bpf::loader::{Attached, LiveSwitch};
 
 /// The first words of the hello line; the number is the wire's version.
-const HELLO: &str = "mptcpify-monitor 1";
+pub const HELLO: &str = "mptcpify-monitor 1";
 /// Bytes a monitor may fall behind before its events are dropped (and it
 /// is told how many): about 16,000 events.
 const BEHIND_LIMIT: usize = 1 << 20;
 /// One event on the wire: its time, then its bytes.
-const RECORD: usize = 8 + Event::SIZE;
+pub const RECORD: usize = 8 + Event::SIZE;
 
 /// The abstract socket name of the instance whose upgrader is program `id`.
 pub fn name(id: u32) -> String {
     format!("mptcpify/monitor/{id}")
 }
 
-fn address(id: u32) -> std::io::Result<SocketAddr> {
+pub fn address(id: u32) -> std::io::Result<SocketAddr> {
     SocketAddr::from_abstract_name(name(id))
 }
 
@@ -213,163 +207,10 @@ impl Client {
     }
 }
 
-/// What a connection to one instance yields.
-enum Message {
-    Event(u32, SystemTime, Event),
-    Ended(u32, String),
-}
-
-/// `mptcpify monitor [--json]`.
-pub async fn monitor(args: &MonitorArgs) -> Result<i32, Failure> {
-    let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
-    let ids = crate::instances::attached_ids().map_err(|e| Failure::Privileges {
-        missing: format!(
-            "CAP_SYS_ADMIN, to list the kernel's BPF programs and find the instances ({e})"
-        ),
-    })?;
-    if ids.is_empty() {
-        return Err(Failure::NoInstance {
-            what: "no mptcpify instance is attached on this machine".into(),
-            fix: "Start one (e.g. `sudo mptcpify --comm NAME`, or `sudo systemctl start \
-                  mptcpify`), then run mptcpify monitor."
-                .into(),
-        });
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-    let (mut watched, mut unreachable) = (Vec::new(), Vec::new());
-    for id in ids {
-        match UnixStream::connect_addr(&address(id).map_err(anyhow::Error::from)?) {
-            Ok(stream) => {
-                stream.set_nonblocking(true).map_err(anyhow::Error::from)?;
-                let stream =
-                    tokio::net::UnixStream::from_std(stream).map_err(anyhow::Error::from)?;
-                tokio::spawn(read_instance(id, stream, tx.clone()));
-                watched.push(id.to_string());
-            }
-            Err(e) => unreachable.push(format!("program id {id} (@{}: {e})", name(id))),
-        }
-    }
-    drop(tx);
-    if watched.is_empty() {
-        return Err(Failure::NoInstance {
-            what: format!(
-                "no attached mptcpify instance answers in this network namespace: {}",
-                unreachable.join(", ")
-            ),
-            fix: "An instance serves monitors in its own network namespace: for a sidecar, run \
-                  `sudo nsenter --net=/proc/PID/ns/net mptcpify monitor` with the instance's \
-                  PID (`mptcpify status` lists it). An instance of an mptcpify older than \
-                  `monitor` serves none: restart it with this version."
-                .into(),
-        });
-    }
-    for what in &unreachable {
-        eprintln!(
-            "mptcpify: note: not monitored, not reachable from this network namespace: {what}"
-        );
-    }
-    eprintln!(
-        "mptcpify: monitoring program id {}; Ctrl-C to stop",
-        watched.join(", ")
-    );
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            message = rx.recv() => match message {
-                Some(Message::Event(id, time, event)) => {
-                    if args.json {
-                        println!("{}", crate::render::json_of(&event, time, Some(id)));
-                    } else {
-                        println!(
-                            "{} {}",
-                            humantime::format_rfc3339_millis(time),
-                            crate::render::line(&event)
-                        );
-                    }
-                }
-                Some(Message::Ended(id, why)) => eprintln!("mptcpify: program id {id}: {why}"),
-                None => {
-                    eprintln!("mptcpify: no instance left to monitor");
-                    break;
-                }
-            },
-        }
-    }
-    Ok(exit::OK)
-}
-
-/// Reads one instance's events into `tx` until it detaches.
-async fn read_instance(
-    id: u32,
-    stream: tokio::net::UnixStream,
-    tx: tokio::sync::mpsc::Sender<Message>,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut hello = String::new();
-    let ended = match reader.read_line(&mut hello).await {
-        Ok(0) | Err(_) => "closed the connection before saying hello".to_string(),
-        Ok(_) => match check_hello(&hello) {
-            Err(why) => why,
-            Ok(()) => {
-                let mut record = [0u8; RECORD];
-                loop {
-                    if reader.read_exact(&mut record).await.is_err() {
-                        break "detached".to_string();
-                    }
-                    let nanos = u64::from_le_bytes(record[..8].try_into().unwrap());
-                    let time = UNIX_EPOCH + Duration::from_nanos(nanos);
-                    let Some(event) = Event::from_bytes(&record[8..]) else {
-                        continue;
-                    };
-                    if tx.send(Message::Event(id, time, event)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        },
-    };
-    let _ = tx.send(Message::Ended(id, ended)).await;
-}
-
-/// Whether an instance's hello line is one this monitor understands.
-fn check_hello(hello: &str) -> Result<(), String> {
-    let hello = hello.trim_end();
-    let Some(fields) = hello.strip_prefix(HELLO) else {
-        return Err(format!(
-            "speaks another monitor protocol ({hello:?}): use the mptcpify binary it runs"
-        ));
-    };
-    let size = fields
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("event_size="));
-    if size != Some(&Event::SIZE.to_string()) {
-        return Err(format!(
-            "is another mptcpify version (event_size {}, this one {}): use the binary it runs",
-            size.unwrap_or("?"),
-            Event::SIZE
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_same_protocol_and_event_layout_is_understood() {
-        let ours = format!("{HELLO} program=7 pid=1 event_size={}\n", Event::SIZE);
-        assert_eq!(check_hello(&ours), Ok(()));
-        let other = format!("{HELLO} program=7 pid=1 event_size={}\n", Event::SIZE + 8);
-        assert!(check_hello(&other)
-            .unwrap_err()
-            .contains("another mptcpify version"));
-        assert!(check_hello("mptcpify-monitor 2 program=7\n")
-            .unwrap_err()
-            .contains("another monitor protocol"));
-    }
+    use std::time::Duration;
 
     #[test]
     fn a_monitor_that_falls_behind_is_told_how_many_events_it_lost() {

@@ -2,11 +2,12 @@
 //! `run`, `audit`): preflight, load and attach with a policy, with
 //! SIGINT/SIGTERM held back meanwhile; and the counters said at detach.
 
+use crate::bpf::{instances, loader, pins, selfcheck};
 use crate::errors::Failure;
-use crate::{
-    cli, held_signals, instances, kernel_layout, loader, pins, policy, preflight, selfcheck,
-    summary,
-};
+use crate::kernel::{layout, preflight};
+use crate::output::summary;
+use crate::sys::held_signals;
+use crate::{cli, policy};
 
 /// Preflight, then load and attach with `policy`. Shared by both modes.
 /// `replacing`: the programs of the pin this instance takes over, which
@@ -27,7 +28,7 @@ pub fn attach(
     // load against and the layout they read with; kallsyms is asked
     // meanwhile. A preflight failure still comes first; an unreadable BTF
     // is its to say.
-    let read = kernel_layout::read(&loader::btf_targets());
+    let read = layout::read(&loader::btf_targets());
     let kernel = preflight::check(&preflight::Options {
         allow_disabled: safety.allow_disabled,
         btf: read

@@ -1,0 +1,8 @@
+//! The bottom layer: thin, typed access to what the kernel offers a process,
+//! with no knowledge of mptcpify's policy or programs.
+//!
+//! - [`held_signals`]: SIGINT/SIGTERM/SIGHUP held back while attaching.
+//! - [`mapped`]: shared, writable mappings of `BPF_F_MMAPABLE` arrays.
+
+pub mod held_signals;
+pub mod mapped;

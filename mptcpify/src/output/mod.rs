@@ -8,6 +8,8 @@
 //! - [`monitor_server`]: the same events served to `mptcpify monitor`.
 
 pub mod events;
+#[cfg(test)]
+mod golden;
 pub mod monitor_server;
 pub mod render;
 pub mod sockopt_names;

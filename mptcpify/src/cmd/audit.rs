@@ -9,15 +9,16 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use mptcpify_common::event::{outcome, refused, Event};
-use serde::Serialize;
+use mptcpify_common::event::refused;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::bpf::loader::Mode;
 use crate::cli::AuditArgs;
 use crate::errors::{exit, Failure};
 use crate::output::events::READ_EVERY;
-use crate::output::render::Clock;
+use crate::output::json::{self, AuditedOption, JsonEvent, Socket};
+use crate::output::render::{text, to_json, Clock};
+use crate::output::report::{Report, Who};
 use crate::output::sockopt_names;
 use crate::policy::Policy;
 
@@ -31,15 +32,6 @@ struct Process {
     would_upgrade: u64,
     /// (level, option) → MPTCP's answer, in the order first seen.
     options: Vec<((u32, u32), Answer)>,
-}
-
-#[derive(Serialize)]
-struct JsonOption {
-    level: String,
-    option: String,
-    mptcp: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errno: Option<String>,
 }
 
 pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
@@ -73,28 +65,32 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
             _ = timer.tick() => false,
         };
         for event in source.drain() {
-            if !matches!(event.outcome, outcome::WOULD_UPGRADE | outcome::TCP_OPTION) {
-                continue;
-            }
-            let comm = String::from_utf8_lossy(event.comm()).into_owned();
             let time = clock.wall(event.boot_ns);
-            let process = processes.entry(comm.clone()).or_default();
-            process.pids.insert(event.pid);
-            match event.outcome {
-                outcome::WOULD_UPGRADE => {
+            match Report::decode(&event) {
+                Report::WouldUpgrade { who, family } => {
+                    let process = processes.entry(who.comm.clone()).or_default();
+                    process.pids.insert(who.pid);
                     process.would_upgrade += 1;
-                    say_would_upgrade(&event, time, args.json);
+                    let report = Report::WouldUpgrade { who, family };
+                    if args.json {
+                        println!("{}", to_json(&report, time, None).to_line());
+                    } else {
+                        println!("{}", text(&report));
+                    }
                 }
-                outcome::TCP_OPTION => {
-                    let key = (event.level, event.option);
+                Report::TcpOption { who, level, option } => {
+                    let process = processes.entry(who.comm.clone()).or_default();
+                    process.pids.insert(who.pid);
+                    let key = (level, option);
                     let answer = *answers
                         .entry(key)
-                        .or_insert_with(|| mptcp_answer(event.level, event.option));
+                        .or_insert_with(|| mptcp_answer(level, option));
                     if !process.options.iter().any(|(k, _)| *k == key) {
                         process.options.push((key, answer));
                     }
-                    say_option(&event, &comm, answer, time, args.json);
+                    say_option(&who, key, answer, time, args.json);
                 }
+                // The audit mode's programs send no other events.
                 _ => {}
             }
         }
@@ -138,60 +134,50 @@ fn mptcp_answer(level: u32, option: u32) -> Answer {
     }
 }
 
-fn say_would_upgrade(event: &Event, time: SystemTime, json: bool) {
+fn say_option(
+    who: &Who,
+    (level, option): (u32, u32),
+    answer: Answer,
+    time: SystemTime,
+    json: bool,
+) {
     if json {
-        println!("{}", crate::output::render::json(event, time));
-    } else {
-        println!("{}", crate::output::render::line(event));
-    }
-}
-
-fn say_option(event: &Event, comm: &str, answer: Answer, time: SystemTime, json: bool) {
-    let option = sockopt_names::option(event.level, event.option);
-    if json {
-        #[derive(Serialize)]
-        struct Line<'a> {
-            event: &'a str,
-            time: String,
-            pid: u32,
-            tid: u32,
-            comm: &'a str,
-            #[serde(flatten)]
-            option: JsonOption,
-        }
-        let line = Line {
-            event: "tcp_option",
-            time: humantime::format_rfc3339_micros(time).to_string(),
-            pid: event.pid,
-            tid: event.tid,
-            comm,
-            option: json_option(event.level, event.option, answer),
+        let line = JsonEvent::TcpOption {
+            socket: Socket {
+                time: json::time(time),
+                pid: who.pid,
+                tid: who.tid,
+                comm: who.comm.clone(),
+            },
+            option: json_option(level, option, answer),
         };
-        println!("{}", serde_json::to_string(&line).expect("plain data"));
+        println!("{}", line.to_line());
         return;
     }
+    let said = text(&Report::TcpOption {
+        who: who.clone(),
+        level,
+        option,
+    });
     match answer {
         Some(errno) => println!(
-            "{comm} (pid {}) sets {option} on a TCP socket: MPTCP on this kernel refuses it ({})",
-            event.pid,
+            "{said}: MPTCP on this kernel refuses it ({})",
             sockopt_names::errno(errno as u32)
         ),
-        None => println!(
-            "{comm} (pid {}) sets {option} on a TCP socket: MPTCP accepts it",
-            event.pid
-        ),
+        None => println!("{said}: MPTCP accepts it"),
     }
 }
 
-fn json_option(level: u32, option: u32, answer: Answer) -> JsonOption {
-    JsonOption {
+fn json_option(level: u32, option: u32, answer: Answer) -> AuditedOption {
+    AuditedOption {
         level: sockopt_names::level(level),
         option: sockopt_names::option(level, option),
         mptcp: if answer.is_some() {
             "refused"
         } else {
             "accepted"
-        },
+        }
+        .into(),
         errno: answer.map(|e| sockopt_names::errno(e as u32)),
     }
 }
@@ -216,26 +202,16 @@ fn verdicts(processes: &BTreeMap<String, Process>, json: bool) {
             })
             .collect();
         if json {
-            #[derive(Serialize)]
-            struct Verdict<'a> {
-                event: &'a str,
-                time: String,
-                comm: &'a str,
-                pids: Vec<u32>,
-                verdict: &'a str,
-                would_upgrade: u64,
-                options: Vec<JsonOption>,
-            }
-            let line = Verdict {
-                event: "audit_verdict",
-                time: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
-                comm,
+            let line = JsonEvent::AuditVerdict {
+                time: json::time(SystemTime::now()),
+                comm: comm.clone(),
                 pids: process.pids.iter().copied().collect(),
                 verdict: if refused.is_empty() {
                     "safe"
                 } else {
                     "would_break"
-                },
+                }
+                .into(),
                 would_upgrade: process.would_upgrade,
                 options: process
                     .options
@@ -243,7 +219,7 @@ fn verdicts(processes: &BTreeMap<String, Process>, json: bool) {
                     .map(|((l, o), a)| json_option(*l, *o, *a))
                     .collect(),
             };
-            println!("{}", serde_json::to_string(&line).expect("plain data"));
+            println!("{}", line.to_line());
             continue;
         }
         let sockets = format!(

@@ -14,6 +14,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cli::MonitorArgs;
 use crate::errors::{exit, Failure};
 use crate::output::monitor_server::{address, name, HELLO, RECORD};
+use crate::output::render::{text, to_json};
+use crate::output::report::Report;
 
 /// What a connection to one instance yields.
 enum Message {
@@ -81,14 +83,11 @@ pub async fn monitor(args: &MonitorArgs) -> Result<i32, Failure> {
             _ = sigterm.recv() => break,
             message = rx.recv() => match message {
                 Some(Message::Event(id, time, event)) => {
+                    let report = Report::decode(&event);
                     if args.json {
-                        println!("{}", crate::output::render::json_of(&event, time, Some(id)));
+                        println!("{}", to_json(&report, time, Some(id)).to_line());
                     } else {
-                        println!(
-                            "{} {}",
-                            humantime::format_rfc3339_millis(time),
-                            crate::output::render::line(&event)
-                        );
+                        println!("{} {}", humantime::format_rfc3339_millis(time), text(&report));
                     }
                 }
                 Some(Message::Ended(id, why)) => eprintln!("mptcpify: program id {id}: {why}"),

@@ -7,11 +7,10 @@
 //! (`crate::cmd::monitor`), with the events only they get (an upgraded connection's life). Their
 //! text and JSON forms are [`crate::output::render`]'s.
 
-use mptcpify_common::event::outcome;
-
 use crate::bpf::event_source::EventSource;
 use crate::output::monitor_server::Server;
-use crate::output::render::{json, line, Clock};
+use crate::output::render::{text, to_json, Clock};
+use crate::output::report::Report;
 
 /// How events are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,50 +77,18 @@ impl Events {
             if let Some(monitors) = &mut self.monitors {
                 monitors.send(&event, time);
             }
-            if !written(event.outcome, self.quiet) {
+            let report = Report::decode(&event);
+            if !report.written_by_instance(self.quiet) {
                 continue;
             }
             match self.output {
-                Output::Stdout => println!("{}", line(&event)),
-                Output::Stderr => eprintln!("mptcpify: {}", line(&event)),
-                Output::Json => println!("{}", json(&event, time)),
+                Output::Stdout => println!("{}", text(&report)),
+                Output::Stderr => eprintln!("mptcpify: {}", text(&report)),
+                Output::Json => println!("{}", to_json(&report, time, None).to_line()),
             }
         }
         if let Some(monitors) = &mut self.monitors {
             monitors.flush();
-        }
-    }
-}
-
-/// Whether an instance writes an event of `outcome` itself (the others it
-/// gets only while a monitor listens, for the monitor).
-fn written(outcome: u32, quiet: bool) -> bool {
-    match outcome {
-        outcome::REFUSED_SETSOCKOPT | outcome::REFUSED_GETSOCKOPT | outcome::VERDICT => true,
-        _ if outcome::is_live(outcome) => false,
-        _ => !quiet,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_instance_writes_what_monitors_do_not_get_alone() {
-        // What an instance writes itself, and what only monitors get.
-        for quiet in [false, true] {
-            for live in [
-                outcome::ESTABLISHED,
-                outcome::SUBFLOW_UP,
-                outcome::SUBFLOW_DOWN,
-            ] {
-                assert!(!written(live, quiet));
-            }
-            assert!(written(outcome::REFUSED_SETSOCKOPT, quiet));
-            assert!(written(outcome::VERDICT, quiet));
-            assert_eq!(written(outcome::UPGRADED, quiet), !quiet);
-            assert_eq!(written(outcome::CLOSED, quiet), !quiet);
         }
     }
 }

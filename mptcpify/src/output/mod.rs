@@ -10,7 +10,9 @@
 pub mod events;
 #[cfg(test)]
 mod golden;
+pub mod json;
 pub mod monitor_server;
 pub mod render;
+pub mod report;
 pub mod sockopt_names;
 pub mod summary;

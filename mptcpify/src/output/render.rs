@@ -3,85 +3,311 @@
 //! clock that gives an event its wall time. Pure: writing them is
 //! [`crate::output::events`]' and the monitors' ([`crate::cmd::monitor`]).
 
-use mptcpify_common::{
-    consts::AF_INET6,
-    event::{closed, outcome, Event, Explanation},
-    maps::kind,
-    Keep, Verdict,
-};
-use serde::Serialize;
+#[cfg(test)]
+use mptcpify_common::event::Event;
+use mptcpify_common::{event::Explanation, maps::kind, Keep, Verdict};
 
+use crate::output::json::{self, JsonEvent, Socket, Source};
+use crate::output::report::{Call, Closed, Family, Kept, Report, Subflow, Who};
 use crate::output::sockopt_names;
 
-/// The text line of one event.
+/// The text line of one record (the tests' way in: the program decodes
+/// each record once, [`Report::decode`]).
+#[cfg(test)]
 pub fn line(event: &Event) -> String {
-    let comm = String::from_utf8_lossy(event.comm());
-    let who = format!("pid={} tid={} comm={comm}", event.pid, event.tid);
-    match event.outcome {
-        outcome::REFUSED_SETSOCKOPT | outcome::REFUSED_GETSOCKOPT => format!(
-            "mptcp refused {} {} ({}) {who}: MPTCP does not implement it; if {comm} \
+    text(&Report::decode(event))
+}
+
+/// One record as a JSON line.
+#[cfg(test)]
+pub fn json(event: &Event, time: std::time::SystemTime) -> String {
+    json_of(event, time, None)
+}
+
+/// One record as a JSON line, with the `instance` it came from (the
+/// monitor's).
+#[cfg(test)]
+pub fn json_of(event: &Event, time: std::time::SystemTime, instance: Option<u32>) -> String {
+    to_json(&Report::decode(event), time, instance).to_line()
+}
+
+/// The text line of one event.
+pub fn text(report: &Report) -> String {
+    let who_words =
+        |who: &Who| format!("pid={} tid={} comm={}", who.pid, who.tid, shown(&who.comm));
+    match report {
+        Report::RefusedOption {
+            who,
+            call,
+            level,
+            option,
+            errno,
+        } => format!(
+            "mptcp refused {} {} ({}) {}: MPTCP does not implement it; if {comm} \
              depends on it, keep it on TCP: --exclude-comm {comm}",
-            call(event),
-            sockopt_names::option(event.level, event.option),
-            sockopt_names::errno(event.errno)
+            call_name(*call),
+            sockopt_names::option(*level, *option),
+            sockopt_names::errno(*errno),
+            who_words(who),
+            comm = shown(&who.comm),
         ),
-        outcome::KEPT_SANDBOXED => format!(
-            "kept tcp (sandboxed: Landlock would not restrict mptcp) {who} family={}",
-            family(event)
+        Report::KeptTcp {
+            who,
+            family,
+            reason: Kept::Sandboxed,
+        } => format!(
+            "kept tcp (sandboxed: Landlock would not restrict mptcp) {} family={}",
+            who_words(who),
+            family_name(*family)
         ),
-        outcome::KEPT_FILTERED => format!(
+        Report::KeptTcp {
+            who,
+            family,
+            reason: Kept::SockFiltered,
+        } => format!(
             "kept tcp (cgroup sock_create program: another tool's filter would see protocol \
-             mptcp) {who} family={}",
-            family(event)
+             mptcp) {} family={}",
+            who_words(who),
+            family_name(*family)
         ),
-        outcome::WOULD_UPGRADE => format!("would upgrade {who} family={}", family(event)),
-        outcome::CLOSED => format!(
-            "closed {who} family={}: {}",
-            family(event),
-            closed_outcome(event).1
+        Report::WouldUpgrade { who, family } => format!(
+            "would upgrade {} family={}",
+            who_words(who),
+            family_name(*family)
         ),
-        outcome::VERDICT => format!(
-            "explain {who} family={}: {}",
-            family(event),
-            explained(&event.explanation())
+        Report::Closed {
+            who,
+            family,
+            outcome,
+        } => format!(
+            "closed {} family={}: {}",
+            who_words(who),
+            family_name(*family),
+            closed_words(*outcome)
         ),
-        outcome::ESTABLISHED => format!("established {who} family={}: mptcp", family(event)),
-        outcome::SUBFLOW_UP => format!(
-            "subflow up {who} family={}: {}",
-            family(event),
-            extra_subflows(event.why)
+        Report::Explain { who, family, why } => format!(
+            "explain {} family={}: {}",
+            who_words(who),
+            family_name(*family),
+            explained(why)
         ),
-        outcome::SUBFLOW_DOWN => format!(
-            "subflow down {who} family={} (extra subflows joined so far: {})",
-            family(event),
-            event.why
+        Report::Established { who, family } => format!(
+            "established {} family={}: mptcp",
+            who_words(who),
+            family_name(*family)
         ),
-        outcome::MONITOR_DROPPED => format!(
-            "dropped {} events: this monitor did not read them fast enough",
-            event.why
+        Report::Subflow {
+            who,
+            family,
+            state: Subflow::Up,
+            extra_subflows,
+        } => format!(
+            "subflow up {} family={}: {}",
+            who_words(who),
+            family_name(*family),
+            extra_subflows_words(*extra_subflows)
         ),
-        _ => format!("upgraded {who} family={}", family(event)),
+        Report::Subflow {
+            who,
+            family,
+            state: Subflow::Down,
+            extra_subflows,
+        } => format!(
+            "subflow down {} family={} (extra subflows joined so far: {extra_subflows})",
+            who_words(who),
+            family_name(*family),
+        ),
+        Report::Dropped { count, .. } => {
+            format!("dropped {count} events: this monitor did not read them fast enough")
+        }
+        Report::Upgraded { who, family } => {
+            format!(
+                "upgraded {} family={}",
+                who_words(who),
+                family_name(*family)
+            )
+        }
+        Report::TcpOption { who, level, option } => format!(
+            "{} (pid {}) sets {} on a TCP socket",
+            shown(&who.comm),
+            who.pid,
+            sockopt_names::option(*level, *option)
+        ),
+        Report::Unknown { who, outcome } => format!(
+            "unknown event {outcome} {} (from another mptcpify version?)",
+            who_words(who)
+        ),
     }
 }
 
-/// What a closed upgraded socket did: the JSON `outcome`, the words of the
-/// text line, and its extra subflows.
-fn closed_outcome(event: &Event) -> (&'static str, String, u32) {
-    let joins = event.why >> 8;
-    match event.why & 0xff {
-        closed::MPTCP => ("mptcp", format!("mptcp, {}", extra_subflows(joins)), joins),
-        closed::FALLBACK => (
-            "fallback",
-            "fell back to tcp (the peer did not answer MP_CAPABLE)".into(),
-            0,
-        ),
-        closed::LISTENER => ("listener", "listener".into(), 0),
-        _ => ("unconnected", "never connected".into(), 0),
+/// A process name as a text line shows it: control characters escaped
+/// (`\u{1b}`), since any process may choose its name and a terminal would
+/// act on them. JSON escapes them itself.
+fn shown(comm: &str) -> String {
+    comm.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// One event as JSON (README, "JSON output").
+pub fn to_json(report: &Report, time: std::time::SystemTime, instance: Option<u32>) -> JsonEvent {
+    let socket = |who: &Who| Socket {
+        time: json::time(time),
+        pid: who.pid,
+        tid: who.tid,
+        comm: who.comm.clone(),
+    };
+    let from = Source { instance };
+    let family = |family: &Family| family_name(*family).to_string();
+    match report {
+        Report::Upgraded { who, family: f } => JsonEvent::Upgraded {
+            socket: socket(who),
+            family: family(f),
+            from,
+        },
+        Report::WouldUpgrade { who, family: f } => JsonEvent::WouldUpgrade {
+            socket: socket(who),
+            family: family(f),
+            from,
+        },
+        Report::KeptTcp {
+            who,
+            family: f,
+            reason,
+        } => JsonEvent::KeptTcp {
+            socket: socket(who),
+            family: family(f),
+            reason: match reason {
+                Kept::Sandboxed => "sandboxed",
+                Kept::SockFiltered => "sock_filtered",
+            }
+            .into(),
+            from,
+        },
+        Report::RefusedOption {
+            who,
+            call,
+            level,
+            option,
+            errno,
+        } => JsonEvent::RefusedOption {
+            socket: socket(who),
+            call: call_name(*call).into(),
+            level: sockopt_names::level(*level),
+            option: sockopt_names::option(*level, *option),
+            errno: sockopt_names::errno(*errno),
+            fix: format!("--exclude-comm {}", who.comm),
+            from,
+        },
+        Report::TcpOption { .. } => {
+            unreachable!("mptcpify audit writes tcp_option events with MPTCP's answer")
+        }
+        Report::Explain {
+            who,
+            family: f,
+            why,
+        } => JsonEvent::Explain {
+            socket: socket(who),
+            family: family(f),
+            verdict: match why.verdict {
+                Some(Verdict::Upgrade) => "upgraded",
+                Some(Verdict::Keep(_)) => "kept_tcp",
+                None => "unknown",
+            }
+            .into(),
+            reason: match why.verdict {
+                Some(Verdict::Keep(keep)) => Some(keep_reason(keep, why.excluded_by).0.into()),
+                _ => None,
+            },
+            selected_by: {
+                let selected = selector_options(why.selected_by, false);
+                if selected.is_empty() && why.verdict == Some(Verdict::Upgrade) {
+                    vec!["--all".into()]
+                } else {
+                    selected.into_iter().map(String::from).collect()
+                }
+            },
+            excluded_by: selector_options(why.excluded_by, true)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            from,
+        },
+        Report::Closed {
+            who,
+            family: f,
+            outcome,
+        } => JsonEvent::Closed {
+            socket: socket(who),
+            family: family(f),
+            outcome: match outcome {
+                Closed::Mptcp { .. } => "mptcp",
+                Closed::Fallback => "fallback",
+                Closed::Listener => "listener",
+                Closed::Unconnected => "unconnected",
+            }
+            .into(),
+            extra_subflows: match outcome {
+                Closed::Mptcp { extra_subflows } => *extra_subflows,
+                _ => 0,
+            },
+            from,
+        },
+        Report::Established { who, family: f } => JsonEvent::Established {
+            socket: socket(who),
+            family: family(f),
+            outcome: "mptcp".into(),
+            from,
+        },
+        Report::Subflow {
+            who,
+            family: f,
+            state,
+            extra_subflows,
+        } => JsonEvent::Subflow {
+            socket: socket(who),
+            family: family(f),
+            extra_subflows: *extra_subflows,
+            state: match state {
+                Subflow::Up => "up",
+                Subflow::Down => "down",
+            }
+            .into(),
+            from,
+        },
+        Report::Dropped { who, count } => JsonEvent::Dropped {
+            socket: socket(who),
+            count: *count,
+            from,
+        },
+        Report::Unknown { who, outcome } => JsonEvent::Unknown {
+            socket: socket(who),
+            code: *outcome,
+            from,
+        },
+    }
+}
+
+/// The words of a closed socket's line after the colon.
+fn closed_words(outcome: Closed) -> String {
+    match outcome {
+        Closed::Mptcp { extra_subflows } => {
+            format!("mptcp, {}", extra_subflows_words(extra_subflows))
+        }
+        Closed::Fallback => "fell back to tcp (the peer did not answer MP_CAPABLE)".into(),
+        Closed::Listener => "listener".into(),
+        Closed::Unconnected => "never connected".into(),
     }
 }
 
 /// "1 extra subflow", "2 extra subflows".
-fn extra_subflows(n: u32) -> String {
+fn extra_subflows_words(n: u32) -> String {
     format!("{n} extra subflow{}", if n == 1 { "" } else { "s" })
 }
 
@@ -150,161 +376,18 @@ fn explained(why: &Explanation) -> String {
     }
 }
 
-fn family(event: &Event) -> &'static str {
-    if event.family as i32 == AF_INET6 {
-        "ipv6"
-    } else {
-        "ipv4"
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "ipv4",
+        Family::Ipv6 => "ipv6",
     }
 }
 
-fn call(event: &Event) -> &'static str {
-    if event.outcome == outcome::REFUSED_GETSOCKOPT {
-        "getsockopt"
-    } else {
-        "setsockopt"
+fn call_name(call: Call) -> &'static str {
+    match call {
+        Call::Setsockopt => "setsockopt",
+        Call::Getsockopt => "getsockopt",
     }
-}
-
-/// One event as JSON (README, "JSON output").
-#[derive(Serialize)]
-struct JsonEvent<'a> {
-    event: &'a str,
-    time: String,
-    pid: u32,
-    tid: u32,
-    comm: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    family: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    verdict: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    outcome: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    extra_subflows: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    selected_by: Option<Vec<&'static str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    excluded_by: Option<Vec<&'static str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    call: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    level: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    option: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errno: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fix: Option<String>,
-    /// `subflow`: `up` or `down`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<&'a str>,
-    /// `dropped`: how many events.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    count: Option<u32>,
-    /// `mptcpify monitor`: the program id of the instance that saw it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instance: Option<u32>,
-}
-
-pub fn json(event: &Event, time: std::time::SystemTime) -> String {
-    json_of(event, time, None)
-}
-
-/// One event as JSON, with the `instance` it came from (the monitor's).
-pub fn json_of(event: &Event, time: std::time::SystemTime, instance: Option<u32>) -> String {
-    let comm = String::from_utf8_lossy(event.comm()).into_owned();
-    let mut json = JsonEvent {
-        event: "upgraded",
-        time: humantime::format_rfc3339_micros(time).to_string(),
-        pid: event.pid,
-        tid: event.tid,
-        comm: comm.clone(),
-        family: Some(family(event)),
-        verdict: None,
-        outcome: None,
-        extra_subflows: None,
-        reason: None,
-        selected_by: None,
-        excluded_by: None,
-        call: None,
-        level: None,
-        option: None,
-        errno: None,
-        fix: None,
-        state: None,
-        count: None,
-        instance,
-    };
-    match event.outcome {
-        outcome::REFUSED_SETSOCKOPT | outcome::REFUSED_GETSOCKOPT => {
-            json.event = "refused_option";
-            json.family = None;
-            json.call = Some(call(event));
-            json.level = Some(sockopt_names::level(event.level));
-            json.option = Some(sockopt_names::option(event.level, event.option));
-            json.errno = Some(sockopt_names::errno(event.errno));
-            json.fix = Some(format!("--exclude-comm {comm}"));
-        }
-        outcome::KEPT_SANDBOXED => {
-            json.event = "kept_tcp";
-            json.reason = Some("sandboxed");
-        }
-        outcome::KEPT_FILTERED => {
-            json.event = "kept_tcp";
-            json.reason = Some("sock_filtered");
-        }
-        outcome::WOULD_UPGRADE => json.event = "would_upgrade",
-        outcome::ESTABLISHED => {
-            json.event = "established";
-            json.outcome = Some("mptcp");
-        }
-        outcome::SUBFLOW_UP | outcome::SUBFLOW_DOWN => {
-            json.event = "subflow";
-            json.state = Some(if event.outcome == outcome::SUBFLOW_UP {
-                "up"
-            } else {
-                "down"
-            });
-            json.extra_subflows = Some(event.why);
-        }
-        outcome::MONITOR_DROPPED => {
-            json.event = "dropped";
-            json.family = None;
-            json.count = Some(event.why);
-        }
-        outcome::CLOSED => {
-            let (name, _, joins) = closed_outcome(event);
-            json.event = "closed";
-            json.outcome = Some(name);
-            json.extra_subflows = Some(joins);
-        }
-        outcome::VERDICT => {
-            let why = event.explanation();
-            json.event = "explain";
-            json.verdict = Some(match why.verdict {
-                Some(Verdict::Upgrade) => "upgraded",
-                Some(Verdict::Keep(_)) => "kept_tcp",
-                None => "unknown",
-            });
-            if let Some(Verdict::Keep(keep)) = why.verdict {
-                json.reason = Some(keep_reason(keep, why.excluded_by).0);
-            }
-            let selected = selector_options(why.selected_by, false);
-            json.selected_by = Some(
-                if selected.is_empty() && why.verdict == Some(Verdict::Upgrade) {
-                    vec!["--all"]
-                } else {
-                    selected
-                },
-            );
-            json.excluded_by = Some(selector_options(why.excluded_by, true));
-        }
-        _ => {}
-    }
-    serde_json::to_string(&json).expect("plain data serialises")
 }
 
 /// Turns the programs' boot-time stamps (`bpf_ktime_get_boot_ns`) into wall
@@ -348,6 +431,7 @@ fn boot_time() -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mptcpify_common::event::{closed, outcome};
 
     fn event(outcome: u32) -> Event {
         let mut comm = [0u8; 16];

@@ -2,85 +2,33 @@
 //! detaches (README, "JSON output"); the events between are `events`'.
 
 use mptcpify_common::maps::Counter;
-use serde::Serialize;
 
+use crate::output::json::{self, JsonEvent};
 use crate::policy::Policy;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_outcomes_line_adds_up() {
-        let counts = [
-            (Counter::Upgraded, 12),
-            (Counter::ClosedMptcp, 9),
-            (Counter::ExtraSubflows, 14),
-            (Counter::ClosedFallback, 2),
-            (Counter::ClosedListener, 1),
-        ];
-        assert_eq!(
-            outcomes_line(&counts, None),
-            "12 upgraded: 9 MPTCP (14 extra subflows), 2 fell back to TCP, 1 listener, 0 never \
-             connected, 0 still open"
-        );
-        // Observed, not derived: sockets upgraded but never tagged (none
-        // since the observers attach first) are not taken for open ones.
-        assert_eq!(
-            outcomes_line(&counts, Some(3)),
-            "12 upgraded: 9 MPTCP (14 extra subflows), 2 fell back to TCP, 1 listener, 0 never \
-             connected, 3 still open"
-        );
-    }
-}
-
-#[derive(Serialize)]
-struct Attached<'a> {
-    event: &'a str,
-    time: String,
-    pid: u32,
-    kernel: String,
-    policy: String,
-}
-
-#[derive(Serialize)]
-struct Detached<'a> {
-    event: &'a str,
-    time: String,
-    pid: u32,
-    tcp_sockets: u64,
-    counters: serde_json::Map<String, serde_json::Value>,
-    /// `socket()` calls the kernel made without the upgrader (absent where
-    /// the kernel does not say).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    skipped_calls: Option<u64>,
-}
-
 fn now() -> String {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+    json::time(std::time::SystemTime::now())
 }
 
 pub fn attached_json(policy: &Policy) -> String {
-    serde_json::to_string(&Attached {
-        event: "attached",
+    JsonEvent::Attached {
         time: now(),
         pid: std::process::id(),
         kernel: crate::kernel::preflight::kernel_release(),
         policy: policy.to_string(),
-    })
-    .expect("plain data serialises")
+    }
+    .to_line()
 }
 
 /// `--config` reloaded on SIGHUP: the policy now in force.
 pub fn reloaded_json(policy: &Policy) -> String {
-    serde_json::to_string(&Attached {
-        event: "reloaded",
+    JsonEvent::Reloaded {
         time: now(),
         pid: std::process::id(),
         kernel: crate::kernel::preflight::kernel_release(),
         policy: policy.to_string(),
-    })
-    .expect("plain data serialises")
+    }
+    .to_line()
 }
 
 /// What the upgraded sockets that were closed did, in one line: "12
@@ -116,8 +64,7 @@ pub fn outcomes_line(counts: &[(Counter, u64)], open: Option<u64>) -> String {
 }
 
 pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)], skipped: Option<u64>) -> String {
-    serde_json::to_string(&Detached {
-        event: "detached",
+    JsonEvent::Detached {
         time: now(),
         pid: std::process::id(),
         tcp_sockets,
@@ -126,6 +73,34 @@ pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)], skipped: Optio
             .map(|(counter, value)| (counter.key().to_string(), (*value).into()))
             .collect(),
         skipped_calls: skipped,
-    })
-    .expect("plain data serialises")
+    }
+    .to_line()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outcomes_line_adds_up() {
+        let counts = [
+            (Counter::Upgraded, 12),
+            (Counter::ClosedMptcp, 9),
+            (Counter::ExtraSubflows, 14),
+            (Counter::ClosedFallback, 2),
+            (Counter::ClosedListener, 1),
+        ];
+        assert_eq!(
+            outcomes_line(&counts, None),
+            "12 upgraded: 9 MPTCP (14 extra subflows), 2 fell back to TCP, 1 listener, 0 never \
+             connected, 0 still open"
+        );
+        // Observed, not derived: sockets upgraded but never tagged (none
+        // since the observers attach first) are not taken for open ones.
+        assert_eq!(
+            outcomes_line(&counts, Some(3)),
+            "12 upgraded: 9 MPTCP (14 extra subflows), 2 fell back to TCP, 1 listener, 0 never \
+             connected, 3 still open"
+        );
+    }
 }

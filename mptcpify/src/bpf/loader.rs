@@ -57,7 +57,7 @@ macro_rules! attach_traced {
     };
     ($ebpf:expr, $kind:ty, $name:expr, tracepoint $target:expr, $ids:expr, $links:expr) => {
         attach_traced!(@ $ebpf, $kind, $name, $target,
-            $ids.get(&format!("btf_trace_{}", $target), layout::kind::TYPEDEF), $links)
+            $ids.get(&format!("btf_trace_{}", $target), layout::BtfKind::Typedef), $links)
     };
     (@ $ebpf:expr, $kind:ty, $name:expr, $target:expr, $id:expr, $links:expr) => {
         (|| -> Result<(), String> {
@@ -156,21 +156,21 @@ const AUDIT_PROGRAM: (&str, &str) = ("mptcpify_audit_setsockopt", "tcp_setsockop
 /// The names the programs need BTF ids of (see [`layout::read`]):
 /// the functions and tracepoint they attach to, the kfunc they call,
 /// `struct rb_node` (the type it casts to).
-pub fn btf_targets() -> Vec<(&'static str, u32)> {
-    use layout::kind::{FUNC, STRUCT, TYPEDEF};
+pub fn btf_targets() -> Vec<(&'static str, layout::BtfKind)> {
+    use layout::BtfKind::{Func, Struct, Typedef};
     let mut targets = vec![
-        (HOOK, FUNC),
-        (maps::RDONLY_CAST, FUNC),
-        ("rb_node", STRUCT),
-        (FOLLOW_TRACEPOINT_TYPEDEF, TYPEDEF),
-        (AUDIT_PROGRAM.1, FUNC),
+        (HOOK, Func),
+        (maps::RDONLY_CAST, Func),
+        ("rb_node", Struct),
+        (FOLLOW_TRACEPOINT_TYPEDEF, Typedef),
+        (AUDIT_PROGRAM.1, Func),
     ];
     for (_, function) in OUTCOME_PROGRAMS
         .iter()
         .chain(&LIVE_PROGRAMS)
         .chain(&OPTION_PROGRAMS)
     {
-        targets.push((function, FUNC));
+        targets.push((function, Func));
     }
     targets
 }
@@ -195,7 +195,7 @@ pub fn attach(
     let layout = maps::KernelLayout {
         rb_node_type: kernel
             .ids
-            .get("rb_node", layout::kind::STRUCT)
+            .get("rb_node", layout::BtfKind::Struct)
             .map_err(load_failed)?,
         ..guard.kernel
     };

@@ -137,7 +137,7 @@ fn kernel() -> Kernel {
     let root = unsafe { libc::geteuid() } == 0;
     let hook_id = crate::kernel::layout::ids_of_running_kernel(&[(
         crate::kernel::preflight::HOOK,
-        crate::kernel::layout::kind::FUNC,
+        crate::kernel::layout::BtfKind::Func,
     )])
     .map(|ids| ids.func(crate::kernel::preflight::HOOK));
     let (btf, hook, trampolines) = match hook_id {

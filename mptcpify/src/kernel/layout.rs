@@ -17,11 +17,9 @@ use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+pub use aya_obj::btf::BtfKind;
+
 const BTF_MAGIC: u16 = 0xeb9f;
-const KIND_STRUCT: u32 = 4;
-const KIND_UNION: u32 = 5;
-const KIND_ENUM: u32 = 6;
-const KIND_ENUM64: u32 = 19;
 
 /// The offsets the program needs, in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,33 +171,25 @@ impl Layout {
     }
 }
 
-/// BTF kinds (include/uapi/linux/btf.h, BTF_KIND_*) of the types the
-/// programs are loaded against.
-pub mod kind {
-    pub const STRUCT: u32 = 4;
-    pub const TYPEDEF: u32 = 8;
-    pub const FUNC: u32 = 12;
-}
-
 /// The BTF ids of named kernel types: the functions and the tracepoint the
 /// programs attach to, the kfunc they call, `struct rb_node`. Found by our
 /// reader in the walk that finds the layout, so that aya need not parse
 /// the kernel's BTF at all (its parse holds about 12 MB; issue 10).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BtfIds(Vec<(&'static str, u32, u32)>);
+pub struct BtfIds(Vec<(&'static str, BtfKind, u32)>);
 
 impl BtfIds {
     /// The id of `name` of BTF kind `kind`; `Err` names what is missing.
-    pub fn get(&self, name: &str, kind: u32) -> Result<u32, String> {
+    pub fn get(&self, name: &str, kind: BtfKind) -> Result<u32, String> {
         self.0
             .iter()
             .find(|&&(n, k, _)| n == name && k == kind)
             .map(|&(.., id)| id)
             .ok_or_else(|| {
                 let what = match kind {
-                    kind::FUNC => "function",
-                    kind::TYPEDEF => "typedef",
-                    kind::STRUCT => "struct",
+                    BtfKind::Func => "function",
+                    BtfKind::Typedef => "typedef",
+                    BtfKind::Struct => "struct",
                     _ => "type",
                 };
                 format!("the kernel's BTF has no {what} {name}")
@@ -208,7 +198,7 @@ impl BtfIds {
 
     /// The id of kernel function `name`.
     pub fn func(&self, name: &str) -> Result<u32, String> {
-        self.get(name, kind::FUNC)
+        self.get(name, BtfKind::Func)
     }
 }
 
@@ -265,27 +255,30 @@ impl<'a> Btf<'a> {
         while pos + 12 <= end {
             let id = btf.types.len() as u32;
             let (name_off, info) = (word(pos)?, word(pos + 4)?);
-            let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
+            // What follows each kind's header (include/uapi/linux/btf.h).
+            use BtfKind::*;
+            let kind = BtfKind::try_from((info >> 24) & 0x1f);
             let extra = match kind {
-                1 | 14 | 17 => 4,
-                3 => 12,
-                4 | 5 => 12 * vlen,
-                6 | 13 => 8 * vlen,
-                15 | 19 => 12 * vlen,
-                2 | 7..=12 | 16 | 18 => 0,
-                other => {
+                Ok(Int | Var | DeclTag) => 4,
+                Ok(Array) => 12,
+                Ok(Struct | Union) => 12 * vlen,
+                Ok(Enum | FuncProto) => 8 * vlen,
+                Ok(DataSec | Enum64) => 12 * vlen,
+                Ok(Ptr | Fwd | Typedef | Volatile | Const | Restrict | Func | Float | TypeTag) => 0,
+                Ok(Unknown) | Err(_) => {
+                    let other = (info >> 24) & 0x1f;
                     btf.stopped = Some(format!("unknown BTF kind {other} at type id {id}"));
                     break;
                 }
             };
             btf.types.push(pos as u32);
-            if kind == KIND_STRUCT || kind == KIND_UNION {
+            if matches!(kind, Ok(Struct | Union)) {
                 let type_name = btf.name(name_off);
                 if !type_name.is_empty() {
                     btf.composites.entry(type_name).or_default().push(id);
                 }
-            } else if kind == KIND_ENUM || kind == KIND_ENUM64 {
+            } else if matches!(kind, Ok(Enum | Enum64)) {
                 btf.enums.push(id);
             }
             pos += 12 + extra;
@@ -295,7 +288,7 @@ impl<'a> Btf<'a> {
 
     /// The ids of the named types `wanted` (name, BTF kind), in one walk;
     /// the first definition of a name, as aya and libbpf take it.
-    fn ids(&self, wanted: &[(&'static str, u32)]) -> BtfIds {
+    fn ids(&self, wanted: &[(&'static str, BtfKind)]) -> BtfIds {
         let mut found = Vec::with_capacity(wanted.len());
         for id in 1..self.types.len() as u32 {
             let Some((name_off, kind, ..)) = self.header(id) else {
@@ -324,7 +317,7 @@ impl<'a> Btf<'a> {
 
     /// Type `id`'s header: name offset, kind, vlen, kind_flag, and where
     /// its entries start.
-    fn header(&self, id: u32) -> Option<(u32, u32, usize, bool, usize)> {
+    fn header(&self, id: u32) -> Option<(u32, BtfKind, usize, bool, usize)> {
         let pos = *self.types.get(id as usize)? as usize;
         if id == 0 {
             return None;
@@ -332,7 +325,7 @@ impl<'a> Btf<'a> {
         let info = u32_in(self.data, pos + 4).ok()?;
         Some((
             u32_in(self.data, pos).ok()?,
-            (info >> 24) & 0x1f,
+            BtfKind::try_from((info >> 24) & 0x1f).ok()?,
             (info & 0xffff) as usize,
             info >> 31 == 1,
             pos + 12,
@@ -344,7 +337,7 @@ impl<'a> Btf<'a> {
         let Some((_, kind, vlen, kind_flag, entries)) = self.header(id) else {
             return Vec::new();
         };
-        if kind != KIND_STRUCT && kind != KIND_UNION {
+        if !matches!(kind, BtfKind::Struct | BtfKind::Union) {
             return Vec::new();
         }
         (0..vlen)
@@ -418,7 +411,8 @@ impl<'a> Btf<'a> {
             }
             if name.is_empty() {
                 let anonymous = self.header(type_id).is_some_and(|(name_off, kind, ..)| {
-                    (kind == KIND_STRUCT || kind == KIND_UNION) && self.name(name_off).is_empty()
+                    matches!(kind, BtfKind::Struct | BtfKind::Union)
+                        && self.name(name_off).is_empty()
                 });
                 if anonymous {
                     if let Some(found) = self.find(type_id, wanted, base + bits) {
@@ -438,14 +432,14 @@ impl<'a> Btf<'a> {
             let Some((_, kind, vlen, _, entries)) = self.header(id) else {
                 continue;
             };
-            let size = if kind == KIND_ENUM { 8 } else { 12 };
+            let size = if kind == BtfKind::Enum { 8 } else { 12 };
             for e in 0..vlen {
                 let base = entries + size * e;
                 if self.name(u32_in(self.data, base)?) != name {
                     continue;
                 }
                 let low = u32_in(self.data, base + 4)?;
-                values.push(if kind == KIND_ENUM {
+                values.push(if kind == BtfKind::Enum {
                     low as i32 as i64
                 } else {
                     (u64::from(u32_in(self.data, base + 8)?) << 32 | u64::from(low)) as i64
@@ -504,7 +498,7 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// read and one parse of the BTF. `Err` when the BTF cannot be read; else
 /// the ids of `wanted` (name, [`kind`]) and the guard, `Err` when the BTF
 /// lacks a field the programs read.
-pub fn read(wanted: &[(&'static str, u32)]) -> Result<(BtfIds, Result<Guard>)> {
+pub fn read(wanted: &[(&'static str, BtfKind)]) -> Result<(BtfIds, Result<Guard>)> {
     // Asked on a thread of its own (a BPF program load) while the BTF is
     // read and parsed here.
     let symbols = std::thread::spawn(|| {
@@ -532,7 +526,7 @@ pub fn read(wanted: &[(&'static str, u32)]) -> Result<(BtfIds, Result<Guard>)> {
 }
 
 /// The ids of `wanted` in the running kernel's BTF (for `status`).
-pub fn ids_of_running_kernel(wanted: &[(&'static str, u32)]) -> Result<BtfIds> {
+pub fn ids_of_running_kernel(wanted: &[(&'static str, BtfKind)]) -> Result<BtfIds> {
     let data = std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
     Ok(Btf::parse(&data)?.ids(wanted))
 }
@@ -710,15 +704,9 @@ mod tests {
         let ours = Btf::parse(&data).unwrap().ids(&targets);
         let theirs = aya::Btf::parse(&data, aya::Endianness::default()).unwrap();
         for (name, kind) in targets {
-            let aya_kind = match kind {
-                kind::FUNC => aya_obj::btf::BtfKind::Func,
-                kind::TYPEDEF => aya_obj::btf::BtfKind::Typedef,
-                kind::STRUCT => aya_obj::btf::BtfKind::Struct,
-                other => panic!("kind {other}"),
-            };
             assert_eq!(
                 ours.get(name, kind).ok(),
-                theirs.id_by_type_name_kind(name, aya_kind).ok(),
+                theirs.id_by_type_name_kind(name, kind).ok(),
                 "{name}"
             );
             assert!(ours.get(name, kind).is_ok(), "{name} is in this host's BTF");

@@ -39,20 +39,60 @@ impl Cgroup {
 /// Where cgroup2 is mounted: `/sys/fs/cgroup` on unified hosts,
 /// `/sys/fs/cgroup/unified` on hybrid ones.
 pub fn mount_point() -> Result<PathBuf, Failure> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
+    let mounts = procfs::process::Process::myself()
+        .and_then(|me| me.mountinfo())
         .map_err(|e| Failure::Other(anyhow::anyhow!("reading /proc/self/mountinfo: {e}")))?;
-    mount_point_in(&text).ok_or_else(|| Failure::BadSelector {
+    cgroup2_mount(mounts.into_iter()).ok_or_else(|| Failure::BadSelector {
         what: "no cgroup v2 hierarchy is mounted".into(),
         fix: "Mount it (mount -t cgroup2 none /sys/fs/cgroup) or drop --cgroup/--unit/run.".into(),
     })
 }
 
-fn mount_point_in(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let mount = left.split_whitespace().nth(4)?;
-        (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
-    })
+/// The first cgroup2 mount's point, unescaped.
+fn cgroup2_mount(mut mounts: impl Iterator<Item = procfs::process::MountInfo>) -> Option<PathBuf> {
+    mounts
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| unescape_octal(&m.mount_point.to_string_lossy()))
+}
+
+/// A mount point as mountinfo writes it, decoded: the kernel escapes space,
+/// tab, newline and backslash as `\ooo` (fs/proc_namespace.c,
+/// `show_mountinfo`: `seq_path_root(..., " \t\n\\")`). By hand: procfs
+/// 0.17 hands the field over as written, and no maintained crate decodes
+/// just this.
+fn unescape_octal(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
+/// This process's cgroup v2 path, relative to the hierarchy's root
+/// (`/a/b.scope`).
+pub fn own_relative() -> Result<String, Failure> {
+    let groups = procfs::process::Process::myself()
+        .and_then(|me| me.cgroups())
+        .map_err(|e| Failure::Other(anyhow::anyhow!("reading /proc/self/cgroup: {e}")))?;
+    groups
+        .into_iter()
+        .find(|g| g.hierarchy == 0 && g.controllers.is_empty())
+        .map(|g| g.pathname)
+        .ok_or_else(|| Failure::Other(anyhow::anyhow!("/proc/self/cgroup has no cgroup v2 entry")))
 }
 
 /// Resolves `--cgroup PATH`: absolute under the cgroup2 mount, or relative to it.
@@ -229,16 +269,7 @@ fn is_cgroup2(path: &Path) -> bool {
 
 /// mptcpify's own cgroup directory.
 pub fn own() -> Result<PathBuf, Failure> {
-    let mount = mount_point()?;
-    let text = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| Failure::Other(anyhow::anyhow!("reading /proc/self/cgroup: {e}")))?;
-    let relative = text
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or_else(|| {
-            Failure::Other(anyhow::anyhow!("/proc/self/cgroup has no cgroup v2 entry"))
-        })?;
-    Ok(mount.join(relative.trim_start_matches('/')))
+    Ok(mount_point()?.join(own_relative()?.trim_start_matches('/')))
 }
 
 #[cfg(test)]
@@ -247,6 +278,12 @@ mod tests {
 
     #[test]
     fn finds_the_cgroup2_mount_on_hybrid_and_unified_hosts() {
+        let mount_point_in = |text: &str| {
+            cgroup2_mount(
+                text.lines()
+                    .map(|l| procfs::process::MountInfo::from_line(l).unwrap()),
+            )
+        };
         let hybrid = "25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
                       26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw\n\
                       27 25 0:24 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
@@ -261,6 +298,14 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup"))
         );
         assert_eq!(mount_point_in("1 0 8:1 / / rw - ext4 /dev/sda1 rw"), None);
+        // A mount point with a space, a tab and a backslash, as the kernel
+        // writes it.
+        let spaced = "31 1 0:27 / /run/my\\040cgroups\\011x\\134y rw - cgroup2 cgroup2 rw";
+        assert_eq!(
+            mount_point_in(spaced),
+            Some(PathBuf::from("/run/my cgroups\tx\\y"))
+        );
+        assert_eq!(unescape_octal("a\\0b\\8\\"), PathBuf::from("a\\0b\\8\\"));
     }
 
     #[test]

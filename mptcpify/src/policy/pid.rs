@@ -26,19 +26,16 @@ pub fn resolve(pid: u32) -> Result<Process, Failure> {
             fix: "Run it in the host's PID namespace (--pid=host), or select with --cgroup or --netns.".into(),
         });
     }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| {
-        Failure::BadSelector {
+    let status = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.status())
+        .map_err(|_| Failure::BadSelector {
             what: format!("--pid {pid}: no such process"),
             fix: "Give the PID of a running process (pgrep NAME); to start a command with MPTCP, \
               use `mptcpify run -- CMD`."
                 .into(),
-        }
-    })?;
-    let tgid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(pid);
+        })?;
+    // A thread's id names its process.
+    let tgid = u32::try_from(status.tgid).unwrap_or(pid);
     let start_ticks = procfs::process::Process::new(tgid as i32)
         .and_then(|p| p.stat())
         .map_err(|e| Failure::BadSelector {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::errors::Failure;
 use crate::policy::cgroup;
+use crate::policy::cgroup::own_relative;
 
 /// How long systemd may take to move mptcpify into its new scope.
 const MOVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -135,16 +136,6 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
         )
     };
     usize::try_from(len).ok().map(|len| value[..len].to_vec())
-}
-
-/// This process's cgroup, relative to the cgroup v2 root (`/a/b.scope`).
-fn own_relative() -> Result<String, Failure> {
-    let text = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| Failure::Other(anyhow::anyhow!("reading /proc/self/cgroup: {e}")))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(String::from)
-        .ok_or_else(|| Failure::Other(anyhow::anyhow!("/proc/self/cgroup has no cgroup v2 entry")))
 }
 
 /// The slice a cgroup path is in: its innermost `*.slice` component (the

@@ -3,14 +3,14 @@
 //! `cgroup/connect4` program that refuses every IPv4 connect. The tests
 //! check that mptcpify does not let a process around them.
 //!
-//! Written against the raw bpf(2) syscall, with hand-assembled
+//! Written against the raw bpf(2) syscall (`crate::bpf_sys`), with hand-assembled
 //! instructions: the programs stand for a foreign tool, so they must not
 //! share mptcpify's loader (aya), and each is a handful of instructions.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
+use crate::bpf_sys::{self, bpf_attach_type, bpf_cmd, bpf_prog_type};
 
 /// `BPF_F_ALLOW_MULTI` (include/uapi/linux/bpf.h): attach next to whatever
 /// else the cgroup has, as tools that share a host do.
@@ -45,15 +45,15 @@ pub enum Foreign {
 pub struct Attached {
     cgroup: OwnedFd,
     program: OwnedFd,
-    attach_type: u32,
+    attach_type: bpf_attach_type,
 }
 
 impl Foreign {
-    fn program(self) -> (u32, u32, Vec<u64>) {
+    fn program(self) -> (bpf_prog_type, bpf_attach_type, Vec<u64>) {
         match self {
             Foreign::DenyTcpSockets => (
-                bpf_prog_type::BPF_PROG_TYPE_CGROUP_SOCK as u32,
-                bpf_attach_type::BPF_CGROUP_INET_SOCK_CREATE as u32,
+                bpf_prog_type::BPF_PROG_TYPE_CGROUP_SOCK,
+                bpf_attach_type::BPF_CGROUP_INET_SOCK_CREATE,
                 vec![
                     insn(LDX_W, 2, 1, BPF_SOCK_PROTOCOL, 0), // r2 = ctx->protocol
                     insn(MOV64_IMM, 0, 0, 0, 1),             // r0 = 1 (allow)
@@ -63,8 +63,8 @@ impl Foreign {
                 ],
             ),
             Foreign::DenyConnect4 => (
-                bpf_prog_type::BPF_PROG_TYPE_CGROUP_SOCK_ADDR as u32,
-                bpf_attach_type::BPF_CGROUP_INET4_CONNECT as u32,
+                bpf_prog_type::BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+                bpf_attach_type::BPF_CGROUP_INET4_CONNECT,
                 vec![insn(MOV64_IMM, 0, 0, 0, 0), insn(EXIT, 0, 0, 0, 0)],
             ),
         }
@@ -73,29 +73,18 @@ impl Foreign {
     /// Loads the program and attaches it to `cgroup` (a cgroup2 directory).
     pub fn attach(self, cgroup: &Path) -> Attached {
         let (prog_type, attach_type, insns) = self.program();
-        let license = b"GPL\0";
-        // union bpf_attr, BPF_PROG_LOAD: prog_type @0, insn_cnt @4, insns @8,
-        // license @16, expected_attach_type @68.
-        let mut attr = [0u8; 128];
-        put32(&mut attr, 0, prog_type);
-        put32(&mut attr, 4, insns.len() as u32);
-        put64(&mut attr, 8, insns.as_ptr() as u64);
-        put64(&mut attr, 16, license.as_ptr() as u64);
-        put32(&mut attr, 68, attach_type);
-        let fd = bpf(bpf_cmd::BPF_PROG_LOAD, &attr)
+        let program = bpf_sys::load(prog_type, attach_type, 0, &insns)
             .unwrap_or_else(|e| panic!("loading the foreign {self:?} program: {e}"));
-        // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
-        let program = unsafe { OwnedFd::from_raw_fd(fd) };
         let dir = std::fs::File::open(cgroup)
             .unwrap_or_else(|e| panic!("opening {}: {e}", cgroup.display()));
-        // BPF_PROG_ATTACH: target_fd @0, attach_bpf_fd @4, attach_type @8,
-        // attach_flags @12.
-        let mut attr = [0u8; 128];
-        put32(&mut attr, 0, dir.as_raw_fd() as u32);
-        put32(&mut attr, 4, program.as_raw_fd() as u32);
-        put32(&mut attr, 8, attach_type);
-        put32(&mut attr, 12, BPF_F_ALLOW_MULTI);
-        bpf(bpf_cmd::BPF_PROG_ATTACH, &attr).unwrap_or_else(|e| {
+        // SAFETY: no pointers in this command's attributes.
+        unsafe {
+            bpf_sys::call(
+                bpf_cmd::BPF_PROG_ATTACH,
+                &mut attach(&dir, &program, attach_type, BPF_F_ALLOW_MULTI),
+            )
+        }
+        .unwrap_or_else(|e| {
             panic!(
                 "attaching the foreign {self:?} program to {}: {e}",
                 cgroup.display()
@@ -111,36 +100,28 @@ impl Foreign {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        // BPF_PROG_DETACH: target_fd @0, attach_bpf_fd @4, attach_type @8.
-        let mut attr = [0u8; 128];
-        put32(&mut attr, 0, self.cgroup.as_raw_fd() as u32);
-        put32(&mut attr, 4, self.program.as_raw_fd() as u32);
-        put32(&mut attr, 8, self.attach_type);
-        let _ = bpf(bpf_cmd::BPF_PROG_DETACH, &attr);
+        let mut attr = attach(&self.cgroup, &self.program, self.attach_type, 0);
+        // SAFETY: no pointers in this command's attributes.
+        let _ = unsafe { bpf_sys::call(bpf_cmd::BPF_PROG_DETACH, &mut attr) };
     }
 }
 
-fn put32(attr: &mut [u8; 128], at: usize, value: u32) {
-    attr[at..at + 4].copy_from_slice(&value.to_ne_bytes());
-}
-
-fn put64(attr: &mut [u8; 128], at: usize, value: u64) {
-    attr[at..at + 8].copy_from_slice(&value.to_ne_bytes());
-}
-
-/// bpf(2): the non-negative value it returned (an fd for BPF_PROG_LOAD).
-fn bpf(cmd: bpf_cmd, attr: &[u8; 128]) -> std::io::Result<i32> {
-    // SAFETY: a zero-padded attr whose pointers outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            attr.as_ptr(),
-            attr.len() as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
+/// The attributes of BPF_PROG_ATTACH (with `flags`) and BPF_PROG_DETACH
+/// (none).
+fn attach(
+    cgroup: &impl AsRawFd,
+    program: &impl AsRawFd,
+    attach_type: bpf_attach_type,
+    flags: u32,
+) -> bpf_sys::bpf_attr {
+    let mut attr = bpf_sys::attr();
+    // SAFETY: writing plain fields of the command's member.
+    unsafe {
+        let member = &mut attr.__bindgen_anon_5;
+        member.__bindgen_anon_1.target_fd = cgroup.as_raw_fd() as u32;
+        member.attach_bpf_fd = program.as_raw_fd() as u32;
+        member.attach_type = attach_type as u32;
+        member.attach_flags = flags;
     }
-    Ok(rc as i32)
+    attr
 }

@@ -4,8 +4,8 @@
 //! instead of being told (a host that can attach must not be expected to
 //! refuse, and one that refuses must not be waited on).
 
+use crate::bpf_sys::{bpf_attach_type, bpf_prog_type};
 use aya_obj::btf::{Btf, BtfKind};
-use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
 
 pub const HOOK: &str = "update_socket_protocol";
 
@@ -59,31 +59,11 @@ pub fn kernel_kind() -> KernelKind {
 fn load_trivial_fmod_ret(hook: u32) -> std::io::Result<i32> {
     // mov64 r0, 0 ; exit
     let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-    let license = b"GPL\0";
-    // union bpf_attr, the BPF_PROG_LOAD member (include/uapi/linux/bpf.h):
-    // prog_type @0, insn_cnt @4, insns @8, license @16, expected_attach_type
-    // @68, attach_btf_id @108. Zero elsewhere.
-    let mut attr = [0u8; 128];
-    let put32 = |attr: &mut [u8; 128], at: usize, v: u32| {
-        attr[at..at + 4].copy_from_slice(&v.to_ne_bytes())
-    };
-    put32(&mut attr, 0, bpf_prog_type::BPF_PROG_TYPE_TRACING as u32);
-    put32(&mut attr, 4, insns.len() as u32);
-    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
-    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-    put32(&mut attr, 68, bpf_attach_type::BPF_MODIFY_RETURN as u32);
-    put32(&mut attr, 108, hook);
-    // SAFETY: bpf(2) with a zero-padded attr whose pointers outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_PROG_LOAD as libc::c_long,
-            attr.as_ptr(),
-            attr.len() as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(fd as i32)
+    crate::bpf_sys::load(
+        bpf_prog_type::BPF_PROG_TYPE_TRACING,
+        bpf_attach_type::BPF_MODIFY_RETURN,
+        hook,
+        &insns,
+    )
+    .map(std::os::fd::IntoRawFd::into_raw_fd)
 }

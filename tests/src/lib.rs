@@ -10,6 +10,7 @@
 //! - [`transfer`]: a checksummed socat transfer across them.
 //! - [`xlated`]: a loaded program's translated image, counted.
 
+pub mod bpf_sys;
 pub mod cgroup_bpf;
 pub mod host;
 pub mod probe;

@@ -3,8 +3,10 @@
 //! deterministic measure of what a run can cost, next to the benchmark's
 //! noisy nanoseconds.
 //!
-//! By hand over bpf(2): aya gives the image's size
-//! (`ProgramInfo::size_translated`) but not the image.
+//! Over bpf(2), with the kernel's `union bpf_attr` as aya-obj generates it:
+//! aya gives the image's size (`ProgramInfo::size_translated`) but not the
+//! image. The tests are black-box (they run the binary, which has no
+//! library), so this is their own call, not mptcpify's `sys::bpf`.
 
 use std::os::fd::{AsFd, AsRawFd};
 
@@ -21,9 +23,6 @@ pub struct Counts {
     pub memory_loads: u32,
 }
 
-/// `BPF_OBJ_GET_INFO_BY_FD` (include/uapi/linux/bpf.h).
-const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-
 /// The translated image of the loaded program `info`, counted.
 pub fn counts(info: &aya::programs::ProgramInfo) -> Counts {
     let len = info
@@ -36,34 +35,14 @@ pub fn counts(info: &aya::programs::ProgramInfo) -> Counts {
         unsafe { std::mem::zeroed() };
     prog_info.xlated_prog_len = len;
     prog_info.xlated_prog_insns = image.as_mut_ptr() as u64;
-    // union bpf_attr, its info member: bpf_fd, info_len, info (a pointer).
-    #[repr(C)]
-    struct InfoAttr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
-    let mut attr = InfoAttr {
-        bpf_fd: fd.as_fd().as_raw_fd() as u32,
-        info_len: std::mem::size_of_val(&prog_info) as u32,
-        info: &raw mut prog_info as u64,
-    };
-    // SAFETY: bpf(2) with an attr of the size given, whose pointers point
-    // to buffers of the sizes given.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &raw mut attr,
-            std::mem::size_of::<InfoAttr>() as libc::c_uint,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "BPF_OBJ_GET_INFO_BY_FD: {}",
-        std::io::Error::last_os_error()
-    );
+    let mut attr = crate::bpf_sys::attr();
+    attr.info.bpf_fd = fd.as_fd().as_raw_fd() as u32;
+    attr.info.info_len = std::mem::size_of_val(&prog_info) as u32;
+    attr.info.info = &raw mut prog_info as u64;
+    // SAFETY: the attribute points to a bpf_prog_info whose own pointer
+    // points to a buffer of the size given.
+    unsafe { crate::bpf_sys::call(crate::bpf_sys::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr) }
+        .unwrap_or_else(|e| panic!("BPF_OBJ_GET_INFO_BY_FD: {e}"));
     let mut counts = Counts {
         instructions: 0,
         helper_calls: 0,

@@ -7,7 +7,7 @@
 //! against another instance's selection, so then mptcpify refuses to add
 //! itself, unless told to.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use aya::maps::MapInfo;
 use aya::programs::loaded_programs;
@@ -129,21 +129,8 @@ fn first_words(map: &MapInfo) -> Option<[u32; 2]> {
 pub fn lookup_raw(map: &MapInfo, key: u32, len: usize) -> Option<Vec<u8>> {
     let fd = map.fd().ok()?;
     let mut value = vec![0u8; len];
-    // union bpf_attr for BPF_MAP_LOOKUP_ELEM: map_fd @0, key @8, value @16.
-    let mut attr = [0u64; 4];
-    attr[0] = fd.as_fd().as_raw_fd() as u64;
-    attr[1] = &key as *const u32 as u64;
-    attr[2] = value.as_mut_ptr() as u64;
-    // SAFETY: bpf(2) with pointers to live buffers of the map's sizes.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            1, // BPF_MAP_LOOKUP_ELEM
-            attr.as_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    };
-    (rc == 0).then_some(value)
+    crate::sys::bpf::lookup(fd.as_fd(), &key, &mut value).ok()?;
+    Some(value)
 }
 
 /// A process that holds an instance's program (status, detach).

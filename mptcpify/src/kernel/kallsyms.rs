@@ -14,17 +14,17 @@
 //! `kallsyms_show_value`), so hidden means the same in both ways.
 //!
 //! The program is 13 instructions built here and loaded with the raw
-//! `bpf()` call: aya (0.14) can neither load a syscall program nor run one.
+//! `bpf()` call (`crate::sys::bpf`): aya (0.14) can neither load a syscall program nor run one.
 //! Where the kernel refuses it (an LSM, a seccomp filter), the file is
 //! scanned as before.
 
 use std::io::BufRead;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 
+use crate::sys::bpf::{self, bpf_insn, bpf_prog_type};
 use aya_obj::generated::{
-    bpf_attr, bpf_cmd, bpf_func_id, bpf_insn, bpf_prog_type, BPF_ADD, BPF_ALU64, BPF_CALL, BPF_DW,
-    BPF_EXIT, BPF_F_SLEEPABLE, BPF_IMM, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_MEM, BPF_MOV, BPF_ST,
-    BPF_STX, BPF_X,
+    bpf_func_id, BPF_ADD, BPF_ALU64, BPF_CALL, BPF_DW, BPF_EXIT, BPF_F_SLEEPABLE, BPF_IMM, BPF_JMP,
+    BPF_K, BPF_LD, BPF_LDX, BPF_MEM, BPF_MOV, BPF_ST, BPF_STX, BPF_X,
 };
 
 /// What the kernel says about a symbol.
@@ -80,58 +80,22 @@ const ENOENT: i32 = 2;
 /// the run.
 fn lookup_by_bpf(name: &str) -> std::io::Result<Symbol> {
     let program = lookup_program(name)?;
-    let license = c"GPL";
-    // SAFETY: an all-zero bpf_attr is the kernel's "unset" for every field.
-    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-    // SAFETY: writing plain fields of the union's member for this command.
-    unsafe {
-        let load = &mut attr.__bindgen_anon_3;
-        load.prog_type = bpf_prog_type::BPF_PROG_TYPE_SYSCALL as u32;
-        load.insn_cnt = program.len() as u32;
-        load.insns = program.as_ptr() as u64;
-        load.license = license.as_ptr() as u64;
-        // The verifier accepts syscall programs only as sleepable.
-        load.prog_flags = BPF_F_SLEEPABLE;
-    }
-    let fd = bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)?;
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    let program = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut address = 0u64;
-    // SAFETY: as above.
-    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; `address` outlives the call.
-    unsafe {
-        let run = &mut attr.test;
-        run.prog_fd = std::os::fd::AsRawFd::as_raw_fd(&program) as u32;
-        run.ctx_in = std::ptr::addr_of_mut!(address) as u64;
-        run.ctx_size_in = 8;
-    }
-    bpf(bpf_cmd::BPF_PROG_TEST_RUN, &mut attr)?;
-    // SAFETY: the kernel filled the member it was asked to run with.
-    let returned = unsafe { attr.test.retval } as i32;
+    // The verifier accepts syscall programs only as sleepable.
+    let program = bpf::load(
+        bpf_prog_type::BPF_PROG_TYPE_SYSCALL,
+        &program,
+        c"GPL",
+        BPF_F_SLEEPABLE,
+    )?;
+    let mut context = [0u8; 8];
+    let returned = bpf::test_run(program.as_fd(), &mut context)? as i32;
+    let address = u64::from_ne_bytes(context);
     Ok(match (returned, address) {
         (0, address) if address != 0 => Symbol::Address(address),
         (r, _) if r == -EPERM => Symbol::Hidden,
         (r, _) if r == -ENOENT => Symbol::Missing,
         (r, _) => return Err(std::io::Error::from_raw_os_error(-r)),
     })
-}
-
-/// The raw `bpf()` system call, which aya does not expose.
-fn bpf(command: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i32> {
-    // SAFETY: `attr` is a valid bpf_attr of the size given.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            command as libc::c_int,
-            attr as *mut bpf_attr,
-            std::mem::size_of::<bpf_attr>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(r as i32)
 }
 
 /// One instruction; `code` is the class | size/source | mode/op bits.

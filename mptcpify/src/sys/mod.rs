@@ -1,8 +1,10 @@
 //! The bottom layer: thin, typed access to what the kernel offers a process,
 //! with no knowledge of mptcpify's policy or programs.
 //!
+//! - [`bpf`]: the one raw `bpf(2)` call, typed, for what aya keeps private.
 //! - [`held_signals`]: SIGINT/SIGTERM/SIGHUP held back while attaching.
 //! - [`mapped`]: shared, writable mappings of `BPF_F_MMAPABLE` arrays.
 
+pub mod bpf;
 pub mod held_signals;
 pub mod mapped;

@@ -308,6 +308,28 @@ pub mod role {
     pub const MPTCP_CHECKED: u8 = 1 << 2;
 }
 
+/// The [`kind`] bits of the include and of the exclude selectors, folded
+/// entry by entry: what CONFIG holds for a policy (the loader) and which
+/// kinds name a task (the program). The one fold both sides use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindBits {
+    pub include: u32,
+    pub exclude: u32,
+}
+
+impl KindBits {
+    /// Adds an entry of a selector of `kind` with `roles` ([`role`] bits).
+    #[inline(always)]
+    pub fn add(&mut self, kind: u32, roles: u8) {
+        if roles & role::INCLUDE != 0 {
+            self.include |= kind;
+        }
+        if roles & role::EXCLUDE != 0 {
+            self.exclude |= kind;
+        }
+    }
+}
+
 /// Bits of [`Config::flags`].
 pub mod flag {
     /// Send an [`crate::event::Event`] per upgrade (off with `-q`, so

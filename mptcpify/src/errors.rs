@@ -116,6 +116,17 @@ pub enum Failure {
     Other(anyhow::Error),
 }
 
+/// A reload whose old and new cgroup rules do not fit in the map at once.
+impl From<mptcpify_core::plan::TooManyCgroupRules> for Failure {
+    fn from(too_many: mptcpify_core::plan::TooManyCgroupRules) -> Failure {
+        Failure::BadSelector {
+            what: too_many.to_string(),
+            fix: "Reload in two steps (first a policy with fewer cgroups), or restart mptcpify."
+                .into(),
+        }
+    }
+}
+
 impl Failure {
     pub fn exit_code(&self) -> i32 {
         match self {

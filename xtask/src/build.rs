@@ -122,7 +122,13 @@ fn executables(args: &[&str], kind: &str) -> Result<Vec<(String, PathBuf)>> {
     let mut command = cargo();
     command
         .args(args)
-        .args(["--profile", "checks", "-p", "mptcpify-tests", "--message-format=json"])
+        .args([
+            "--profile",
+            "checks",
+            "-p",
+            "mptcpify-tests",
+            "--message-format=json",
+        ])
         .stdout(Stdio::piped());
     say(format!("$ {}", describe(&command)));
     let out = command.output().context("building the tests crate")?;

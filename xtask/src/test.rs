@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use crate::build::{self, cargo, Artifacts};
 use crate::cmd::{self, say};
 use crate::lab::{self, initramfs::GUEST_BIN, kernel::KNOWN, Image};
+use crate::root;
 
 /// The suites that need the lab's Debian image: systemd as PID 1,
 /// AppArmor's tools (apparmor_parser) with securityfs mounted, and podman.
@@ -80,13 +81,22 @@ pub fn run(kernels: &[String], suites: &[String]) -> Result<()> {
 /// attach.
 fn host_steps(artifacts: &Artifacts, wanted: &(dyn Fn(&str) -> bool + Sync)) -> Result<()> {
     if wanted("unit") {
-        say("host unit tests (the decision, the policy, selector resolution, BTF layout)");
+        say("host unit tests (the decision, the plan, the BTF reader, the renderings, the config)");
+        // The pure crates on their own, as a newcomer runs them (stable
+        // Rust, no patched aya, no BPF toolchain), into one target dir.
+        for krate in ["mptcpify-common", "mptcpify-core"] {
+            cmd::run(
+                cargo()
+                    .args(["test", "--manifest-path"])
+                    .arg(root().join(krate).join("Cargo.toml"))
+                    .arg("--target-dir")
+                    .arg(root().join("target/pure")),
+            )?;
+        }
         cmd::run(cargo().args([
             "test",
             "--profile",
             "checks",
-            "-p",
-            "mptcpify-common",
             "-p",
             "mptcpify",
             "-p",
@@ -238,7 +248,10 @@ fn run_side_by_side(artifacts: &Artifacts, mut jobs: Vec<Job>) -> Result<()> {
                     break;
                 };
                 lab::qemu::label_console(&job.label);
-                say(format!("lab, Debian {}: the real program on the real hook", job.label));
+                say(format!(
+                    "lab, Debian {}: the real program on the real hook",
+                    job.label
+                ));
                 let begun = Instant::now();
                 let outcome = lab::capture_in(&job.kernel, artifacts, &job.command, job.image)
                     .map(|(status, _)| status);
@@ -262,7 +275,10 @@ fn run_side_by_side(artifacts: &Artifacts, mut jobs: Vec<Job>) -> Result<()> {
             Ok(status) => format!("FAILED (exit status {status})"),
             Err(e) => format!("FAILED ({e:#})"),
         };
-        say(format!("  {label:<14} {:>6.0} s  {verdict}", took.as_secs_f64()));
+        say(format!(
+            "  {label:<14} {:>6.0} s  {verdict}",
+            took.as_secs_f64()
+        ));
         if !matches!(outcome, Ok(0)) {
             failed.push(label.as_str());
         }

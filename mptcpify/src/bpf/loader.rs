@@ -13,7 +13,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use mptcpify_common::maps::{
-    self, flag, kind, present, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter, PidRule,
+    self, flag, present, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter, PidRule,
 };
 
 use crate::bpf::comm_slots::{self, CommSlots};
@@ -23,8 +23,8 @@ use crate::bpf::selfcheck::{self, Landlock};
 use crate::errors::Failure;
 use crate::kernel::layout::{self, Guard};
 use crate::kernel::preflight::{kernel_release, lockdown_mode, Kernel, HOOK};
-use crate::policy::plan::{self, Contents, Step};
-use crate::policy::{Entries, Policy};
+use crate::policy::Policy;
+use mptcpify_core::plan::{self, Contents, Step};
 
 /// The object built by `cargo xtask build` (see build.rs).
 pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
@@ -542,9 +542,10 @@ fn write_config(ebpf: &mut Ebpf, config: Config) -> Result<(), Failure> {
         .map_err(|e| load_failed(format!("writing {}: {e}", maps::CONFIG)))
 }
 
-/// Fills every policy map, then the config that tells the program which
-/// kinds to look up (last, so the program never sees a kind without entries).
-/// Returns the config written and what the maps hold.
+/// Fills every policy map the way a reload does: the plan from the empty
+/// policy ([`plan::plan`]), applied step by step (the program is not
+/// attached yet, so no order is needed, but one writer is). Returns the
+/// config written and what the maps hold.
 fn write_policy(
     ebpf: &mut Ebpf,
     policy: &Policy,
@@ -558,71 +559,33 @@ fn write_policy(
     if guard.kernel.present & present::SOCK_FILTER != 0 {
         config.flags |= flag::KEEP_FILTERED;
     }
-    write_entries(ebpf, maps::COMMS, &policy.comms, kind::COMM, &mut config)?;
-    if !policy.explained.0.is_empty() {
-        let mut explain: HashMap<_, maps::CommKey, u8> = map(ebpf, maps::EXPLAIN)?;
-        for (key, roles, _) in &policy.explained.0 {
-            explain
-                .insert(key, roles, 0)
-                .map_err(|e| load_failed(format!("writing {}: {e}", maps::EXPLAIN)))?;
-        }
-        config.flags |= flag::EXPLAIN;
-    }
-    let mut pids: HashMap<_, u32, PidRule> = map(ebpf, maps::PIDS)?;
-    for (process, roles, _) in &policy.pids.0 {
-        let rule = PidRule {
-            start_ticks: process.start_ticks,
-            roles: u32::from(*roles),
-            _pad: 0,
-        };
-        pids.insert(process.tgid, rule, 0)
-            .map_err(|e| load_failed(format!("writing {}: {e}", maps::PIDS)))?;
-        set_kind_bits(&mut config, kind::PID, *roles);
-    }
-    let netns = if guard.fallback.is_some() {
-        checked_namespaces(policy)?
-    } else {
-        policy.netns.clone()
-    };
-    write_entries(ebpf, maps::NETNS, &netns, kind::NETNS, &mut config)?;
-
-    // Policy::resolve checked the counts against the maps' sizes.
-    let mut paths: HashMap<_, CgroupPath, u32> = map(ebpf, maps::CGROUP_PATHS)?;
-    for (index, (cgroup, _, _)) in policy.cgroups.0.iter().enumerate() {
-        let key =
-            CgroupPath::new(cgroup.relative.as_bytes()).ok_or_else(|| Failure::BadSelector {
+    write_config(ebpf, config)?;
+    // Policy::resolve checked the counts against the maps' sizes; a path
+    // too long to follow is the operator's to fix.
+    for (cgroup, _, _) in &policy.cgroups.0 {
+        if CgroupPath::new(cgroup.relative.as_bytes()).is_none() {
+            return Err(Failure::BadSelector {
                 what: format!(
                     "cgroup path {} is longer than the {} bytes mptcpify can follow",
                     cgroup.relative,
                     maps::CGROUP_PATH_LEN - 1
                 ),
                 fix: "Select a parent cgroup with a shorter path.".into(),
-            })?;
-        paths
-            .insert(key, index as u32, 0)
-            .map_err(|e| load_failed(format!("writing {}: {e}", maps::CGROUP_PATHS)))?;
+            });
+        }
     }
-    let mut cgroups: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
-    for (index, (cgroup, roles, _)) in policy.cgroups.0.iter().enumerate() {
-        let rule = CgroupRule {
-            id: cgroup.id,
-            level: cgroup.level,
-            role: u32::from(*roles),
-        };
-        cgroups
-            .set(index as u32, rule, 0)
-            .map_err(|e| load_failed(format!("writing {}: {e}", maps::CGROUPS)))?;
-        set_kind_bits(&mut config, kind::CGROUP, *roles);
+    let netns = if guard.fallback.is_some() {
+        checked_namespaces(policy)?
+    } else {
+        policy.netns.clone()
+    };
+    let (steps, contents) = plan::plan(&Contents::default(), &policy.contents(&netns))?;
+    for step in steps {
+        apply(ebpf, step)?;
     }
-    config.cgroup_rules = policy.cgroups.0.len() as u32;
-    write_config(ebpf, config)?;
-    let contents = Contents::of(policy, &netns);
-    let mut filters: Array<_, maps::NameFilter> = map(ebpf, maps::NAME_FILTER)?;
-    for (index, filter) in contents.name_filters() {
-        filters
-            .set(index, filter, 0)
-            .map_err(|e| load_failed(format!("writing {}: {e}", maps::NAME_FILTER)))?;
-    }
+    let config = map::<Array<_, Config>>(ebpf, maps::CONFIG)?
+        .get(&0, 0)
+        .map_err(|e| load_failed(format!("reading {}: {e}", maps::CONFIG)))?;
     Ok((config, contents))
 }
 
@@ -656,28 +619,85 @@ fn checked_namespaces(policy: &Policy) -> Result<crate::policy::Entries<u64>, Fa
     Ok(netns)
 }
 
-fn write_entries<K: aya::Pod>(
-    ebpf: &mut Ebpf,
-    name: &str,
-    entries: &Entries<K>,
-    kind: u32,
-    config: &mut Config,
-) -> Result<(), Failure> {
-    let mut map: HashMap<_, K, u8> = map(ebpf, name)?;
-    for (key, roles, _) in &entries.0 {
-        map.insert(key, roles, 0)
-            .map_err(|e| load_failed(format!("writing {name}: {e}")))?;
-        set_kind_bits(config, kind, *roles);
-    }
-    Ok(())
-}
-
-fn set_kind_bits(config: &mut Config, kind: u32, roles: u8) {
-    if roles & role::INCLUDE != 0 {
-        config.include_kinds |= kind;
-    }
-    if roles & role::EXCLUDE != 0 {
-        config.exclude_kinds |= kind;
+/// One write of a plan (at start and on reload).
+fn apply(ebpf: &mut Ebpf, step: Step) -> Result<(), Failure> {
+    let failed = |name: &str, e: aya::maps::MapError| load_failed(format!("writing {name}: {e}"));
+    match step {
+        Step::Comm(key, roles) | Step::Explain(key, roles) => {
+            let name = if matches!(step, Step::Comm(..)) {
+                maps::COMMS
+            } else {
+                maps::EXPLAIN
+            };
+            let mut comms: HashMap<_, maps::CommKey, u8> = map(ebpf, name)?;
+            let key = maps::CommKey(key);
+            match roles {
+                Some(roles) => comms.insert(key, roles, 0),
+                None => comms.remove(&key),
+            }
+            .map_err(|e| failed(name, e))
+        }
+        Step::Pid(tgid, rule) => {
+            let mut pids: HashMap<_, u32, PidRule> = map(ebpf, maps::PIDS)?;
+            match rule {
+                Some(rule) => pids.insert(tgid, plan::pid_rule(rule), 0),
+                None => pids.remove(&tgid),
+            }
+            .map_err(|e| failed(maps::PIDS, e))
+        }
+        Step::Netns(cookie, roles) => {
+            let mut netns: HashMap<_, u64, u8> = map(ebpf, maps::NETNS)?;
+            match roles {
+                Some(roles) => netns.insert(cookie, roles, 0),
+                None => netns.remove(&cookie),
+            }
+            .map_err(|e| failed(maps::NETNS, e))
+        }
+        Step::Cgroup(slot, rule, path) => {
+            let mut rules: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
+            rules
+                .set(slot, rule, 0)
+                .map_err(|e| failed(maps::CGROUPS, e))?;
+            let key = CgroupPath::new(path.as_bytes())
+                .ok_or_else(|| load_failed(format!("cgroup path {path} is too long to follow")))?;
+            let mut paths: HashMap<_, CgroupPath, u32> = map(ebpf, maps::CGROUP_PATHS)?;
+            paths
+                .insert(key, slot, 0)
+                .map_err(|e| failed(maps::CGROUP_PATHS, e))
+        }
+        Step::NameFilter(index, filter) => {
+            let mut filters: Array<_, maps::NameFilter> = map(ebpf, maps::NAME_FILTER)?;
+            filters
+                .set(index, filter, 0)
+                .map_err(|e| failed(maps::NAME_FILTER, e))
+        }
+        Step::CgroupPathGone(path) => {
+            let mut paths: HashMap<_, CgroupPath, u32> = map(ebpf, maps::CGROUP_PATHS)?;
+            if let Some(key) = CgroupPath::new(path.as_bytes()) {
+                let _ = paths.remove(&key);
+            }
+            Ok(())
+        }
+        Step::Config {
+            include_kinds,
+            exclude_kinds,
+            cgroup_rules,
+            explain,
+        } => {
+            let array: Array<_, Config> = map(ebpf, maps::CONFIG)?;
+            let mut config = array
+                .get(&0, 0)
+                .map_err(|e| load_failed(format!("reading {}: {e}", maps::CONFIG)))?;
+            config.include_kinds = include_kinds;
+            config.exclude_kinds = exclude_kinds;
+            config.cgroup_rules = cgroup_rules;
+            if explain {
+                config.flags |= flag::EXPLAIN;
+            } else {
+                config.flags &= !flag::EXPLAIN;
+            }
+            write_config(ebpf, config)
+        }
     }
 }
 
@@ -860,14 +880,14 @@ impl Attached {
         } else {
             policy.netns.clone()
         };
-        let next = Contents::of(policy, &netns);
+        let next = policy.contents(&netns);
         let (steps, done) = plan::plan(&self.contents, &next)?;
         // The slots that change ask COMMS until its last step (see
         // maps::COMM_SLOTS); on an error part-way they go on asking it.
         let slots = comm_slots::table(next.comm_entries());
         self.comm_slots.unsettle(&slots);
         for step in steps {
-            self.write(step)?;
+            apply(&mut self.ebpf, step)?;
         }
         self.comm_slots.settle(&slots);
         let slots: Vec<String> = done.cgroups.iter().map(|(_, p)| p.clone()).collect();
@@ -877,90 +897,6 @@ impl Attached {
         })?;
         self.contents = done;
         Ok(())
-    }
-
-    fn write(&mut self, step: Step) -> Result<(), Failure> {
-        let ebpf = &mut self.ebpf;
-        let failed =
-            |name: &str, e: aya::maps::MapError| load_failed(format!("writing {name}: {e}"));
-        match step {
-            Step::Comm(key, roles) | Step::Explain(key, roles) => {
-                let name = if matches!(step, Step::Comm(..)) {
-                    maps::COMMS
-                } else {
-                    maps::EXPLAIN
-                };
-                let mut comms: HashMap<_, maps::CommKey, u8> = map(ebpf, name)?;
-                let key = maps::CommKey(key);
-                match roles {
-                    Some(roles) => comms.insert(key, roles, 0),
-                    None => comms.remove(&key),
-                }
-                .map_err(|e| failed(name, e))
-            }
-            Step::Pid(tgid, rule) => {
-                let mut pids: HashMap<_, u32, PidRule> = map(ebpf, maps::PIDS)?;
-                match rule {
-                    Some(rule) => pids.insert(tgid, plan::pid_rule(rule), 0),
-                    None => pids.remove(&tgid),
-                }
-                .map_err(|e| failed(maps::PIDS, e))
-            }
-            Step::Netns(cookie, roles) => {
-                let mut netns: HashMap<_, u64, u8> = map(ebpf, maps::NETNS)?;
-                match roles {
-                    Some(roles) => netns.insert(cookie, roles, 0),
-                    None => netns.remove(&cookie),
-                }
-                .map_err(|e| failed(maps::NETNS, e))
-            }
-            Step::Cgroup(slot, rule, path) => {
-                let mut rules: Array<_, CgroupRule> = map(ebpf, maps::CGROUPS)?;
-                rules
-                    .set(slot, rule, 0)
-                    .map_err(|e| failed(maps::CGROUPS, e))?;
-                let key = CgroupPath::new(path.as_bytes()).ok_or_else(|| {
-                    load_failed(format!("cgroup path {path} is too long to follow"))
-                })?;
-                let mut paths: HashMap<_, CgroupPath, u32> = map(ebpf, maps::CGROUP_PATHS)?;
-                paths
-                    .insert(key, slot, 0)
-                    .map_err(|e| failed(maps::CGROUP_PATHS, e))
-            }
-            Step::NameFilter(index, filter) => {
-                let mut filters: Array<_, maps::NameFilter> = map(ebpf, maps::NAME_FILTER)?;
-                filters
-                    .set(index, filter, 0)
-                    .map_err(|e| failed(maps::NAME_FILTER, e))
-            }
-            Step::CgroupPathGone(path) => {
-                let mut paths: HashMap<_, CgroupPath, u32> = map(ebpf, maps::CGROUP_PATHS)?;
-                if let Some(key) = CgroupPath::new(path.as_bytes()) {
-                    let _ = paths.remove(&key);
-                }
-                Ok(())
-            }
-            Step::Config {
-                include_kinds,
-                exclude_kinds,
-                cgroup_rules,
-                explain,
-            } => {
-                let array: Array<_, Config> = map(ebpf, maps::CONFIG)?;
-                let mut config = array
-                    .get(&0, 0)
-                    .map_err(|e| load_failed(format!("reading {}: {e}", maps::CONFIG)))?;
-                config.include_kinds = include_kinds;
-                config.exclude_kinds = exclude_kinds;
-                config.cgroup_rules = cgroup_rules;
-                if explain {
-                    config.flags |= flag::EXPLAIN;
-                } else {
-                    config.flags &= !flag::EXPLAIN;
-                }
-                write_config(ebpf, config)
-            }
-        }
     }
 
     /// Pins every link in `dir` (by program name), replacing what is pinned

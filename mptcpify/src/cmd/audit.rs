@@ -16,10 +16,12 @@ use crate::bpf::loader::Mode;
 use crate::cli::AuditArgs;
 use crate::errors::{exit, Failure};
 use crate::output::events::READ_EVERY;
-use crate::output::json::{self, AuditedOption, JsonEvent, Socket};
-use crate::output::render::{text, to_json, Clock};
-use crate::output::report::{Report, Who};
-use crate::output::sockopt_names;
+use mptcpify_core::output::json::{self, AuditedOption, JsonEvent, Socket};
+use mptcpify_core::output::render::{text, to_json};
+use mptcpify_core::output::report::{Report, Who};
+use mptcpify_core::output::sockopt_names;
+
+use crate::output::clock::Clock;
 use crate::policy::Policy;
 
 /// What MPTCP on this kernel answers to an option: `None` accepted (or

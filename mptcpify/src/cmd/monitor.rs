@@ -2,7 +2,7 @@
 //! It finds every instance in the kernel's program list and reads each
 //! one's socket (the wire and the instance's side:
 //! [`crate::output::monitor_server`]), and writes each event with the
-//! instance's own rendering ([`crate::output::render`]).
+//! instance's own rendering (`mptcpify_core::output::render`).
 
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,8 +14,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cli::MonitorArgs;
 use crate::errors::{exit, Failure};
 use crate::output::monitor_server::{address, name, HELLO, RECORD};
-use crate::output::render::{text, to_json};
-use crate::output::report::Report;
+use mptcpify_core::output::render::{text, to_json};
+use mptcpify_core::output::report::Report;
 
 /// What a connection to one instance yields.
 enum Message {

@@ -5,12 +5,14 @@
 //! socket closed (what it did); read from the programs
 //! ([`crate::bpf::event_source`]), and handed to the monitors too
 //! (`crate::cmd::monitor`), with the events only they get (an upgraded connection's life). Their
-//! text and JSON forms are [`crate::output::render`]'s.
+//! text and JSON forms are `mptcpify_core::output::render`'s.
 
 use crate::bpf::event_source::EventSource;
 use crate::output::monitor_server::Server;
-use crate::output::render::{text, to_json, Clock};
-use crate::output::report::Report;
+use mptcpify_core::output::render::{text, to_json};
+use mptcpify_core::output::report::Report;
+
+use crate::output::clock::Clock;
 
 /// How events are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

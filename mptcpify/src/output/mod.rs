@@ -1,18 +1,15 @@
-//! What mptcpify tells the operator while attached.
+//! What mptcpify tells the operator while attached. The events' types and
+//! their text and JSON forms are pure, in `mptcpify_core::output`; here
+//! they are written.
 //!
 //! - [`events`]: the per-socket log (upgrades, kept sockets, refused
-//!   options, `--explain` verdicts, closed sockets' outcomes), in the forms
-//!   [`render`] makes (text and JSON), with [`sockopt_names`]' symbols.
+//!   options, `--explain` verdicts, closed sockets' outcomes), read from
+//!   the programs and written as text or JSON; [`clock`]: their wall time.
 //! - [`summary`]: the JSON lines at attach, reload and detach, and the
 //!   outcome line.
 //! - [`monitor_server`]: the same events served to `mptcpify monitor`.
 
+pub mod clock;
 pub mod events;
-#[cfg(test)]
-mod golden;
-pub mod json;
 pub mod monitor_server;
-pub mod render;
-pub mod report;
-pub mod sockopt_names;
 pub mod summary;

@@ -12,7 +12,7 @@
 //! event_size=N`), then per event its wall time (u64 nanoseconds since the
 //! epoch, little-endian) and its bytes ([`Event::to_bytes`]), so that the
 //! monitor writes each event with the instance's own code
-//! ([`crate::output::render`]). The command's side is `cmd::monitor`.
+//! (`mptcpify_core::output::render`). The command's side is `cmd::monitor`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::linux::net::SocketAddrExt;

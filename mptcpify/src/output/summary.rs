@@ -3,7 +3,8 @@
 
 use mptcpify_common::maps::Counter;
 
-use crate::output::json::{self, JsonEvent};
+use mptcpify_core::output::json::{self, JsonEvent};
+
 use crate::policy::Policy;
 
 fn now() -> String {

@@ -5,18 +5,18 @@
 use std::fmt;
 
 use mptcpify_common::maps::{
-    role, CommKey, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS,
+    kind, role, CgroupRule, CommKey, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN, MAX_NETNS, MAX_PIDS,
 };
+
+use mptcpify_core::plan::Contents;
 
 use crate::errors::Failure;
 use cgroup::Cgroup;
 pub mod cgroup;
 pub mod netns;
 pub mod pid;
-pub mod plan;
-mod selectors;
 
-pub use selectors::Selectors;
+pub use mptcpify_core::selectors::Selectors;
 
 /// Entries of one selector kind: key, role bits, and how the operator named it.
 #[derive(Debug, Clone)]
@@ -65,6 +65,40 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// What `policy` puts in the maps; `netns`: its namespace entries (in
+    /// the fallback mode with the namespaces mptcpify checked).
+    pub fn contents(&self, netns: &Entries<u64>) -> Contents {
+        let mut contents = Contents::default();
+        let kinds = |kind: u32, roles: u8, c: &mut Contents| c.add_kind(kind, roles);
+        for (key, roles, _) in &self.comms.0 {
+            contents.comms.insert(key.0, *roles);
+            kinds(kind::COMM, *roles, &mut contents);
+        }
+        for (process, roles, _) in &self.pids.0 {
+            contents
+                .pids
+                .insert(process.tgid, (process.start_ticks, *roles));
+            kinds(kind::PID, *roles, &mut contents);
+        }
+        for (key, roles, _) in &netns.0 {
+            contents.netns.insert(*key, *roles);
+            kinds(kind::NETNS, *roles, &mut contents);
+        }
+        for (cgroup, roles, _) in &self.cgroups.0 {
+            let rule = CgroupRule {
+                id: cgroup.id,
+                level: cgroup.level,
+                role: u32::from(*roles),
+            };
+            contents.cgroups.push((rule, cgroup.relative.clone()));
+            kinds(kind::CGROUP, *roles, &mut contents);
+        }
+        for (key, roles, _) in &self.explained.0 {
+            contents.explain.insert(key.0, *roles);
+        }
+        contents
+    }
+
     pub fn resolve(selectors: &Selectors) -> Result<Self, Failure> {
         let mut policy = Policy::default();
         for (names, role) in [

@@ -26,11 +26,27 @@
 use std::collections::BTreeMap;
 
 use mptcpify_common::maps::{
-    kind, name_filter, role, CgroupRule, NameFilter, PidRule, MAX_CGROUP_RULES,
+    name_filter, role, CgroupRule, KindBits, NameFilter, PidRule, MAX_CGROUP_RULES,
 };
 
-use crate::errors::Failure;
-use crate::policy::{Entries, Policy};
+/// A reload [`plan`] cannot make: the old and the new cgroup rules do not
+/// fit in CGROUPS at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyCgroupRules {
+    /// Rules the transition needs at once.
+    pub needed: usize,
+}
+
+impl std::fmt::Display for TooManyCgroupRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "moving to the new policy needs {} cgroup rules at once (the old and the new \
+             ones); mptcpify holds at most {MAX_CGROUP_RULES}",
+            self.needed
+        )
+    }
+}
 
 /// The policy part of the maps and of CONFIG.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,45 +86,14 @@ pub enum Step {
 }
 
 impl Contents {
-    /// What `policy` puts in the maps; `netns`: its namespace entries (in
-    /// the fallback mode with the namespaces mptcpify checked).
-    pub fn of(policy: &Policy, netns: &Entries<u64>) -> Contents {
-        let mut contents = Contents::default();
-        let kinds = |kind: u32, roles: u8, c: &mut Contents| {
-            if roles & role::INCLUDE != 0 {
-                c.include_kinds |= kind;
-            }
-            if roles & role::EXCLUDE != 0 {
-                c.exclude_kinds |= kind;
-            }
+    /// Adds an entry's `roles` for a selector of `kind` to CONFIG's kinds.
+    pub fn add_kind(&mut self, kind: u32, roles: u8) {
+        let mut bits = KindBits {
+            include: self.include_kinds,
+            exclude: self.exclude_kinds,
         };
-        for (key, roles, _) in &policy.comms.0 {
-            contents.comms.insert(key.0, *roles);
-            kinds(kind::COMM, *roles, &mut contents);
-        }
-        for (process, roles, _) in &policy.pids.0 {
-            contents
-                .pids
-                .insert(process.tgid, (process.start_ticks, *roles));
-            kinds(kind::PID, *roles, &mut contents);
-        }
-        for (key, roles, _) in &netns.0 {
-            contents.netns.insert(*key, *roles);
-            kinds(kind::NETNS, *roles, &mut contents);
-        }
-        for (cgroup, roles, _) in &policy.cgroups.0 {
-            let rule = CgroupRule {
-                id: cgroup.id,
-                level: cgroup.level,
-                role: u32::from(*roles),
-            };
-            contents.cgroups.push((rule, cgroup.relative.clone()));
-            kinds(kind::CGROUP, *roles, &mut contents);
-        }
-        for (key, roles, _) in &policy.explained.0 {
-            contents.explain.insert(key.0, *roles);
-        }
-        contents
+        bits.add(kind, roles);
+        (self.include_kinds, self.exclude_kinds) = (bits.include, bits.exclude);
     }
 
     /// COMMS's entries: a name and its roles.
@@ -197,7 +182,7 @@ struct State {
 /// The writes that take the maps from `old` to `new` (see the module's
 /// comment), and what the maps then hold: `new`, its cgroup rules in the
 /// order of their slots.
-pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Failure> {
+pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), TooManyCgroupRules> {
     // The cgroup slots during the transition: the old rules where they are,
     // then the new rules the old ones lack.
     let mut slots: Vec<(CgroupRule, String)> = old.cgroups.clone();
@@ -215,14 +200,8 @@ pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Fai
         }
     }
     if slots.len() > MAX_CGROUP_RULES as usize {
-        return Err(Failure::BadSelector {
-            what: format!(
-                "moving to the new policy needs {} cgroup rules at once (the old and the new \
-                 ones); mptcpify holds at most {MAX_CGROUP_RULES}",
-                slots.len()
-            ),
-            fix: "Reload in two steps (first a policy with fewer cgroups), or restart mptcpify."
-                .into(),
+        return Err(TooManyCgroupRules {
+            needed: slots.len(),
         });
     }
     let old_roles: Vec<u8> = (0..slots.len())
@@ -409,6 +388,7 @@ pub fn pid_rule((start_ticks, roles): (u64, u8)) -> PidRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mptcpify_common::maps::kind;
 
     /// A task as the program sees it.
     #[derive(Clone, Debug)]
@@ -528,14 +508,7 @@ mod tests {
         cgroups: &[(u32, u64, u8)],
     ) -> Contents {
         let mut c = Contents::default();
-        let kinds = |kind: u32, roles: u8, c: &mut Contents| {
-            if roles & role::INCLUDE != 0 {
-                c.include_kinds |= kind;
-            }
-            if roles & role::EXCLUDE != 0 {
-                c.exclude_kinds |= kind;
-            }
-        };
+        let kinds = |kind: u32, roles: u8, c: &mut Contents| c.add_kind(kind, roles);
         for (n, r) in comms {
             c.comms.insert(name(n), *r);
             kinds(kind::COMM, *r, &mut c);

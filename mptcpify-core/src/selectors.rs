@@ -1,7 +1,6 @@
 //! The selectors as the operator names them, on the command line (flattened
-//! into every command that selects, see `crate::cli`) or in a `--config`
-//! file: the input that [`crate::policy::Policy::resolve`] checks and
-//! resolves.
+//! into every mptcpify command that selects) or in a `--config` file
+//! ([`crate::config`]): what mptcpify's policy resolves into map keys.
 
 use clap::Args;
 

@@ -16,7 +16,7 @@ use aya_ebpf::maps::HashMap;
 use mptcpify_common::{
     consts::COMM_LEN,
     maps::{
-        flag, kind, name_filter, present, role, CommKey, CommSlot, Config, NameFilter,
+        flag, kind, name_filter, present, role, CommKey, CommSlot, Config, KindBits, NameFilter,
         MAX_CGROUP_RULES, NS_PER_TICK,
     },
     TaskMatch,
@@ -29,24 +29,9 @@ use crate::maps::{
 };
 
 /// Roles collected over the selectors: the kinds of the include and of the
-/// exclude selectors that name the task.
-#[derive(Default)]
-struct Hits {
-    included_kinds: u32,
-    excluded_kinds: u32,
-}
-
-impl Hits {
-    #[inline(always)]
-    fn add(&mut self, kind: u32, roles: u8) {
-        if roles & role::INCLUDE != 0 {
-            self.included_kinds |= kind;
-        }
-        if roles & role::EXCLUDE != 0 {
-            self.excluded_kinds |= kind;
-        }
-    }
-}
+/// exclude selectors that name the task (the fold the loader uses to fill
+/// CONFIG, shared).
+type Hits = KindBits;
 
 /// The policy's view of the task, and which selector kinds named it (for
 /// `--explain`).
@@ -141,16 +126,16 @@ pub fn matches(config: &Config, task: u64) -> Matched {
             cgroup_hits(config, task, &mut hits);
         }
     }
-    let selected_by = hits.included_kinds & config.include_kinds;
+    let selected_by = hits.include & config.include_kinds;
     let mut facts = TaskMatch {
         included: config.system_wide() || selected_by != 0,
-        excluded: hits.excluded_kinds != 0,
+        excluded: hits.exclude != 0,
         ..TaskMatch::default()
     };
     let matched = |task| Matched {
         task,
         selected_by,
-        excluded_by: hits.excluded_kinds,
+        excluded_by: hits.exclude,
     };
     if !facts.included || facts.excluded {
         return matched(facts);

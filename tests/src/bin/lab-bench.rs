@@ -32,9 +32,8 @@ const MPTCPIZE_LIB: &str = "/usr/lib/x86_64-linux-gnu/mptcpize/libmptcpwrap.so.0
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("measure") {
-        let udp = args[2] == "udp";
         let calls: u32 = args[3].parse().unwrap();
-        println!("{}", measure(udp, calls));
+        println!("{}", measure(Call::named(&args[2]), calls));
         return;
     }
     std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")
@@ -61,14 +60,47 @@ fn main() {
     let _ = std::fs::write(root, std::process::id().to_string());
 }
 
+/// The `socket()` a sample makes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// `SOCK_STREAM`, protocol 0: what mptcpify upgrades.
+    Tcp,
+    /// `SOCK_DGRAM`: the hook runs and exits early.
+    Udp,
+    /// `SOCK_STREAM` with `IPPROTO_MPTCP`: an application that asks for
+    /// MPTCP itself, the cost an upgrade is measured against.
+    Mptcp,
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Call::Tcp => "tcp",
+            Call::Udp => "udp",
+            Call::Mptcp => "mptcp",
+        }
+    }
+
+    fn named(name: &str) -> Call {
+        [Call::Tcp, Call::Udp, Call::Mptcp]
+            .into_iter()
+            .find(|c| c.name() == name)
+            .expect("tcp, udp or mptcp")
+    }
+}
+
 /// ns per socket()+close() pair, over `calls` pairs.
-fn measure(udp: bool, calls: u32) -> f64 {
-    let ty = if udp { SOCK_DGRAM } else { SOCK_STREAM };
+fn measure(call: Call, calls: u32) -> f64 {
+    let (ty, protocol) = match call {
+        Call::Tcp => (SOCK_STREAM, 0),
+        Call::Udp => (SOCK_DGRAM, 0),
+        Call::Mptcp => (SOCK_STREAM, libc::IPPROTO_MPTCP),
+    };
     let start = Instant::now();
     for _ in 0..calls {
         // SAFETY: plain socket/close.
         unsafe {
-            let fd = libc::socket(AF_INET, ty | SOCK_CLOEXEC, 0);
+            let fd = libc::socket(AF_INET, ty | SOCK_CLOEXEC, protocol);
             assert!(fd >= 0, "socket() failed");
             libc::close(fd);
         }
@@ -76,13 +108,9 @@ fn measure(udp: bool, calls: u32) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(calls)
 }
 
-fn measure_child(udp: bool, preload: bool) -> f64 {
+fn measure_child(call: Call, preload: bool) -> f64 {
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args([
-        "measure",
-        if udp { "udp" } else { "tcp" },
-        &CALLS.to_string(),
-    ]);
+    command.args(["measure", call.name(), &CALLS.to_string()]);
     if preload {
         command.env("LD_PRELOAD", MPTCPIZE_LIB);
     }
@@ -101,6 +129,9 @@ struct Mode {
     args: Vec<String>,
     attach: bool,
     preload: bool,
+    /// The stream call of its samples ([`Call::Mptcp`]: the application
+    /// asks for MPTCP itself).
+    stream: Call,
 }
 
 fn sixty_four_names(matching: bool) -> Vec<String> {
@@ -130,6 +161,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: vec![],
             attach: false,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify --all, a line per socket (the default output)",
@@ -137,6 +169,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["--all"]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify --all --json, a JSON line per socket (events carry the kernel's time)",
@@ -144,6 +177,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["--all", "--json"]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify -q --all",
@@ -151,6 +185,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["-q", "--all"]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify -q --comm ×1, matching",
@@ -158,6 +193,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["-q", "--comm", "lab-bench"]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify -q --comm ×1, not matching",
@@ -165,6 +201,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["-q", "--comm", "no-such-comm"]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify --comm ×64, none matching",
@@ -172,6 +209,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: sixty_four_names(false),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify --comm ×64, matching",
@@ -179,6 +217,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: sixty_four_names(true),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify -q --cgroup (its cgroup), matching",
@@ -186,6 +225,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["-q", "--cgroup", &cgroup]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify -q --cgroup (another cgroup), not matching",
@@ -193,6 +233,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["-q", "--cgroup", &other.0.display().to_string()]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify -q --netns self, matching",
@@ -200,6 +241,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["-q", "--netns", "self"]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify -q --all --explain (another program)",
@@ -207,6 +249,7 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["-q", "--all", "--explain", "no-such-comm"]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
         },
         Mode {
             name: "mptcpify audit (every process: a line per would-be upgrade)",
@@ -214,6 +257,15 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: args(&["audit"]),
             attach: true,
             preload: false,
+            stream: Call::Tcp,
+        },
+        Mode {
+            name: "no hook, the application asks for MPTCP (IPPROTO_MPTCP)",
+            ready: "mptcpify: attached",
+            args: vec![],
+            attach: false,
+            preload: false,
+            stream: Call::Mptcp,
         },
         Mode {
             name: "mptcpize (LD_PRELOAD)",
@@ -221,14 +273,18 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             args: vec![],
             attach: false,
             preload: true,
+            stream: Call::Tcp,
         },
     ];
-    // "no hook" first, always: the baseline of the "× no hook" columns.
+    // "no hook" first, always: the baseline of the "× no hook" columns;
+    // and the explicit MPTCP call, always: the baseline of the shares.
     let modes: Vec<Mode> = modes
         .into_iter()
         .enumerate()
         .filter(|(i, mode)| {
-            *i == 0 || only.is_none_or(|words| words.split(',').any(|w| mode.name.contains(w)))
+            *i == 0
+                || mode.stream == Call::Mptcp
+                || only.is_none_or(|words| words.split(',').any(|w| mode.name.contains(w)))
         })
         .map(|(_, mode)| mode)
         .collect();
@@ -250,9 +306,9 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             });
             for _pair in 0..PAIRS {
                 let before = ProgramStats::now();
-                out.tcp.push(measure_child(false, mode.preload));
+                out.tcp.push(measure_child(mode.stream, mode.preload));
                 let between = ProgramStats::now();
-                out.udp.push(measure_child(true, mode.preload));
+                out.udp.push(measure_child(Call::Udp, mode.preload));
                 let after = ProgramStats::now();
                 if mode.attach {
                     let tcp = between.since(&before);
@@ -310,6 +366,38 @@ fn socket_cost(rounds: usize, cgroup: &std::path::Path, only: Option<&str>) {
             prog(&sample.prog_tcp),
             prog(&sample.prog_udp),
             prog(&sample.all_tcp)
+        );
+    }
+    println!();
+    shares(&modes, &samples);
+}
+
+/// What a user pays: every mptcpify program's time per upgraded (or kept)
+/// TCP socket, as a share of a whole `socket()+close()` without any hook,
+/// plain TCP and explicit MPTCP (issue 24's goal: at most 5% of the MPTCP
+/// one).
+fn shares(modes: &[Mode], samples: &[Samples]) {
+    let tcp = median(&samples[0].tcp);
+    let mptcp = modes
+        .iter()
+        .zip(samples)
+        .find(|(mode, _)| mode.stream == Call::Mptcp)
+        .map(|(_, sample)| median(&sample.tcp))
+        .expect("the explicit MPTCP mode always runs");
+    println!("### What one socket costs in BPF, as a share of socket()+close()\n");
+    println!("Every mptcpify program's time per TCP `socket()` (the last column above: the upgrader and the programs that observe the socket until its close), over the median `socket()+close()` without any hook: plain TCP ({tcp:.0} ns) and an application's own `IPPROTO_MPTCP` socket ({mptcp:.0} ns), which is what an upgraded socket is. Goal (issue 24): at most 5% of the MPTCP one.\n");
+    println!("| mode | all programs ns per TCP call | share of TCP socket()+close() | share of MPTCP socket()+close() |");
+    println!("|---|---|---|---|");
+    for (mode, sample) in modes.iter().zip(samples) {
+        if sample.all_tcp.is_empty() {
+            continue;
+        }
+        let all = median(&sample.all_tcp);
+        println!(
+            "| {} | {all:.0} | {:.1}% | {:.1}% |",
+            mode.name,
+            100.0 * all / tcp,
+            100.0 * all / mptcp
         );
     }
     println!();

@@ -181,77 +181,123 @@ struct State {
 
 /// The writes that take the maps from `old` to `new` (see the module's
 /// comment), and what the maps then hold: `new`, its cgroup rules in the
-/// order of their slots.
+/// order of their slots. In phases: the cgroup slots of the transition,
+/// its four states, the steps through them, the compaction of the rules;
+/// EXPLAIN swapped; all between the name filters' writes.
 pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), TooManyCgroupRules> {
-    // The cgroup slots during the transition: the old rules where they are,
-    // then the new rules the old ones lack.
-    let mut slots: Vec<(CgroupRule, String)> = old.cgroups.clone();
-    let mut new_slot = Vec::new();
-    for (rule, path) in &new.cgroups {
-        match slots
-            .iter()
-            .position(|(r, p)| p == path && r.level == rule.level)
-        {
-            Some(at) => new_slot.push(at),
-            None => {
-                new_slot.push(slots.len());
-                slots.push((*rule, path.clone()));
+    let slots = Slots::of(old, new)?;
+    let states = states(old, new, &slots);
+    let (mut steps, last) = through(old, new, &slots, &states);
+    let done = compact(new, &slots, &last, &mut steps);
+    // EXPLAIN is not part of the decision: a plain swap.
+    steps.extend(map_steps(&old.explain, &new.explain, Step::Explain));
+    Ok((with_name_filters(old, new, steps), done))
+}
+
+/// The cgroup slots during the transition: the old rules where they are,
+/// then the new rules the old ones lack.
+struct Slots {
+    rules: Vec<(CgroupRule, String)>,
+    /// The slot of each new rule.
+    of_new: Vec<usize>,
+    /// Each slot's roles in the old policy and in the new one.
+    old_roles: Vec<u8>,
+    new_roles: Vec<u8>,
+}
+
+impl Slots {
+    fn of(old: &Contents, new: &Contents) -> Result<Slots, TooManyCgroupRules> {
+        let mut rules: Vec<(CgroupRule, String)> = old.cgroups.clone();
+        let mut of_new = Vec::new();
+        for (rule, path) in &new.cgroups {
+            match rules
+                .iter()
+                .position(|(r, p)| p == path && r.level == rule.level)
+            {
+                Some(at) => of_new.push(at),
+                None => {
+                    of_new.push(rules.len());
+                    rules.push((*rule, path.clone()));
+                }
             }
         }
-    }
-    if slots.len() > MAX_CGROUP_RULES as usize {
-        return Err(TooManyCgroupRules {
-            needed: slots.len(),
-        });
-    }
-    let old_roles: Vec<u8> = (0..slots.len())
-        .map(|i| old.cgroups.get(i).map_or(0, |(r, _)| r.role as u8))
-        .collect();
-    let mut new_roles = vec![0u8; slots.len()];
-    for ((rule, _), &at) in new.cgroups.iter().zip(&new_slot) {
-        new_roles[at] |= rule.role as u8;
+        if rules.len() > MAX_CGROUP_RULES as usize {
+            return Err(TooManyCgroupRules {
+                needed: rules.len(),
+            });
+        }
+        let old_roles = (0..rules.len())
+            .map(|i| old.cgroups.get(i).map_or(0, |(r, _)| r.role as u8))
+            .collect();
+        let mut new_roles = vec![0u8; rules.len()];
+        for ((rule, _), &at) in new.cgroups.iter().zip(&of_new) {
+            new_roles[at] |= rule.role as u8;
+        }
+        Ok(Slots {
+            rules,
+            of_new,
+            old_roles,
+            new_roles,
+        })
     }
 
-    let pid_roles =
-        |c: &Contents| -> BTreeMap<u32, u8> { c.pids.iter().map(|(k, (_, r))| (*k, *r)).collect() };
-    let state = |incl: &Contents, incl_kinds: u32, excl: [&Contents; 2], cg: Vec<u8>| State {
-        comms: union(
-            &with_roles(&incl.comms, role::INCLUDE),
-            &union(
-                &with_roles(&excl[0].comms, role::EXCLUDE),
-                &with_roles(&excl[1].comms, role::EXCLUDE),
-            ),
-        ),
-        pids: union(
-            &with_roles(&pid_roles(incl), role::INCLUDE),
-            &union(
-                &with_roles(&pid_roles(excl[0]), role::EXCLUDE),
-                &with_roles(&pid_roles(excl[1]), role::EXCLUDE),
-            ),
-        ),
-        netns: union(
-            &with_roles(&incl.netns, role::INCLUDE | role::MPTCP_CHECKED),
-            &union(
-                &with_roles(&excl[0].netns, role::EXCLUDE),
-                &with_roles(&excl[1].netns, role::EXCLUDE),
-            ),
-        ),
-        cgroups: cg,
-        include_kinds: incl_kinds,
-        exclude_kinds: excl[0].exclude_kinds | excl[1].exclude_kinds,
-    };
-    let both = union_include_kinds(old.include_kinds, new.include_kinds);
-    let mix = |incl: [u8; 2], excl: [u8; 2]| -> Vec<u8> {
-        (0..slots.len())
+    /// Each slot's roles: the old policy's `incl[0]` and `excl[0]` roles
+    /// and the new one's `incl[1]` and `excl[1]`.
+    fn mix(&self, incl: [u8; 2], excl: [u8; 2]) -> Vec<u8> {
+        (0..self.rules.len())
             .map(|i| {
-                (old_roles[i] & incl[0] | new_roles[i] & incl[1])
-                    | (old_roles[i] & excl[0] | new_roles[i] & excl[1])
+                (self.old_roles[i] & incl[0] | self.new_roles[i] & incl[1])
+                    | (self.old_roles[i] & excl[0] | self.new_roles[i] & excl[1])
             })
             .collect()
-    };
+    }
+}
+
+impl State {
+    /// The maps holding `incl`'s inclusions (with `incl_kinds`), the
+    /// exclusions of both `excl`, and the cgroup roles `cgroups`.
+    fn of(incl: &Contents, incl_kinds: u32, excl: [&Contents; 2], cgroups: Vec<u8>) -> State {
+        State {
+            comms: union(
+                &with_roles(&incl.comms, role::INCLUDE),
+                &excluded(excl, |c| c.comms.clone()),
+            ),
+            pids: union(
+                &with_roles(&pid_roles(incl), role::INCLUDE),
+                &excluded(excl, pid_roles),
+            ),
+            netns: union(
+                &with_roles(&incl.netns, role::INCLUDE | role::MPTCP_CHECKED),
+                &excluded(excl, |c| c.netns.clone()),
+            ),
+            cgroups,
+            include_kinds: incl_kinds,
+            exclude_kinds: excl[0].exclude_kinds | excl[1].exclude_kinds,
+        }
+    }
+}
+
+/// The roles of each pid rule.
+fn pid_roles(c: &Contents) -> BTreeMap<u32, u8> {
+    c.pids.iter().map(|(k, (_, r))| (*k, *r)).collect()
+}
+
+/// The exclusions of both `excl` in one map (`of` picks the map).
+fn excluded<K: Ord + Clone>(
+    excl: [&Contents; 2],
+    of: impl Fn(&Contents) -> BTreeMap<K, u8>,
+) -> BTreeMap<K, u8> {
+    union(
+        &with_roles(&of(excl[0]), role::EXCLUDE),
+        &with_roles(&of(excl[1]), role::EXCLUDE),
+    )
+}
+
+/// The four states after the old one (see the module's comment); the
+/// inclusions of the state with both policies' inclusions are those of the
+/// union.
+fn states(old: &Contents, new: &Contents, slots: &Slots) -> [State; 4] {
     let (i, e, none) = (role::INCLUDE, role::EXCLUDE, 0);
-    // The four states after the old one; the inclusions of a state with
-    // both policies' inclusions are those of the union.
     let union_contents = Contents {
         comms: union(&old.comms, &new.comms),
         pids: old
@@ -263,17 +309,39 @@ pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Too
         netns: union(&old.netns, &new.netns),
         ..Contents::default()
     };
-    let states = [
-        state(old, old.include_kinds, [old, new], mix([i, none], [e, e])),
-        state(&union_contents, both, [old, new], mix([i, i], [e, e])),
-        state(new, new.include_kinds, [old, new], mix([none, i], [e, e])),
-        state(
+    let both = union_include_kinds(old.include_kinds, new.include_kinds);
+    [
+        State::of(
+            old,
+            old.include_kinds,
+            [old, new],
+            slots.mix([i, none], [e, e]),
+        ),
+        State::of(&union_contents, both, [old, new], slots.mix([i, i], [e, e])),
+        State::of(
+            new,
+            new.include_kinds,
+            [old, new],
+            slots.mix([none, i], [e, e]),
+        ),
+        State::of(
             new,
             new.include_kinds,
             [new, new],
-            mix([none, i], [none, e]),
+            slots.mix([none, i], [none, e]),
         ),
-    ];
+    ]
+}
+
+/// The steps from the old state through `states`, and the last state. A
+/// state that adds writes its entries before CONFIG (which then looks up
+/// kinds that have them); one that removes, after.
+fn through(
+    old: &Contents,
+    new: &Contents,
+    slots: &Slots,
+    states: &[State; 4],
+) -> (Vec<Step>, State) {
     // Where a pid rule's start time comes from: the new policy's when it
     // has the pid (a pid reused since is another process), else the old's.
     let start_of = |tgid: u32| {
@@ -282,15 +350,14 @@ pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Too
             .or_else(|| old.pids.get(&tgid))
             .map_or(0, |(start, _)| *start)
     };
-
     let mut steps = Vec::new();
     // Slots past the old rules hold whatever an earlier reload left there:
     // they are all written before the rule count covers them.
-    let mut current = state(
+    let mut current = State::of(
         old,
         old.include_kinds,
         [old, old],
-        old_roles[..old.cgroups.len()].to_vec(),
+        slots.old_roles[..old.cgroups.len()].to_vec(),
     );
     let mut count = old.cgroups.len();
     for (n, next) in states.iter().enumerate() {
@@ -303,7 +370,7 @@ pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Too
             steps.extend(map_steps(&current.netns, &next.netns, Step::Netns));
             for (slot, roles) in next.cgroups.iter().enumerate() {
                 if current.cgroups.get(slot) != Some(roles) {
-                    let (rule, path) = &slots[slot];
+                    let (rule, path) = &slots.rules[slot];
                     let rule = CgroupRule {
                         role: u32::from(*roles),
                         ..*rule
@@ -319,7 +386,6 @@ pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Too
             explain: !old.explain.is_empty() || !new.explain.is_empty(),
         };
         if adding {
-            // Entries first: CONFIG then looks up kinds that have them.
             entries(&mut steps, &current);
             count = count.max(next.cgroups.len());
             steps.push(config(count));
@@ -329,17 +395,23 @@ pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Too
         }
         current = next.clone();
     }
-    // Compaction: the new rules, in the order of their slots, into the
-    // first slots; each moves down only, onto a slot whose rule is gone or
-    // already moved.
-    let mut live: Vec<(usize, CgroupRule, String)> = new_slot
+    (steps, current)
+}
+
+/// The compaction, after the last state: the new rules, in the order of
+/// their slots, into the first slots; each moves down only, onto a slot
+/// whose rule is gone or already moved. Then the rule count is cut and the
+/// paths no rule has are forgotten. What the maps then hold.
+fn compact(new: &Contents, slots: &Slots, last: &State, steps: &mut Vec<Step>) -> Contents {
+    let mut live: Vec<(usize, CgroupRule, String)> = slots
+        .of_new
         .iter()
         .zip(&new.cgroups)
         .map(|(&from, (rule, path))| (from, *rule, path.clone()))
         .collect();
     live.sort_by_key(|(from, _, _)| *from);
     for (to, (from, rule, path)) in live.iter().enumerate() {
-        if to != *from || current.cgroups.get(to) != Some(&(rule.role as u8)) {
+        if to != *from || last.cgroups.get(to) != Some(&(rule.role as u8)) {
             steps.push(Step::Cgroup(to as u32, *rule, path.clone()));
         }
     }
@@ -349,14 +421,12 @@ pub fn plan(old: &Contents, new: &Contents) -> Result<(Vec<Step>, Contents), Too
         .map(|(_, rule, path)| (rule, path))
         .collect();
     steps.push(done.config_step(done.cgroups.len()));
-    for (_, path) in &slots {
+    for (_, path) in &slots.rules {
         if !new.cgroups.iter().any(|(_, p)| p == path) {
             steps.push(Step::CgroupPathGone(path.clone()));
         }
     }
-    // EXPLAIN is not part of the decision: a plain swap.
-    steps.extend(map_steps(&old.explain, &new.explain, Step::Explain));
-    Ok((with_name_filters(old, new, steps), done))
+    done
 }
 
 /// `steps` between the name filters' writes: first both policies' names,

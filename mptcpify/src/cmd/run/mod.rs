@@ -28,6 +28,14 @@ const FORWARDED: [libc::c_int; 6] = [
     libc::SIGUSR2,
 ];
 
+/// A signal came while attaching (the loader stopped at it, or it was
+/// pending after the attach): CMD never starts, and the exit status is as if
+/// CMD had been killed by it.
+fn not_running(signal: i32, command: &str) -> i32 {
+    eprintln!("mptcpify: signal {signal} while attaching; not running {command:?}");
+    128 + signal
+}
+
 pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     // Until CMD may start, the forwarded signals stay pending (blocked), so
     // that one arriving while attaching is seen for sure (sigpending), not
@@ -74,11 +82,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     // The loader stopped at a signal (it detached what it had attached).
     if let Err(Failure::Interrupted { signal }) = attached {
         drop(cgroup);
-        eprintln!(
-            "mptcpify: signal {signal} while attaching; not running {:?}",
-            args.command[0]
-        );
-        return Ok(128 + signal);
+        return Ok(not_running(signal, &args.command[0]));
     }
     let mut attached = attached?;
     if args.verbose {
@@ -104,11 +108,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     if let Some(number) = crate::sys::held_signals::pending(&FORWARDED) {
         drop(attached);
         drop(cgroup);
-        eprintln!(
-            "mptcpify: signal {number} while attaching; not running {:?}",
-            args.command[0]
-        );
-        return Ok(128 + number);
+        return Ok(not_running(number, &args.command[0]));
     }
     // From here on signals are forwarded to CMD.
     drop(blocked);

@@ -47,16 +47,12 @@ pub fn load(
 ) -> std::io::Result<OwnedFd> {
     let license = c"GPL";
     let mut attr = attr();
-    // SAFETY: writing plain fields of BPF_PROG_LOAD's member.
-    unsafe {
-        let load = &mut attr.__bindgen_anon_3;
-        load.prog_type = prog_type as u32;
-        load.insn_cnt = insns.len() as u32;
-        load.insns = insns.as_ptr() as u64;
-        load.license = license.as_ptr() as u64;
-        load.expected_attach_type = expected_attach_type as u32;
-        load.attach_btf_id = attach_btf_id;
-    }
+    attr.__bindgen_anon_3.prog_type = prog_type as u32;
+    attr.__bindgen_anon_3.insn_cnt = insns.len() as u32;
+    attr.__bindgen_anon_3.insns = insns.as_ptr() as u64;
+    attr.__bindgen_anon_3.license = license.as_ptr() as u64;
+    attr.__bindgen_anon_3.expected_attach_type = expected_attach_type as u32;
+    attr.__bindgen_anon_3.attach_btf_id = attach_btf_id;
     // SAFETY: the instructions and the license outlive the call.
     let fd = unsafe { call(bpf_cmd::BPF_PROG_LOAD, &mut attr)? };
     // SAFETY: a new descriptor that nothing else owns.

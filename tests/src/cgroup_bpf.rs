@@ -115,13 +115,9 @@ fn attach(
     flags: u32,
 ) -> bpf_sys::bpf_attr {
     let mut attr = bpf_sys::attr();
-    // SAFETY: writing plain fields of the command's member.
-    unsafe {
-        let member = &mut attr.__bindgen_anon_5;
-        member.__bindgen_anon_1.target_fd = cgroup.as_raw_fd() as u32;
-        member.attach_bpf_fd = program.as_raw_fd() as u32;
-        member.attach_type = attach_type as u32;
-        member.attach_flags = flags;
-    }
+    attr.__bindgen_anon_5.__bindgen_anon_1.target_fd = cgroup.as_raw_fd() as u32;
+    attr.__bindgen_anon_5.attach_bpf_fd = program.as_raw_fd() as u32;
+    attr.__bindgen_anon_5.attach_type = attach_type as u32;
+    attr.__bindgen_anon_5.attach_flags = flags;
     attr
 }

@@ -78,13 +78,7 @@ pub fn dir(name: &str, create: bool) -> Result<PathBuf, Failure> {
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a valid C string and a statfs to write into.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statfs(path.as_ptr(), &mut stat) }) == 0 && stat.f_type == BPF_FS_MAGIC
+    rustix::fs::statfs(path).is_ok_and(|stat| stat.f_type == BPF_FS_MAGIC)
 }
 
 /// Every pinned upgrade; empty when there is none (or no BPF filesystem).

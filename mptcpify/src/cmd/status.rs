@@ -133,8 +133,7 @@ pub async fn status(args: &StatusArgs) -> Result<i32, Failure> {
 }
 
 fn kernel() -> Kernel {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     let hook_id = crate::kernel::layout::ids_of_running_kernel(&[(
         crate::kernel::preflight::HOOK,
         crate::kernel::layout::BtfKind::Func,

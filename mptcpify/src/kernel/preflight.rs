@@ -1,7 +1,7 @@
 //! Checks run before loading, each turning a cryptic kernel refusal into a
 //! [`Failure`] that names the cause and the fix.
 
-use mptcpify_common::{consts::IPPROTO_MPTCP, Support};
+use mptcpify_common::Support;
 
 use crate::errors::Failure;
 use crate::kernel::layout::BtfIds;
@@ -43,24 +43,20 @@ pub fn check(options: &Options) -> Result<Kernel, Failure> {
 /// IPv4 one works means `CONFIG_MPTCP_IPV6` is off: upgrading IPv6 sockets
 /// would then break them. (Without IPv6 at all, TCP and MPTCP fail alike.)
 fn probe_support() -> Support {
+    use rustix::net::{ipproto, socket_with, AddressFamily, SocketFlags, SocketType};
     let errno = |family| {
-        // SAFETY: socket/close with plain integers.
-        let fd = unsafe {
-            libc::socket(
-                family,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                IPPROTO_MPTCP,
-            )
-        };
-        if fd < 0 {
-            return std::io::Error::last_os_error().raw_os_error();
-        }
-        unsafe { libc::close(fd) };
-        None
+        socket_with(
+            family,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            Some(ipproto::MPTCP),
+        )
+        .err()
+        .map(|e| e.raw_os_error())
     };
-    let v6 = errno(libc::AF_INET6);
+    let v6 = errno(AddressFamily::INET6);
     Support {
-        ipv6: v6.is_none() || v6 == errno(libc::AF_INET) || v6 == Some(libc::EAFNOSUPPORT),
+        ipv6: v6.is_none() || v6 == errno(AddressFamily::INET) || v6 == Some(libc::EAFNOSUPPORT),
     }
 }
 

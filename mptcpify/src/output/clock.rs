@@ -30,12 +30,7 @@ impl Clock {
 
 /// CLOCK_BOOTTIME, the clock of `bpf_ktime_get_boot_ns`.
 fn boot_time() -> std::time::Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
     std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 

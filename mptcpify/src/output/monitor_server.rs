@@ -128,8 +128,7 @@ impl Server {
         stream.set_nonblocking(true).ok()?;
         let stream = tokio::net::UnixStream::from_std(stream).ok()?;
         let uid = stream.peer_cred().ok()?.uid();
-        // SAFETY: geteuid has no preconditions.
-        if uid != 0 && uid != unsafe { libc::geteuid() } {
+        if uid != 0 && uid != rustix::process::geteuid().as_raw() {
             return None;
         }
         Some(Client {

@@ -257,14 +257,7 @@ fn check_host_cgroup_namespace() -> Result<(), Failure> {
 }
 
 fn is_cgroup2(path: &Path) -> bool {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs on a NUL-terminated path into a zeroed struct.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as i64 == CGROUP2_SUPER_MAGIC
-    }
+    rustix::fs::statfs(path).is_ok_and(|stat| stat.f_type as i64 == CGROUP2_SUPER_MAGIC)
 }
 
 /// mptcpify's own cgroup directory.

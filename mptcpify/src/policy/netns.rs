@@ -43,10 +43,10 @@ fn in_namespace<T: Send + 'static>(
     f: fn() -> std::io::Result<T>,
 ) -> std::io::Result<T> {
     std::thread::spawn(move || {
-        // SAFETY: setns on an fd we hold, in a thread of our own.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&file),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )?;
         f()
     })
     .join()
@@ -94,10 +94,10 @@ pub fn mptcp_enabled_at(spec: &str) -> std::io::Result<bool> {
     };
     let file = std::fs::File::open(path)?;
     std::thread::spawn(move || {
-        // SAFETY: setns on an fd we hold, in a thread of our own.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&file),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )?;
         Ok(std::fs::read_to_string("/proc/sys/net/mptcp/enabled")?.trim() == "1")
     })
     .join()

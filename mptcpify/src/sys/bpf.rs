@@ -50,15 +50,11 @@ pub fn load(
     flags: u32,
 ) -> std::io::Result<OwnedFd> {
     let mut attr = attr();
-    // SAFETY: writing plain fields of the command's member.
-    unsafe {
-        let load = &mut attr.__bindgen_anon_3;
-        load.prog_type = prog_type as u32;
-        load.insn_cnt = insns.len() as u32;
-        load.insns = insns.as_ptr() as u64;
-        load.license = license.as_ptr() as u64;
-        load.prog_flags = flags;
-    }
+    attr.__bindgen_anon_3.prog_type = prog_type as u32;
+    attr.__bindgen_anon_3.insn_cnt = insns.len() as u32;
+    attr.__bindgen_anon_3.insns = insns.as_ptr() as u64;
+    attr.__bindgen_anon_3.license = license.as_ptr() as u64;
+    attr.__bindgen_anon_3.prog_flags = flags;
     // SAFETY: the instructions and the license outlive the call.
     let fd = unsafe { call(bpf_cmd::BPF_PROG_LOAD, &mut attr)? };
     // SAFETY: the kernel returned a new descriptor that nothing else owns.
@@ -69,13 +65,9 @@ pub fn load(
 /// may write; its return value.
 pub fn test_run(program: BorrowedFd<'_>, ctx: &mut [u8]) -> std::io::Result<u32> {
     let mut attr = attr();
-    // SAFETY: writing plain fields of the command's member.
-    unsafe {
-        let run = &mut attr.test;
-        run.prog_fd = program.as_raw_fd() as u32;
-        run.ctx_in = ctx.as_mut_ptr() as u64;
-        run.ctx_size_in = ctx.len() as u32;
-    }
+    attr.test.prog_fd = program.as_raw_fd() as u32;
+    attr.test.ctx_in = ctx.as_mut_ptr() as u64;
+    attr.test.ctx_size_in = ctx.len() as u32;
     // SAFETY: `ctx` outlives the call, with the size given.
     unsafe { call(bpf_cmd::BPF_PROG_TEST_RUN, &mut attr)? };
     // SAFETY: the kernel filled the member it was asked to run with.
@@ -90,13 +82,9 @@ pub fn effective_programs(
     attach_type: bpf_attach_type,
 ) -> std::io::Result<u32> {
     let mut attr = attr();
-    // SAFETY: writing plain fields of the command's member.
-    unsafe {
-        let query = &mut attr.query;
-        query.__bindgen_anon_1.target_fd = target.as_raw_fd() as u32;
-        query.attach_type = attach_type as u32;
-        query.query_flags = BPF_F_QUERY_EFFECTIVE;
-    }
+    attr.query.__bindgen_anon_1.target_fd = target.as_raw_fd() as u32;
+    attr.query.attach_type = attach_type as u32;
+    attr.query.query_flags = BPF_F_QUERY_EFFECTIVE;
     // SAFETY: no pointers are set.
     unsafe { call(bpf_cmd::BPF_PROG_QUERY, &mut attr)? };
     // SAFETY: the kernel wrote the count.
@@ -107,13 +95,9 @@ pub fn effective_programs(
 /// (`BPF_MAP_LOOKUP_ELEM`).
 pub fn lookup(map: BorrowedFd<'_>, key: &u32, value: &mut [u8]) -> std::io::Result<()> {
     let mut attr = attr();
-    // SAFETY: writing plain fields of the command's member.
-    unsafe {
-        let elem = &mut attr.__bindgen_anon_2;
-        elem.map_fd = map.as_raw_fd() as u32;
-        elem.key = key as *const u32 as u64;
-        elem.__bindgen_anon_1.value = value.as_mut_ptr() as u64;
-    }
+    attr.__bindgen_anon_2.map_fd = map.as_raw_fd() as u32;
+    attr.__bindgen_anon_2.key = key as *const u32 as u64;
+    attr.__bindgen_anon_2.__bindgen_anon_1.value = value.as_mut_ptr() as u64;
     // SAFETY: `key` and `value` outlive the call; the caller sized `value`
     // for the map.
     unsafe { call(bpf_cmd::BPF_MAP_LOOKUP_ELEM, &mut attr)? };

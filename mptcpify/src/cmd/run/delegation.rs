@@ -122,20 +122,9 @@ fn is_delegated(own: &Path) -> bool {
 
 /// One extended attribute's value; `None` when absent or unreadable.
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let name = std::ffi::CString::new(name).ok()?;
     let mut value = [0u8; 16];
-    // SAFETY: both strings are NUL-terminated; the buffer's length is given.
-    let len = unsafe {
-        libc::getxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    usize::try_from(len).ok().map(|len| value[..len].to_vec())
+    let len = rustix::fs::getxattr(path, name, &mut value).ok()?;
+    Some(value[..len].to_vec())
 }
 
 /// The slice a cgroup path is in: its innermost `*.slice` component (the

@@ -124,14 +124,18 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         }
     };
     // Never 0 or -1, which kill(2) would take as a process group or everyone.
-    let pid = child.id().map(|id| id as libc::pid_t).filter(|&p| p > 0);
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .filter(|&p| p > 0)
+        .and_then(rustix::process::Pid::from_raw);
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(anyhow::Error::from)?,
             Some(number) = signals.recv() => {
-                if let Some(pid) = pid {
-                    // SAFETY: kill(2) on our own child's pid.
-                    unsafe { libc::kill(pid, number) };
+                // FORWARDED holds named signals only.
+                if let (Some(pid), Some(signal)) = (pid, rustix::process::Signal::from_named_raw(number)) {
+                    let _ = rustix::process::kill_process(pid, signal);
                 }
             }
             result = events.print_forever() => result?,

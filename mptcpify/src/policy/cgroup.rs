@@ -257,7 +257,7 @@ fn check_host_cgroup_namespace() -> Result<(), Failure> {
 }
 
 fn is_cgroup2(path: &Path) -> bool {
-    rustix::fs::statfs(path).is_ok_and(|stat| stat.f_type as i64 == CGROUP2_SUPER_MAGIC)
+    rustix::fs::statfs(path).is_ok_and(|stat| stat.f_type == CGROUP2_SUPER_MAGIC)
 }
 
 /// mptcpify's own cgroup directory.

@@ -191,20 +191,26 @@ pub mod name_filter {
 
 /// `HashMap<u64, Tag>`: MPTCP sockets of processes the policy upgrades
 /// (their `struct sock` address) → who created them and the subflows they
-/// joined, until close. Tagged when created (`mptcp_init_sock`) by the same
-/// decision as the upgrader's, so the upgraded sockets are tagged, and so
-/// are the MPTCP sockets such a process asked for itself (the upgrader's
-/// hot path does not pay for telling them apart).
+/// joined, until close. Tagged when created (`mptcp_init_sock`) when the
+/// upgrader noted that it upgraded this thread's `socket()` call
+/// ([`UPGRADING`]): the upgraded sockets, and only they (an MPTCP socket a
+/// process asks for itself is not mptcpify's to report).
 pub const TAGGED: &str = "TAGGED";
 pub const MAX_TAGGED: u32 = 16384;
 
-/// `PerCpuArray<u32>` with one entry: the thread id of the last `socket()`
-/// call the upgrader upgraded on this CPU, until the tag program
-/// (`mptcp_init_sock`, in the same call) takes it; 0 when taken. The tag
-/// then need not decide again. A thread that moved to another CPU in
-/// between finds no note there and is decided again, as are the MPTCP
-/// sockets a process asks for itself.
+/// `Array<u32>` of [`NOTE_SLOTS`] entries, indexed by thread id modulo its
+/// size: the id of a thread whose `socket()` call the upgrader upgraded,
+/// until the tag program (`mptcp_init_sock`, in the same call) takes it; 0
+/// when taken. By thread, not by CPU, so that a thread that moves to another
+/// CPU in between (a sleep in the socket's allocation) still finds its note.
+/// Two threads whose ids share a slot, both between the two programs at
+/// once, lose one note: that socket is upgraded but not tagged.
+///
+/// The tag program needs no decision of its own: verifying a second copy of
+/// the selection cost about 3.5 s of every start-up in the lab (TCG).
 pub const UPGRADING: &str = "UPGRADING";
+/// Entries of [`UPGRADING`] (a power of two).
+pub const NOTE_SLOTS: u32 = 1024;
 
 /// An upgraded socket, from its creation to its close.
 #[repr(C)]

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use mptcpify_common::maps::{
     name_filter, AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, CommSlot, Config, Counter,
     NameFilter, PidRule, Staged, Tag, COMM_SLOTS_LEN, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS,
-    MAX_EXPLAIN, MAX_MPTCP_SWITCHES, MAX_NETNS, MAX_PIDS, MAX_TAGGED, STAGE_POS_STRIDE,
+    MAX_EXPLAIN, MAX_MPTCP_SWITCHES, MAX_NETNS, MAX_PIDS, MAX_TAGGED, NOTE_SLOTS, STAGE_POS_STRIDE,
 };
 
 #[map(name = "CONFIG")]
@@ -85,7 +85,7 @@ pub static AUDIT_SEEN: LruHashMap<AuditKey, u8> = LruHashMap::with_max_entries(M
 pub static TAGGED: HashMap<u64, Tag> = HashMap::with_max_entries(MAX_TAGGED, 0);
 
 #[map(name = "UPGRADING")]
-static UPGRADING: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+static UPGRADING: Array<u32> = Array::with_max_entries(NOTE_SLOTS, 0);
 
 #[map(name = "CHECK")]
 pub static CHECK: Array<CheckSlot> = Array::with_max_entries(1, 0);
@@ -99,17 +99,17 @@ pub fn config() -> Config {
 /// (see [`mptcpify_common::maps::UPGRADING`]).
 #[inline(always)]
 pub fn note_upgrade(tid: u32) {
-    if let Some(slot) = UPGRADING.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot; a program that preempts this one on the
-        // CPU only replaces the note, which costs a second decision.
+    if let Some(slot) = UPGRADING.get_ptr_mut(tid & (NOTE_SLOTS - 1)) {
+        // SAFETY: a plain u32 store; another thread of the same slot only
+        // replaces the note (see maps::UPGRADING).
         unsafe { *slot = tid };
     }
 }
 
-/// Whether the upgrader noted thread `tid` on this CPU; takes the note.
+/// Whether the upgrader noted thread `tid`; takes the note.
 #[inline(always)]
 pub fn take_upgrade_note(tid: u32) -> bool {
-    let Some(slot) = UPGRADING.get_ptr_mut(0) else {
+    let Some(slot) = UPGRADING.get_ptr_mut(tid & (NOTE_SLOTS - 1)) else {
         return false;
     };
     // SAFETY: as in note_upgrade.

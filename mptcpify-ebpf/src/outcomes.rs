@@ -2,8 +2,8 @@
 //! short-lived connections count too:
 //!
 //! - `mptcpify_tag` (fentry on `mptcp_init_sock`, which `socket()` calls
-//!   for the new MPTCP socket): a socket of a process the policy upgrades is
-//!   tagged with its creator ([`maps::TAGGED`]);
+//!   for the new MPTCP socket): a socket the upgrader upgraded is tagged
+//!   with its creator ([`maps::TAGGED`]);
 //! - `mptcpify_join` (fexit on `mptcp_finish_join`): an extra subflow of a
 //!   tagged socket completed MP_JOIN;
 //! - `mptcpify_closed` (fentry on `mptcp_close`, the socket's `close`):
@@ -25,63 +25,33 @@
 
 use aya_ebpf::programs::{FEntryContext, FExitContext};
 use mptcpify_common::{
-    consts::{IPPROTO_TCP, SOCK_STREAM},
-    decide,
     event::{closed, outcome},
     maps::{flag, Counter, Tag},
-    Facts, SocketCall, TaskMatch, Verdict,
 };
 
-use crate::layout::{current_task, field, layout};
 use crate::events;
+use crate::layout::{current_task, field, layout};
 use crate::maps;
 use crate::task::{self, read};
 
 /// `static int mptcp_init_sock(struct sock *sk)`: called by `socket()` for
-/// the new MPTCP socket. Tags it when the policy upgrades its process: the
-/// upgrader's verdict when it noted this thread on this CPU
-/// ([`mptcpify_common::maps::UPGRADING`]), or else the upgrader's decision
-/// made again, for a TCP call of the socket's family.
+/// the new MPTCP socket. Tags it when the upgrader noted that it upgraded
+/// this thread's call ([`mptcpify_common::maps::UPGRADING`]).
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "fentry/mptcp_init_sock")]
 pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
+    let current = current_task();
+    let tid = field!(current, u32, task.pid);
+    if !maps::take_upgrade_note(tid) {
+        return 0;
+    }
     let ctx = FEntryContext::new(ctx);
     // A BTF pointer (`struct sock *`): its family is a direct load.
     let sk: u64 = ctx.arg(0);
-    let family = i32::from(field!(sk, u16, close.sk_family));
-    let call = SocketCall {
-        family,
-        sock_type: SOCK_STREAM,
-        protocol: IPPROTO_TCP,
-    };
-    let current = current_task();
-    let tid = field!(current, u32, task.pid);
-    // The upgrader's own verdict when it noted this thread on this CPU;
-    // otherwise the same decision, made again.
-    let noted = maps::take_upgrade_note(tid);
-    let verdict = if noted {
-        Verdict::Upgrade
-    } else {
-        decide(&call, || {
-            let config = maps::config();
-            let task = if config.flags & flag::OUTCOMES != 0 {
-                task::matches(&config, current).task
-            } else {
-                TaskMatch::default()
-            };
-            Facts {
-                support: config.support(),
-                task,
-            }
-        })
-    };
-    if verdict != Verdict::Upgrade {
-        return 0;
-    }
     let tag = Tag {
         pid: field!(current, u32, task.tgid),
         tid,
-        family: family as u32,
+        family: u32::from(field!(sk, u16, close.sk_family)),
         joins: 0,
         comm: task::comm(current),
     };

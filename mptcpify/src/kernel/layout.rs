@@ -52,7 +52,7 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// What start-up learns from the running kernel's BTF and symbols, in one
 /// read and one parse of the BTF. `Err` when the BTF cannot be read; else
-/// the ids of `wanted` (name, [`kind`]) and the guard, `Err` when the BTF
+/// the ids of `wanted` (name, [`BtfKind`]) and the guard, `Err` when the BTF
 /// lacks a field the programs read.
 pub fn read(wanted: &[(&'static str, BtfKind)]) -> Result<(BtfIds, Result<Guard>)> {
     // Asked on a thread of its own (a BPF program load) while the BTF is

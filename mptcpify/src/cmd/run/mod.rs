@@ -192,7 +192,7 @@ fn spawn_in(
 }
 
 /// The temporary cgroup of one `run`, below mptcpify's own (a delegated one:
-/// see [`delegation`](crate::cmd::run::delegation)); removed on drop.
+/// see [`delegation`]); removed on drop.
 struct RunCgroup {
     path: PathBuf,
     parent: PathBuf,

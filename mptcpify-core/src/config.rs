@@ -13,6 +13,7 @@
 //! exclude_cgroup = []          # --exclude-cgroup
 //! all = false                  # --all
 //! explain = []                 # --explain
+//! paths = "auto"               # --paths auto
 //! ```
 
 use serde::Deserialize;
@@ -30,6 +31,8 @@ pub struct Config {
     pub explain: Vec<String>,
     /// The line of the first `explain` entry.
     pub explain_line: Option<usize>,
+    /// `paths = "auto"`: `--paths auto`. Read at start only.
+    pub paths: Option<crate::paths::PathsMode>,
     /// Every entry as a selection of its own, with its line: the way to the
     /// line of an entry that does not resolve.
     pub entries: Vec<(usize, Selectors)>,
@@ -67,6 +70,8 @@ struct File {
     exclude_cgroup: Vec<Spanned<String>>,
     #[serde(default)]
     explain: Vec<Spanned<String>>,
+    #[serde(default)]
+    paths: Option<crate::paths::PathsMode>,
 }
 
 /// Parses and checks `text`: a file that does not parse, names an unknown
@@ -105,6 +110,7 @@ pub fn parse(text: &str) -> Result<Config, Error> {
             .collect(),
         explain: file.explain.iter().map(|n| n.get_ref().clone()).collect(),
         explain_line: file.explain.first().map(|e| line(e.span())),
+        paths: file.paths,
         selectors,
         all,
     })
@@ -194,6 +200,16 @@ mod tests {
         let (line, what) = error("comm = [\"a\"]\nall = true\n");
         assert_eq!(line, Some(2));
         assert!(what.contains("both given"), "{what}");
+    }
+
+    #[test]
+    fn paths_auto_is_a_key_and_other_modes_are_refused_with_their_line() {
+        let config = parse("comm = [\"a\"]\npaths = \"auto\"\n").unwrap();
+        assert_eq!(config.paths, Some(crate::paths::PathsMode::Auto));
+        assert_eq!(parse("comm = [\"a\"]\n").unwrap().paths, None);
+        let (line, what) = error("comm = [\"a\"]\npaths = \"all\"\n");
+        assert_eq!(line, Some(2));
+        assert!(what.contains("auto"), "{what}");
     }
 
     #[test]

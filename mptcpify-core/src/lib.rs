@@ -9,6 +9,8 @@
 //! - [`selectors`] and [`config`]: the selection as the operator names it,
 //!   on the command line or in a `--config` file.
 //! - [`output`]: the events as types, and their text and JSON forms.
+//! - [`paths`]: the MPTCP paths of a network namespace: the verdict, and
+//!   the endpoints and limits `paths auto` writes and `paths reset` undoes.
 //!
 //! The decision itself, shared with the BPF program, is
 //! `mptcpify_common::decide`.
@@ -16,5 +18,6 @@
 pub mod btf;
 pub mod config;
 pub mod output;
+pub mod paths;
 pub mod plan;
 pub mod selectors;

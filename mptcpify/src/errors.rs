@@ -23,6 +23,9 @@ pub mod exit {
     pub const NO_INSTANCE: i32 = 15;
     pub const PIN: i32 = 16;
     pub const FALLBACK_UNSAFE: i32 = 17;
+    pub const USERSPACE_PATH_MANAGER: i32 = 18;
+    pub const TOO_MANY_PATHS: i32 = 19;
+    pub const PATHS: i32 = 20;
 }
 
 #[derive(Debug)]
@@ -108,6 +111,22 @@ pub enum Failure {
         fallback: String,
         why: String,
     },
+    /// `paths auto`/`reset`, `--paths auto`: no CAP_NET_ADMIN.
+    NetAdmin {
+        what: String,
+    },
+    /// `net.mptcp.pm_type` is 1: a userspace daemon owns the paths.
+    UserspacePathManager,
+    /// More usable addresses than the kernel uses as paths.
+    TooManyPaths {
+        usable: Vec<String>,
+    },
+    /// The path manager or mptcpify's record of it could not be read or
+    /// written.
+    Paths {
+        what: String,
+        fix: String,
+    },
     /// SIGINT or SIGTERM came while mptcpify was attaching: it stopped
     /// there and detached what it had attached. Not an error (exit 0).
     Interrupted {
@@ -145,6 +164,10 @@ impl Failure {
             Failure::NoInstance { .. } => exit::NO_INSTANCE,
             Failure::Pin { .. } => exit::PIN,
             Failure::FallbackUnsafe { .. } => exit::FALLBACK_UNSAFE,
+            Failure::NetAdmin { .. } => exit::PRIVILEGES,
+            Failure::UserspacePathManager => exit::USERSPACE_PATH_MANAGER,
+            Failure::TooManyPaths { .. } => exit::TOO_MANY_PATHS,
+            Failure::Paths { .. } => exit::PATHS,
             Failure::Interrupted { .. } => exit::OK,
             Failure::Other(_) => exit::OTHER,
         }
@@ -226,7 +249,8 @@ impl fmt::Display for Failure {
             | Failure::RunSetup { what, fix }
             | Failure::ServiceSetup { what, fix }
             | Failure::NoInstance { what, fix }
-            | Failure::Pin { what, fix } => {
+            | Failure::Pin { what, fix }
+            | Failure::Paths { what, fix } => {
                 write!(f, "{what}\n\n{fix}")
             }
             Failure::OtherInstance { detail } => write!(
@@ -272,6 +296,30 @@ impl fmt::Display for Failure {
                  kernel.kptr_restrict=1), on a kernel built with CONFIG_KALLSYMS_ALL; or run \
                  it where the host's cgroup2 root is mounted and no other tool holds the \
                  root's cgroup/sysctl programs exclusively."
+            ),
+            Failure::NetAdmin { what } => write!(
+                f,
+                "insufficient privileges: {what}\n\n\
+                 Run as root (sudo mptcpify paths ...), or grant CAP_NET_ADMIN (in a \
+                 container: --cap-add NET_ADMIN). Reading (`mptcpify paths`) needs neither."
+            ),
+            Failure::UserspacePathManager => write!(
+                f,
+                "this network namespace uses the userspace path manager (net.mptcp.pm_type = \
+                 1): endpoints and limits are not used, a daemon (mptcpd) chooses the \
+                 paths\n\n\
+                 Let that daemon add the addresses, or switch to the kernel's path manager: \
+                 sysctl -w net.mptcp.pm_type=0 (nothing was changed)."
+            ),
+            Failure::TooManyPaths { usable } => write!(
+                f,
+                "{} usable addresses, more than the {} extra subflows the kernel opens or \
+                 accepts per connection: {}\n\n\
+                 Choose at most {} with `mptcpify paths auto --interface IF` (repeatable); nothing was changed.",
+                usable.len(),
+                mptcpify_core::paths::KERNEL_MAX,
+                usable.join(", "),
+                mptcpify_core::paths::KERNEL_MAX
             ),
             Failure::Interrupted { signal } => write!(
                 f,

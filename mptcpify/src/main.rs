@@ -13,6 +13,8 @@
 //!   the other instances, where events are read.
 //! - [`policy`]: the selection, checked and resolved into map keys, and the
 //!   plan of writes that puts it in the maps.
+//! - [`paths`]: the MPTCP paths of mptcpify's network namespace: endpoints
+//!   and limits read, made to use every link, followed, undone.
 //! - [`kernel`]: what mptcpify knows of the running kernel (BTF layout,
 //!   kallsyms, preflight checks).
 //! - [`errors`]: every failure with its cause, fix and exit code.
@@ -28,6 +30,7 @@ mod kernel;
 #[cfg(test)]
 mod module_graph;
 mod output;
+mod paths;
 mod policy;
 mod sys;
 
@@ -75,7 +78,8 @@ fn main() {
             Some(cli::Command::Status(args)) => cmd::status::status(&args).await,
             Some(cli::Command::Audit(args)) => cmd::audit::audit(args).await,
             Some(cli::Command::Monitor(args)) => cmd::monitor::monitor(&args).await,
-            Some(cli::Command::Detach(args)) => cmd::detach::detach(&args),
+            Some(cli::Command::Detach(args)) => cmd::detach::detach(&args).await,
+            Some(cli::Command::Paths(args)) => cmd::paths::paths(&args).await,
             None => cmd::upgrade::foreground(cli).await.map(|()| exit::OK),
         }
     });

@@ -37,9 +37,19 @@ pub struct TwoPaths {
 }
 
 impl TwoPaths {
-    /// Builds the namespaces and both paths, unshaped. The namespace names
-    /// carry our pid so parallel runs do not collide.
+    /// Builds the namespaces and both paths, unshaped, with the path
+    /// manager configured by hand (see the module's doc).
     pub fn setup() -> TwoPaths {
+        let bed = Self::bare();
+        bed.configure_by_hand();
+        bed
+    }
+
+    /// Builds the namespaces and both paths, unshaped, with no path-manager
+    /// configuration at all: no endpoint, the kernel's default limits, as
+    /// on a host where no one ran `ip mptcp`. The namespace names carry our
+    /// pid so parallel runs do not collide.
+    pub fn bare() -> TwoPaths {
         let id = std::process::id();
         let bed = TwoPaths {
             client: format!("mpc{id}"),
@@ -87,6 +97,11 @@ impl TwoPaths {
             bed.ip(&bed.client, &["link", "set", path.client_dev, "up"]);
             bed.ip(&bed.server, &["link", "set", path.server_dev, "up"]);
         }
+        bed
+    }
+
+    fn configure_by_hand(&self) {
+        let bed = self;
         // Both ends accept one extra subflow; the server announces its
         // second address (the guide's `signal` endpoint).
         for ns in [&bed.client, &bed.server] {
@@ -115,7 +130,12 @@ impl TwoPaths {
                 "signal",
             ],
         );
-        bed
+    }
+
+    /// What `ip mptcp endpoint show` and `ip mptcp limits show` print in
+    /// namespace `ns`: the path manager's whole state, byte for byte.
+    pub fn path_manager(&self, ns: &str) -> String {
+        self.ip(ns, &["mptcp", "endpoint", "show"]) + &self.ip(ns, &["mptcp", "limits", "show"])
     }
 
     /// Runs `ip -n NS ARGS`, panicking with its stderr on failure.

@@ -41,6 +41,7 @@ fn parse(path: &Path, text: &str) -> Result<Policy, Failure> {
             "Fix or remove that entry, then reload.",
         )
     })?;
+    policy.paths = config.paths;
     policy.explain(&config.explain).map_err(|failure| {
         bad(
             config.explain_line,

@@ -132,7 +132,7 @@ CONFIG FILE:
         comm = [\"iperf3\"]
         exclude_comm = [\"sshd\"]
     Keys: comm, cgroup, unit, netns, pid, exclude_comm, exclude_cgroup, all,
-    explain. On SIGHUP (systemctl reload mptcpify) mptcpify reads the file
+    explain, and paths = \"auto\" (--paths auto; read at start only). On SIGHUP (systemctl reload mptcpify) mptcpify reads the file
     again and moves to the new policy in place: a process the old and the
     new policy both upgrade never gets TCP meanwhile, one that neither
     upgrades never gets MPTCP. A file that does not parse or resolve on
@@ -159,7 +159,12 @@ EXIT STATUS:
     16 --pin or `mptcpify detach`: the pin could not be made, found or removed
     17 the kernel hides MPTCP's per-namespace switch (kallsyms) and a change of
        net.mptcp.enabled could not be followed either: refused rather than
-       risk a failing socket()"
+       risk a failing socket()
+    18 --paths auto, `paths auto`: the userspace path manager is in use
+       (net.mptcp.pm_type = 1)
+    19 --paths auto, `paths auto`: more usable addresses than the kernel's 8
+    20 --paths, `paths`: the path manager or mptcpify's record of it could not
+       be read or written"
 );
 
 const RUN_ABOUT: &str = "\
@@ -238,6 +243,13 @@ pub struct Cli {
     )]
     pub pin: Option<String>,
 
+    /// `--paths auto`: make every usable address of this network namespace a
+    /// path while attached, as `mptcpify paths auto` does, and follow
+    /// addresses as they come and go (an endpoint within a second); undone
+    /// at exit, or with `--pin` by `mptcpify detach`. Root (CAP_NET_ADMIN).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub paths: Option<mptcpify_core::paths::PathsMode>,
+
     #[command(flatten)]
     pub safety: Safety,
 }
@@ -291,6 +303,81 @@ pub enum Command {
         long_about = DETACH_ABOUT
     )]
     Detach(DetachArgs),
+    #[command(
+        about = "Show this network namespace's MPTCP paths; `paths auto` uses every link, `paths reset` undoes it",
+        long_about = PATHS_ABOUT,
+        after_help = PATHS_AFTER_HELP
+    )]
+    Paths(PathsArgs),
+}
+
+const PATHS_ABOUT: &str = "\
+An MPTCP connection uses several paths only when the kernel's path manager has
+them: endpoints (the local addresses it may open subflows from, and announce to
+peers) and limits (how many extra subflows a connection may have). Without
+them, an upgraded connection stays on one path.
+
+`mptcpify paths` shows this network namespace's interfaces and addresses, the
+endpoints (and which mptcpify added), the limits, net.mptcp.pm_type, and a
+verdict: how many paths a new connection can use here, and why not more.
+
+`mptcpify paths auto` adds an endpoint for each global address of each up,
+non-loopback interface (flags signal and subflow), and raises the limits to
+fit (never lowers them; the kernel caps them at 8). It is idempotent, leaves
+endpoints it did not add alone (NetworkManager's, an administrator's), and
+never changes net.mptcp.enabled. What it adds is recorded in
+/run/mptcpify/paths, and `mptcpify paths reset` removes exactly that and puts
+the limits back (if no one changed them since). Reading needs no privilege;
+changing needs root (CAP_NET_ADMIN).
+
+Exit status: 0, 2 (an unknown mode), 3 (no CAP_NET_ADMIN), 18 (userspace path
+manager), 19 (more than 8 usable addresses), 20 (netlink or the record).";
+
+const PATHS_AFTER_HELP: &str = "\
+EXAMPLES:
+    mptcpify paths                      # what a connection can use here, and why
+    sudo mptcpify paths auto            # every link a path
+    sudo mptcpify paths auto --interface eth0 --interface wlan0
+    sudo mptcpify paths reset           # back to what it was
+    sudo mptcpify --comm iperf3 --paths auto   # while attached, following addresses
+
+The same by hand: ip mptcp endpoint add ADDR dev IF signal subflow;
+ip mptcp limits set subflows N add_addr_accepted N.";
+
+#[derive(Debug, Args)]
+pub struct PathsArgs {
+    #[command(subcommand)]
+    pub action: Option<PathsAction>,
+
+    /// One JSON object on stdout (fields: README, \"mptcpify paths\").
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PathsAction {
+    /// Make every usable address a path: endpoints added, limits raised.
+    Auto(PathsAutoArgs),
+    /// Remove the endpoints mptcpify added here and restore the limits.
+    Reset,
+}
+
+#[derive(Debug, Args)]
+pub struct PathsAutoArgs {
+    /// Endpoints only announce the address to peers (flag `signal`), as
+    /// a server wants.
+    #[arg(long, conflicts_with = "subflow_only")]
+    pub signal_only: bool,
+
+    /// Endpoints only open subflows from this host (flag `subflow`), as a
+    /// client wants.
+    #[arg(long)]
+    pub subflow_only: bool,
+
+    /// Only the addresses of interface IF (repeatable); default: every up,
+    /// non-loopback interface.
+    #[arg(long, value_name = "IF")]
+    pub interface: Vec<String>,
 }
 
 const DETACH_ABOUT: &str = "\

@@ -21,7 +21,7 @@ fn wait_until_gone(id: u32) -> bool {
 }
 
 /// `mptcpify detach NAME|--all`.
-pub fn detach(args: &DetachArgs) -> Result<i32, Failure> {
+pub async fn detach(args: &DetachArgs) -> Result<i32, Failure> {
     let pins = list().map_err(|what| Failure::Pin {
         what,
         fix: "Run it as root.".into(),
@@ -79,6 +79,12 @@ pub fn detach(args: &DetachArgs) -> Result<i32, Failure> {
                 pin.name,
                 held.join(", ")
             );
+        }
+        // What its --paths auto added here goes with it.
+        if let Some(done) = crate::paths::reset_pinned(&pin.name).await? {
+            for line in crate::paths::lines(&done) {
+                eprintln!("mptcpify: paths: {line}");
+            }
         }
     }
     Ok(exit::OK)

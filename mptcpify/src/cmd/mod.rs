@@ -10,6 +10,7 @@
 //! - [`audit`]: what would be upgraded and what would break.
 //! - [`monitor`]: the attached instances' events, live.
 //! - [`detach`]: `mptcpify detach [NAME]`, the end of a `--pin`.
+//! - [`paths`]: `mptcpify paths [auto|reset]`, the MPTCP paths.
 //! - [`docs`]: man pages and shell completions, from the clap definitions.
 
 pub mod attach;
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod detach;
 pub mod docs;
 pub mod monitor;
+pub mod paths;
 pub mod run;
 pub mod service;
 pub mod status;

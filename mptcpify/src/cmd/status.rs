@@ -9,8 +9,6 @@ use std::time::SystemTime;
 
 use aya::maps::MapInfo;
 use aya::programs::loaded_programs;
-use futures::TryStreamExt;
-use mptcp_pm::{MptcpPathManagerAddressAttr, MptcpPathManagerAttr, MptcpPathManagerLimitsAttr};
 use mptcpify_common::maps::{self, Counter};
 use serde::Serialize;
 
@@ -79,6 +77,9 @@ struct Endpoint {
     /// `signal`, `subflow`, `backup`, `fullmesh`, `implicit`.
     flags: Vec<String>,
     ifindex: Option<i32>,
+    /// Who in mptcpify added it (`paths auto`, `pid N`, `pin NAME`);
+    /// `null`: not mptcpify.
+    added_by: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -166,65 +167,35 @@ fn kernel() -> Kernel {
 }
 
 async fn path_manager() -> Result<PathManager, String> {
-    let (connection, handle, _) =
-        mptcp_pm::new_connection().map_err(|e| format!("netlink: {e}"))?;
-    let connection = tokio::spawn(connection);
-    let result = async {
-        let mut limits = BTreeMap::new();
-        let mut replies = handle.clone().limits().get().execute().await;
-        while let Some(reply) = replies.try_next().await.map_err(|e| e.to_string())? {
-            for attr in reply.payload.nlas {
-                match attr {
-                    MptcpPathManagerAttr::Limits(MptcpPathManagerLimitsAttr::Subflows(n)) => {
-                        limits.insert("subflows", n);
-                    }
-                    MptcpPathManagerAttr::Limits(MptcpPathManagerLimitsAttr::RcvAddAddrs(n)) => {
-                        limits.insert("add_addr_accepted", n);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let mut endpoints = Vec::new();
-        let mut replies = handle.clone().address().get().execute().await;
-        while let Some(reply) = replies.try_next().await.map_err(|e| e.to_string())? {
-            endpoints.push(endpoint(&reply.payload.nlas));
-        }
-        Ok::<_, String>(PathManager { limits, endpoints })
-    }
-    .await;
-    connection.abort();
-    result.map_err(|e| format!("the MPTCP path manager (netlink mptcp_pm): {e}"))
-}
-
-fn endpoint(attrs: &[MptcpPathManagerAttr]) -> Endpoint {
-    let mut endpoint = Endpoint {
-        id: None,
-        address: None,
-        port: None,
-        flags: Vec::new(),
-        ifindex: None,
-    };
-    for attr in attrs {
-        let MptcpPathManagerAttr::Address(attr) = attr else {
-            continue;
-        };
-        match attr {
-            MptcpPathManagerAddressAttr::Id(id) => endpoint.id = Some(*id),
-            MptcpPathManagerAddressAttr::Addr4(a) => endpoint.address = Some(a.to_string()),
-            MptcpPathManagerAddressAttr::Addr6(a) => endpoint.address = Some(a.to_string()),
-            MptcpPathManagerAddressAttr::Port(p) if *p != 0 => endpoint.port = Some(*p),
-            MptcpPathManagerAddressAttr::Flags(flags) => {
-                endpoint.flags = flags
-                    .iter()
-                    .map(|f| format!("{f:?}").to_lowercase())
-                    .collect();
-            }
-            MptcpPathManagerAddressAttr::IfIndex(i) if *i != 0 => endpoint.ifindex = Some(*i),
-            _ => {}
-        }
-    }
-    endpoint
+    let failed =
+        |e: crate::sys::mptcp_pm::Error| format!("the MPTCP path manager (netlink mptcp_pm): {e}");
+    let pm = crate::sys::mptcp_pm::PathManager::open().map_err(failed)?;
+    let limits = pm.limits().await.map_err(failed)?;
+    let recorded = crate::paths::recorded();
+    let endpoints = pm
+        .endpoints()
+        .await
+        .map_err(failed)?
+        .into_iter()
+        .map(|e| Endpoint {
+            id: Some(e.id),
+            address: e.ip.map(|ip| ip.to_string()),
+            port: (e.port != 0).then_some(e.port),
+            flags: mptcpify_core::paths::flag::names(e.flags),
+            ifindex: (e.ifindex != 0).then_some(e.ifindex),
+            added_by: recorded
+                .iter()
+                .find(|a| a.id == e.id && Some(a.ip) == e.ip)
+                .map(|a| a.owner.clone()),
+        })
+        .collect();
+    Ok(PathManager {
+        limits: BTreeMap::from([
+            ("subflows", limits.subflows),
+            ("add_addr_accepted", limits.add_addr_accepted),
+        ]),
+        endpoints,
+    })
 }
 
 /// Every attached mptcpify upgrader, this version or another.
@@ -381,12 +352,15 @@ fn print_text(status: &Status) {
             }
             for e in &pm.endpoints {
                 println!(
-                    "  endpoint id {} {}{} {}{}",
+                    "  endpoint id {} {}{} {}{}{}",
                     e.id.map_or("?".into(), |i| i.to_string()),
                     e.address.as_deref().unwrap_or("?"),
                     e.port.map_or(String::new(), |p| format!(" port {p}")),
                     e.flags.join(" "),
-                    e.ifindex.map_or(String::new(), |i| format!(" ifindex {i}"))
+                    e.ifindex.map_or(String::new(), |i| format!(" ifindex {i}")),
+                    e.added_by
+                        .as_ref()
+                        .map_or(String::new(), |o| format!(" (added by mptcpify: {o})"))
                 );
             }
         }

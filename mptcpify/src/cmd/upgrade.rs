@@ -10,7 +10,9 @@ use crate::cmd::attach::{attach, report};
 use crate::errors::Failure;
 use crate::kernel::preflight;
 use crate::output::{events, monitor_server, summary};
+use crate::paths::{self, follow};
 use crate::{cli, policy};
+use mptcpify_core::paths::PathsMode;
 
 /// `mptcpify [SELECTORS]`: upgrade until SIGINT/SIGTERM.
 pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
@@ -54,6 +56,17 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         },
         &replacing,
     )?;
+    // --paths auto: configured once attached, before the pin (a refusal
+    // leaves nothing behind: the upgrade detaches with `attached`).
+    let mut follower = match cli.paths.or(policy.paths) {
+        Some(PathsMode::Auto) => {
+            let owner = follow::owner(pin.as_ref().map(|(name, _)| *name));
+            let (follower, done) = follow::Follower::start(owner).await?;
+            say_paths(&paths::lines(&done));
+            Some(follower)
+        }
+        None => None,
+    };
     if let Some((name, dir)) = &pin {
         attached.pin(dir)?;
         if !replacing.is_empty() {
@@ -125,6 +138,7 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
             _ = hangup => cli.config.as_deref(),
             result = events.print_forever() => { result?; None }
             result = netns_follower.run_forever(&mut attached) => { result?; None }
+            result = follow_paths(&mut follower) => { result?; None }
         };
         let Some(path) = reread else { break };
         if let Some(reloaded) = reload(path, &cli.safety, &mut attached) {
@@ -136,7 +150,35 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         }
     }
     events.print_ready();
+    if let Some(follower) = follower {
+        // Pinned, the endpoints stay with the upgrade: `mptcpify detach`.
+        match follower.stop(pin.is_some()).await {
+            Ok(done) => say_paths(&paths::lines(&done)),
+            Err(e) => eprintln!(
+                "mptcpify: warning: the endpoints --paths auto added could not be removed \
+                 (`mptcpify paths reset` removes them): {e}"
+            ),
+        }
+    }
     report(attached, cli.json)
+}
+
+fn say_paths(lines: &[String]) {
+    for line in lines {
+        eprintln!("mptcpify: paths: {line}");
+    }
+}
+
+/// The `--paths auto` follower's loop; without it, never returns.
+async fn follow_paths(follower: &mut Option<follow::Follower>) -> anyhow::Result<()> {
+    match follower {
+        Some(follower) => {
+            follower
+                .run_forever(|line| say_paths(&[line.to_string()]))
+                .await
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// SIGHUP with --config: reads the file again and moves the program to its

@@ -62,6 +62,8 @@ pub struct Policy {
     pub explained: Entries<CommKey>,
     /// Things worth telling the operator before attaching.
     pub warnings: Vec<String>,
+    /// The config file's `paths` key (`--paths` on the command line).
+    pub paths: Option<mptcpify_core::paths::PathsMode>,
 }
 
 impl Policy {

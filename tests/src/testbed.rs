@@ -197,7 +197,8 @@ impl TwoPaths {
     }
 
     /// Waits until an MPTCP connection in the client namespace has its second
-    /// subflow (`ss -Mni` shows `subflows:1`); returns how long that took.
+    /// subflow (`ss -Mni` shows `subflows:1` or more); returns how long that
+    /// took.
     /// A failover test must not cut the first path before this.
     pub fn wait_for_second_subflow(&self, timeout: std::time::Duration) -> std::time::Duration {
         let start = std::time::Instant::now();
@@ -208,7 +209,15 @@ impl TwoPaths {
                 .output()
                 .expect("ss -Mni");
             let text = String::from_utf8_lossy(&out.stdout);
-            if text.contains("subflows:1") {
+            // `subflows:N`, N extra subflows: 2 where both ends have an
+            // endpoint per path (one from each side's announcement).
+            let extra = text
+                .split_whitespace()
+                .filter_map(|w| w.strip_prefix("subflows:"))
+                .filter_map(|n| n.parse::<u32>().ok())
+                .max()
+                .unwrap_or(0);
+            if extra >= 1 {
                 return start.elapsed();
             }
             assert!(

@@ -13,7 +13,7 @@ use crate::sys::rtnl::Watch;
 
 /// Changes that come in a burst (a link down drops its addresses one by
 /// one) are read once, this long after the first.
-const SETTLE: Duration = Duration::from_millis(100);
+const SETTLE: Duration = Duration::from_millis(30);
 
 pub struct Follower {
     pm: PathManager,

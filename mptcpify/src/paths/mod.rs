@@ -232,7 +232,7 @@ pub async fn reset(pm: &PathManager, owner: Option<&str>) -> Result<Done, Failur
 /// The record's entries, read without the lock (for a look only: the file
 /// is renamed into place, so it is read whole, old or new). None: none.
 pub fn recorded() -> Vec<Added> {
-    let Ok(netns) = record::netns() else {
+    let Ok(netns) = record::cookie() else {
         return Vec::new();
     };
     std::fs::read(format!("{}/net-{netns}.json", record::DIR))

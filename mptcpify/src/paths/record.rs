@@ -1,11 +1,12 @@
 //! What mptcpify added to a network namespace's path manager, on disk:
-//! `/run/mptcpify/paths/net-INODE.json`, one file per namespace (by the
-//! inode of its `/proc/self/ns/net`), so that `mptcpify paths reset` undoes
+//! `/run/mptcpify/paths/net-COOKIE.json`, one file per namespace, by its
+//! cookie: an inode number is reused once a namespace is gone, and a new
+//! namespace must not inherit a dead one's record. So that `mptcpify paths reset` undoes
 //! exactly that, even after the mptcpify that added it was killed. `/run`
 //! is a tmpfs: the record goes with a reboot, as the endpoints do.
 //!
 //! Every read-plan-write step holds the namespace's lock (`flock` on
-//! `net-INODE.lock`), so `paths auto`, `paths reset` and upgraders with
+//! `net-COOKIE.lock`), so `paths auto`, `paths reset` and upgraders with
 //! `--paths auto` in one namespace take turns.
 
 use std::fs::File;
@@ -27,7 +28,14 @@ pub struct Locked {
     pub record: Record,
 }
 
-/// The inode of the caller's network namespace.
+/// The cookie of the caller's network namespace: the record's key.
+pub fn cookie() -> Result<u64, Failure> {
+    crate::sys::netns::own_cookie()
+        .map_err(|e| failure(format!("reading the network namespace's cookie: {e}")))
+}
+
+/// The inode of the caller's network namespace (`ls -Li /proc/self/ns/net`),
+/// as shown to the operator.
 pub fn netns() -> Result<u64, Failure> {
     rustix::fs::stat("/proc/self/ns/net")
         .map(|st| st.st_ino)
@@ -47,7 +55,7 @@ impl Locked {
     /// Takes the lock of the caller's namespace, and reads its record (none
     /// yet: empty).
     pub fn take() -> Result<Locked, Failure> {
-        let netns = netns()?;
+        let netns = cookie()?;
         std::fs::create_dir_all(DIR).map_err(|e| failure(format!("creating {DIR}: {e}")))?;
         let lock_path = format!("{DIR}/net-{netns}.lock");
         let lock = File::options()

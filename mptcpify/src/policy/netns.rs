@@ -2,14 +2,12 @@
 //! or `self`, resolved to the cookie the program compares (`net->net_cookie`,
 //! never reused, unlike the namespace's inode number).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use crate::errors::Failure;
 
 /// `NS_GET_NSTYPE` from `linux/nsfs.h`.
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-/// `SO_NETNS_COOKIE` from `asm-generic/socket.h` (Linux 5.14+).
-const SO_NETNS_COOKIE: libc::c_int = 71;
 
 /// The cookie of the network namespace at `spec` (`self` is mptcpify's own).
 pub fn resolve(spec: &str) -> Result<u64, Failure> {
@@ -53,30 +51,7 @@ fn in_namespace<T: Send + 'static>(
     .map_err(|_| std::io::Error::other("the namespace reader panicked"))?
 }
 
-/// The cookie of the calling thread's network namespace, from a socket.
-fn own_cookie() -> std::io::Result<u64> {
-    // SAFETY: a new socket we own at once; getsockopt into a local u64.
-    unsafe {
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let fd = OwnedFd::from_raw_fd(fd);
-        let mut cookie = 0u64;
-        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-        if libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_NETNS_COOKIE,
-            (&mut cookie as *mut u64).cast(),
-            &mut len,
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(cookie)
-    }
-}
+use crate::sys::netns::own_cookie;
 
 /// Whether `net.mptcp.enabled` is 1 in mptcpify's own namespace.
 pub fn own_mptcp_enabled() -> bool {

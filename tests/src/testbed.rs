@@ -132,6 +132,25 @@ impl TwoPaths {
         );
     }
 
+    /// `mptcpify paths auto` in both namespaces (the binary under test),
+    /// in place of [`Self::setup`]'s configuration by hand.
+    pub fn paths_auto(&self) {
+        for ns in [&self.client, &self.server] {
+            let out = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{ns}"))
+                .arg(crate::process::resolved_bin())
+                .args(["paths", "auto"])
+                .output()
+                .expect("nsenter");
+            assert!(
+                out.status.success(),
+                "mptcpify paths auto in {ns}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     /// What `ip mptcp endpoint show` and `ip mptcp limits show` print in
     /// namespace `ns`: the path manager's whole state, byte for byte.
     pub fn path_manager(&self, ns: &str) -> String {

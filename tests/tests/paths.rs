@@ -220,8 +220,7 @@ fn two_links_with_paths_auto_and_no_other_configuration_join_a_second_subflow() 
     for path in 0..PATHS.len() {
         bed.shape(path, RATE_MBIT, 0);
     }
-    ok_in(&bed.client, &["paths", "auto"]);
-    ok_in(&bed.server, &["paths", "auto"]);
+    bed.paths_auto();
     let _running = Running::attach(&["-q", "--comm", "iperf3"]);
     let (client_joins, server_joins) = (
         bed.counter(&bed.client, "MPTcpExtMPJoinSynAckRx"),
@@ -242,8 +241,7 @@ fn failover_with_paths_auto_loses_nothing() {
     for path in 0..PATHS.len() {
         bed.shape(path, RATE_MBIT * 2, 0);
     }
-    ok_in(&bed.client, &["paths", "auto"]);
-    ok_in(&bed.server, &["paths", "auto"]);
+    bed.paths_auto();
     let _running = Running::attach(&["-q", "--comm", "socat"]);
     let file = std::env::temp_dir().join(format!("mptcpify-paths-{}", std::process::id()));
     make_file(&file, 32 << 20);
@@ -279,11 +277,22 @@ fn the_upgrader_follows_addresses_and_restores_at_exit() {
     );
     let before = bed.path_manager(ns);
     for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
-        let mut running = Running::start(in_ns(ns, &["-q", "--comm", "x-none", "--paths", "auto"]));
+        let mut running = Running::start(in_ns(
+            ns,
+            &["-q", "--json", "--comm", "x-none", "--paths", "auto"],
+        ));
         running.wait_for("mptcpify: attached", ATTACH_TIMEOUT);
         for path in &PATHS {
             assert!(endpoint_of(&bed, ns, path.client_addr).is_some(), "{name}");
         }
+        // `status` names who added each endpoint; `monitor` tells changes.
+        let status = ok_in(ns, &["status"]);
+        assert!(
+            status.contains(&format!("(added by mptcpify: pid {})", running.pid())),
+            "{status}"
+        );
+        let mut monitor = Running::start(in_ns(ns, &["monitor", "--json"]));
+        monitor.wait_for("mptcpify: monitoring", ATTACH_TIMEOUT);
         // An address comes, and goes.
         bed.ip(
             ns,
@@ -292,6 +301,18 @@ fn the_upgrader_follows_addresses_and_restores_at_exit() {
         let took = wait_endpoint(&bed, ns, "192.0.2.77", true);
         println!("{name}: endpoint for an added address after {took:?}");
         assert!(took <= FOLLOW_WITHIN, "{took:?}");
+        let said = r#""event":"path","#;
+        let line = running.wait_for(r#""address":"192.0.2.77""#, Duration::from_secs(10));
+        assert!(
+            line.contains(said) && line.contains(r#""action":"added""#),
+            "{line}"
+        );
+        let line = monitor.wait_for("192.0.2.77", Duration::from_secs(10));
+        assert!(
+            line.contains(said) && line.contains(r#""action":"added""#),
+            "{line}"
+        );
+        drop(monitor);
         bed.ip(
             ns,
             &["addr", "del", "192.0.2.77/24", "dev", PATHS[0].client_dev],

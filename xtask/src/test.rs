@@ -18,10 +18,11 @@ use crate::lab::{self, initramfs::GUEST_BIN, kernel::KNOWN, Image};
 use crate::root;
 
 /// The suites that need the lab's Debian image: systemd as PID 1,
-/// AppArmor's tools (apparmor_parser) with securityfs mounted, and podman.
-/// They run there only: they start and stop units, restart nginx, load
-/// AppArmor profiles and run pods, which is the lab's to do, not a host's.
-const DEBIAN_IMAGE_SUITES: [&str; 3] = ["systemd", "apparmor", "pod"];
+/// AppArmor's tools (apparmor_parser) with securityfs mounted, podman, and
+/// NetworkManager. They run there only: they start and stop units, restart
+/// nginx, load AppArmor profiles, run pods and NetworkManager, which is the
+/// lab's to do, not a host's.
+const DEBIAN_IMAGE_SUITES: [&str; 4] = ["systemd", "apparmor", "pod", "networkmanager"];
 /// The suite that checks the release bundle: on the host only.
 const BUNDLE_SUITE: &str = "bundle";
 /// What `--suite` also takes besides the integration suites: the host's

@@ -139,6 +139,20 @@ pub enum JsonEvent {
         would_upgrade: u64,
         options: Vec<AuditedOption>,
     },
+    /// An endpoint mptcpify added or removed: the upgrader's `--paths auto`
+    /// as it follows addresses, and `mptcpify monitor` from the record.
+    Path {
+        time: String,
+        /// `added` or `removed`.
+        action: String,
+        id: u8,
+        address: String,
+        interface: String,
+        /// `signal`, `subflow`, ... (`ip mptcp endpoint`'s names).
+        flags: Vec<String>,
+        /// `pid N` (an upgrader), `pin NAME` (a pinned one), `paths auto`.
+        added_by: String,
+    },
     /// mptcpify detached.
     Detached {
         time: String,
@@ -300,6 +314,15 @@ mod tests {
                 verdict: "would_break".into(),
                 would_upgrade: 4,
                 options: vec![option()],
+            },
+            JsonEvent::Path {
+                time: socket().time,
+                action: "added".into(),
+                id: 3,
+                address: "192.0.2.2".into(),
+                interface: "eth1".into(),
+                flags: vec!["signal".into(), "subflow".into()],
+                added_by: "pid 1".into(),
             },
             JsonEvent::Detached {
                 time: socket().time,

@@ -411,7 +411,8 @@ subflows up and down, the socket closed with what it did (MPTCP with its extra
 subflows, fell back to TCP, listener, never connected), sockets kept TCP and
 why (Landlock sandbox, another tool's sock_create program), and socket options
 MPTCP refused. A fallback is told when the socket closes: the kernel has no
-hook where it happens.
+hook where it happens. It also tells the endpoints mptcpify adds and removes
+in this network namespace (`--paths auto`, `paths auto`).
 
 Each instance serves its events to monitors on an abstract Unix socket of its
 network namespace (@mptcpify/monitor/PROGRAM_ID), to root and its own user only;

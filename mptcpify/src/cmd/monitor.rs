@@ -77,10 +77,47 @@ pub async fn monitor(args: &MonitorArgs) -> Result<i32, Failure> {
         "mptcpify: monitoring program id {}; Ctrl-C to stop",
         watched.join(", ")
     );
+    // The endpoints mptcpify added here (`--paths auto`, `paths auto`):
+    // their record is polled, so a change is told whoever made it.
+    let mut recorded = crate::paths::recorded();
+    if !recorded.is_empty() {
+        let list: Vec<String> = recorded
+            .iter()
+            .map(|a| format!("{} ({}, {})", a.ip, a.interface, a.owner))
+            .collect();
+        eprintln!(
+            "mptcpify: paths: endpoints mptcpify added here: {}",
+            list.join(", ")
+        );
+    }
+    let mut record_poll = tokio::time::interval(RECORD_POLL);
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
+            _ = record_poll.tick() => {
+                let now = crate::paths::recorded();
+                let added = now.iter().filter(|a| !recorded.contains(a)).map(|a| ("added", a));
+                let removed = recorded.iter().filter(|a| !now.contains(a)).map(|a| ("removed", a));
+                for (action, a) in added.chain(removed) {
+                    let time = SystemTime::now();
+                    if args.json {
+                        let stamp = mptcpify_core::output::json::time(time);
+                        println!("{}", crate::paths::event(&stamp, action, a).to_line());
+                    } else {
+                        println!(
+                            "{} paths: endpoint {} {action} (dev {}, {}, id {}, by {})",
+                            humantime::format_rfc3339_millis(time),
+                            a.ip,
+                            a.interface,
+                            mptcpify_core::paths::flag::names(a.flags).join(" "),
+                            a.id,
+                            a.owner
+                        );
+                    }
+                }
+                recorded = now;
+            }
             message = rx.recv() => match message {
                 Some(Message::Event(id, time, event)) => {
                     let report = Report::decode(&event);
@@ -100,6 +137,9 @@ pub async fn monitor(args: &MonitorArgs) -> Result<i32, Failure> {
     }
     Ok(exit::OK)
 }
+
+/// How often the record of mptcpify's endpoints is read.
+const RECORD_POLL: Duration = Duration::from_millis(500);
 
 /// Reads one instance's events into `tx` until it detaches.
 async fn read_instance(

@@ -62,7 +62,7 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         Some(PathsMode::Auto) => {
             let owner = follow::owner(pin.as_ref().map(|(name, _)| *name));
             let (follower, done) = follow::Follower::start(owner).await?;
-            say_paths(&paths::lines(&done));
+            say_paths(&done, cli.json);
             Some(follower)
         }
         None => None,
@@ -138,7 +138,7 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
             _ = hangup => cli.config.as_deref(),
             result = events.print_forever() => { result?; None }
             result = netns_follower.run_forever(&mut attached) => { result?; None }
-            result = follow_paths(&mut follower) => { result?; None }
+            result = follow_paths(&mut follower, cli.json) => { result?; None }
         };
         let Some(path) = reread else { break };
         if let Some(reloaded) = reload(path, &cli.safety, &mut attached) {
@@ -153,7 +153,7 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     if let Some(follower) = follower {
         // Pinned, the endpoints stay with the upgrade: `mptcpify detach`.
         match follower.stop(pin.is_some()).await {
-            Ok(done) => say_paths(&paths::lines(&done)),
+            Ok(done) => say_paths(&done, cli.json),
             Err(e) => eprintln!(
                 "mptcpify: warning: the endpoints --paths auto added could not be removed \
                  (`mptcpify paths reset` removes them): {e}"
@@ -163,20 +163,23 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     report(attached, cli.json)
 }
 
-fn say_paths(lines: &[String]) {
-    for line in lines {
+/// What `--paths auto` did: lines on stderr, and with `--json` a `path`
+/// event per endpoint on stdout.
+fn say_paths(done: &paths::Done, json: bool) {
+    for line in paths::lines(done) {
         eprintln!("mptcpify: paths: {line}");
+    }
+    if json {
+        for event in paths::events(done) {
+            println!("{}", event.to_line());
+        }
     }
 }
 
 /// The `--paths auto` follower's loop; without it, never returns.
-async fn follow_paths(follower: &mut Option<follow::Follower>) -> anyhow::Result<()> {
+async fn follow_paths(follower: &mut Option<follow::Follower>, json: bool) -> anyhow::Result<()> {
     match follower {
-        Some(follower) => {
-            follower
-                .run_forever(|line| say_paths(&[line.to_string()]))
-                .await
-        }
+        Some(follower) => follower.run_forever(|done| say_paths(done, json)).await,
         None => std::future::pending().await,
     }
 }

@@ -11,9 +11,17 @@ use crate::errors::Failure;
 use crate::sys::mptcp_pm::PathManager;
 use crate::sys::rtnl::Watch;
 
-/// Changes that come in a burst (a link down drops its addresses one by
-/// one) are read once, this long after the first.
-const SETTLE: Duration = Duration::from_millis(30);
+/// Changes are acted on this long after the first of a burst: a link down
+/// drops its addresses one by one, and are read once; and a manager that
+/// adds its own endpoint with a new address (NetworkManager does it in the
+/// same step as the address) has done it by then, so mptcpify leaves that
+/// address alone instead of racing it for the endpoint.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// A step is also taken this often without an address event: endpoints
+/// change without one (another upgrader's exit removes its own, an
+/// administrator deletes one), and are caught up with.
+const CATCH_UP: Duration = Duration::from_secs(10);
 
 pub struct Follower {
     pm: PathManager,
@@ -42,20 +50,26 @@ impl Follower {
         Ok((Follower { pm, watch, owner }, done))
     }
 
-    /// Follows until the watch ends; each step's lines go to `say`. A step
-    /// that fails is said, and the next change tries again.
-    pub async fn run_forever(&mut self, say: impl Fn(&str)) -> anyhow::Result<()> {
+    /// Follows until the watch ends; what each step did goes to `done`. A
+    /// step that fails is said, and the next change tries again.
+    pub async fn run_forever(&mut self, done: impl Fn(&super::Done)) -> anyhow::Result<()> {
+        let mut catch_up = tokio::time::interval(CATCH_UP);
+        catch_up.tick().await;
         loop {
-            if self.watch.changed().await.is_none() {
-                anyhow::bail!("the rtnetlink subscription closed");
+            tokio::select! {
+                changed = self.watch.changed() => if changed.is_none() {
+                    anyhow::bail!("the rtnetlink subscription closed");
+                },
+                _ = catch_up.tick() => {}
             }
             tokio::time::sleep(SETTLE).await;
             let _ = self.watch.drain();
             match super::auto(&self.pm, Roles::Both, &[], &self.owner, false).await {
-                Ok(done) => super::lines(&done).iter().for_each(|l| say(l)),
-                Err(e) => say(&format!(
-                    "following addresses failed, tried again at the next change: {e}"
-                )),
+                Ok(step) => done(&step),
+                Err(e) => eprintln!(
+                    "mptcpify: paths: following addresses failed, tried again at the next \
+                     change: {e}"
+                ),
             }
         }
     }

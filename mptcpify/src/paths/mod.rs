@@ -253,6 +253,30 @@ pub async fn reset_pinned(name: &str) -> Result<Option<Done>, Failure> {
     reset(&pm, Some(&owner)).await.map(Some)
 }
 
+/// The `--json` events of a step: one `path` per endpoint added or removed.
+pub fn events(done: &Done) -> Vec<mptcpify_core::output::json::JsonEvent> {
+    let time = mptcpify_core::output::json::time(std::time::SystemTime::now());
+    let added = done.added.iter().map(|a| ("added", a));
+    let removed = done.removed.iter().map(|a| ("removed", a));
+    added
+        .chain(removed)
+        .map(|(action, a)| event(&time, action, a))
+        .collect()
+}
+
+/// One `path` event.
+pub fn event(time: &str, action: &str, a: &Added) -> mptcpify_core::output::json::JsonEvent {
+    mptcpify_core::output::json::JsonEvent::Path {
+        time: time.to_string(),
+        action: action.into(),
+        id: a.id,
+        address: a.ip.to_string(),
+        interface: a.interface.clone(),
+        flags: paths::flag::names(a.flags),
+        added_by: a.owner.clone(),
+    }
+}
+
 /// The lines that tell what a step did (`mptcpify: paths: ...`).
 pub fn lines(done: &Done) -> Vec<String> {
     let mut lines = Vec::new();

@@ -507,31 +507,44 @@ fn attach_latency() {
 
 fn throughput_and_failover() {
     println!("## Two paths vs one\n");
-    println!("iperf3 for 8 s, both paths shaped to the same rate (tbf); TCP without mptcpify, then MPTCP under `mptcpify --comm iperf3`, {} rounds each rate. Physical limit 2.0×.\n", 3);
-    println!("| rate per path | TCP Mbit/s (median) | MPTCP Mbit/s (median) | ratio (median, min–max) |\n|---|---|---|---|");
+    println!("iperf3 for 8 s, both paths shaped to the same rate (tbf); TCP without mptcpify, then MPTCP under `mptcpify --comm iperf3`, {} rounds each rate. Physical limit 2.0×. The path manager configured two ways: by hand as in Red Hat's guide (`ip mptcp limits set subflow 2 add_addr_accepted 2` on both hosts, a `signal` endpoint for the server's second address), and by `mptcpify paths auto` on each host of a testbed with no configuration at all (no endpoint, the kernel's default limits).\n", 3);
+    println!("| rate per path | path manager | TCP Mbit/s (median) | MPTCP Mbit/s (median) | ratio (median, min–max) |\n|---|---|---|---|---|");
     for rate in [5, 10] {
-        let bed = TwoPaths::setup();
-        for path in 0..PATHS.len() {
-            bed.shape(path, rate, 0);
+        for by_hand in [true, false] {
+            let bed = if by_hand {
+                TwoPaths::setup()
+            } else {
+                let bed = TwoPaths::bare();
+                bed.paths_auto();
+                bed
+            };
+            for path in 0..PATHS.len() {
+                bed.shape(path, rate, 0);
+            }
+            let (mut tcp, mut mptcp, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..3 {
+                let t = bed.iperf3(8, || {}).mbit_per_s;
+                let running = Running::attach(&["-q", "--comm", "iperf3"]);
+                let m = bed.iperf3(8, || {}).mbit_per_s;
+                drop(running);
+                tcp.push(t);
+                mptcp.push(m);
+                ratios.push(m / t);
+            }
+            println!(
+                "| {rate} Mbit/s | {} | {:.2} | {:.2} | {:.2} ({:.2}–{:.2}) |",
+                if by_hand {
+                    "by hand"
+                } else {
+                    "`mptcpify paths auto`"
+                },
+                median(&tcp),
+                median(&mptcp),
+                median(&ratios),
+                min(&ratios),
+                max(&ratios)
+            );
         }
-        let (mut tcp, mut mptcp, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..3 {
-            let t = bed.iperf3(8, || {}).mbit_per_s;
-            let running = Running::attach(&["-q", "--comm", "iperf3"]);
-            let m = bed.iperf3(8, || {}).mbit_per_s;
-            drop(running);
-            tcp.push(t);
-            mptcp.push(m);
-            ratios.push(m / t);
-        }
-        println!(
-            "| {rate} Mbit/s | {:.2} | {:.2} | {:.2} ({:.2}–{:.2}) |",
-            median(&tcp),
-            median(&mptcp),
-            median(&ratios),
-            min(&ratios),
-            max(&ratios)
-        );
     }
     println!();
 

@@ -223,7 +223,15 @@ fn systemd_files(stage: &Path, artifacts: &Artifacts) -> Result<()> {
         "/etc/systemd/system/mptcpify-lab.service",
         wants.join("mptcpify-lab.service"),
     )?;
-    for masked in ["serial-getty@ttyS0.service", "getty@tty1.service"] {
+    // NetworkManager would take over the interfaces the tests create: it
+    // runs only where its test starts it.
+    for masked in [
+        "serial-getty@ttyS0.service",
+        "getty@tty1.service",
+        "NetworkManager.service",
+        "NetworkManager-wait-online.service",
+        "NetworkManager-dispatcher.service",
+    ] {
         std::os::unix::fs::symlink("/dev/null", stage.join(units).join(masked))?;
     }
     let bundle = crate::dist::bundle(artifacts)?;

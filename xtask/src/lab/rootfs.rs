@@ -20,8 +20,9 @@ use crate::cmd::{output, run, say};
 const SUITE: &str = "trixie";
 /// What the image holds besides apt's essentials: systemd and its bus, a
 /// real server, AppArmor's parser, podman (with its OCI runtime and the
-/// pods' pause process) for the sidecar's pods, the tools the tests read
-/// the kernel with.
+/// pods' pause process) for the sidecar's pods, NetworkManager (its own
+/// MPTCP endpoints, next to `mptcpify paths`; masked at boot, started by
+/// its test), the tools the tests read the kernel with.
 const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -32,6 +33,7 @@ const PACKAGES: &[&str] = &[
     "crun",
     "conmon",
     "catatonit",
+    "network-manager",
     "curl",
     "iproute2",
     "kmod",

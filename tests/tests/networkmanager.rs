@@ -2,7 +2,9 @@
 //! an interface with its own MPTCP flags (`connection.mptcp-flags`):
 //! mptcpify neither duplicates nor removes NetworkManager's endpoint. Run
 //! as root in the lab's Debian image, where NetworkManager is installed but
-//! masked at boot: this test starts it, managing only its own veth.
+//! masked at boot: this test starts it, managing only a dummy device it
+//! creates itself (NetworkManager did not take an ethernet connection on a
+//! veth made beforehand: "no suitable device").
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,20 +26,13 @@ fn sh(command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// NetworkManager as a child, managing `DEV` only; its veth's peer is in a
-/// namespace of its own, up, so that the link has a carrier. Undone on drop.
+/// NetworkManager as a child, managing `DEV` only. Undone on drop.
 struct NetworkManager {
     child: Child,
-    peer_ns: String,
 }
 
 impl NetworkManager {
     fn start() -> NetworkManager {
-        let peer_ns = format!("nmpeer{}", std::process::id());
-        sh(&format!(
-            "ip netns add {peer_ns} && ip link add {DEV} type veth peer name {DEV}p netns {peer_ns} \
-             && ip -n {peer_ns} link set {DEV}p up"
-        ));
         let conf = "/run/mptcpify-test-nm.conf";
         std::fs::write(
             conf,
@@ -53,7 +48,7 @@ impl NetworkManager {
             .stderr(Stdio::null())
             .spawn()
             .expect("NetworkManager (Debian's network-manager package)");
-        let nm = NetworkManager { child, peer_ns };
+        let nm = NetworkManager { child };
         let start = Instant::now();
         while !Command::new("nmcli")
             .args(["-t", "-f", "RUNNING", "general"])
@@ -78,9 +73,6 @@ impl Drop for NetworkManager {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = Command::new("ip").args(["link", "del", DEV]).output();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.peer_ns])
-            .output();
     }
 }
 
@@ -138,7 +130,7 @@ fn mptcpify(args: &[&str]) -> String {
 fn networkmanagers_endpoint_is_neither_duplicated_nor_removed() {
     let _nm = NetworkManager::start();
     sh(&format!(
-        "nmcli connection add type ethernet con-name {CONNECTION} ifname {DEV} \
+        "nmcli connection add type dummy con-name {CONNECTION} ifname {DEV} \
          connection.autoconnect no ipv4.method manual ipv4.addresses {ADDRESS}/24 \
          ipv6.method disabled \
          connection.mptcp-flags enabled,also-without-default-route,signal,subflow"

@@ -25,7 +25,10 @@ const TOOLS: &[&str] = &[
 const FILES: &[&str] = &["/usr/lib/x86_64-linux-gnu/mptcpize/libmptcpwrap.so.0.0.1"];
 /// Modules loaded at boot, in this order: the diag modules let `ss` list
 /// MPTCP sockets, veth joins namespaces, tbf/netem shape paths, tls is kTLS
-/// (`TCP_ULP` "tls", which MPTCP refuses).
+/// (`TCP_ULP` "tls", which MPTCP refuses), dummy is the device the
+/// NetworkManager suite has NetworkManager create (the lab has no
+/// modules.dep for the kernel to load it on demand; loading it adds a
+/// `dummy0`, down, to the first namespace).
 const MODULES: &[&str] = &[
     "inet_diag",
     "tcp_diag",
@@ -34,6 +37,7 @@ const MODULES: &[&str] = &[
     "sch_tbf",
     "sch_netem",
     "tls",
+    "dummy",
 ];
 
 /// Where guest binaries of ours live; the tests find mptcpify on PATH there.

@@ -351,3 +351,35 @@ fn the_upgrader_follows_addresses_and_restores_at_exit() {
         "after SIGKILL and paths reset"
     );
 }
+
+/// `--paths auto` with `--pin`: the endpoints stay with the pinned upgrade
+/// after mptcpify exits, and `mptcpify detach NAME` (in the namespace)
+/// removes them with it.
+#[test]
+fn pinned_endpoints_stay_until_detach() {
+    let bed = TwoPaths::bare();
+    let ns = &bed.client;
+    let before = bed.path_manager(ns);
+    let name = format!("paths{}", std::process::id());
+    let mut running = Running::start(in_ns(
+        ns,
+        &["-q", "--comm", "x-none", "--paths", "auto", "--pin", &name],
+    ));
+    running.wait_for("mptcpify: attached", ATTACH_TIMEOUT);
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait_timeout(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    for path in &PATHS {
+        let line = endpoint_of(&bed, ns, path.client_addr)
+            .unwrap_or_else(|| panic!("{} lost its endpoint at exit", path.client_addr));
+        assert!(line.contains("signal subflow"), "{line}");
+    }
+    let shown = ok_in(ns, &["paths"]);
+    assert!(
+        shown.contains(&format!("(mptcpify: pin {name})")),
+        "{shown}"
+    );
+    let out = ok_in(ns, &["detach", &name]);
+    assert!(out.contains("removed"), "{out}");
+    assert_eq!(bed.path_manager(ns), before, "after detach");
+}

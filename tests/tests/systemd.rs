@@ -405,3 +405,55 @@ fn a_pinned_service_survives_systemctl_restart_without_a_tcp_moment() {
     std::fs::remove_file(file).unwrap();
     sh("systemctl daemon-reload");
 }
+
+/// README's drop-in for `--paths auto` (the `ini` block after "systemctl
+/// edit mptcpify@nginx"), used as written: under the unit's sandbox
+/// (`ProtectSystem=strict`) mptcpify adds an endpoint for an address that
+/// exists and for one added while it runs, says who added them, and
+/// `systemctl stop` leaves the path manager as it was.
+#[test]
+fn the_readme_drop_in_gives_mptcpify_at_nginx_paths_auto() {
+    require_systemd();
+    let readme = include_str!("../../README.md");
+    let drop_in_text = readme
+        .split("(`systemctl edit mptcpify@nginx`)")
+        .nth(1)
+        .and_then(|rest| rest.split("```ini\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("README's --paths auto drop-in");
+    sh("ip link add dum70 type dummy && ip addr add 192.0.2.70/24 dev dum70 && ip link set dum70 up");
+    let before = sh("ip mptcp endpoint show; ip mptcp limits show");
+    let unit = "mptcpify@nginx.service";
+    let drop_in = Path::new("/etc/systemd/system/mptcpify@nginx.service.d/50-paths.conf");
+    std::fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+    std::fs::write(drop_in, drop_in_text).unwrap();
+    sh(&format!("systemctl daemon-reload; systemctl start {unit}"));
+    let has_endpoint = |address: &str| {
+        sh("ip mptcp endpoint show")
+            .lines()
+            .any(|l| l.starts_with(&format!("{address} ")) && l.contains("signal subflow"))
+    };
+    assert!(
+        has_endpoint("192.0.2.70"),
+        "{}",
+        sh("ip mptcp endpoint show; journalctl -b --no-pager -o cat -u mptcpify@nginx.service")
+    );
+    sh("ip addr add 192.0.2.71/24 dev dum70");
+    let start = Instant::now();
+    while !has_endpoint("192.0.2.71") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no endpoint for an address added while the unit runs:\n{}",
+            sh("ip mptcp endpoint show; journalctl -b --no-pager -o cat -u mptcpify@nginx.service")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, out) = process::run(&["status"]);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("(added by mptcpify: pid"), "{out}");
+    sh(&format!("systemctl stop {unit}"));
+    sh("ip addr del 192.0.2.71/24 dev dum70");
+    assert_eq!(sh("ip mptcp endpoint show; ip mptcp limits show"), before);
+    std::fs::remove_file(drop_in).unwrap();
+    sh("systemctl daemon-reload; ip link del dum70");
+}

@@ -408,7 +408,8 @@ fn a_pinned_service_survives_systemctl_restart_without_a_tcp_moment() {
 
 /// README's drop-in for `--paths auto` (the `ini` block after "systemctl
 /// edit mptcpify@nginx"), used as written: under the unit's sandbox
-/// (`ProtectSystem=strict`) mptcpify adds an endpoint for an address that
+/// (`ProtectSystem=strict`; the record's directory is the unit's
+/// `RuntimeDirectory=`) mptcpify adds an endpoint for an address that
 /// exists and for one added while it runs, says who added them, and
 /// `systemctl stop` leaves the path manager as it was.
 #[test]
@@ -427,7 +428,20 @@ fn the_readme_drop_in_gives_mptcpify_at_nginx_paths_auto() {
     let drop_in = Path::new("/etc/systemd/system/mptcpify@nginx.service.d/50-paths.conf");
     std::fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
     std::fs::write(drop_in, drop_in_text).unwrap();
-    sh(&format!("systemctl daemon-reload; systemctl start {unit}"));
+    let started = Command::new("sh")
+        .args([
+            "-c",
+            &format!("systemctl daemon-reload; systemctl start {unit}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        started.success(),
+        "{unit} with README's drop-in did not start:\n{}",
+        sh(&format!(
+            "systemctl status --no-pager {unit}; journalctl -b --no-pager -o cat -u {unit}"
+        ))
+    );
     let has_endpoint = |address: &str| {
         sh("ip mptcp endpoint show")
             .lines()

@@ -349,7 +349,7 @@ pub struct PathsArgs {
     #[command(subcommand)]
     pub action: Option<PathsAction>,
 
-    /// One JSON object on stdout (fields: README, \"mptcpify paths\").
+    /// One JSON object on stdout (fields: README, "Paths: every link in use").
     #[arg(long, global = true)]
     pub json: bool,
 }

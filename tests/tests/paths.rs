@@ -56,6 +56,23 @@ fn ok_in(ns: &str, args: &[&str]) -> String {
     out
 }
 
+/// The bare testbed, with another tool's endpoint in the client
+/// namespace, given an explicit id (42) as an administrator would.
+fn with_another_tools_endpoint() -> TwoPaths {
+    let bed = TwoPaths::bare();
+    let add = [
+        "mptcp",
+        "endpoint",
+        "add",
+        "203.0.113.9",
+        "id",
+        "42",
+        "signal",
+    ];
+    bed.ip(&bed.client, &add);
+    bed
+}
+
 /// The endpoint line of `ip mptcp endpoint show` for `address`, if any.
 fn endpoint_of(bed: &TwoPaths, ns: &str, address: &str) -> Option<String> {
     bed.ip(ns, &["mptcp", "endpoint", "show"])
@@ -87,20 +104,8 @@ fn wait_endpoint(bed: &TwoPaths, ns: &str, address: &str, present: bool) -> Dura
 /// as it was, the other tool's endpoint included.
 #[test]
 fn auto_then_reset_restores_the_path_manager_byte_for_byte() {
-    let bed = TwoPaths::bare();
+    let bed = with_another_tools_endpoint();
     let ns = &bed.client;
-    bed.ip(
-        ns,
-        &[
-            "mptcp",
-            "endpoint",
-            "add",
-            "203.0.113.9",
-            "id",
-            "42",
-            "signal",
-        ],
-    );
     let before = bed.path_manager(ns);
 
     let shown = ok_in(ns, &["paths"]);
@@ -261,20 +266,8 @@ fn failover_with_paths_auto_loses_nothing() {
 /// was; after SIGKILL, `paths reset` cleans up from the record.
 #[test]
 fn the_upgrader_follows_addresses_and_restores_at_exit() {
-    let bed = TwoPaths::bare();
+    let bed = with_another_tools_endpoint();
     let ns = &bed.client;
-    bed.ip(
-        ns,
-        &[
-            "mptcp",
-            "endpoint",
-            "add",
-            "203.0.113.9",
-            "id",
-            "42",
-            "signal",
-        ],
-    );
     let before = bed.path_manager(ns);
     for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
         let mut running = Running::start(in_ns(

@@ -65,6 +65,16 @@ fn apply(plan: &Plan, endpoints: &mut Vec<Endpoint>, limits: &mut Limits) -> Vec
     ids
 }
 
+/// `auto` from nothing on `usable`, written to a simulated kernel:
+/// its endpoints, limits and the record.
+fn configured(usable: &[Candidate], owner: &str) -> (Vec<Endpoint>, Limits, Record) {
+    let plan = auto(usable, &[], DEFAULT, &Record::default(), Roles::Both, true).unwrap();
+    let (mut endpoints, mut limits) = (Vec::new(), DEFAULT);
+    let ids = apply(&plan, &mut endpoints, &mut limits);
+    let record = record_after(&Record::default(), &plan, &ids, DEFAULT, owner);
+    (endpoints, limits, record)
+}
+
 #[test]
 fn usable_addresses_are_global_on_up_non_loopback_interfaces() {
     let all = classify(&host(), &[]);
@@ -120,10 +130,7 @@ fn roles_pick_the_flags() {
     assert_eq!(Roles::SignalOnly.flags(), flag::SIGNAL);
     assert_eq!(Roles::SubflowOnly.flags(), flag::SUBFLOW);
     let usable = usable(&host(), &[]);
-    let plan = auto(&usable, &[], DEFAULT, &Record::default(), Roles::Both, true).unwrap();
-    let (mut endpoints, mut limits) = (Vec::new(), DEFAULT);
-    let ids = apply(&plan, &mut endpoints, &mut limits);
-    let record = record_after(&Record::default(), &plan, &ids, DEFAULT, "paths auto");
+    let (endpoints, limits, record) = configured(&usable, "paths auto");
     // Asked again with other flags: each of ours is replaced.
     let plan = auto(
         &usable,
@@ -174,18 +181,7 @@ fn endpoints_of_others_are_neither_duplicated_nor_removed() {
 fn an_address_gone_loses_its_endpoint_and_one_added_gets_one() {
     let mut interfaces = host();
     let usable1 = usable(&interfaces, &[]);
-    let plan = auto(
-        &usable1,
-        &[],
-        DEFAULT,
-        &Record::default(),
-        Roles::Both,
-        true,
-    )
-    .unwrap();
-    let (mut endpoints, mut limits) = (Vec::new(), DEFAULT);
-    let ids = apply(&plan, &mut endpoints, &mut limits);
-    let record = record_after(&Record::default(), &plan, &ids, DEFAULT, "pid 9");
+    let (mut endpoints, mut limits, record) = configured(&usable1, "pid 9");
     // eth1 goes down; eth2 comes up.
     interfaces[2].up = false;
     interfaces[3].up = true;
@@ -207,10 +203,7 @@ fn an_address_gone_loses_its_endpoint_and_one_added_gets_one() {
 #[test]
 fn an_endpoint_deleted_by_someone_else_is_dropped_from_the_record_and_added_again() {
     let usable = usable(&host(), &[]);
-    let plan = auto(&usable, &[], DEFAULT, &Record::default(), Roles::Both, true).unwrap();
-    let (mut endpoints, mut limits) = (Vec::new(), DEFAULT);
-    let ids = apply(&plan, &mut endpoints, &mut limits);
-    let record = record_after(&Record::default(), &plan, &ids, DEFAULT, "paths auto");
+    let (mut endpoints, limits, record) = configured(&usable, "paths auto");
     let gone = endpoints.remove(0);
     let plan = auto(&usable, &endpoints, limits, &record, Roles::Both, true).unwrap();
     assert_eq!(plan.vanished.len(), 1);
@@ -254,10 +247,7 @@ fn more_addresses_than_the_kernel_uses_are_refused_or_capped() {
 #[test]
 fn reset_restores_the_limits_only_if_they_are_still_mptcpifys() {
     let usable = usable(&host(), &[]);
-    let plan = auto(&usable, &[], DEFAULT, &Record::default(), Roles::Both, true).unwrap();
-    let (mut endpoints, mut limits) = (Vec::new(), DEFAULT);
-    let ids = apply(&plan, &mut endpoints, &mut limits);
-    let record = record_after(&Record::default(), &plan, &ids, DEFAULT, "paths auto");
+    let (endpoints, limits, record) = configured(&usable, "paths auto");
     let undo = reset(&record, &endpoints, limits, None);
     assert_eq!(undo.limits, Some(DEFAULT));
     assert_eq!(undo.remaining, Record::default());
@@ -274,18 +264,7 @@ fn reset_restores_the_limits_only_if_they_are_still_mptcpifys() {
 #[test]
 fn reset_of_one_owner_keeps_the_others_and_the_limits() {
     let usable = usable(&host(), &[]);
-    let plan = auto(
-        &usable[..1],
-        &[],
-        DEFAULT,
-        &Record::default(),
-        Roles::Both,
-        true,
-    )
-    .unwrap();
-    let (mut endpoints, mut limits) = (Vec::new(), DEFAULT);
-    let ids = apply(&plan, &mut endpoints, &mut limits);
-    let first = record_after(&Record::default(), &plan, &ids, DEFAULT, "paths auto");
+    let (mut endpoints, mut limits, first) = configured(&usable[..1], "paths auto");
     let plan = auto(&usable, &endpoints, limits, &first, Roles::Both, true).unwrap();
     let before = limits;
     let ids = apply(&plan, &mut endpoints, &mut limits);

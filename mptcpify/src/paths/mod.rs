@@ -229,17 +229,9 @@ pub async fn reset(pm: &PathManager, owner: Option<&str>) -> Result<Done, Failur
     })
 }
 
-/// The record's entries, read without the lock (for a look only: the file
-/// is renamed into place, so it is read whole, old or new). None: none.
+/// The endpoints mptcpify added in this namespace (see [`record::peek`]).
 pub fn recorded() -> Vec<Added> {
-    let Ok(netns) = record::cookie() else {
-        return Vec::new();
-    };
-    std::fs::read(format!("{}/net-{netns}.json", record::DIR))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<paths::Record>(&bytes).ok())
-        .map(|r| r.endpoints)
-        .unwrap_or_default()
+    record::peek().endpoints
 }
 
 /// `mptcpify detach NAME`: undoes what the pinned upgrade `NAME` added

@@ -51,6 +51,22 @@ fn failure(what: String) -> Failure {
     }
 }
 
+/// The record of the namespace whose cookie is `netns`.
+fn file(netns: u64) -> PathBuf {
+    PathBuf::from(format!("{DIR}/net-{netns}.json"))
+}
+
+/// The caller's namespace's record, read without the lock, for a look
+/// only: the file is renamed into place, so it is read whole, old or new.
+/// None (or unreadable): empty.
+pub fn peek() -> Record {
+    cookie()
+        .ok()
+        .and_then(|netns| std::fs::read(file(netns)).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
 impl Locked {
     /// Takes the lock of the caller's namespace, and reads its record (none
     /// yet: empty).
@@ -66,7 +82,7 @@ impl Locked {
             .map_err(|e| failure(format!("opening {lock_path}: {e}")))?;
         rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| failure(format!("locking {lock_path}: {e}")))?;
-        let path = PathBuf::from(format!("{DIR}/net-{netns}.json"));
+        let path = file(netns);
         let record = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Failure::Paths {
                 what: format!("{} does not parse: {e}", path.display()),

@@ -264,12 +264,23 @@ pub struct TooMany {
     pub usable: Vec<Candidate>,
 }
 
-/// Whether a record entry is still the kernel's endpoint: same id, same
-/// address (an id is reused once freed).
-fn present(added: &Added, endpoints: &[Endpoint]) -> bool {
-    endpoints
+/// Whether endpoint `e` is the one a record entry names: same id, same
+/// address (an id is reused once freed, so the id alone is not enough).
+pub fn is_recorded(added: &Added, e: &Endpoint) -> bool {
+    e.id == added.id && e.ip == Some(added.ip)
+}
+
+/// Who in mptcpify added endpoint `e` (`None`: not mptcpify).
+pub fn added_by<'a>(recorded: &'a [Added], e: &Endpoint) -> Option<&'a str> {
+    recorded
         .iter()
-        .any(|e| e.id == added.id && e.ip == Some(added.ip))
+        .find(|a| is_recorded(a, e))
+        .map(|a| a.owner.as_str())
+}
+
+/// Whether a record entry is still the kernel's endpoint.
+fn present(added: &Added, endpoints: &[Endpoint]) -> bool {
+    endpoints.iter().any(|e| is_recorded(added, e))
 }
 
 /// The plan that makes every usable address a path. `owner` names the new

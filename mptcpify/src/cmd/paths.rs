@@ -195,10 +195,7 @@ async fn show(pm: &PathManager, json: bool) -> Result<i32, Failure> {
             port: (e.port != 0).then_some(e.port),
             flags: flag::names(e.flags),
             interface: (e.ifindex != 0).then(|| name_of(e.ifindex)).flatten(),
-            added_by: recorded
-                .iter()
-                .find(|a| a.id == e.id && Some(a.ip) == e.ip)
-                .map(|a| a.owner.clone()),
+            added_by: mptcpify_core::paths::added_by(&recorded, e).map(String::from),
         })
         .collect();
     let shown = Shown {

@@ -183,10 +183,7 @@ async fn path_manager() -> Result<PathManager, String> {
             port: (e.port != 0).then_some(e.port),
             flags: mptcpify_core::paths::flag::names(e.flags),
             ifindex: (e.ifindex != 0).then_some(e.ifindex),
-            added_by: recorded
-                .iter()
-                .find(|a| a.id == e.id && Some(a.ip) == e.ip)
-                .map(|a| a.owner.clone()),
+            added_by: mptcpify_core::paths::added_by(&recorded, &e).map(String::from),
         })
         .collect();
     Ok(PathManager {
@@ -348,7 +345,10 @@ fn print_text(status: &Status) {
             let limits: Vec<String> = pm.limits.iter().map(|(k, v)| format!("{k} {v}")).collect();
             println!("  limits: {}", limits.join(", "));
             if pm.endpoints.is_empty() {
-                println!("  endpoints: none (connections stay on one path)");
+                println!(
+                    "  endpoints: none (connections stay on one path; `mptcpify paths auto` \
+                     adds them)"
+                );
             }
             for e in &pm.endpoints {
                 println!(

@@ -62,12 +62,15 @@ pub fn netlink(e: mptcp_pm::Error) -> Failure {
 }
 
 /// Refuses what `paths auto` cannot do here, before writing anything.
-/// (`reset` passes `Kernel`: what was added under the kernel's manager is
-/// removed whichever manager is in use now.)
-pub fn check_writable(pm: PmType) -> Result<(), Failure> {
+fn check_writable(pm: PmType) -> Result<(), Failure> {
     if pm != PmType::Kernel {
         return Err(Failure::UserspacePathManager);
     }
+    check_net_admin()
+}
+
+/// Changing endpoints and limits needs CAP_NET_ADMIN.
+fn check_net_admin() -> Result<(), Failure> {
     let status = procfs::process::Process::myself().and_then(|me| me.status());
     // CAP_NET_ADMIN is capability 12 (include/uapi/linux/capability.h).
     const CAP_NET_ADMIN: u32 = 12;
@@ -178,6 +181,9 @@ async fn write(pm: &PathManager, plan: &Plan, before: Limits) -> Result<Vec<u8>,
             result = pm.set_limits(limits).await;
         }
     }
+    if added.is_empty() {
+        return result.map(|()| Vec::new()).map_err(netlink);
+    }
     let endpoints = pm.endpoints().await.map_err(netlink)?;
     let id_of = |ip: std::net::IpAddr| endpoints.iter().find(|e| e.ip == Some(ip)).map(|e| e.id);
     if let Err(e) = result {
@@ -202,7 +208,9 @@ async fn write(pm: &PathManager, plan: &Plan, before: Limits) -> Result<Vec<u8>,
 
 /// Undoes the record's entries of `owner` (`None`: all) under the lock.
 pub async fn reset(pm: &PathManager, owner: Option<&str>) -> Result<Done, Failure> {
-    check_writable(PmType::Kernel)?;
+    // What was added under the kernel's manager is removed whichever
+    // manager is in use now.
+    check_net_admin()?;
     let mut locked = record::Locked::take()?;
     let endpoints = pm.endpoints().await.map_err(netlink)?;
     let limits = pm.limits().await.map_err(netlink)?;

@@ -29,9 +29,10 @@ pub mod outcome {
     /// with its verdict and the selector kinds that matched (see
     /// [`super::Event::explanation`]).
     pub const VERDICT: u32 = 7;
-    /// An upgraded socket was closed: what it did ([`super::closed`], bits
-    /// 0-7 of [`super::Event::why`]) and the extra subflows it joined (bits
-    /// 8-31). Who: the process that created it.
+    /// An upgraded socket, or a connection an upgraded listener accepted,
+    /// was closed: what it did, where it came from and the extra subflows
+    /// it joined ([`super::closed::pack`]). Who: the process that created
+    /// it, or that accepted it.
     pub const CLOSED: u32 = 8;
     /// An upgraded socket's MPTCP connection is established (the peer
     /// answered MP_CAPABLE). Sent only while a monitor listens
@@ -46,6 +47,12 @@ pub mod outcome {
     /// Not from the programs: the instance dropped [`super::Event::why`]
     /// events for a monitor that did not read them fast enough.
     pub const MONITOR_DROPPED: u32 = 12;
+    /// An upgraded listener accepted a connection: [`super::Event::why`]
+    /// is [`super::accepted`], and the record carries its ends
+    /// ([`super::Record`]). Who: the accepting thread.
+    pub const ACCEPTED: u32 = 13;
+    /// The highest outcome this version sends.
+    pub const LAST: u32 = ACCEPTED;
 
     /// Whether an outcome is one of the connection's life, sent only for
     /// monitors ([`crate::maps::flag::LIVE`]).
@@ -55,6 +62,22 @@ pub mod outcome {
             ESTABLISHED | SUBFLOW_UP | SUBFLOW_DOWN | MONITOR_DROPPED
         )
     }
+}
+
+/// Where a socket the programs follow came from ([`crate::maps::Tag::origin`]).
+pub mod origin {
+    /// An upgraded `socket()`.
+    pub const CREATED: u32 = 0;
+    /// Accepted by an upgraded listener.
+    pub const ACCEPTED: u32 = 1;
+}
+
+/// What an upgraded listener accepted ([`super::outcome::ACCEPTED`]).
+pub mod accepted {
+    /// The client did MP_CAPABLE: an MPTCP connection.
+    pub const MPTCP: u32 = 0;
+    /// A plain TCP client: the kernel hands the connection to TCP.
+    pub const TCP: u32 = 1;
 }
 
 /// What an upgraded socket did, told when it is closed.
@@ -67,6 +90,20 @@ pub mod closed {
     pub const LISTENER: u32 = 2;
     /// Never connected (a failed or abandoned connect, an unused socket).
     pub const UNCONNECTED: u32 = 3;
+
+    /// [`super::Event::why`] of a [`super::outcome::CLOSED`] event: what
+    /// it did (bits 0-7), its [`super::origin`] (bits 8-15) and the extra
+    /// subflows it joined (bits 16-31, at most 65535).
+    #[inline(always)]
+    pub fn pack(kind: u32, origin: u32, joins: u32) -> u32 {
+        let joins = if joins > 0xffff { 0xffff } else { joins };
+        (kind & 0xff) | (origin & 0xff) << 8 | joins << 16
+    }
+
+    /// `(kind, origin, joins)` of [`pack`].
+    pub fn unpack(why: u32) -> (u32, u32, u32) {
+        (why & 0xff, why >> 8 & 0xff, why >> 16)
+    }
 
     /// `TCP_LISTEN` and the states of a connection that was established
     /// (include/net/tcp_states.h).
@@ -136,6 +173,65 @@ pub struct Event {
 // Eight u32, a u64 at offset 32 and the name: no padding anywhere, which
 // `to_bytes` relies on.
 const _: () = assert!(Event::SIZE == 8 * 4 + 8 + COMM_LEN);
+
+/// The two ends of an accepted connection, which its
+/// [`outcome::ACCEPTED`] event carries after the [`Event`] in the ring
+/// ([`Record`]): addresses as the kernel keeps them (network order; an
+/// IPv4 address in the first 4 bytes), ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ends {
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub _pad: u32,
+}
+
+/// An event as the reader hands it on (to the output, to monitors): the
+/// [`Event`], and the [`Ends`] that follow it in the ring for an accepted
+/// connection (zero for every other event, which the programs send
+/// without them: the upgrader's slots stay 64 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    pub event: Event,
+    pub ends: Ends,
+}
+
+const _: () = assert!(Record::SIZE == Event::SIZE + 40);
+
+impl From<Event> for Record {
+    fn from(event: Event) -> Record {
+        Record {
+            event,
+            ends: Ends::default(),
+        }
+    }
+}
+
+impl Record {
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+
+    /// The record's bytes (how an instance hands events to monitors).
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        // SAFETY: plain data without padding (the sizes are checked), so
+        // every byte is initialised.
+        unsafe { core::mem::transmute_copy(self) }
+    }
+
+    /// A record from a ring buffer entry or a monitor's bytes: an
+    /// [`Event`] alone, or followed by its [`Ends`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let event = Event::from_bytes(bytes)?;
+        let ends = match bytes.get(Event::SIZE..Self::SIZE) {
+            // SAFETY: length checked; Ends is plain data valid for any bits.
+            Some(rest) => unsafe { core::ptr::read_unaligned(rest.as_ptr().cast::<Ends>()) },
+            None => Ends::default(),
+        };
+        Some(Record { event, ends })
+    }
+}
 
 /// What an [`outcome::VERDICT`] event says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,6 +329,41 @@ mod tests {
         };
         assert_eq!(Event::from_bytes(&event.to_bytes()), Some(event));
         assert_eq!(Event::from_bytes(&event.to_bytes()[1..]), None);
+    }
+
+    #[test]
+    fn records_survive_their_bytes_with_or_without_ends() {
+        let event = Event {
+            outcome: outcome::ACCEPTED,
+            pid: 9,
+            ..Event::default()
+        };
+        let record = Record {
+            event,
+            ends: Ends {
+                local: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                remote: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                local_port: 8080,
+                remote_port: 40000,
+                _pad: 0,
+            },
+        };
+        assert_eq!(Record::from_bytes(&record.to_bytes()), Some(record));
+        assert_eq!(Record::from_bytes(&event.to_bytes()), Some(event.into()));
+        assert_eq!(Record::from_bytes(&event.to_bytes()[1..]), None);
+    }
+
+    #[test]
+    fn closed_words_pack_and_unpack() {
+        use closed::*;
+        for (kind, origin, joins) in [
+            (MPTCP, super::origin::CREATED, 0),
+            (FALLBACK, super::origin::ACCEPTED, 3),
+            (LISTENER, super::origin::CREATED, 65535),
+        ] {
+            assert_eq!(unpack(pack(kind, origin, joins)), (kind, origin, joins));
+        }
+        assert_eq!(unpack(pack(MPTCP, 1, 1 << 20)), (MPTCP, 1, 65535));
     }
 
     #[test]

@@ -223,6 +223,10 @@ pub struct Tag {
     /// Extra subflows that joined (MP_JOIN completed).
     pub joins: u32,
     pub comm: [u8; COMM_LEN],
+    /// [`crate::event::origin`]: made by an upgraded `socket()`, or
+    /// accepted by an upgraded listener (then `pid`, `tid`, `comm` are the
+    /// accepting thread's).
+    pub origin: u32,
 }
 
 /// Where the programs on `mptcp_finish_join` and `mptcp_close` read an
@@ -243,6 +247,24 @@ pub struct CloseLayout {
     pub bytes_received: u32,
     pub icsk_ulp_data: u32,
     pub subflow_conn: u32,
+    /// For the program on `mptcp_stream_accept`: `socket.sk`, the new
+    /// socket's protocol (`sock.sk_protocol`: `IPPROTO_MPTCP` for an MPTCP
+    /// connection, `IPPROTO_TCP` for a plain TCP client's, which MPTCP hands
+    /// over to TCP, net/mptcp/protocol.c), its ends (`sock_common`:
+    /// `skc_rcv_saddr`, `skc_daddr`, `skc_num` in host order, `skc_dport` in
+    /// network order, `skc_v6_rcv_saddr`, `skc_v6_daddr`), and the subflows
+    /// that joined before it was accepted (`mptcp_sock.pm` +
+    /// `mptcp_pm_data.subflows`, `extra_subflows` from 6.18, a `u8`).
+    pub socket_sk: u32,
+    pub sk_protocol: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_daddr: u32,
+    pub skc_num: u32,
+    pub skc_dport: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub skc_v6_daddr: u32,
+    pub pm_subflows: u32,
+    pub _pad: u32,
 }
 
 /// Where the fallback mode's `cgroup/sysctl` program
@@ -451,7 +473,7 @@ pub const RDONLY_CAST: &str = "bpf_rdonly_cast";
 
 // No padding the compiler adds (aya::Pod), checked where it counts.
 const _: () =
-    assert!(core::mem::size_of::<KernelLayout>() == 32 + 24 + 7 * 4 + 24 + 7 * 4 + 6 * 4 + 8);
+    assert!(core::mem::size_of::<KernelLayout>() == 32 + 24 + 7 * 4 + 24 + 17 * 4 + 6 * 4 + 8);
 
 /// The kernel's layout written into the programs' instructions.
 ///
@@ -845,10 +867,17 @@ pub enum Counter {
     ClosedListener = 10,
     ClosedUnconnected = 11,
     ExtraSubflows = 12,
+    /// Connections that upgraded listeners accepted: from an MPTCP client,
+    /// from a plain TCP one; the MPTCP ones closed, and the extra subflows
+    /// those joined. Not verdicts.
+    AcceptedMptcp = 13,
+    AcceptedTcp = 14,
+    ClosedAccepted = 15,
+    ExtraSubflowsAccepted = 16,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 17] = [
         Counter::Upgraded,
         Counter::KeptMptcpDisabled,
         Counter::KeptExcluded,
@@ -862,6 +891,10 @@ impl Counter {
         Counter::ClosedListener,
         Counter::ClosedUnconnected,
         Counter::ExtraSubflows,
+        Counter::AcceptedMptcp,
+        Counter::AcceptedTcp,
+        Counter::ClosedAccepted,
+        Counter::ExtraSubflowsAccepted,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -877,6 +910,10 @@ impl Counter {
                 | Counter::ClosedListener
                 | Counter::ClosedUnconnected
                 | Counter::ExtraSubflows
+                | Counter::AcceptedMptcp
+                | Counter::AcceptedTcp
+                | Counter::ClosedAccepted
+                | Counter::ExtraSubflowsAccepted
         )
     }
 
@@ -894,6 +931,10 @@ impl Counter {
             Counter::ClosedListener => "closed_listener",
             Counter::ClosedUnconnected => "closed_unconnected",
             Counter::ExtraSubflows => "extra_subflows",
+            Counter::AcceptedMptcp => "accepted_mptcp",
+            Counter::AcceptedTcp => "accepted_tcp",
+            Counter::ClosedAccepted => "closed_accepted",
+            Counter::ExtraSubflowsAccepted => "extra_subflows_accepted",
             Counter::RefusedOption => "refused_options",
             Counter::DroppedEvents => "dropped_events",
         }
@@ -928,6 +969,12 @@ impl Counter {
             Counter::ClosedListener => "upgraded listeners closed",
             Counter::ClosedUnconnected => "upgraded sockets closed never connected",
             Counter::ExtraSubflows => "extra subflows joined (upgraded sockets, closed)",
+            Counter::AcceptedMptcp => "accepted by upgraded listeners: mptcp clients",
+            Counter::AcceptedTcp => "accepted by upgraded listeners: plain tcp clients",
+            Counter::ClosedAccepted => "accepted mptcp connections closed",
+            Counter::ExtraSubflowsAccepted => {
+                "extra subflows joined (accepted connections, closed)"
+            }
             Counter::RefusedOption => "socket option calls refused by mptcp",
             Counter::DroppedEvents => "events dropped (event buffers full; counted above)",
         }

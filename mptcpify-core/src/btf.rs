@@ -77,6 +77,20 @@ fn close_layout(btf: &Btf) -> Result<CloseLayout> {
         bytes_received: btf.offset("mptcp_sock", "bytes_received")?,
         icsk_ulp_data: btf.offset("inet_connection_sock", "icsk_ulp_data")?,
         subflow_conn: btf.offset("mptcp_subflow_context", "conn")?,
+        socket_sk: btf.offset("socket", "sk")?,
+        sk_protocol: btf.offset("sock", "sk_protocol")?,
+        skc_rcv_saddr: common + btf.offset("sock_common", "skc_rcv_saddr")?,
+        skc_daddr: common + btf.offset("sock_common", "skc_daddr")?,
+        skc_num: common + btf.offset("sock_common", "skc_num")?,
+        skc_dport: common + btf.offset("sock_common", "skc_dport")?,
+        skc_v6_rcv_saddr: common + btf.offset("sock_common", "skc_v6_rcv_saddr")?,
+        skc_v6_daddr: common + btf.offset("sock_common", "skc_v6_daddr")?,
+        // Renamed `extra_subflows` in 6.18 (net/mptcp/protocol.h).
+        pm_subflows: btf.offset("mptcp_sock", "pm")?
+            + btf
+                .offset("mptcp_pm_data", "extra_subflows")
+                .or_else(|_| btf.offset("mptcp_pm_data", "subflows"))?,
+        _pad: 0,
     })
 }
 

@@ -6,7 +6,7 @@ use core::intrinsics::{atomic_xchg, AtomicOrdering};
 
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns};
 use mptcpify_common::{
-    event::Event,
+    event::{outcome, Ends, Event, Record},
     maps::{flag, Counter, Tag, STAGE_HEAD, STAGE_TAIL},
 };
 
@@ -48,6 +48,28 @@ pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
         comm: tag.comm,
         ..Event::default()
     });
+}
+
+/// A connection an upgraded listener accepted ([`outcome::ACCEPTED`]), in
+/// the name of the accepting `task`, with its ends after the event.
+#[inline(always)]
+pub fn report_accepted(task: u64, why: u32, family: u32, ends: &Ends) {
+    let record = Record {
+        event: whole(
+            task,
+            Event {
+                outcome: outcome::ACCEPTED,
+                family,
+                why,
+                ..Event::default()
+            },
+            stamped(),
+        ),
+        ends: *ends,
+    };
+    if EVENTS.output::<Record>(&record, BPF_RB_NO_WAKEUP).is_err() {
+        count(Counter::DroppedEvents);
+    }
 }
 
 /// A socket's event, sent at `socket()`: `outcome` is an

@@ -6,6 +6,11 @@
 //!   with its creator ([`maps::TAGGED`]);
 //! - `mptcpify_join` (fexit on `mptcp_finish_join`): an extra subflow of a
 //!   tagged socket completed MP_JOIN;
+//! - `mptcpify_accepted` (fexit on `mptcp_stream_accept`, an MPTCP
+//!   listener's `accept`): a connection a tagged listener accepted is
+//!   counted and reported, MPTCP or plain TCP, and an MPTCP one is tagged
+//!   in the accepting thread's name, so that its subflows and its close
+//!   are told too;
 //! - `mptcpify_closed` (fentry on `mptcp_close`, the socket's `close`):
 //!   MPTCP, fell back to TCP, listener or never connected
 //!   ([`mptcpify_common::event::closed::classify`]), counted and reported.
@@ -25,7 +30,8 @@
 
 use aya_ebpf::programs::{FEntryContext, FExitContext};
 use mptcpify_common::{
-    event::{closed, outcome},
+    consts::AF_INET6,
+    event::{accepted, closed, origin, outcome, Ends},
     maps::{flag, Counter, Tag},
 };
 
@@ -54,6 +60,7 @@ pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
         family: u32::from(field!(sk, u16, close.sk_family)),
         joins: 0,
         comm: task::comm(current),
+        origin: origin::CREATED,
     };
     let _ = maps::TAGGED.insert(&sk, &tag, 0);
     0
@@ -88,6 +95,89 @@ pub extern "C" fn mptcpify_join(ctx: *mut core::ffi::c_void) -> i32 {
         events::report_tagged(&tag, outcome::SUBFLOW_UP, tag.joins);
     }
     0
+}
+
+/// `IPPROTO_MPTCP` (include/uapi/linux/in.h), as `sock.sk_protocol` holds it.
+const IPPROTO_MPTCP: u16 = 262;
+
+/// `static int mptcp_stream_accept(struct socket *sock, struct socket
+/// *newsock, struct proto_accept_arg *arg)` (net/mptcp/protocol.c; `int
+/// flags, bool kern` before 6.10): the MPTCP listener `sock` accepted
+/// `newsock`, whose `sk` is the new MPTCP socket, or, for a client that did
+/// not do MP_CAPABLE, the plain TCP socket the kernel hands over to TCP.
+/// On failure `newsock->sk` stays NULL. Only listeners mptcpify tagged
+/// count: an application's own MPTCP listener is not mptcpify's to report.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fexit/mptcp_stream_accept")]
+pub extern "C" fn mptcpify_accepted(ctx: *mut core::ffi::c_void) -> i32 {
+    let ctx = FExitContext::new(ctx);
+    let sock: u64 = ctx.arg(0);
+    let newsock: u64 = ctx.arg(1);
+    let Some(listener) = read::<u64>(sock, layout!(close.socket_sk)) else {
+        return 0;
+    };
+    // SAFETY: the value is plain data, only tested for presence.
+    if unsafe { maps::TAGGED.get(&listener) }.is_none() {
+        return 0;
+    }
+    let sk = read::<u64>(newsock, layout!(close.socket_sk)).unwrap_or(0);
+    if sk == 0 {
+        return 0;
+    }
+    let current = current_task();
+    let family = u32::from(read::<u16>(sk, layout!(close.sk_family)).unwrap_or(0));
+    let mptcp = read::<u16>(sk, layout!(close.sk_protocol)) == Some(IPPROTO_MPTCP);
+    if mptcp {
+        maps::count(Counter::AcceptedMptcp);
+        // Subflows may have joined while the connection waited in the
+        // accept queue: start from the kernel's count.
+        let joined = u32::from(read::<u8>(sk, layout!(close.pm_subflows)).unwrap_or(0));
+        let tag = Tag {
+            pid: field!(current, u32, task.tgid),
+            tid: field!(current, u32, task.pid),
+            family,
+            joins: joined,
+            comm: task::comm(current),
+            origin: origin::ACCEPTED,
+        };
+        let _ = maps::TAGGED.insert(&sk, &tag, 0);
+    } else {
+        maps::count(Counter::AcceptedTcp);
+    }
+    if maps::config().flags & flag::EVENTS != 0 {
+        let why = if mptcp { accepted::MPTCP } else { accepted::TCP };
+        events::report_accepted(current, why, family, &ends(sk, family));
+    }
+    0
+}
+
+/// The two ends of the connection `sk` (`sock_common`'s fields; an MPTCP
+/// socket has its first subflow's, `mptcp_copy_inaddrs`).
+#[inline(always)]
+fn ends(sk: u64, family: u32) -> Ends {
+    let mut ends = Ends {
+        local_port: read::<u16>(sk, layout!(close.skc_num)).unwrap_or(0),
+        remote_port: u16::from_be(read::<u16>(sk, layout!(close.skc_dport)).unwrap_or(0)),
+        ..Ends::default()
+    };
+    // Words, as `read` loads them (one load of at most 8 bytes each), in
+    // the kernel's byte order.
+    let word = |offset: u32| read::<u64>(sk, offset).unwrap_or(0).to_ne_bytes();
+    if family == AF_INET6 as u32 {
+        let (local, remote) = (
+            layout!(close.skc_v6_rcv_saddr),
+            layout!(close.skc_v6_daddr),
+        );
+        ends.local[..8].copy_from_slice(&word(local));
+        ends.local[8..].copy_from_slice(&word(local + 8));
+        ends.remote[..8].copy_from_slice(&word(remote));
+        ends.remote[8..].copy_from_slice(&word(remote + 8));
+    } else {
+        let v4 = |offset: u32| read::<u32>(sk, offset).unwrap_or(0).to_ne_bytes();
+        ends.local[..4].copy_from_slice(&v4(layout!(close.skc_rcv_saddr)));
+        ends.remote[..4].copy_from_slice(&v4(layout!(close.skc_daddr)));
+    }
+    ends
 }
 
 /// `void mptcp_pm_new_connection(struct mptcp_sock *msk, const struct sock
@@ -141,18 +231,28 @@ pub extern "C" fn mptcpify_closed(ctx: *mut core::ffi::c_void) -> i32 {
         .unwrap_or(0)
         .wrapping_add(read::<u64>(sk, layout!(close.bytes_received)).unwrap_or(0));
     let kind = closed::classify(state, remote_key, bytes);
-    let counter = match kind {
-        closed::MPTCP => Counter::ClosedMptcp,
-        closed::FALLBACK => Counter::ClosedFallback,
-        closed::LISTENER => Counter::ClosedListener,
-        _ => Counter::ClosedUnconnected,
-    };
-    maps::count(counter);
-    if kind == closed::MPTCP {
-        maps::count_by(Counter::ExtraSubflows, u64::from(tag.joins));
+    if tag.origin == origin::ACCEPTED {
+        // Tagged only when MP_CAPABLE was done: always MPTCP.
+        maps::count(Counter::ClosedAccepted);
+        maps::count_by(Counter::ExtraSubflowsAccepted, u64::from(tag.joins));
+    } else {
+        let counter = match kind {
+            closed::MPTCP => Counter::ClosedMptcp,
+            closed::FALLBACK => Counter::ClosedFallback,
+            closed::LISTENER => Counter::ClosedListener,
+            _ => Counter::ClosedUnconnected,
+        };
+        maps::count(counter);
+        if kind == closed::MPTCP {
+            maps::count_by(Counter::ExtraSubflows, u64::from(tag.joins));
+        }
     }
     if maps::config().flags & flag::EVENTS != 0 {
-        events::report_tagged(&tag, outcome::CLOSED, kind | tag.joins << 8);
+        events::report_tagged(
+            &tag,
+            outcome::CLOSED,
+            closed::pack(kind, tag.origin, tag.joins),
+        );
     }
     0
 }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use mptcpify_common::event::{closed, outcome, Event, Explanation};
+use mptcpify_common::event::{accepted, closed, origin, outcome, Event, Explanation, Record};
 use mptcpify_common::maps::kind;
 use mptcpify_common::{Keep, Verdict};
 
@@ -21,7 +21,7 @@ fn comm(name: &[u8]) -> [u8; 16] {
 }
 
 /// Every case: its name and its record.
-fn cases() -> Vec<(String, Event)> {
+fn cases() -> Vec<(String, Record)> {
     let base = Event {
         pid: 4242,
         tid: 4243,
@@ -33,8 +33,8 @@ fn cases() -> Vec<(String, Event)> {
         family: libc::AF_INET6 as u32,
         ..base
     };
-    let mut cases: Vec<(String, Event)> = Vec::new();
-    let mut add = |name: String, event: Event| cases.push((name, event));
+    let mut cases: Vec<(String, Record)> = Vec::new();
+    let mut add = |name: String, event: Event| cases.push((name, event.into()));
     for (name, code) in [
         ("upgraded", outcome::UPGRADED),
         ("kept_sandboxed", outcome::KEPT_SANDBOXED),
@@ -123,7 +123,7 @@ fn cases() -> Vec<(String, Event)> {
                 format!("closed {name} joins={joins}"),
                 Event {
                     outcome: outcome::CLOSED,
-                    why: what | joins << 8,
+                    why: closed::pack(what, origin::CREATED, joins),
                     ..base
                 },
             );
@@ -179,6 +179,58 @@ fn cases() -> Vec<(String, Event)> {
             ..base
         },
     );
+    add(
+        "closed accepted mptcp joins=2".into(),
+        Event {
+            outcome: outcome::CLOSED,
+            why: closed::pack(closed::MPTCP, origin::ACCEPTED, 2),
+            comm: comm(b"nginx"),
+            ..base
+        },
+    );
+    for (name, why, event, local, remote) in [
+        (
+            "accepted mptcp ipv4",
+            accepted::MPTCP,
+            base,
+            "10.0.0.1:80",
+            "10.0.1.2:41000",
+        ),
+        (
+            "accepted tcp ipv4",
+            accepted::TCP,
+            base,
+            "10.0.0.1:80",
+            "10.0.1.3:41001",
+        ),
+        (
+            "accepted mptcp ipv6",
+            accepted::MPTCP,
+            v6,
+            "[2001:db8::1]:443",
+            "[2001:db8::2]:50000",
+        ),
+        (
+            "accepted tcp, an ipv4 client of an ipv6 listener",
+            accepted::TCP,
+            v6,
+            "[::]:443",
+            "[::ffff:192.0.2.7]:50001",
+        ),
+    ] {
+        cases.push((
+            name.into(),
+            Record {
+                event: Event {
+                    outcome: outcome::ACCEPTED,
+                    why,
+                    comm: comm(b"nginx"),
+                    ..event
+                },
+                ends: crate::output::report::ends(local.parse().unwrap(), remote.parse().unwrap()),
+            },
+        ));
+    }
     cases
 }
 

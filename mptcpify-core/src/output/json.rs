@@ -51,9 +51,26 @@ pub enum JsonEvent {
         #[serde(flatten)]
         socket: Socket,
         family: String,
+        /// `created` (an upgraded `socket()`; who made it) or `accepted`
+        /// (a connection an upgraded listener accepted; who accepted it).
+        role: String,
         /// `mptcp`, `fallback`, `listener` or `unconnected`.
         outcome: String,
         extra_subflows: u32,
+        #[serde(flatten)]
+        from: Source,
+    },
+    /// An upgraded listener accepted a connection.
+    Accepted {
+        #[serde(flatten)]
+        socket: Socket,
+        family: String,
+        local_address: String,
+        local_port: u16,
+        remote_address: String,
+        remote_port: u16,
+        /// `mptcp` (the client did MP_CAPABLE) or `tcp`.
+        outcome: String,
         #[serde(flatten)]
         from: Source,
     },
@@ -163,6 +180,11 @@ pub enum JsonEvent {
         /// where the kernel does not say).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         skipped_calls: Option<u64>,
+        /// Per kernel function an outcome program follows, the calls the
+        /// kernel made without it, for the same reason: what those calls
+        /// did is missing from the events and the counters.
+        #[serde(default)]
+        missed_calls: std::collections::BTreeMap<String, u64>,
     },
 }
 
@@ -258,8 +280,19 @@ mod tests {
             JsonEvent::Closed {
                 socket: socket(),
                 family: family(),
+                role: "created".into(),
                 outcome: "mptcp".into(),
                 extra_subflows: 2,
+                from: from(),
+            },
+            JsonEvent::Accepted {
+                socket: socket(),
+                family: family(),
+                local_address: "10.0.0.1".into(),
+                local_port: 80,
+                remote_address: "10.0.1.2".into(),
+                remote_port: 41000,
+                outcome: "tcp".into(),
                 from: from(),
             },
             JsonEvent::Explain {
@@ -330,6 +363,7 @@ mod tests {
                 tcp_sockets: 5,
                 counters: serde_json::Map::from_iter([("upgraded".to_string(), 4.into())]),
                 skipped_calls: Some(0),
+                missed_calls: [("mptcp_close".to_string(), 0)].into(),
             },
         ]
     }

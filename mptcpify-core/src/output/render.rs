@@ -3,31 +3,35 @@
 //! writing them is mptcpify's (its event log and `mptcpify monitor`).
 
 #[cfg(test)]
-use mptcpify_common::event::Event;
+use mptcpify_common::event::Record;
 use mptcpify_common::{event::Explanation, maps::kind, Keep, Verdict};
 
 use crate::output::json::{self, JsonEvent, Socket, Source};
-use crate::output::report::{Call, Closed, Family, Kept, Report, Subflow, Who};
+use crate::output::report::{Accepted, Call, Closed, Family, Kept, Origin, Report, Subflow, Who};
 use crate::output::sockopt_names;
 
 /// The text line of one record (the tests' way in: the program decodes
 /// each record once, [`Report::decode`]).
 #[cfg(test)]
-pub fn line(event: &Event) -> String {
-    text(&Report::decode(event))
+pub fn line<R: Copy + Into<Record>>(record: &R) -> String {
+    text(&Report::decode(&(*record).into()))
 }
 
-/// One record as a JSON line.
+/// One record (or an event without ends) as a JSON line.
 #[cfg(test)]
-pub fn json(event: &Event, time: std::time::SystemTime) -> String {
-    json_of(event, time, None)
+pub fn json<R: Copy + Into<Record>>(record: &R, time: std::time::SystemTime) -> String {
+    json_of(record, time, None)
 }
 
 /// One record as a JSON line, with the `instance` it came from (the
 /// monitor's).
 #[cfg(test)]
-pub fn json_of(event: &Event, time: std::time::SystemTime, instance: Option<u32>) -> String {
-    to_json(&Report::decode(event), time, instance).to_line()
+pub fn json_of<R: Copy + Into<Record>>(
+    record: &R,
+    time: std::time::SystemTime,
+    instance: Option<u32>,
+) -> String {
+    to_json(&Report::decode(&(*record).into()), time, instance).to_line()
 }
 
 /// The text line of one event.
@@ -77,12 +81,32 @@ pub fn text(report: &Report) -> String {
         Report::Closed {
             who,
             family,
+            origin,
             outcome,
         } => format!(
-            "closed {} family={}: {}",
+            "closed {}{} family={}: {}",
+            match origin {
+                Origin::Created => "",
+                Origin::Accepted => "accepted connection of ",
+            },
             who_words(who),
             family_name(*family),
             closed_words(*outcome)
+        ),
+        Report::Accepted {
+            who,
+            family,
+            outcome,
+            local,
+            remote,
+        } => format!(
+            "accepted {} family={} local={local} remote={remote}: {}",
+            who_words(who),
+            family_name(*family),
+            match outcome {
+                Accepted::Mptcp => "mptcp",
+                Accepted::Tcp => "tcp (the client did not offer MP_CAPABLE)",
+            }
         ),
         Report::Explain { who, family, why } => format!(
             "explain {} family={}: {}",
@@ -241,10 +265,16 @@ pub fn to_json(report: &Report, time: std::time::SystemTime, instance: Option<u3
         Report::Closed {
             who,
             family: f,
+            origin,
             outcome,
         } => JsonEvent::Closed {
             socket: socket(who),
             family: family(f),
+            role: match origin {
+                Origin::Created => "created",
+                Origin::Accepted => "accepted",
+            }
+            .into(),
             outcome: match outcome {
                 Closed::Mptcp { .. } => "mptcp",
                 Closed::Fallback => "fallback",
@@ -256,6 +286,26 @@ pub fn to_json(report: &Report, time: std::time::SystemTime, instance: Option<u3
                 Closed::Mptcp { extra_subflows } => *extra_subflows,
                 _ => 0,
             },
+            from,
+        },
+        Report::Accepted {
+            who,
+            family: f,
+            outcome,
+            local,
+            remote,
+        } => JsonEvent::Accepted {
+            socket: socket(who),
+            family: family(f),
+            local_address: local.ip().to_string(),
+            local_port: local.port(),
+            remote_address: remote.ip().to_string(),
+            remote_port: remote.port(),
+            outcome: match outcome {
+                Accepted::Mptcp => "mptcp",
+                Accepted::Tcp => "tcp",
+            }
+            .into(),
             from,
         },
         Report::Established { who, family: f } => JsonEvent::Established {
@@ -392,7 +442,7 @@ fn call_name(call: Call) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mptcpify_common::event::{closed, outcome};
+    use mptcpify_common::event::{closed, origin, outcome, Event};
 
     fn event(outcome: u32) -> Event {
         let mut comm = [0u8; 16];
@@ -482,7 +532,7 @@ mod tests {
     fn closed_sockets_say_what_they_did() {
         let closed_event = |kind: u32, joins: u32| Event {
             outcome: outcome::CLOSED,
-            why: kind | joins << 8,
+            why: closed::pack(kind, origin::CREATED, joins),
             ..event(outcome::CLOSED)
         };
         assert_eq!(

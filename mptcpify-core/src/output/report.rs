@@ -4,8 +4,12 @@
 //! or counts an event matches on this type instead, so that the compiler
 //! checks each case.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use mptcpify_common::consts::AF_INET6;
-use mptcpify_common::event::{closed, outcome, Event, Explanation};
+use mptcpify_common::event::{accepted, closed, origin, outcome, Explanation, Record};
+#[cfg(test)]
+use mptcpify_common::event::{Ends, Event};
 
 /// Who a socket event is about: the calling thread, or for a connection's
 /// later life, the socket's creator.
@@ -49,6 +53,24 @@ pub enum Closed {
     Unconnected,
 }
 
+/// Where a closed socket came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An upgraded `socket()`.
+    Created,
+    /// Accepted by an upgraded listener.
+    Accepted,
+}
+
+/// What kind of client an upgraded listener accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// It did MP_CAPABLE: an MPTCP connection.
+    Mptcp,
+    /// A plain TCP client.
+    Tcp,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subflow {
     Up,
@@ -84,11 +106,21 @@ pub enum Report {
         family: Family,
         why: Explanation,
     },
-    /// An upgraded socket was closed.
+    /// An upgraded socket, or a connection an upgraded listener accepted,
+    /// was closed.
     Closed {
         who: Who,
         family: Family,
+        origin: Origin,
         outcome: Closed,
+    },
+    /// An upgraded listener accepted a connection; `who` accepted it.
+    Accepted {
+        who: Who,
+        family: Family,
+        outcome: Accepted,
+        local: SocketAddr,
+        remote: SocketAddr,
     },
     /// Monitors only: an upgraded socket's MPTCP connection is established.
     Established { who: Who, family: Family },
@@ -108,8 +140,9 @@ pub enum Report {
 }
 
 impl Report {
-    /// What `event` says.
-    pub fn decode(event: &Event) -> Report {
+    /// What `record` says.
+    pub fn decode(record: &Record) -> Report {
+        let event = &record.event;
         let who = Who {
             pid: event.pid,
             tid: event.tid,
@@ -153,9 +186,8 @@ impl Report {
                 why: event.explanation(),
             },
             outcome::CLOSED => {
-                // Bits 0-7: what it did; 8-31: the extra subflows it joined.
-                let extra_subflows = event.why >> 8;
-                let outcome = match event.why & 0xff {
+                let (kind, from, extra_subflows) = closed::unpack(event.why);
+                let outcome = match kind {
                     closed::MPTCP => Closed::Mptcp { extra_subflows },
                     closed::FALLBACK => Closed::Fallback,
                     closed::LISTENER => Closed::Listener,
@@ -165,9 +197,25 @@ impl Report {
                 Report::Closed {
                     who,
                     family,
+                    origin: if from == origin::ACCEPTED {
+                        Origin::Accepted
+                    } else {
+                        Origin::Created
+                    },
                     outcome,
                 }
             }
+            outcome::ACCEPTED => Report::Accepted {
+                who,
+                family,
+                outcome: if event.why == accepted::TCP {
+                    Accepted::Tcp
+                } else {
+                    Accepted::Mptcp
+                },
+                local: address(family, &record.ends.local, record.ends.local_port),
+                remote: address(family, &record.ends.remote, record.ends.remote_port),
+            },
             outcome::ESTABLISHED => Report::Established { who, family },
             outcome::SUBFLOW_UP | outcome::SUBFLOW_DOWN => Report::Subflow {
                 who,
@@ -202,8 +250,44 @@ impl Report {
             | Report::KeptTcp { .. }
             | Report::TcpOption { .. }
             | Report::Closed { .. }
+            | Report::Accepted { .. }
             | Report::Unknown { .. } => !quiet,
         }
+    }
+}
+
+/// An end of a connection as [`Ends`] holds it (an IPv4 address in the
+/// first 4 bytes).
+fn address(family: Family, bytes: &[u8; 16], port: u16) -> SocketAddr {
+    let ip = match family {
+        Family::Ipv4 => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+        Family::Ipv6 => {
+            let v6 = Ipv6Addr::from(*bytes);
+            // An IPv4 client of an IPv6 listener: the address it has.
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// The ends `local` and `remote` as the programs send them (the tests'
+/// way to make an accepted record; the inverse of [`address`]).
+#[cfg(test)]
+pub(crate) fn ends(local: SocketAddr, remote: SocketAddr) -> Ends {
+    let bytes = |a: &SocketAddr| match a.ip() {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            b
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    Ends {
+        local: bytes(&local),
+        remote: bytes(&remote),
+        local_port: local.port(),
+        remote_port: remote.port(),
+        _pad: 0,
     }
 }
 
@@ -213,30 +297,39 @@ mod tests {
 
     #[test]
     fn every_outcome_the_programs_send_is_known() {
-        for code in 0..=outcome::MONITOR_DROPPED {
-            let report = Report::decode(&Event {
-                outcome: code,
-                ..Event::default()
-            });
+        for code in 0..=outcome::LAST {
+            let report = Report::decode(
+                &Event {
+                    outcome: code,
+                    ..Event::default()
+                }
+                .into(),
+            );
             assert!(
                 !matches!(report, Report::Unknown { .. }),
                 "outcome {code} is not decoded"
             );
         }
-        let unknown = Report::decode(&Event {
-            outcome: outcome::MONITOR_DROPPED + 1,
-            ..Event::default()
-        });
-        assert!(matches!(unknown, Report::Unknown { outcome: 13, .. }));
+        let unknown = Report::decode(
+            &Event {
+                outcome: outcome::LAST + 1,
+                ..Event::default()
+            }
+            .into(),
+        );
+        assert!(matches!(unknown, Report::Unknown { outcome: 14, .. }));
     }
 
     #[test]
     fn an_instance_writes_what_monitors_do_not_get_alone() {
         let report = |code| {
-            Report::decode(&Event {
-                outcome: code,
-                ..Event::default()
-            })
+            Report::decode(
+                &Event {
+                    outcome: code,
+                    ..Event::default()
+                }
+                .into(),
+            )
         };
         for quiet in [false, true] {
             for live in [
@@ -251,6 +344,64 @@ mod tests {
             assert!(report(outcome::VERDICT).written_by_instance(quiet));
             assert_eq!(report(outcome::UPGRADED).written_by_instance(quiet), !quiet);
             assert_eq!(report(outcome::CLOSED).written_by_instance(quiet), !quiet);
+            assert_eq!(report(outcome::ACCEPTED).written_by_instance(quiet), !quiet);
         }
+    }
+
+    #[test]
+    fn accepted_connections_carry_their_ends_and_closes_their_origin() {
+        let local: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+        let remote: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let record = Record {
+            event: Event {
+                outcome: outcome::ACCEPTED,
+                why: accepted::TCP,
+                ..Event::default()
+            },
+            ends: ends(local, remote),
+        };
+        assert!(matches!(
+            Report::decode(&record),
+            Report::Accepted { outcome: Accepted::Tcp, local: l, remote: r, .. }
+                if l == local && r == remote
+        ));
+        // An IPv4 client of an IPv6 listener is shown as IPv4.
+        let mapped: SocketAddr = "[::ffff:10.0.0.2]:40000".parse().unwrap();
+        let v6 = Record {
+            event: Event {
+                outcome: outcome::ACCEPTED,
+                family: AF_INET6 as u32,
+                ..Event::default()
+            },
+            ends: ends("[2001:db8::1]:443".parse().unwrap(), mapped),
+        };
+        let Report::Accepted {
+            remote,
+            local,
+            outcome,
+            ..
+        } = Report::decode(&v6)
+        else {
+            panic!("not accepted");
+        };
+        assert_eq!((remote, outcome), (remote_v4(), Accepted::Mptcp));
+        assert_eq!(local, "[2001:db8::1]:443".parse().unwrap());
+        let closed = Event {
+            outcome: outcome::CLOSED,
+            why: closed::pack(closed::MPTCP, origin::ACCEPTED, 2),
+            ..Event::default()
+        };
+        assert!(matches!(
+            Report::decode(&closed.into()),
+            Report::Closed {
+                origin: Origin::Accepted,
+                outcome: Closed::Mptcp { extra_subflows: 2 },
+                ..
+            }
+        ));
+    }
+
+    fn remote_v4() -> SocketAddr {
+        "10.0.0.2:40000".parse().unwrap()
     }
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::sys::mapped::Mapping;
 use aya::maps::{MapData, RingBuf};
 use mptcpify_common::{
-    event::Event,
+    event::{Event, Record},
     maps::{Staged, STAGE_HEAD, STAGE_POS_STRIDE, STAGE_TAIL},
 };
 
@@ -55,24 +55,25 @@ impl EventSource {
     }
 
     /// Every event sent and not read yet, in the order above.
-    pub fn drain(&mut self) -> Vec<Event> {
+    pub fn drain(&mut self) -> Vec<Record> {
         let mut ring = Vec::new();
         while let Some(item) = self.ring.next() {
-            if let Some(event) = Event::from_bytes(&item) {
-                ring.push(event);
+            if let Some(record) = Record::from_bytes(&item) {
+                ring.push(record);
             }
         }
         let mut events = Vec::new();
         for cpu in 0..self.cpus {
             self.drain_cpu(cpu, &mut events);
         }
-        events.append(&mut ring);
-        if events.iter().all(|e| e.boot_ns != 0) {
+        let mut records: Vec<Record> = events.into_iter().map(Record::from).collect();
+        records.append(&mut ring);
+        if records.iter().all(|r| r.event.boot_ns != 0) {
             // Stable: events of one CPU, or of the ring, with equal times
             // keep their order.
-            events.sort_by_key(|e| e.boot_ns);
+            records.sort_by_key(|r| r.event.boot_ns);
         }
-        events
+        records
     }
 
     fn drain_cpu(&mut self, cpu: u32, out: &mut Vec<Event>) {

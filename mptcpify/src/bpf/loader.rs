@@ -12,6 +12,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
+use mptcpify_common::event::origin;
 use mptcpify_common::maps::{
     self, flag, present, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter, PidRule,
 };
@@ -133,10 +134,13 @@ pub enum Mode {
 
 /// The programs that tell what each upgraded socket did, by the kernel
 /// function each follows (see mptcpify-ebpf/src/outcomes.rs).
-const OUTCOME_PROGRAMS: [(&str, &str); 3] = [
+/// The accept program comes after the close program: every connection it
+/// tags is then told when it closes.
+const OUTCOME_PROGRAMS: [(&str, &str); 4] = [
     ("mptcpify_tag", "mptcp_init_sock"),
     ("mptcpify_join", "mptcp_finish_join"),
     ("mptcpify_closed", "mptcp_close"),
+    ("mptcpify_accepted", "mptcp_stream_accept"),
 ];
 
 /// The programs that tell a monitor an upgraded connection's life (see
@@ -412,6 +416,14 @@ fn watch_outcomes(
         FEntry,
         OUTCOME_PROGRAMS[2].0,
         OUTCOME_PROGRAMS[2].1,
+        &kernel.ids,
+        links
+    )?;
+    attach_traced!(
+        ebpf,
+        FExit,
+        OUTCOME_PROGRAMS[3].0,
+        OUTCOME_PROGRAMS[3].1,
         &kernel.ids,
         links
     )
@@ -811,7 +823,14 @@ impl Attached {
         }
         let tagged: HashMap<_, u64, maps::Tag> =
             HashMap::try_from(self.ebpf.map(maps::TAGGED)?).ok()?;
-        Some(tagged.keys().filter(Result::is_ok).count() as u64)
+        // The accepted connections tagged are not upgraded sockets.
+        Some(
+            tagged
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|(_, tag)| tag.origin == origin::CREATED)
+                .count() as u64,
+        )
     }
 
     /// The upgrader's BPF program id.
@@ -846,6 +865,25 @@ impl Attached {
     pub fn skipped_calls(&self) -> Option<u64> {
         let program: &FModRet = self.ebpf.program(PROGRAM)?.try_into().ok()?;
         Some(program.info().ok()?.recursion_misses())
+    }
+
+    /// Per kernel function an outcome program follows, the calls the
+    /// kernel made without it, as for [`Attached::skipped_calls`]: the
+    /// events and counts of those calls are missing (a missed
+    /// `mptcp_close` leaves its socket counted open, a missed
+    /// `mptcp_stream_accept` its connection uncounted). Empty where the
+    /// outcome programs do not run.
+    pub fn missed_calls(&self) -> Vec<(&'static str, u64)> {
+        if self.outcomes_unwatched.is_some() {
+            return Vec::new();
+        }
+        OUTCOME_PROGRAMS
+            .iter()
+            .filter_map(|(name, function)| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                Some((*function, info.recursion_misses()))
+            })
+            .collect()
     }
 
     /// Moves a `--netns` rule from namespace cookie `old` to `new`.

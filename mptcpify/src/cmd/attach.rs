@@ -120,6 +120,7 @@ pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure>
     let open = attached.open_sockets();
     let stats = attached.run_stats();
     let skipped = attached.skipped_calls();
+    let missed = attached.missed_calls();
     // Still pinned unless `mptcpify detach` or another `--pin` took the pin.
     let pinned = attached
         .pinned_at()
@@ -152,10 +153,19 @@ pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure>
     if let Some(missed) = skipped {
         eprintln!("mptcpify: {missed:>8} {MISSED_CALLS_LABEL}");
     }
+    for (function, calls) in missed.iter().filter(|(_, calls)| *calls > 0) {
+        eprintln!(
+            "mptcpify: {calls:>8} {function} calls the kernel ran without mptcpify's program on \
+             it (same cause): what they did is not counted"
+        );
+    }
     eprintln!("mptcpify: {}", summary::outcomes_line(&counts, open));
+    if let Some(line) = summary::accepted_line(&counts) {
+        eprintln!("mptcpify: {line}");
+    }
     say_run_stats(stats.as_ref());
     if json {
-        println!("{}", summary::detached_json(tcp, &counts, skipped));
+        println!("{}", summary::detached_json(tcp, &counts, skipped, &missed));
     }
     Ok(())
 }

@@ -66,9 +66,9 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
             _ = &mut end, if duration.is_some() => true,
             _ = timer.tick() => false,
         };
-        for event in source.drain() {
-            let time = clock.wall(event.boot_ns);
-            match Report::decode(&event) {
+        for record in source.drain() {
+            let time = clock.wall(record.event.boot_ns);
+            match Report::decode(&record) {
                 Report::WouldUpgrade { who, family } => {
                     let process = processes.entry(who.comm.clone()).or_default();
                     process.pids.insert(who.pid);

@@ -7,7 +7,7 @@
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mptcpify_common::event::Event;
+use mptcpify_common::event::Record;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -19,7 +19,7 @@ use mptcpify_core::output::report::Report;
 
 /// What a connection to one instance yields.
 enum Message {
-    Event(u32, SystemTime, Event),
+    Event(u32, SystemTime, Record),
     Ended(u32, String),
 }
 
@@ -161,7 +161,7 @@ async fn read_instance(
                     }
                     let nanos = u64::from_le_bytes(record[..8].try_into().unwrap());
                     let time = UNIX_EPOCH + Duration::from_nanos(nanos);
-                    let Some(event) = Event::from_bytes(&record[8..]) else {
+                    let Some(event) = Record::from_bytes(&record[8..]) else {
                         continue;
                     };
                     if tx.send(Message::Event(id, time, event)).await.is_err() {
@@ -185,11 +185,11 @@ fn check_hello(hello: &str) -> Result<(), String> {
     let size = fields
         .split_whitespace()
         .find_map(|f| f.strip_prefix("event_size="));
-    if size != Some(&Event::SIZE.to_string()) {
+    if size != Some(&Record::SIZE.to_string()) {
         return Err(format!(
             "is another mptcpify version (event_size {}, this one {}): use the binary it runs",
             size.unwrap_or("?"),
-            Event::SIZE
+            Record::SIZE
         ));
     }
     Ok(())
@@ -198,12 +198,13 @@ fn check_hello(hello: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mptcpify_common::event::Event;
 
     #[test]
     fn only_the_same_protocol_and_event_layout_is_understood() {
-        let ours = format!("{HELLO} program=7 pid=1 event_size={}\n", Event::SIZE);
+        let ours = format!("{HELLO} program=7 pid=1 event_size={}\n", Record::SIZE);
         assert_eq!(check_hello(&ours), Ok(()));
-        let other = format!("{HELLO} program=7 pid=1 event_size={}\n", Event::SIZE + 8);
+        let other = format!("{HELLO} program=7 pid=1 event_size={}\n", Event::SIZE);
         assert!(check_hello(&other)
             .unwrap_err()
             .contains("another mptcpify version"));

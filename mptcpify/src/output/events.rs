@@ -74,12 +74,12 @@ impl Events {
         if let Some(monitors) = &mut self.monitors {
             monitors.poll();
         }
-        for event in self.source.drain() {
-            let time = self.clock.wall(event.boot_ns);
+        for record in self.source.drain() {
+            let time = self.clock.wall(record.event.boot_ns);
             if let Some(monitors) = &mut self.monitors {
-                monitors.send(&event, time);
+                monitors.send(&record, time);
             }
-            let report = Report::decode(&event);
+            let report = Report::decode(&record);
             if !report.written_by_instance(self.quiet) {
                 continue;
             }

@@ -10,7 +10,8 @@
 //!
 //! The wire: a hello line (`mptcpify-monitor 1 program=ID pid=PID
 //! event_size=N`), then per event its wall time (u64 nanoseconds since the
-//! epoch, little-endian) and its bytes ([`Event::to_bytes`]), so that the
+//! epoch, little-endian) and its bytes ([`Record::to_bytes`]: the event, and an accepted
+//! connection's ends), so that the
 //! monitor writes each event with the instance's own code
 //! (`mptcpify_core::output::render`). The command's side is `cmd::monitor`.
 
@@ -20,7 +21,7 @@ use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use mptcpify_common::event::{outcome, Event};
+use mptcpify_common::event::{outcome, Event, Record};
 
 use crate::bpf::loader::{Attached, LiveSwitch};
 
@@ -30,7 +31,7 @@ pub const HELLO: &str = "mptcpify-monitor 1";
 /// is told how many): about 16,000 events.
 const BEHIND_LIMIT: usize = 1 << 20;
 /// One event on the wire: its time, then its bytes.
-pub const RECORD: usize = 8 + Event::SIZE;
+pub const RECORD: usize = 8 + Record::SIZE;
 
 /// The abstract socket name of the instance whose upgrader is program `id`.
 pub fn name(id: u32) -> String {
@@ -88,7 +89,7 @@ impl Server {
             hello: format!(
                 "{HELLO} program={id} pid={} event_size={}\n",
                 std::process::id(),
-                Event::SIZE
+                Record::SIZE
             )
             .into_bytes(),
         })
@@ -140,7 +141,7 @@ impl Server {
     }
 
     /// Queues `event`, of wall time `time`, for every monitor.
-    pub fn send(&mut self, event: &Event, time: SystemTime) {
+    pub fn send(&mut self, event: &Record, time: SystemTime) {
         for client in &mut self.clients {
             client.send(event, time);
         }
@@ -158,7 +159,7 @@ impl Server {
 impl Client {
     /// Queues `event`, or drops it when this monitor is too far behind; the
     /// next event queued is preceded by how many were dropped.
-    fn send(&mut self, event: &Event, time: SystemTime) {
+    fn send(&mut self, event: &Record, time: SystemTime) {
         if self.pending.len() + 2 * RECORD > BEHIND_LIMIT {
             self.dropped += 1;
             return;
@@ -169,12 +170,12 @@ impl Client {
                 why: std::mem::take(&mut self.dropped),
                 ..Event::default()
             };
-            self.queue(&dropped, time);
+            self.queue(&dropped.into(), time);
         }
         self.queue(event, time);
     }
 
-    fn queue(&mut self, event: &Event, time: SystemTime) {
+    fn queue(&mut self, event: &Record, time: SystemTime) {
         let nanos = time
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -221,11 +222,12 @@ mod tests {
             dropped: 0,
             gone: false,
         };
-        let event = Event {
+        let event: Record = Event {
             outcome: outcome::UPGRADED,
             pid: 9,
             ..Event::default()
-        };
+        }
+        .into();
         for _ in 0..3 {
             client.send(&event, UNIX_EPOCH);
         }
@@ -236,9 +238,9 @@ mod tests {
         assert!(client.pending.is_empty() && !client.gone);
         let mut bytes = vec![0u8; 2 * RECORD];
         (&theirs).read_exact(&mut bytes).unwrap();
-        let first = Event::from_bytes(&bytes[8..RECORD]).unwrap();
+        let first = Record::from_bytes(&bytes[8..RECORD]).unwrap().event;
         assert_eq!((first.outcome, first.why), (outcome::MONITOR_DROPPED, 3));
-        let second = Event::from_bytes(&bytes[RECORD + 8..]).unwrap();
+        let second = Record::from_bytes(&bytes[RECORD + 8..]).unwrap();
         assert_eq!(second, event);
         assert_eq!(
             u64::from_le_bytes(bytes[RECORD..RECORD + 8].try_into().unwrap()),

@@ -64,7 +64,35 @@ pub fn outcomes_line(counts: &[(Counter, u64)], open: Option<u64>) -> String {
     )
 }
 
-pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)], skipped: Option<u64>) -> String {
+/// What upgraded listeners accepted, in one line, when they accepted
+/// anything: "accepted by upgraded listeners: 75 MPTCP (75%), 25 plain
+/// TCP; of the MPTCP ones 70 closed, with 12 extra subflows".
+pub fn accepted_line(counts: &[(Counter, u64)]) -> Option<String> {
+    let get = |wanted: Counter| {
+        counts
+            .iter()
+            .find(|(c, _)| *c == wanted)
+            .map_or(0, |(_, v)| *v)
+    };
+    let (mptcp, tcp) = (get(Counter::AcceptedMptcp), get(Counter::AcceptedTcp));
+    if mptcp + tcp == 0 {
+        return None;
+    }
+    Some(format!(
+        "accepted by upgraded listeners: {mptcp} MPTCP ({}%), {tcp} plain TCP; of the MPTCP \
+         ones {} closed, with {} extra subflows",
+        mptcp * 100 / (mptcp + tcp),
+        get(Counter::ClosedAccepted),
+        get(Counter::ExtraSubflowsAccepted),
+    ))
+}
+
+pub fn detached_json(
+    tcp_sockets: u64,
+    counts: &[(Counter, u64)],
+    skipped: Option<u64>,
+    missed: &[(&str, u64)],
+) -> String {
     JsonEvent::Detached {
         time: now(),
         pid: std::process::id(),
@@ -74,6 +102,10 @@ pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)], skipped: Optio
             .map(|(counter, value)| (counter.key().to_string(), (*value).into()))
             .collect(),
         skipped_calls: skipped,
+        missed_calls: missed
+            .iter()
+            .map(|(function, n)| (function.to_string(), *n))
+            .collect(),
     }
     .to_line()
 }
@@ -81,6 +113,22 @@ pub fn detached_json(tcp_sockets: u64, counts: &[(Counter, u64)], skipped: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_accepted_line_is_said_only_for_servers() {
+        assert_eq!(accepted_line(&[(Counter::Upgraded, 3)]), None);
+        let counts = [
+            (Counter::AcceptedMptcp, 75),
+            (Counter::AcceptedTcp, 25),
+            (Counter::ClosedAccepted, 70),
+            (Counter::ExtraSubflowsAccepted, 12),
+        ];
+        assert_eq!(
+            accepted_line(&counts).unwrap(),
+            "accepted by upgraded listeners: 75 MPTCP (75%), 25 plain TCP; of the MPTCP ones 70 \
+             closed, with 12 extra subflows"
+        );
+    }
 
     #[test]
     fn the_outcomes_line_adds_up() {

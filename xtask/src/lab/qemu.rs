@@ -26,6 +26,27 @@ const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(40);
 /// often; they say nothing about our code. A guest that reached /init is
 /// never retried.
 const EARLY_PANIC_RETRIES: usize = 2;
+/// A guest whose kernel panicked after /init ran is booted again once:
+/// under TCG a kernel now and then dies in code no test touches (CI lost a
+/// 6.18 run after 195 s, its console cut off). The panic is said, and a
+/// second one fails the run with the kernel's words. A guest that merely
+/// stops, or a test that fails, is never retried.
+const KERNEL_PANIC_RETRIES: usize = 1;
+/// What the kernel prints when it dies (kernel/panic.c, `panic`).
+const PANIC: &str = "Kernel panic";
+
+/// The kernel's last words on `console`: from its first report of trouble
+/// (an oops, a BUG, a warning, a panic) on, at most 16 lines; empty when
+/// it reported none. Repeated in the failure itself, because a CI log may
+/// keep only the end of the output, far below the console.
+fn last_words(console: &[String]) -> Vec<String> {
+    const TROUBLE: [&str; 5] = [PANIC, "Oops", "BUG:", "WARNING:", "general protection"];
+    console
+        .iter()
+        .position(|l| TROUBLE.iter().any(|t| l.contains(t)))
+        .map(|first| console[first..].iter().take(16).cloned().collect())
+        .unwrap_or_default()
+}
 /// A guest that has not reached /init (its "up" line) by then is taken for
 /// one that hung while booting, and retried like an early panic: boots take
 /// 3 to 17 s under TCG, and one 7.3 boot in the lab printed nothing after
@@ -77,7 +98,25 @@ pub fn boot(
             return Ok((status, console));
         }
         if console.iter().any(|l| l.contains(UP_MARKER)) {
-            bail!("the guest stopped without reporting an exit status (see its console above)");
+            let why = last_words(&console);
+            let panicked = why.iter().any(|l| l.contains(PANIC));
+            if panicked && attempt < KERNEL_PANIC_RETRIES {
+                say(format!(
+                    "lab: kernel {} panicked after /init ran; booting again once (the \
+                     suites run again from the start). It said:\n  {}",
+                    kernel.release,
+                    why.join("\n  ")
+                ));
+                continue;
+            }
+            bail!(
+                "the guest stopped without reporting an exit status{}",
+                if why.is_empty() {
+                    " (see its console above)".to_string()
+                } else {
+                    format!("; its kernel said:\n  {}", why.join("\n  "))
+                }
+            );
         }
         if attempt < EARLY_PANIC_RETRIES {
             say(format!(

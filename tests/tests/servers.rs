@@ -1,0 +1,275 @@
+//! Servers: the connections an upgraded listener accepts are counted and
+//! reported, MPTCP clients apart from plain TCP ones, in the name of the
+//! accepting thread, with their ends; the MPTCP ones are told again when
+//! they close. Checked against the kernel's own MPTCP counters. Run as root
+//! on a kernel with update_socket_protocol (the lab).
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use mptcpify_tests::probe;
+use mptcpify_tests::process::{command, Running};
+use mptcpify_tests::sockets::{self, as_comm, IPPROTO_MPTCP as MPTCP};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Clients of each kind, each its own process.
+const CLIENTS: usize = 100;
+/// Clients started at once.
+const BATCH: usize = 10;
+
+/// The kernel's MPTCP counter `name` of this network namespace
+/// (`/proc/net/netstat`, the `MPTcpExt:` pair of lines).
+fn mptcp_mib(name: &str) -> u64 {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").expect("reading /proc/net/netstat");
+    let mut lines = netstat.lines().filter(|l| l.starts_with("MPTcpExt:"));
+    let (names, values) = (lines.next(), lines.next());
+    let (Some(names), Some(values)) = (names, values) else {
+        panic!("/proc/net/netstat has no MPTcpExt lines: is MPTCP built in?\n{netstat}");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no MPTCP counter {name} in {names}"))
+        .1
+        .parse()
+        .unwrap()
+}
+
+/// Runs `count` clients `probe connect PORT`, `BATCH` at a time; each
+/// prints its socket's protocol and `connect=ok`, which is checked. Returns
+/// how many got MPTCP: all of a selected probe's, but for a `socket()` the
+/// kernel ran without the upgrader (its program was still running on that
+/// CPU in a preempted task: the `skipped_calls` of the exit summary).
+fn clients(probe: &str, port: u16, count: usize) -> usize {
+    let mut mptcp = 0;
+    let path = probe::path(probe);
+    for batch in 0..count.div_ceil(BATCH) {
+        let children: Vec<_> = (0..BATCH.min(count - batch * BATCH))
+            .map(|_| {
+                Command::new(&path)
+                    .args(["connect", &port.to_string()])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("starting {}: {e}", path.display()))
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let printed = String::from_utf8_lossy(&out.stdout);
+            assert!(printed.contains("connect=ok"), "{probe}: {printed}");
+            if printed.contains(&format!("protocol={MPTCP}")) {
+                mptcp += 1;
+            } else {
+                assert!(printed.contains("protocol=6"), "{probe}: {printed}");
+            }
+        }
+    }
+    mptcp
+}
+
+fn json_objects(output: &[String]) -> Vec<serde_json::Value> {
+    output
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// A selected server accepts, in one run, connections from selected
+/// clients (MPTCP) and from unselected ones (plain TCP), each client its own
+/// process: every connection is an `accepted` event of the right kind, in
+/// the accepting thread's name and with the client's port, the counters are
+/// exact, the MPTCP ones equal the kernel's count of MPTCP connections
+/// accepted, and each MPTCP connection is told closed as `accepted`.
+#[test]
+fn accepted_connections_are_counted_by_client_kind_and_attributed_to_the_acceptor() {
+    let mut running = Running::start_quietly(command(&[
+        "--json",
+        "--comm",
+        "acceptor",
+        "--comm",
+        "socket-probe",
+    ]));
+    running.wait_for("mptcpify: attached", WAIT);
+    let passive_before = mptcp_mib("MPCapableACKRX");
+
+    let (port_tx, port_rx) = mpsc::channel();
+    let server = std::thread::spawn(move || {
+        as_comm("acceptor", move || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            assert_eq!(sockets::protocol_of(&listener), MPTCP);
+            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            let mut peers: Vec<u16> = (0..2 * CLIENTS)
+                .map(|_| listener.accept().expect("accept").1.port())
+                .collect();
+            peers.sort_unstable();
+            (tid, peers)
+        })
+    });
+    let port = port_rx.recv_timeout(WAIT).expect("the server's port");
+    // `socket-probe` is selected: its sockets are MPTCP. `socket-probe-static`
+    // (comm `socket-probe-st`) is not: plain TCP clients.
+    let mptcp_clients = clients("socket-probe", port, CLIENTS);
+    assert_eq!(clients("socket-probe-static", port, CLIENTS), 0);
+    let tcp_clients = 2 * CLIENTS - mptcp_clients;
+    let (tid, peers) = server.join().expect("the server");
+    let passive = mptcp_mib("MPCapableACKRX") - passive_before;
+    // Events are read every 50 ms; the closes come when the server's ends
+    // are dropped, which they are.
+    std::thread::sleep(Duration::from_millis(500));
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+
+    let objects = json_objects(&output);
+    let of = |event: &str| -> Vec<&serde_json::Value> {
+        objects.iter().filter(|o| o["event"] == event).collect()
+    };
+    let detached = of("detached");
+    let detached = *detached.last().expect("a detached object");
+    let counters = &detached["counters"];
+    let counter = |key: &str| {
+        counters[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {counters}")) as usize
+    };
+    // Calls the kernel ran without a program (a task preempted inside it
+    // on that CPU, on the preemptible kernels from 6.18): said, and
+    // accounted for below; none on 6.12.
+    let missed = |function: &str| detached["missed_calls"][function].as_u64().unwrap_or(0) as usize;
+    let (accepts_missed, closes_missed) = (missed("mptcp_stream_accept"), missed("mptcp_close"));
+    eprintln!("missed calls: {}", detached["missed_calls"]);
+    assert_eq!(counter("dropped_events"), 0, "{counters}");
+
+    let accepted = of("accepted");
+    let count = |outcome: &str| accepted.iter().filter(|o| o["outcome"] == outcome).count();
+    // Events and counters agree, and with the clients: each connection
+    // accepted is told as the kind its client was, or its accept was missed.
+    assert_eq!(
+        (count("mptcp"), count("tcp")),
+        (counter("accepted_mptcp"), counter("accepted_tcp")),
+        "accepted events vs counters"
+    );
+    assert!(count("mptcp") <= mptcp_clients && count("tcp") <= tcp_clients);
+    assert_eq!(count("mptcp") + count("tcp") + accepts_missed, 2 * CLIENTS);
+    // The kernel counts each MPTCP connection accepted (net/mptcp/protocol.c,
+    // MPTCP_MIB_MPCAPABLEPASSIVEACK, "MPCapableACKRX", in the accept path).
+    assert_eq!(passive, mptcp_clients as u64, "MPCapableACKRX");
+    for event in &accepted {
+        assert_eq!(event["pid"], std::process::id(), "{event}");
+        assert_eq!(event["tid"], tid, "{event}");
+        assert_eq!(event["comm"], "acceptor", "{event}");
+        assert_eq!(event["family"], "ipv4", "{event}");
+        assert_eq!(event["local_address"], "127.0.0.1", "{event}");
+        assert_eq!(event["local_port"], port, "{event}");
+        assert_eq!(event["remote_address"], "127.0.0.1", "{event}");
+    }
+    // The clients' ports, as accept() gave them (a port may come back for a
+    // later client: compared as sorted lists).
+    let mut reported: Vec<u16> = accepted
+        .iter()
+        .map(|o| o["remote_port"].as_u64().unwrap() as u16)
+        .collect();
+    reported.sort_unstable();
+    if accepts_missed == 0 {
+        assert_eq!(reported, peers, "the clients' ports");
+    } else {
+        assert!(
+            reported.iter().all(|p| peers.contains(p)),
+            "{reported:?} vs {peers:?}"
+        );
+    }
+
+    // Each MPTCP connection accepted is told closed, as accepted, in the
+    // acceptor's name.
+    let closed = of("closed");
+    let closed_accepted: Vec<_> = closed.iter().filter(|o| o["role"] == "accepted").collect();
+    assert_eq!(closed_accepted.len(), counter("closed_accepted"));
+    assert!(closed_accepted.len() <= count("mptcp"));
+    assert!(closed_accepted.len() + closes_missed >= count("mptcp"));
+    for event in &closed_accepted {
+        assert_eq!(event["outcome"], "mptcp", "{event}");
+        assert_eq!(event["comm"], "acceptor", "{event}");
+        assert_eq!(event["tid"], tid, "{event}");
+    }
+    // The selected clients' own sockets: created, MPTCP.
+    let created_mptcp = closed
+        .iter()
+        .filter(|o| o["role"] == "created" && o["comm"] == "socket-probe")
+        .filter(|o| o["outcome"] == "mptcp")
+        .count();
+    assert!(created_mptcp <= mptcp_clients);
+    assert!(created_mptcp + closes_missed >= mptcp_clients);
+    // Every selected client got MPTCP but for a socket() the kernel skipped.
+    let skipped = detached["skipped_calls"].as_u64().unwrap_or(0) as usize;
+    assert!(mptcp_clients + skipped >= CLIENTS, "{detached}");
+
+    let line = output
+        .iter()
+        .find(|l| l.starts_with("mptcpify: accepted by upgraded listeners:"))
+        .unwrap_or_else(|| panic!("no accepted line: {output:?}"));
+    let (m, t) = (count("mptcp"), count("tcp"));
+    assert!(
+        line.contains(&format!(
+            "{m} MPTCP ({}%), {t} plain TCP",
+            m * 100 / (m + t)
+        )),
+        "{line}"
+    );
+}
+
+/// A listener mptcpify did not upgrade (the application asked for MPTCP
+/// itself) is not mptcpify's to report: its connections are not counted.
+#[test]
+fn an_applications_own_mptcp_listener_is_not_reported() {
+    let mut running = Running::start_quietly(command(&["--json", "--comm", "not-this-one"]));
+    running.wait_for("mptcpify: attached", WAIT);
+    // SAFETY: socket(2) with plain integers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, MPTCP) };
+    assert!(
+        fd >= 0,
+        "an MPTCP socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh descriptor we own.
+    let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a valid sockaddr_in and its size.
+    let bound = unsafe {
+        libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    // SAFETY: a bound socket.
+    assert!(bound == 0 && unsafe { libc::listen(fd, 16) } == 0);
+    let port = listener.local_addr().unwrap().port();
+    let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    drop((client, server));
+    std::thread::sleep(Duration::from_millis(300));
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    let objects = json_objects(&output);
+    assert!(
+        !objects.iter().any(|o| o["event"] == "accepted"),
+        "{output:?}"
+    );
+    let counters = &objects.last().unwrap()["counters"];
+    assert_eq!(counters["accepted_mptcp"], 0, "{counters}");
+    assert_eq!(counters["accepted_tcp"], 0, "{counters}");
+}

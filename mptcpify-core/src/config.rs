@@ -14,6 +14,7 @@
 //! all = false                  # --all
 //! explain = []                 # --explain
 //! paths = "auto"               # --paths auto
+//! metrics = "127.0.0.1:9464"    # --metrics
 //! ```
 
 use serde::Deserialize;
@@ -33,6 +34,8 @@ pub struct Config {
     pub explain_line: Option<usize>,
     /// `paths = "auto"`: `--paths auto`. Read at start only.
     pub paths: Option<crate::paths::PathsMode>,
+    /// `metrics = "ADDRESS:PORT"`: `--metrics`. Read at start only.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Every entry as a selection of its own, with its line: the way to the
     /// line of an entry that does not resolve.
     pub entries: Vec<(usize, Selectors)>,
@@ -72,6 +75,8 @@ struct File {
     explain: Vec<Spanned<String>>,
     #[serde(default)]
     paths: Option<crate::paths::PathsMode>,
+    #[serde(default)]
+    metrics: Option<Spanned<String>>,
 }
 
 /// Parses and checks `text`: a file that does not parse, names an unknown
@@ -102,7 +107,18 @@ pub fn parse(text: &str) -> Result<Config, Error> {
                   (see `mptcpify --help`, ALL PROCESSES, for what that risks).",
         });
     }
+    let metrics = match &file.metrics {
+        Some(value) => Some(
+            crate::output::metrics::listen_address(value.get_ref()).map_err(|what| Error {
+                line: Some(line(value.span())),
+                what: format!("metrics: {what}"),
+                fix: "Write metrics = \"9464\" (loopback) or metrics = \"0.0.0.0:9464\".",
+            })?,
+        ),
+        None => None,
+    };
     Ok(Config {
+        metrics,
         entries: file
             .entries()
             .into_iter()
@@ -200,6 +216,16 @@ mod tests {
         let (line, what) = error("comm = [\"a\"]\nall = true\n");
         assert_eq!(line, Some(2));
         assert!(what.contains("both given"), "{what}");
+    }
+
+    #[test]
+    fn metrics_is_a_key_and_a_bad_address_is_refused_with_its_line() {
+        let config = parse("comm = [\"a\"]\nmetrics = \"9464\"\n").unwrap();
+        assert_eq!(config.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(parse("comm = [\"a\"]\n").unwrap().metrics, None);
+        let (line, what) = error("comm = [\"a\"]\nmetrics = \"10.0.0.1\"\n");
+        assert_eq!(line, Some(2));
+        assert!(what.contains("has no port"), "{what}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod exit {
     pub const USERSPACE_PATH_MANAGER: i32 = 18;
     pub const TOO_MANY_PATHS: i32 = 19;
     pub const PATHS: i32 = 20;
+    pub const METRICS: i32 = 21;
 }
 
 #[derive(Debug)]
@@ -127,6 +128,12 @@ pub enum Failure {
         what: String,
         fix: String,
     },
+    /// `--metrics`: the address could not be listened on (in use, not this
+    /// host's); said before anything is attached.
+    Metrics {
+        what: String,
+        fix: String,
+    },
     /// SIGINT or SIGTERM came while mptcpify was attaching: it stopped
     /// there and detached what it had attached. Not an error (exit 0).
     Interrupted {
@@ -168,6 +175,7 @@ impl Failure {
             Failure::UserspacePathManager => exit::USERSPACE_PATH_MANAGER,
             Failure::TooManyPaths { .. } => exit::TOO_MANY_PATHS,
             Failure::Paths { .. } => exit::PATHS,
+            Failure::Metrics { .. } => exit::METRICS,
             Failure::Interrupted { .. } => exit::OK,
             Failure::Other(_) => exit::OTHER,
         }
@@ -250,7 +258,8 @@ impl fmt::Display for Failure {
             | Failure::ServiceSetup { what, fix }
             | Failure::NoInstance { what, fix }
             | Failure::Pin { what, fix }
-            | Failure::Paths { what, fix } => {
+            | Failure::Paths { what, fix }
+            | Failure::Metrics { what, fix } => {
                 write!(f, "{what}\n\n{fix}")
             }
             Failure::OtherInstance { detail } => write!(

@@ -221,3 +221,34 @@ fn a_bad_file_at_start_is_refused_with_its_line() {
     assert!(!out.contains("mptcpify: attached"), "{out}");
     let _ = std::fs::remove_file(&file);
 }
+
+/// `--metrics` that cannot serve is refused at start, before anything is
+/// attached: a port in use with its own exit code (21) and how to find
+/// who holds it; an address without a port, or no address, as a usage
+/// error that shows the forms.
+#[test]
+fn metrics_that_cannot_serve_are_refused_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (status, out) = run(&["--metrics", &port, "--comm", "nothing-here"]);
+    assert_eq!(status.code(), Some(21), "{out}");
+    for needle in ["cannot listen there", "ss -ltnp", "choose another port"] {
+        assert!(out.contains(needle), "lacks {needle:?}: {out}");
+    }
+    assert!(!out.contains("attached to"), "{out}");
+    drop(taken);
+    for (value, needle) in [
+        ("10.0.0.1", "has no port"),
+        ("[::1]", "is not a port"),
+        ("localhost:9464", "is not a port"),
+        ("70000", "is not a port"),
+    ] {
+        let (status, out) = run(&["--metrics", value, "--comm", "nothing-here"]);
+        assert_eq!(status.code(), Some(2), "{value}: {out}");
+        assert!(out.contains(needle), "{value} lacks {needle:?}: {out}");
+        assert!(out.contains("0.0.0.0:9464"), "{value}: the forms: {out}");
+    }
+    let (status, out) = run(&["--comm", "nothing-here", "--metrics"]);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("a value is required"), "{out}");
+}

@@ -1,11 +1,13 @@
 //! What mptcpify tells the operator of an event, as data: each record the
 //! programs send decoded once ([`report`]), and its two forms ([`render`]):
 //! a text line, and an object of the JSON interface ([`json`]), with
-//! [`sockopt_names`]' symbols.
+//! [`sockopt_names`]' symbols; and the counters as Prometheus scrapes them
+//! ([`metrics`]).
 
 #[cfg(test)]
 mod golden;
 pub mod json;
+pub mod metrics;
 pub mod render;
 pub mod report;
 pub mod sockopt_names;

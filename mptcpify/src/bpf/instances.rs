@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 
 use aya::maps::MapInfo;
 use aya::programs::loaded_programs;
-use mptcpify_common::maps;
+use mptcpify_common::maps::{self, Counter};
 
 use crate::errors::Failure;
 use crate::policy::Policy;
@@ -131,6 +131,45 @@ pub fn lookup_raw(map: &MapInfo, key: u32, len: usize) -> Option<Vec<u8>> {
     let mut value = vec![0u8; len];
     crate::sys::bpf::lookup(fd.as_fd(), &key, &mut value).ok()?;
     Some(value)
+}
+
+/// A COUNTERS map's values, summed over CPUs (another version's map may
+/// have fewer). A per-CPU lookup returns one 8-byte slot per possible CPU.
+pub fn read_counters(map: &MapInfo) -> Vec<(Counter, u64)> {
+    let cpus = aya::util::nr_cpus().unwrap_or(1);
+    Counter::ALL
+        .into_iter()
+        .filter(|counter| (*counter as u32) < map.max_entries())
+        .filter_map(|counter| {
+            let bytes = lookup_raw(map, counter as u32, 8 * cpus)?;
+            let sum = bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+                .sum();
+            Some((counter, sum))
+        })
+        .collect()
+}
+
+/// The loaded programs of ids `ids` (aya reads a program's info by fd,
+/// not by id: the kernel's list is walked).
+pub fn programs(ids: &[u32]) -> Vec<aya::programs::ProgramInfo> {
+    loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| ids.contains(&p.id()))
+        .collect()
+}
+
+/// The COUNTERS map of the upgrader `program`.
+pub fn counters_map(program: &aya::programs::ProgramInfo) -> Option<MapInfo> {
+    program
+        .map_ids()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|id| MapInfo::from_id(id).ok())
+        .find(|m| m.name_as_str() == Some(maps::COUNTERS))
 }
 
 /// A process that holds an instance's program (status, detach).

@@ -886,6 +886,20 @@ impl Attached {
             .collect()
     }
 
+    /// The outcome programs' ids, by the kernel function each follows
+    /// (what `--metrics` reads their missed calls by).
+    pub fn outcome_program_ids(&self) -> Vec<(&'static str, u32)> {
+        if self.outcomes_unwatched.is_some() {
+            return Vec::new();
+        }
+        OUTCOME_PROGRAMS
+            .iter()
+            .filter_map(|(name, function)| {
+                Some((*function, self.ebpf.program(name)?.info().ok()?.id()))
+            })
+            .collect()
+    }
+
     /// Moves a `--netns` rule from namespace cookie `old` to `new`.
     pub fn move_netns_rule(&mut self, old: u64, new: u64, roles: u8) -> anyhow::Result<()> {
         let mut netns: HashMap<_, u64, u8> = HashMap::try_from(

@@ -42,6 +42,7 @@ fn parse(path: &Path, text: &str) -> Result<Policy, Failure> {
         )
     })?;
     policy.paths = config.paths;
+    policy.metrics = config.metrics;
     policy.explain(&config.explain).map_err(|failure| {
         bad(
             config.explain_line,

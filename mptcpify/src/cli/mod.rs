@@ -132,7 +132,8 @@ CONFIG FILE:
         comm = [\"iperf3\"]
         exclude_comm = [\"sshd\"]
     Keys: comm, cgroup, unit, netns, pid, exclude_comm, exclude_cgroup, all,
-    explain, and paths = \"auto\" (--paths auto; read at start only). On SIGHUP (systemctl reload mptcpify) mptcpify reads the file
+    explain, paths = \"auto\" (--paths auto) and metrics = \"9464\" (--metrics)
+    (both read at start only). On SIGHUP (systemctl reload mptcpify) mptcpify reads the file
     again and moves to the new policy in place: a process the old and the
     new policy both upgrade never gets TCP meanwhile, one that neither
     upgrades never gets MPTCP. A file that does not parse or resolve on
@@ -164,7 +165,9 @@ EXIT STATUS:
        (net.mptcp.pm_type = 1)
     19 --paths auto, `paths auto`: more usable addresses than the kernel's 8
     20 --paths, `paths`: the path manager or mptcpify's record of it could not
-       be read or written"
+       be read or written
+    21 --metrics: the address could not be listened on (the port is in use,
+       or the address is not this host's)"
 );
 
 const RUN_ABOUT: &str = "\
@@ -249,6 +252,16 @@ pub struct Cli {
     /// at exit, or with `--pin` by `mptcpify detach`. Root (CAP_NET_ADMIN).
     #[arg(long, value_enum, value_name = "MODE")]
     pub paths: Option<mptcpify_core::paths::PathsMode>,
+
+    /// `--metrics 9464`: serve Prometheus metrics at
+    /// http://127.0.0.1:9464/metrics while attached: the counters of the exit
+    /// summary (upgraded, kept TCP by reason, accepted by client kind, closed
+    /// by role and outcome, extra subflows, ...), read from the kernel at
+    /// each scrape. A port alone listens on loopback; ADDRESS:PORT elsewhere
+    /// (0.0.0.0:9464 for every interface, [::]:9464). A port in use is an
+    /// error at start (exit 21).
+    #[arg(long, value_name = "[ADDRESS:]PORT", value_parser = mptcpify_core::output::metrics::listen_address)]
+    pub metrics: Option<std::net::SocketAddr>,
 
     #[command(flatten)]
     pub safety: Safety,

@@ -7,12 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use aya::maps::MapInfo;
 use aya::programs::loaded_programs;
-use mptcpify_common::maps::{self, Counter};
 use serde::Serialize;
 
-use crate::bpf::instances::{lookup_raw, PROGRAM_NAME};
+use crate::bpf::instances::{self, PROGRAM_NAME};
 use crate::cli::StatusArgs;
 use crate::errors::{exit, Failure};
 
@@ -206,15 +204,13 @@ fn instances() -> Result<Vec<Instance>, String> {
         if program.name_as_str() != Some(PROGRAM_NAME) {
             continue;
         }
-        let counters = program
-            .map_ids()
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|id| MapInfo::from_id(id).ok())
-            .find(|m| m.name_as_str() == Some(maps::COUNTERS))
-            .map(|m| read_counters(&m))
+        let counters = instances::counters_map(&program)
+            .map(|m| {
+                instances::read_counters(&m)
+                    .into_iter()
+                    .map(|(counter, value)| (counter.key(), value))
+                    .collect()
+            })
             .unwrap_or_default();
         found.push(Instance {
             program_id: program.id(),
@@ -231,26 +227,6 @@ fn instances() -> Result<Vec<Instance>, String> {
         });
     }
     Ok(found)
-}
-
-/// A COUNTERS map's values, summed over CPUs, by [`Counter::key`]. A
-/// per-CPU lookup returns one 8-byte slot per possible CPU.
-fn read_counters(map: &MapInfo) -> BTreeMap<&'static str, u64> {
-    let cpus = aya::util::nr_cpus().unwrap_or(1);
-    let mut counters = BTreeMap::new();
-    for counter in Counter::ALL {
-        if counter as u32 >= map.max_entries() {
-            continue;
-        }
-        if let Some(bytes) = lookup_raw(map, counter as u32, 8 * cpus) {
-            let sum = bytes
-                .chunks_exact(8)
-                .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
-                .sum();
-            counters.insert(counter.key(), sum);
-        }
-    }
-    counters
 }
 
 /// The MPTCP sockets of this network namespace, from `ss -M` (iproute2's

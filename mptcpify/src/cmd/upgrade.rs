@@ -9,7 +9,7 @@ use crate::cli::config;
 use crate::cmd::attach::{attach, report};
 use crate::errors::Failure;
 use crate::kernel::preflight;
-use crate::output::{events, monitor_server, summary};
+use crate::output::{events, metrics, monitor_server, summary};
 use crate::paths::{self, follow};
 use crate::{cli, policy};
 use mptcpify_core::paths::PathsMode;
@@ -39,6 +39,12 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     // programs pinned under the same name are taken over, not competed with.
     let pin = match &cli.pin {
         Some(name) => Some((name.as_str(), pins::dir(name, true)?)),
+        None => None,
+    };
+    // --metrics listens before anything is attached: a port in use is said
+    // at start, with nothing to undo.
+    let metrics_listener = match cli.metrics.or(policy.metrics) {
+        Some(address) => Some((address, metrics::bind(address)?)),
         None => None,
     };
     let replacing: Vec<u32> = pin
@@ -88,6 +94,22 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     }
     // Before the "attached" line: a monitor started on it finds the instance.
     let monitors = monitor_server::Server::start(&attached, cli.quiet, cli.json);
+    let served_policy = std::sync::Arc::new(std::sync::RwLock::new(policy.to_string()));
+    if let Some((address, listener)) = metrics_listener {
+        let source = metrics::Source {
+            upgrader: attached
+                .program_id()
+                .ok_or_else(|| anyhow::anyhow!("the upgrader has no program id"))?,
+            outcomes: attached.outcome_program_ids(),
+            kernel: preflight::kernel_release(),
+            policy: served_policy.clone(),
+        };
+        tokio::spawn(metrics::serve(listener, source));
+        eprintln!(
+            "mptcpify: metrics at http://{address}{}",
+            mptcpify_core::output::metrics::PATH
+        );
+    }
     let attached_line = format!(
         "attached to {} (kernel {}); upgrading new TCP sockets of {policy}",
         preflight::HOOK,
@@ -143,6 +165,9 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         let Some(path) = reread else { break };
         if let Some(reloaded) = reload(path, &cli.safety, &mut attached) {
             policy = reloaded;
+            if let Ok(mut served) = served_policy.write() {
+                *served = policy.to_string();
+            }
             netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
             if cli.json {
                 println!("{}", summary::reloaded_json(&policy));

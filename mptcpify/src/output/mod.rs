@@ -8,8 +8,10 @@
 //! - [`summary`]: the JSON lines at attach, reload and detach, and the
 //!   outcome line.
 //! - [`monitor_server`]: the same events served to `mptcpify monitor`.
+//! - [`metrics`]: the counters served to Prometheus (`--metrics`).
 
 pub mod clock;
 pub mod events;
+pub mod metrics;
 pub mod monitor_server;
 pub mod summary;

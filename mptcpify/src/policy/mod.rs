@@ -64,6 +64,8 @@ pub struct Policy {
     pub warnings: Vec<String>,
     /// The config file's `paths` key (`--paths` on the command line).
     pub paths: Option<mptcpify_core::paths::PathsMode>,
+    /// The config file's `metrics` key (`--metrics` on the command line).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Policy {

@@ -6,6 +6,7 @@
 //! - [`cgroup_bpf`]: another tool's cgroup BPF program (sock_create, connect4).
 //! - [`host`]: what the running kernel can do, probed without mptcpify.
 //! - [`probe`]: an unmodified C program's socket, in a chosen cgroup or netns.
+//! - [`shell`]: a shell line under systemd, an HTTP GET on loopback.
 //! - [`testbed`]: two network namespaces joined by two paths.
 //! - [`transfer`]: a checksummed socat transfer across them.
 //! - [`xlated`]: a loaded program's translated image, counted.
@@ -15,6 +16,7 @@ pub mod cgroup_bpf;
 pub mod host;
 pub mod probe;
 pub mod process;
+pub mod shell;
 pub mod sockets;
 pub mod testbed;
 pub mod transfer;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use mptcpify_tests::probe;
 use mptcpify_tests::process::{command, Running};
+use mptcpify_tests::shell::http_get;
 use mptcpify_tests::sockets::{self, as_comm, IPPROTO_MPTCP as MPTCP};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -283,21 +284,6 @@ fn an_applications_own_mptcp_listener_is_not_reported() {
     let counters = &objects.last().unwrap()["counters"];
     assert_eq!(counters["accepted_mptcp"], 0, "{counters}");
     assert_eq!(counters["accepted_tcp"], 0, "{counters}");
-}
-
-/// `GET path` on `port` of loopback: the status line and the body.
-fn http_get(port: u16, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
-    (head.lines().next().unwrap().to_string(), body.to_string())
 }
 
 /// The value of the sample `name` (with its labels, as written) in a scrape.

@@ -12,28 +12,7 @@ use std::time::{Duration, Instant};
 
 use mptcpify_tests::probe;
 use mptcpify_tests::process;
-
-/// A unit start waits for mptcpify's READY (attached and self-checked):
-/// seconds under emulation.
-const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn require_systemd() {
-    assert!(
-        Path::new("/run/systemd/system").exists(),
-        "these tests need systemd as PID 1: they run in the lab's systemd image \
-         (cargo xtask test, or cargo xtask vm --systemd)"
-    );
-}
-
-/// Runs a command line with sh; its output (stdout and stderr) when it
-/// succeeds, else the test fails with that output.
-fn sh(script: &str) -> String {
-    let mut command = Command::new("sh");
-    command.args(["-c", script]);
-    let (status, output) = process::output_within(command, SYSTEMCTL_TIMEOUT);
-    assert!(status.success(), "`{script}` failed ({status}):\n{output}");
-    output
-}
+use mptcpify_tests::shell::{require_systemd, sh, SYSTEMCTL_TIMEOUT};
 
 /// Ports with an MPTCP listener, from the kernel (`ss -M`).
 fn mptcp_listener_ports() -> Vec<u16> {

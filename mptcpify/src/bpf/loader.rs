@@ -874,29 +874,30 @@ impl Attached {
     /// `mptcp_stream_accept` its connection uncounted). Empty where the
     /// outcome programs do not run.
     pub fn missed_calls(&self) -> Vec<(&'static str, u64)> {
-        if self.outcomes_unwatched.is_some() {
-            return Vec::new();
-        }
-        OUTCOME_PROGRAMS
-            .iter()
-            .filter_map(|(name, function)| {
-                let info = self.ebpf.program(name)?.info().ok()?;
-                Some((*function, info.recursion_misses()))
-            })
+        self.outcome_programs()
+            .into_iter()
+            .map(|(function, info)| (function, info.recursion_misses()))
             .collect()
     }
 
     /// The outcome programs' ids, by the kernel function each follows
     /// (what `--metrics` reads their missed calls by).
     pub fn outcome_program_ids(&self) -> Vec<(&'static str, u32)> {
+        self.outcome_programs()
+            .into_iter()
+            .map(|(function, info)| (function, info.id()))
+            .collect()
+    }
+
+    /// The outcome programs, by the kernel function each follows; none
+    /// where they do not run.
+    fn outcome_programs(&self) -> Vec<(&'static str, aya::programs::ProgramInfo)> {
         if self.outcomes_unwatched.is_some() {
             return Vec::new();
         }
         OUTCOME_PROGRAMS
             .iter()
-            .filter_map(|(name, function)| {
-                Some((*function, self.ebpf.program(name)?.info().ok()?.id()))
-            })
+            .filter_map(|(name, function)| Some((*function, self.ebpf.program(name)?.info().ok()?)))
             .collect()
     }
 

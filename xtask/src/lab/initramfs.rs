@@ -227,7 +227,8 @@ fn systemd_files(stage: &Path, artifacts: &Artifacts) -> Result<()> {
         "/etc/systemd/system/mptcpify-lab.service",
         wants.join("mptcpify-lab.service"),
     )?;
-    // NetworkManager would take over the interfaces the tests create: it
+    // NetworkManager would take over the interfaces the tests create, and
+    // Prometheus would scrape nothing at the cost of a core under TCG: each
     // runs only where its test starts it.
     for masked in [
         "serial-getty@ttyS0.service",
@@ -235,6 +236,7 @@ fn systemd_files(stage: &Path, artifacts: &Artifacts) -> Result<()> {
         "NetworkManager.service",
         "NetworkManager-wait-online.service",
         "NetworkManager-dispatcher.service",
+        "prometheus.service",
     ] {
         std::os::unix::fs::symlink("/dev/null", stage.join(units).join(masked))?;
     }

@@ -22,7 +22,8 @@ const SUITE: &str = "trixie";
 /// real server, AppArmor's parser, podman (with its OCI runtime and the
 /// pods' pause process) for the sidecar's pods, NetworkManager (its own
 /// MPTCP endpoints, next to `mptcpify paths`; masked at boot, started by
-/// its test), the tools the tests read the kernel with.
+/// its test), Prometheus (which scrapes `--metrics` in its test; started by
+/// the test, not at boot), the tools the tests read the kernel with.
 const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -34,6 +35,7 @@ const PACKAGES: &[&str] = &[
     "conmon",
     "catatonit",
     "network-manager",
+    "prometheus",
     "curl",
     "iproute2",
     "kmod",

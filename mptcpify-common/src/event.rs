@@ -51,8 +51,14 @@ pub mod outcome {
     /// is [`super::accepted`], and the record carries its ends
     /// ([`super::Record`]). Who: the accepting thread.
     pub const ACCEPTED: u32 = 13;
+    /// A followed MPTCP socket (upgraded or accepted) fell back to TCP, on
+    /// a kernel that says why (its `__mptcp_try_fallback(msk, fb_mib)`,
+    /// 6.17+): [`super::Event::why`] is that `fb_mib`, the kernel's MIB
+    /// counter of the reason (`enum linux_mptcp_mib_field`, whose values
+    /// differ between kernels: named from the running kernel's BTF).
+    pub const FALLBACK: u32 = 14;
     /// The highest outcome this version sends.
-    pub const LAST: u32 = ACCEPTED;
+    pub const LAST: u32 = FALLBACK;
 
     /// Whether an outcome is one of the connection's life, sent only for
     /// monitors ([`crate::maps::flag::LIVE`]).
@@ -90,6 +96,28 @@ pub mod closed {
     pub const LISTENER: u32 = 2;
     /// Never connected (a failed or abandoned connect, an unused socket).
     pub const UNCONNECTED: u32 = 3;
+    /// MPTCP once the peer answered MP_CAPABLE, then fell back to TCP (a
+    /// middlebox stripped the options, an infinite mapping).
+    pub const FELL_BACK_LATER: u32 = 4;
+
+    /// `MPTCP_FALLBACK_DONE`, the bit of `mptcp_sock.flags` set when the
+    /// connection falls back (net/mptcp/protocol.h, "MPTCP socket atomic
+    /// flags"): 2 since 6.9 ("mptcp: cleanup writer wake-up" dropped
+    /// `MPTCP_NOSPACE`), 4 before. A `#define`, which BTF does not carry:
+    /// the loader chooses by the kernel's version
+    /// ([`fallback_done_bit`]; a 6.6–6.8 stable kernel that took that
+    /// change as a backport would be misread).
+    pub const FALLBACK_DONE_BIT: u32 = 2;
+    pub const FALLBACK_DONE_BIT_BEFORE_6_9: u32 = 4;
+
+    /// [`FALLBACK_DONE_BIT`] of kernel `major.minor`.
+    pub fn fallback_done_bit(major: u32, minor: u32) -> u32 {
+        if (major, minor) < (6, 9) {
+            FALLBACK_DONE_BIT_BEFORE_6_9
+        } else {
+            FALLBACK_DONE_BIT
+        }
+    }
 
     /// [`super::Event::why`] of a [`super::outcome::CLOSED`] event: what
     /// it did (bits 0-7), its [`super::origin`] (bits 8-15) and the extra
@@ -112,12 +140,15 @@ pub mod closed {
 
     /// The outcome of a socket closed in `state` (its TCP state), after
     /// the peer gave `remote_key` (0: no MP_CAPABLE answer) and `bytes`
-    /// moved. An MPTCP connection that fell back later (infinite mapping)
-    /// counts as MPTCP.
+    /// moved, with `msk_flags` its `mptcp_sock.flags`, whose bit
+    /// `done_bit` says it fell back ([`fallback_done_bit`]).
     #[inline(always)]
-    pub fn classify(state: u8, remote_key: u64, bytes: u64) -> u32 {
+    pub fn classify(state: u8, remote_key: u64, bytes: u64, msk_flags: u64, done_bit: u32) -> u32 {
+        let fell_back = msk_flags >> (done_bit & 63) & 1 != 0;
         if state == LISTEN {
             LISTENER
+        } else if remote_key != 0 && fell_back {
+            FELL_BACK_LATER
         } else if remote_key != 0 {
             MPTCP
         } else if bytes > 0 || CONNECTED.contains(&state) {
@@ -369,15 +400,35 @@ mod tests {
     #[test]
     fn closed_sockets_are_classified_by_state_key_and_data() {
         use closed::*;
-        assert_eq!(classify(10, 0, 0), LISTENER);
-        assert_eq!(classify(10, 7, 0), LISTENER);
-        assert_eq!(classify(1, 0x1234, 0), MPTCP);
-        assert_eq!(classify(7, 0x1234, 100), MPTCP);
-        assert_eq!(classify(1, 0, 0), FALLBACK);
-        assert_eq!(classify(8, 0, 0), FALLBACK);
-        assert_eq!(classify(7, 0, 4096), FALLBACK);
-        assert_eq!(classify(7, 0, 0), UNCONNECTED);
-        assert_eq!(classify(2, 0, 0), UNCONNECTED);
+        assert_eq!(fallback_done_bit(6, 8), 4);
+        assert_eq!(fallback_done_bit(5, 19), 4);
+        assert_eq!(fallback_done_bit(6, 9), 2);
+        assert_eq!(fallback_done_bit(6, 12), 2);
+        assert_eq!(fallback_done_bit(7, 3), 2);
+        // Before 6.9 bit 2 is MPTCP_WORK_RTX: a retransmission, no fallback.
+        assert_eq!(classify(1, 0x1234, 0, 1 << 2, 4), MPTCP);
+        assert_eq!(classify(1, 0x1234, 0, 1 << 4, 4), FELL_BACK_LATER);
+        let classify = |state, key, bytes, flags| classify(state, key, bytes, flags, 2);
+        let done = 1u64 << FALLBACK_DONE_BIT;
+        // Other flags (MPTCP_WORK_RTX, bit 1; MPTCP_WORK_CLOSE_SUBFLOW, 3)
+        // say nothing of a fallback.
+        let busy = 1 << 1 | 1 << 3;
+        for other in [0, busy] {
+            assert_eq!(classify(10, 0, 0, other), LISTENER);
+            assert_eq!(classify(10, 7, 0, other | done), LISTENER);
+            assert_eq!(classify(1, 0x1234, 0, other), MPTCP);
+            assert_eq!(classify(7, 0x1234, 100, other), MPTCP);
+            // The peer's key came, then the connection fell back.
+            assert_eq!(classify(7, 0x1234, 100, other | done), FELL_BACK_LATER);
+            assert_eq!(classify(1, 0x1234, 0, other | done), FELL_BACK_LATER);
+            // No key: the peer never did MPTCP (the kernel sets the bit for
+            // that fallback too).
+            assert_eq!(classify(1, 0, 0, other | done), FALLBACK);
+            assert_eq!(classify(8, 0, 0, other), FALLBACK);
+            assert_eq!(classify(7, 0, 4096, other | done), FALLBACK);
+            assert_eq!(classify(7, 0, 0, other), UNCONNECTED);
+            assert_eq!(classify(2, 0, 0, other), UNCONNECTED);
+        }
     }
 
     #[test]

@@ -227,6 +227,9 @@ pub struct Tag {
     /// accepted by an upgraded listener (then `pid`, `tid`, `comm` are the
     /// accepting thread's).
     pub origin: u32,
+    /// The kernel's fallback reason (`fb_mib`) plus one, once it fell back
+    /// on a kernel that says why; 0 before, or where it does not.
+    pub fallback: u32,
 }
 
 /// Where the programs on `mptcp_finish_join` and `mptcp_close` read an
@@ -264,7 +267,8 @@ pub struct CloseLayout {
     pub skc_v6_rcv_saddr: u32,
     pub skc_v6_daddr: u32,
     pub pm_subflows: u32,
-    pub _pad: u32,
+    /// `mptcp_sock.flags`: [`crate::event::closed::FALLBACK_DONE_BIT`].
+    pub msk_flags: u32,
 }
 
 /// Where the fallback mode's `cgroup/sysctl` program
@@ -543,6 +547,9 @@ pub mod present {
     pub const SOCK_FILTER: u32 = 1 << 1;
     /// [`super::CloseLayout`] is known (the outcome programs may run).
     pub const CLOSE: u32 = 1 << 2;
+    /// The kernel is older than 6.9: `MPTCP_FALLBACK_DONE` is bit 4 of
+    /// `mptcp_sock.flags`, not 2 ([`crate::event::closed::fallback_done_bit`]).
+    pub const FALLBACK_DONE_4: u32 = 1 << 3;
 }
 
 /// Where the program finds whether a `cgroup/sock_create` program applies
@@ -874,10 +881,14 @@ pub enum Counter {
     AcceptedTcp = 14,
     ClosedAccepted = 15,
     ExtraSubflowsAccepted = 16,
+    /// MPTCP connections that fell back to TCP after the peer answered
+    /// MP_CAPABLE, told at close: upgraded sockets, accepted connections.
+    ClosedFellBackLater = 17,
+    ClosedAcceptedFellBackLater = 18,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 17] = [
+    pub const ALL: [Counter; 19] = [
         Counter::Upgraded,
         Counter::KeptMptcpDisabled,
         Counter::KeptExcluded,
@@ -895,6 +906,8 @@ impl Counter {
         Counter::AcceptedTcp,
         Counter::ClosedAccepted,
         Counter::ExtraSubflowsAccepted,
+        Counter::ClosedFellBackLater,
+        Counter::ClosedAcceptedFellBackLater,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -914,6 +927,8 @@ impl Counter {
                 | Counter::AcceptedTcp
                 | Counter::ClosedAccepted
                 | Counter::ExtraSubflowsAccepted
+                | Counter::ClosedFellBackLater
+                | Counter::ClosedAcceptedFellBackLater
         )
     }
 
@@ -935,6 +950,8 @@ impl Counter {
             Counter::AcceptedTcp => "accepted_tcp",
             Counter::ClosedAccepted => "closed_accepted",
             Counter::ExtraSubflowsAccepted => "extra_subflows_accepted",
+            Counter::ClosedFellBackLater => "closed_fell_back_later",
+            Counter::ClosedAcceptedFellBackLater => "closed_accepted_fell_back_later",
             Counter::RefusedOption => "refused_options",
             Counter::DroppedEvents => "dropped_events",
         }
@@ -974,6 +991,12 @@ impl Counter {
             Counter::ClosedAccepted => "accepted mptcp connections closed",
             Counter::ExtraSubflowsAccepted => {
                 "extra subflows joined (accepted connections, closed)"
+            }
+            Counter::ClosedFellBackLater => {
+                "upgraded sockets closed after mptcp fell back to tcp later"
+            }
+            Counter::ClosedAcceptedFellBackLater => {
+                "accepted connections closed after mptcp fell back to tcp later"
             }
             Counter::RefusedOption => "socket option calls refused by mptcp",
             Counter::DroppedEvents => "events dropped (event buffers full; counted above)",

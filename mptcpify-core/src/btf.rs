@@ -48,6 +48,9 @@ pub struct Layout {
     /// Where the fallback mode's sysctl program finds a write of
     /// `net.mptcp.enabled`; `Err` says why it cannot run here.
     pub sysctl: Result<SysctlLayout, String>,
+    /// This kernel's value of each fallback MIB it has, by its index in
+    /// [`crate::output::fallback::MIBS`].
+    pub fallback_mibs: Vec<(u32, usize)>,
 }
 
 use mptcpify_common::maps::SysctlLayout;
@@ -90,7 +93,7 @@ fn close_layout(btf: &Btf) -> Result<CloseLayout> {
             + btf
                 .offset("mptcp_pm_data", "extra_subflows")
                 .or_else(|_| btf.offset("mptcp_pm_data", "subflows"))?,
-        _pad: 0,
+        msk_flags: btf.offset("mptcp_sock", "flags")?,
     })
 }
 
@@ -168,6 +171,14 @@ impl Layout {
             sock_create_key: sock_create_key(btf).ok(),
             close: close_layout(btf).map_err(|e| format!("{e:#}")),
             sysctl: sysctl_layout(btf).map_err(|e| format!("{e:#}")),
+            fallback_mibs: crate::output::fallback::MIBS
+                .iter()
+                .enumerate()
+                .filter_map(|(index, (enumerator, _, _))| {
+                    let value = btf.enumerator(enumerator).ok()?;
+                    Some((u32::try_from(value).ok()?, index))
+                })
+                .collect(),
         })
     }
 }

@@ -35,7 +35,8 @@ static STAGE_SLOTS: u32 = 0;
 static STAGE_ORDERED: u32 = 0;
 
 /// An event of an upgraded socket (closed, or its life while a monitor
-/// listens), in the name of its creator.
+/// listens), in the name of its creator; `option` carries the fallback
+/// reason it has (`Tag::fallback`).
 #[inline(always)]
 pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
     send(&Event {
@@ -43,6 +44,7 @@ pub fn report_tagged(tag: &Tag, outcome: u32, why: u32) {
         pid: tag.pid,
         tid: tag.tid,
         family: tag.family,
+        option: tag.fallback,
         why,
         boot_ns: stamp(stamped()),
         comm: tag.comm,

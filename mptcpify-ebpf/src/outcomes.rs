@@ -12,8 +12,12 @@
 //!   in the accepting thread's name, so that its subflows and its close
 //!   are told too;
 //! - `mptcpify_closed` (fentry on `mptcp_close`, the socket's `close`):
-//!   MPTCP, fell back to TCP, listener or never connected
-//!   ([`mptcpify_common::event::closed::classify`]), counted and reported.
+//!   MPTCP, fell back to TCP (at once, or later), listener or never
+//!   connected ([`mptcpify_common::event::closed::classify`]), counted and
+//!   reported;
+//! - `mptcpify_fallback` (fexit on `__mptcp_try_fallback`, 6.17+): why a
+//!   followed socket fell back, as the kernel counts it, kept for its close
+//!   and reported at once.
 //!
 //! While a monitor listens ([`flag::LIVE`]), the life in between too:
 //! - `mptcpify_established` (fentry on `mptcp_pm_new_connection`, which
@@ -32,11 +36,11 @@ use aya_ebpf::programs::{FEntryContext, FExitContext};
 use mptcpify_common::{
     consts::AF_INET6,
     event::{accepted, closed, origin, outcome, Ends},
-    maps::{flag, Counter, Tag},
+    maps::{flag, present, Counter, Tag},
 };
 
 use crate::events;
-use crate::layout::{current_task, field, layout};
+use crate::layout::{current_task, field, has, layout};
 use crate::maps;
 use crate::task::{self, read};
 
@@ -61,6 +65,7 @@ pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
         joins: 0,
         comm: task::comm(current),
         origin: origin::CREATED,
+        fallback: 0,
     };
     let _ = maps::TAGGED.insert(&sk, &tag, 0);
     0
@@ -139,6 +144,7 @@ pub extern "C" fn mptcpify_accepted(ctx: *mut core::ffi::c_void) -> i32 {
             joins: joined,
             comm: task::comm(current),
             origin: origin::ACCEPTED,
+            fallback: 0,
         };
         let _ = maps::TAGGED.insert(&sk, &tag, 0);
     } else {
@@ -178,6 +184,40 @@ fn ends(sk: u64, family: u32) -> Ends {
         ends.remote[..4].copy_from_slice(&v4(layout!(close.skc_daddr)));
     }
     ends
+}
+
+/// `bool __mptcp_try_fallback(struct mptcp_sock *msk, int fb_mib)`
+/// (net/mptcp/protocol.c, 6.17+; before, the fallback is an inline
+/// function and its reason is not passed): `msk` fell back to TCP when it
+/// returns true, counted by the kernel's MIB `fb_mib`. The first
+/// fallback of a followed socket is kept (a later call for one already
+/// fallen back returns true again) and reported.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fexit/__mptcp_try_fallback")]
+pub extern "C" fn mptcpify_fallback(ctx: *mut core::ffi::c_void) -> i32 {
+    let ctx = FExitContext::new(ctx);
+    let done: u64 = ctx.arg(2);
+    if done & 0xff == 0 {
+        return 0;
+    }
+    let msk: u64 = ctx.arg(0);
+    let Some(tag) = maps::TAGGED.get_ptr_mut(&msk) else {
+        return 0;
+    };
+    let fb_mib: u64 = ctx.arg(1);
+    // SAFETY: a valid map value; the fallback of one socket is decided
+    // under its fallback lock, once.
+    let tag = unsafe {
+        if (*tag).fallback != 0 {
+            return 0;
+        }
+        (*tag).fallback = (fb_mib as u32).wrapping_add(1);
+        *tag
+    };
+    if maps::config().flags & flag::EVENTS != 0 {
+        events::report_tagged(&tag, outcome::FALLBACK, fb_mib as u32);
+    }
+    0
 }
 
 /// `void mptcp_pm_new_connection(struct mptcp_sock *msk, const struct sock
@@ -230,20 +270,31 @@ pub extern "C" fn mptcpify_closed(ctx: *mut core::ffi::c_void) -> i32 {
     let bytes = read::<u64>(sk, layout!(close.bytes_sent))
         .unwrap_or(0)
         .wrapping_add(read::<u64>(sk, layout!(close.bytes_received)).unwrap_or(0));
-    let kind = closed::classify(state, remote_key, bytes);
+    let flags = read::<u64>(sk, layout!(close.msk_flags)).unwrap_or(0);
+    let done_bit = if has(present::FALLBACK_DONE_4) {
+        closed::FALLBACK_DONE_BIT_BEFORE_6_9
+    } else {
+        closed::FALLBACK_DONE_BIT
+    };
+    let kind = closed::classify(state, remote_key, bytes, flags, done_bit);
     if tag.origin == origin::ACCEPTED {
-        // Tagged only when MP_CAPABLE was done: always MPTCP.
-        maps::count(Counter::ClosedAccepted);
+        // Tagged only when MP_CAPABLE was done: MPTCP, or fell back later.
+        if kind == closed::FELL_BACK_LATER {
+            maps::count(Counter::ClosedAcceptedFellBackLater);
+        } else {
+            maps::count(Counter::ClosedAccepted);
+        }
         maps::count_by(Counter::ExtraSubflowsAccepted, u64::from(tag.joins));
     } else {
         let counter = match kind {
             closed::MPTCP => Counter::ClosedMptcp,
+            closed::FELL_BACK_LATER => Counter::ClosedFellBackLater,
             closed::FALLBACK => Counter::ClosedFallback,
             closed::LISTENER => Counter::ClosedListener,
             _ => Counter::ClosedUnconnected,
         };
         maps::count(counter);
-        if kind == closed::MPTCP {
+        if kind == closed::MPTCP || kind == closed::FELL_BACK_LATER {
             maps::count_by(Counter::ExtraSubflows, u64::from(tag.joins));
         }
     }

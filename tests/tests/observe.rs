@@ -528,3 +528,161 @@ fn every_upgrade_from_the_first_instant_has_its_outcome_at_detach() {
         "every upgraded socket has an outcome or is open: {output:?}"
     );
 }
+
+/// A non-blocking TCP socket (upgraded or not, as mptcpify decides) bound
+/// to 127.0.0.1:`port`.
+fn bound_nonblocking(port: u16) -> OwnedFd {
+    // SAFETY: socket(2) with plain integers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: a valid option and its size.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            4,
+        )
+    };
+    let sin = loopback(port);
+    // SAFETY: a valid sockaddr_in and its size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "bind :{port}: {}", std::io::Error::last_os_error());
+    fd
+}
+
+fn loopback(port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// A fallback is told with the kernel's reason where the kernel says it
+/// (a function `__mptcp_try_fallback` that is passed the reason, 6.17+;
+/// derived from kallsyms), and at close either way: two upgraded sockets
+/// that connect to each other at the same moment (a TCP simultaneous
+/// open, which MPTCP does not do: the kernel falls back, counting
+/// `SimultConnectFallback`), in a network namespace whose loopback delays
+/// each packet, so that both SYNs are in flight at once.
+#[test]
+fn a_simultaneous_connect_falls_back_and_says_why_where_the_kernel_does() {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let says_why = kallsyms
+        .lines()
+        .any(|l| l.ends_with(" __mptcp_try_fallback"));
+    let netns = probe::TempNetns::new("simult");
+    let run = |command: &str| {
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", &netns.0])
+            .args(command.split(' '))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{command}");
+    };
+    run("ip link set lo up");
+    run("tc qdisc add dev lo root netem delay 200ms");
+    let running = Running::attach(&["--json", "--comm", "simult"]);
+    let path = netns.path();
+    let protocols = as_comm("simult", move || {
+        let ns = std::fs::File::open(&path).unwrap();
+        // SAFETY: a namespace file; this thread alone moves.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let (a, b) = (bound_nonblocking(40001), bound_nonblocking(40002));
+        for (from, to) in [(&a, 40002), (&b, 40001)] {
+            let sin = loopback(to);
+            // SAFETY: a valid sockaddr_in and its size.
+            let rc = unsafe {
+                libc::connect(
+                    from.as_raw_fd(),
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as u32,
+                )
+            };
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            assert!(
+                rc == 0 || errno == Some(libc::EINPROGRESS),
+                "connect: {errno:?}"
+            );
+        }
+        for fd in [&a, &b] {
+            let mut poll = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            assert_eq!(
+                unsafe { libc::poll(&mut poll, 1, 10_000) },
+                1,
+                "not connected"
+            );
+            let mut error: libc::c_int = 0;
+            let mut len = 4;
+            // SAFETY: a valid option buffer and its size.
+            unsafe {
+                libc::getsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&mut error as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(error, 0, "the simultaneous open failed");
+        }
+        (sockets::protocol_of(&a), sockets::protocol_of(&b))
+    });
+    assert_eq!(protocols, (MPTCP, MPTCP), "both sockets upgraded");
+    std::thread::sleep(Duration::from_millis(300));
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+    let objects: Vec<serde_json::Value> = output
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let closed: Vec<_> = objects.iter().filter(|o| o["event"] == "closed").collect();
+    assert_eq!(closed.len(), 2, "{output:?}");
+    let fallbacks: Vec<_> = objects
+        .iter()
+        .filter(|o| o["event"] == "fallback")
+        .collect();
+    for event in &closed {
+        assert_eq!(event["outcome"], "fallback", "{event}");
+        if says_why {
+            assert_eq!(event["reason"], "SimultConnectFallback", "{event}");
+        } else {
+            assert!(event.get("reason").is_none(), "{event}");
+        }
+    }
+    if says_why {
+        assert_eq!(fallbacks.len(), 2, "{output:?}");
+        for event in &fallbacks {
+            assert_eq!(event["reason"], "SimultConnectFallback", "{event}");
+            assert_eq!(event["comm"], "simult", "{event}");
+        }
+    } else {
+        assert!(fallbacks.is_empty(), "{output:?}");
+    }
+    let detached = objects.last().unwrap();
+    assert_eq!(detached["counters"]["closed_fallback"], 2, "{detached}");
+}

@@ -172,7 +172,9 @@ fn prometheus_scrapes_the_accepted_split_that_status_shows() {
         assert_eq!(labels["job"], "mptcpify", "{labels}");
         assert_eq!(labels["instance"], format!("127.0.0.1:{METRICS_PORT}"));
     }
-    let closed = prometheus.query("mptcpify_closed_total%7Brole%3D%22accepted%22%7D");
+    // mptcpify_closed_total{role="accepted",outcome="mptcp"}
+    let closed = prometheus
+        .query("mptcpify_closed_total%7Brole%3D%22accepted%22%2Coutcome%3D%22mptcp%22%7D");
     assert_eq!(closed.len(), 1, "{closed:?}");
     assert_eq!(closed[0].1, counters["closed_accepted"].as_u64().unwrap());
     let info = prometheus.query("mptcpify_info");

@@ -180,6 +180,31 @@ fn cases() -> Vec<(String, Record)> {
         },
     );
     add(
+        "closed fell back later, the reason unknown to this version".into(),
+        Event {
+            outcome: outcome::CLOSED,
+            why: closed::pack(closed::FELL_BACK_LATER, origin::CREATED, 1),
+            option: 1000,
+            ..base
+        },
+    );
+    add(
+        "closed fell back later, the kernel does not say why".into(),
+        Event {
+            outcome: outcome::CLOSED,
+            why: closed::pack(closed::FELL_BACK_LATER, origin::ACCEPTED, 0),
+            ..base
+        },
+    );
+    add(
+        "fallback, a reason unknown to this version".into(),
+        Event {
+            outcome: outcome::FALLBACK,
+            why: 999,
+            ..base
+        },
+    );
+    add(
         "closed accepted mptcp joins=2".into(),
         Event {
             outcome: outcome::CLOSED,

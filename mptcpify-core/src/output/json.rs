@@ -54,9 +54,24 @@ pub enum JsonEvent {
         /// `created` (an upgraded `socket()`; who made it) or `accepted`
         /// (a connection an upgraded listener accepted; who accepted it).
         role: String,
-        /// `mptcp`, `fallback`, `listener` or `unconnected`.
+        /// `mptcp`, `fallback`, `fell_back_later`, `listener` or
+        /// `unconnected`.
         outcome: String,
         extra_subflows: u32,
+        /// With a fallback, why, where the kernel said: its counter's name
+        /// in `/proc/net/netstat` (`DssFallback`, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(flatten)]
+        from: Source,
+    },
+    /// A followed MPTCP socket fell back to TCP, where the kernel says why.
+    Fallback {
+        #[serde(flatten)]
+        socket: Socket,
+        family: String,
+        /// The kernel's counter of the reason, as `/proc/net/netstat` names it.
+        reason: String,
         #[serde(flatten)]
         from: Source,
     },
@@ -281,8 +296,15 @@ mod tests {
                 socket: socket(),
                 family: family(),
                 role: "created".into(),
-                outcome: "mptcp".into(),
+                outcome: "fell_back_later".into(),
                 extra_subflows: 2,
+                reason: Some("DssFallback".into()),
+                from: from(),
+            },
+            JsonEvent::Fallback {
+                socket: socket(),
+                family: family(),
+                reason: "DssFallback".into(),
                 from: from(),
             },
             JsonEvent::Accepted {

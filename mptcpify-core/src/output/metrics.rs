@@ -132,8 +132,16 @@ pub fn render(snapshot: &Snapshot) -> String {
                 get(Counter::ClosedUnconnected),
             ),
             (
+                &[("role", "created"), ("outcome", "fell_back_later")],
+                get(Counter::ClosedFellBackLater),
+            ),
+            (
                 &[("role", "accepted"), ("outcome", "mptcp")],
                 get(Counter::ClosedAccepted),
+            ),
+            (
+                &[("role", "accepted"), ("outcome", "fell_back_later")],
+                get(Counter::ClosedAcceptedFellBackLater),
             ),
         ]),
     );
@@ -147,12 +155,15 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     registry.register(
         "mptcpify_fallbacks",
-        "Upgraded connections that ran as TCP, by reason (peer_not_mptcp: the peer did not \
-         answer MP_CAPABLE), counted at close",
-        family(&[(
-            &[("reason", "peer_not_mptcp")],
-            get(Counter::ClosedFallback),
-        )]),
+        "Followed connections that ran as TCP, counted at close: never MPTCP (the peer did \
+         not answer MP_CAPABLE), or after MPTCP was established",
+        family(&[
+            (&[("when", "at_connect")], get(Counter::ClosedFallback)),
+            (
+                &[("when", "after_established")],
+                get(Counter::ClosedFellBackLater) + get(Counter::ClosedAcceptedFellBackLater),
+            ),
+        ]),
     );
     registry.register(
         "mptcpify_refused_options",
@@ -268,7 +279,8 @@ mod tests {
             "mptcpify_closed_total{role=\"created\",outcome=\"fallback\"} 2",
             "mptcpify_kept_tcp_total{reason=\"excluded\"} 3",
             "mptcpify_kept_tcp_total{reason=\"sandboxed\"} 0",
-            "mptcpify_fallbacks_total{reason=\"peer_not_mptcp\"} 2",
+            "mptcpify_fallbacks_total{when=\"at_connect\"} 2",
+            "mptcpify_fallbacks_total{when=\"after_established\"} 0",
             "mptcpify_events_dropped_total 0",
             "mptcpify_skipped_calls_total 1",
             "mptcpify_missed_calls_total{function=\"mptcp_close\"} 4",

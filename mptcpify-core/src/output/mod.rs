@@ -2,8 +2,9 @@
 //! programs send decoded once ([`report`]), and its two forms ([`render`]):
 //! a text line, and an object of the JSON interface ([`json`]), with
 //! [`sockopt_names`]' symbols; and the counters as Prometheus scrapes them
-//! ([`metrics`]).
+//! ([`metrics`]); the kernel's fallback reasons, named ([`fallback`]).
 
+pub mod fallback;
 #[cfg(test)]
 mod golden;
 pub mod json;

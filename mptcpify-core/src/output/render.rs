@@ -8,7 +8,7 @@ use mptcpify_common::{event::Explanation, maps::kind, Keep, Verdict};
 
 use crate::output::json::{self, JsonEvent, Socket, Source};
 use crate::output::report::{Accepted, Call, Closed, Family, Kept, Origin, Report, Subflow, Who};
-use crate::output::sockopt_names;
+use crate::output::{fallback, sockopt_names};
 
 /// The text line of one record (the tests' way in: the program decodes
 /// each record once, [`Report::decode`]).
@@ -113,6 +113,16 @@ pub fn text(report: &Report) -> String {
             who_words(who),
             family_name(*family),
             explained(why)
+        ),
+        Report::Fallback {
+            who,
+            family,
+            reason,
+        } => format!(
+            "fallback {} family={}: mptcp fell back to tcp ({})",
+            who_words(who),
+            family_name(*family),
+            reason_words(Some(*reason))
         ),
         Report::Established { who, family } => format!(
             "established {} family={}: mptcp",
@@ -277,15 +287,34 @@ pub fn to_json(report: &Report, time: std::time::SystemTime, instance: Option<u3
             .into(),
             outcome: match outcome {
                 Closed::Mptcp { .. } => "mptcp",
-                Closed::Fallback => "fallback",
+                Closed::Fallback { .. } => "fallback",
+                Closed::FellBackLater { .. } => "fell_back_later",
                 Closed::Listener => "listener",
                 Closed::Unconnected => "unconnected",
             }
             .into(),
             extra_subflows: match outcome {
-                Closed::Mptcp { extra_subflows } => *extra_subflows,
+                Closed::Mptcp { extra_subflows } | Closed::FellBackLater { extra_subflows, .. } => {
+                    *extra_subflows
+                }
                 _ => 0,
             },
+            reason: match outcome {
+                Closed::Fallback { reason } | Closed::FellBackLater { reason, .. } => {
+                    reason.map(fallback::name)
+                }
+                _ => None,
+            },
+            from,
+        },
+        Report::Fallback {
+            who,
+            family: f,
+            reason,
+        } => JsonEvent::Fallback {
+            socket: socket(who),
+            family: family(f),
+            reason: fallback::name(*reason),
             from,
         },
         Report::Accepted {
@@ -349,9 +378,31 @@ fn closed_words(outcome: Closed) -> String {
         Closed::Mptcp { extra_subflows } => {
             format!("mptcp, {}", extra_subflows_words(extra_subflows))
         }
-        Closed::Fallback => "fell back to tcp (the peer did not answer MP_CAPABLE)".into(),
+        Closed::Fallback { reason } => match reason.and_then(fallback::describe) {
+            Some((name, meaning)) => format!("fell back to tcp ({meaning}: {name})"),
+            None => "fell back to tcp (the peer did not answer MP_CAPABLE)".into(),
+        },
+        Closed::FellBackLater {
+            extra_subflows,
+            reason,
+        } => format!(
+            "mptcp, then fell back to tcp ({}), {}",
+            reason_words(reason),
+            extra_subflows_words(extra_subflows)
+        ),
         Closed::Listener => "listener".into(),
         Closed::Unconnected => "never connected".into(),
+    }
+}
+
+/// Why a connection fell back, as the kernel counted it.
+fn reason_words(reason: Option<u32>) -> String {
+    match reason {
+        Some(mib) => match fallback::describe(mib) {
+            Some((name, meaning)) => format!("{meaning}: {name}"),
+            None => fallback::name(mib),
+        },
+        None => "this kernel does not say why".into(),
     }
 }
 

@@ -47,8 +47,18 @@ pub enum Call {
 /// What an upgraded socket did, told when it was closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Closed {
-    Mptcp { extra_subflows: u32 },
-    Fallback,
+    Mptcp {
+        extra_subflows: u32,
+    },
+    /// Never MPTCP: `reason` the kernel's fallback MIB where it said.
+    Fallback {
+        reason: Option<u32>,
+    },
+    /// MPTCP, then TCP: `reason` the kernel's fallback MIB where it said.
+    FellBackLater {
+        extra_subflows: u32,
+        reason: Option<u32>,
+    },
     Listener,
     Unconnected,
 }
@@ -113,6 +123,13 @@ pub enum Report {
         family: Family,
         origin: Origin,
         outcome: Closed,
+    },
+    /// A followed MPTCP socket fell back to TCP; `reason`: the kernel's
+    /// fallback MIB ([`crate::output::fallback`]).
+    Fallback {
+        who: Who,
+        family: Family,
+        reason: u32,
     },
     /// An upgraded listener accepted a connection; `who` accepted it.
     Accepted {
@@ -187,9 +204,15 @@ impl Report {
             },
             outcome::CLOSED => {
                 let (kind, from, extra_subflows) = closed::unpack(event.why);
+                // The kernel's fallback MIB plus one, where it said.
+                let reason = event.option.checked_sub(1);
                 let outcome = match kind {
                     closed::MPTCP => Closed::Mptcp { extra_subflows },
-                    closed::FALLBACK => Closed::Fallback,
+                    closed::FELL_BACK_LATER => Closed::FellBackLater {
+                        extra_subflows,
+                        reason,
+                    },
+                    closed::FALLBACK => Closed::Fallback { reason },
                     closed::LISTENER => Closed::Listener,
                     // `closed::classify` gives no other value.
                     _ => Closed::Unconnected,
@@ -205,6 +228,11 @@ impl Report {
                     outcome,
                 }
             }
+            outcome::FALLBACK => Report::Fallback {
+                who,
+                family,
+                reason: event.why,
+            },
             outcome::ACCEPTED => Report::Accepted {
                 who,
                 family,
@@ -251,6 +279,7 @@ impl Report {
             | Report::TcpOption { .. }
             | Report::Closed { .. }
             | Report::Accepted { .. }
+            | Report::Fallback { .. }
             | Report::Unknown { .. } => !quiet,
         }
     }
@@ -317,7 +346,7 @@ mod tests {
             }
             .into(),
         );
-        assert!(matches!(unknown, Report::Unknown { outcome: 14, .. }));
+        assert!(matches!(unknown, Report::Unknown { outcome: 15, .. }));
     }
 
     #[test]

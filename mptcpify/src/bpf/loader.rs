@@ -143,6 +143,11 @@ const OUTCOME_PROGRAMS: [(&str, &str); 4] = [
     ("mptcpify_accepted", "mptcp_stream_accept"),
 ];
 
+/// Why a followed socket fell back, where the kernel has a function that
+/// is told (6.17+; see mptcpify-ebpf/src/outcomes.rs). Without it the
+/// fallback is still seen at close, without its reason.
+const FALLBACK_PROGRAM: (&str, &str) = ("mptcpify_fallback", "__mptcp_try_fallback");
+
 /// The programs that tell a monitor an upgraded connection's life (see
 /// mptcpify-ebpf/src/outcomes.rs), by the kernel function each follows.
 const LIVE_PROGRAMS: [(&str, &str); 2] = [
@@ -168,6 +173,7 @@ pub fn btf_targets() -> Vec<(&'static str, layout::BtfKind)> {
         ("rb_node", Struct),
         (FOLLOW_TRACEPOINT_TYPEDEF, Typedef),
         (AUDIT_PROGRAM.1, Func),
+        (FALLBACK_PROGRAM.1, Func),
     ];
     for (_, function) in OUTCOME_PROGRAMS
         .iter()
@@ -311,6 +317,11 @@ pub fn attach(
     let outcomes_unwatched = match mode {
         Mode::Upgrade { .. } => match watch_outcomes(&mut ebpf, kernel, guard, &mut links) {
             Ok(()) => {
+                // Where the kernel tells why (6.17+); else a fallback is
+                // still seen at close, and its events say that this kernel
+                // does not say why.
+                let (name, function) = FALLBACK_PROGRAM;
+                let _ = attach_traced!(ebpf, FExit, name, function, &kernel.ids, links);
                 // The upgrader notes each upgrade for the tag from its
                 // first run on.
                 config.flags |= flag::OUTCOMES;

@@ -40,6 +40,7 @@ pub async fn monitor(args: &MonitorArgs) -> Result<i32, Failure> {
                 .into(),
         });
     }
+    crate::kernel::layout::learn_fallback_reasons();
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
     let (mut watched, mut unreachable) = (Vec::new(), Vec::new());
     for id in ids {

@@ -68,6 +68,8 @@ pub fn read(wanted: &[(&'static str, BtfKind)]) -> Result<(BtfIds, Result<Guard>
     let btf = Btf::parse(&data).with_context(|| format!("parsing {VMLINUX_BTF}"))?;
     let ids = btf.ids(wanted);
     let guard = Layout::from_parsed(&btf).map(|layout| {
+        // The events name the kernel's fallback reasons by its values.
+        mptcpify_core::output::fallback::learn(layout.fallback_mibs.clone());
         let symbols = symbols.join().unwrap_or(Symbols {
             pernet_id: Symbol::Missing,
             sock_create_keys: Symbol::Missing,
@@ -79,6 +81,18 @@ pub fn read(wanted: &[(&'static str, BtfKind)]) -> Result<(BtfIds, Result<Guard>
         })
     });
     Ok((ids, guard))
+}
+
+/// Learns the running kernel's fallback reasons (`mptcpify monitor`, which
+/// writes events without attaching anything). Events name an unknown
+/// reason by its number when the BTF cannot be read.
+pub fn learn_fallback_reasons() {
+    let Ok(data) = std::fs::read(VMLINUX_BTF) else {
+        return;
+    };
+    if let Ok(layout) = Layout::from_btf(&data) {
+        mptcpify_core::output::fallback::learn(layout.fallback_mibs);
+    }
 }
 
 /// The ids of `wanted` in the running kernel's BTF (for `status`).
@@ -138,6 +152,16 @@ fn guard_from(
     }
     if layout.close.is_ok() {
         kernel.present |= present::CLOSE;
+        let release = crate::sys::kernel_release();
+        let mut version = release
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse::<u32>().ok());
+        if let (Some(major), Some(minor)) = (version.next(), version.next()) {
+            let bit = mptcpify_common::event::closed::fallback_done_bit(major, minor);
+            if bit == mptcpify_common::event::closed::FALLBACK_DONE_BIT_BEFORE_6_9 {
+                kernel.present |= present::FALLBACK_DONE_4;
+            }
+        }
     }
     let fallback = match (symbols.pernet_id, layout.pernet_mptcp_enabled) {
         (Symbol::Address(address), Some(offset)) => {

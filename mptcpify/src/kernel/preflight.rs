@@ -60,11 +60,7 @@ fn probe_support() -> Support {
     }
 }
 
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "(unknown)".into())
-}
+pub use crate::sys::kernel_release;
 
 fn check_privileges() -> Result<(), Failure> {
     let status = procfs::process::Process::myself()

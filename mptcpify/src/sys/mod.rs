@@ -8,6 +8,7 @@
 //!   netlink).
 //! - [`netns`]: the never-reused cookie of the caller's network namespace.
 //! - [`rtnl`]: interfaces and addresses, and their changes (rtnetlink).
+//! - [`kernel_release`]: the running kernel's release.
 
 pub mod bpf;
 pub mod held_signals;
@@ -15,3 +16,10 @@ pub mod mapped;
 pub mod mptcp_pm;
 pub mod netns;
 pub mod rtnl;
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "(unknown)".into())
+}

@@ -127,7 +127,9 @@ impl Image {
     pub fn memory_mib(self) -> u32 {
         match self {
             Image::Busybox => 1024,
-            Image::Systemd => 2048,
+            // The root file system is in RAM (half of it at most): the
+            // image, and what podman's builds write.
+            Image::Systemd => 2560,
         }
     }
 }

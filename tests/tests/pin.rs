@@ -71,6 +71,12 @@ fn a_pinned_upgrade_outlives_mptcpify_is_taken_over_without_a_gap_and_detached()
     assert_eq!(listed[0]["pinned"], NAME, "{listed:?}");
     assert_eq!(listed[0]["holders"], serde_json::json!([]), "{listed:?}");
     let old_id = listed[0]["program_id"].as_u64().unwrap();
+    // A listener the pinned upgrade made: its accepts are counted by
+    // whichever instance holds the pin.
+    let listener = as_comm(SELECTED, || {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+    });
+    assert_eq!(mptcpify_tests::sockets::protocol_of(&listener), 262);
 
     // Taken over by a new mptcpify while sockets are made all along: each
     // one is MPTCP, and one upgrader is attached afterwards.
@@ -95,14 +101,12 @@ fn a_pinned_upgrade_outlives_mptcpify_is_taken_over_without_a_gap_and_detached()
             .unwrap()
     };
     let second = Running::attach(&args);
-    assert!(
-        second
-            .output
-            .iter()
-            .any(|l| l.contains("took over the upgrade pinned as")),
-        "{:?}",
-        second.output
-    );
+    let took_over = second
+        .output
+        .iter()
+        .find(|l| l.contains("took over the upgrade pinned as"))
+        .unwrap_or_else(|| panic!("{:?}", second.output));
+    assert!(took_over.contains("sockets it followed"), "{took_over}");
     let seen = {
         stop.store(true, Ordering::Relaxed);
         watcher.join().unwrap()
@@ -128,6 +132,14 @@ fn a_pinned_upgrade_outlives_mptcpify_is_taken_over_without_a_gap_and_detached()
     assert_ne!(listed[0]["program_id"].as_u64().unwrap(), old_id);
     assert_eq!(listed[0]["pinned"], NAME);
 
+    // The inherited listener's connection is counted by the second.
+    let port = listener.local_addr().unwrap().port();
+    let client = as_comm(SELECTED, move || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()
+    });
+    let (server, _) = listener.accept().unwrap();
+    drop((client, server, listener));
+
     // Detached by name while the second still runs: it stays attached until
     // that one exits, then new sockets are TCP.
     let (status, out) = run(&["detach", NAME]);
@@ -135,7 +147,21 @@ fn a_pinned_upgrade_outlives_mptcpify_is_taken_over_without_a_gap_and_detached()
     assert!(out.contains("keeps it attached until it exits"), "{out}");
     assert!(!dir.exists(), "{} is still there", dir.display());
     assert_eq!(protocol_as_selected(), 262);
-    exits_saying(second, libc::SIGTERM, "detached; new sockets are TCP again");
+    second.signal(libc::SIGTERM);
+    let (status, output) = second.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("detached; new sockets are TCP again")),
+        "{output:?}"
+    );
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("accepted by upgraded listeners: 1 MPTCP (100%), 0 plain TCP")),
+        "the inherited listener's accept is not counted: {output:?}"
+    );
     assert_eq!(protocol_as_selected(), 6, "still upgraded after detach");
     assert_eq!(instances_once(0), Vec::<serde_json::Value>::new());
 }

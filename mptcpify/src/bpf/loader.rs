@@ -968,13 +968,18 @@ impl Attached {
     /// the old program stays attached until the new one is pinned in its
     /// place. Files of `dir` that are not this instance's are removed
     /// (another version's programs).
-    pub fn pin(&mut self, dir: &std::path::Path) -> Result<(), Failure> {
+    /// Returns how many sockets of the upgrade pinned there before (a
+    /// takeover) this one follows from now on ([`Attached::adopt`]).
+    pub fn pin(&mut self, dir: &std::path::Path) -> Result<usize, Failure> {
         let pin_failed = |what: String, e: &dyn std::error::Error| Failure::Pin {
             what: format!("{what}: {}", error_chain(e)),
             fix: "Pins need root and the BPF filesystem mounted at /sys/fs/bpf (under \
                   systemd: ReadWritePaths=/sys/fs/bpf)."
                 .into(),
         };
+        // Taken while the previous upgrade is still pinned: the map of the
+        // sockets it follows, which outlives its programs while held.
+        let previous = previous_tagged(dir);
         let mut pinned = Vec::new();
         let mut names = Vec::new();
         for (name, link) in self.links.drain(..) {
@@ -1002,7 +1007,35 @@ impl Attached {
             }
         }
         self.pinned = Some((dir.to_path_buf(), pinned));
-        Ok(())
+        Ok(previous.map_or(0, |map| self.adopt(map)))
+    }
+
+    /// Follows from now on the sockets the previous upgrade's programs
+    /// followed (`TAGGED`: its upgraded sockets, its listeners, their
+    /// accepted connections), copied once its programs are detached: a
+    /// listener inherited across a takeover keeps being counted, and each
+    /// socket's close is told here. Entries this instance already has
+    /// stay (`BPF_NOEXIST`); a map of another version's layout is left
+    /// alone. A socket that closed between the old programs' detach and
+    /// the copy stays counted open.
+    fn adopt(&mut self, previous: MapData) -> usize {
+        let Ok(old) = HashMap::<_, u64, maps::Tag>::try_from(aya::maps::Map::HashMap(previous))
+        else {
+            return 0;
+        };
+        let Some(Ok(mut new)) = self
+            .ebpf
+            .map_mut(maps::TAGGED)
+            .map(HashMap::<_, u64, maps::Tag>::try_from)
+        else {
+            return 0;
+        };
+        /// `BPF_NOEXIST` (include/uapi/linux/bpf.h).
+        const BPF_NOEXIST: u64 = 1;
+        old.iter()
+            .filter_map(Result::ok)
+            .filter(|(sk, tag)| new.insert(sk, tag, BPF_NOEXIST).is_ok())
+            .count()
     }
 
     /// Where the links are pinned, if they are.
@@ -1056,6 +1089,19 @@ impl Attached {
         let (cpus, slots) = self.stage;
         EventSource::new(ring, staged, positions, cpus, slots)
     }
+}
+
+/// The `TAGGED` map of the tag program pinned in `dir`, if any.
+fn previous_tagged(dir: &std::path::Path) -> Option<MapData> {
+    let id = crate::bpf::pins::program_at(dir, OUTCOME_PROGRAMS[0].0)?;
+    let program = crate::bpf::instances::programs(&[id]).into_iter().next()?;
+    let map = program
+        .map_ids()
+        .ok()??
+        .into_iter()
+        .filter_map(|id| aya::maps::MapInfo::from_id(id).ok())
+        .find(|m| m.name_as_str() == Some(maps::TAGGED))?;
+    MapData::from_id(map.id()).ok()
 }
 
 /// The possible CPUs (what `bpf_get_smp_processor_id` may return is below

@@ -111,6 +111,12 @@ fn program_of(path: &Path) -> Option<u32> {
     Some(link.info().ok()?.program_id())
 }
 
+/// The program whose link is pinned as `program` in the pin directory
+/// `dir`.
+pub fn program_at(dir: &Path, program: &str) -> Option<u32> {
+    program_of(&dir.join(program))
+}
+
 /// The upgrader pinned as `name` (what a new `--pin name` takes over).
 pub fn upgrader_of(name: &str) -> Option<u32> {
     upgrader_at(&Path::new(ROOT).join(name))

@@ -123,6 +123,11 @@ OBSERVING:
     of it as JSON lines. From another shell, `mptcpify monitor` streams the
     same events live, and the life of each upgraded connection (MPTCP
     established, extra subflows up and down).
+    Servers: each connection an upgraded listener accepts is a line (the
+    accepting process, both ends, whether the client did MPTCP), and the
+    exit summary adds them up. A connection that falls back to TCP is said,
+    with the kernel's reason where it gives one (6.17+). --metrics PORT
+    serves all counters to Prometheus at http://127.0.0.1:PORT/metrics.
 
 CONFIG FILE:
     --config FILE takes the policy from a TOML file, one key per option, each

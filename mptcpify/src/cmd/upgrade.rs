@@ -74,11 +74,13 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         None => None,
     };
     if let Some((name, dir)) = &pin {
-        attached.pin(dir)?;
+        let adopted = attached.pin(dir)?;
         if !replacing.is_empty() {
             eprintln!(
                 "mptcpify: took over the upgrade pinned as {name} (program id {}): it is \
-                 detached now that this one is pinned in its place",
+                 detached now that this one is pinned in its place; the {adopted} sockets it \
+                 followed (upgraded sockets, listeners, accepted connections) are followed \
+                 here",
                 replacing
                     .iter()
                     .map(u32::to_string)

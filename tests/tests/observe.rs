@@ -25,24 +25,39 @@ fn connected(to: &TcpListener) -> (OwnedFd, std::net::TcpStream) {
     let std::net::SocketAddr::V4(addr) = to.local_addr().unwrap() else {
         panic!("an IPv4 listener")
     };
-    let sin = libc::sockaddr_in {
+    let rc = connect(&fd, addr);
+    assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+    (fd, to.accept().unwrap().0)
+}
+
+/// `addr` as the socket calls take it.
+fn sockaddr(addr: std::net::SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
         sin_port: addr.port().to_be(),
         sin_addr: libc::in_addr {
             s_addr: u32::from(*addr.ip()).to_be(),
         },
         sin_zero: [0; 8],
-    };
+    }
+}
+
+/// connect(2) of `fd` to `addr`: its return value.
+fn connect(fd: &OwnedFd, addr: std::net::SocketAddrV4) -> libc::c_int {
+    let sin = sockaddr(addr);
     // SAFETY: a valid sockaddr_in and its size.
-    let rc = unsafe {
+    unsafe {
         libc::connect(
             fd.as_raw_fd(),
             (&sin as *const libc::sockaddr_in).cast(),
             std::mem::size_of::<libc::sockaddr_in>() as u32,
         )
-    };
-    assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-    (fd, to.accept().unwrap().0)
+    }
+}
+
+/// 127.0.0.1:`port`.
+fn loopback(port: u16) -> std::net::SocketAddrV4 {
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port)
 }
 
 /// setsockopt's errno, or 0 when it succeeded.
@@ -548,7 +563,7 @@ fn bound_nonblocking(port: u16) -> OwnedFd {
             4,
         )
     };
-    let sin = loopback(port);
+    let sin = sockaddr(loopback(port));
     // SAFETY: a valid sockaddr_in and its size.
     let rc = unsafe {
         libc::bind(
@@ -559,17 +574,6 @@ fn bound_nonblocking(port: u16) -> OwnedFd {
     };
     assert_eq!(rc, 0, "bind :{port}: {}", std::io::Error::last_os_error());
     fd
-}
-
-fn loopback(port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
 }
 
 /// A fallback is told with the kernel's reason where the kernel says it
@@ -607,15 +611,7 @@ fn a_simultaneous_connect_falls_back_and_says_why_where_the_kernel_does() {
         );
         let (a, b) = (bound_nonblocking(40001), bound_nonblocking(40002));
         for (from, to) in [(&a, 40002), (&b, 40001)] {
-            let sin = loopback(to);
-            // SAFETY: a valid sockaddr_in and its size.
-            let rc = unsafe {
-                libc::connect(
-                    from.as_raw_fd(),
-                    (&sin as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as u32,
-                )
-            };
+            let rc = connect(from, loopback(to));
             let errno = std::io::Error::last_os_error().raw_os_error();
             assert!(
                 rc == 0 || errno == Some(libc::EINPROGRESS),

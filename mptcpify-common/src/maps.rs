@@ -198,10 +198,13 @@ pub mod name_filter {
 pub const TAGGED: &str = "TAGGED";
 pub const MAX_TAGGED: u32 = 16384;
 
-/// `Array<u32>` of [`NOTE_SLOTS`] entries, indexed by thread id modulo its
-/// size: the id of a thread whose `socket()` call the upgrader upgraded,
-/// until the tag program (`mptcp_init_sock`, in the same call) takes it; 0
-/// when taken. By thread, not by CPU, so that a thread that moves to another
+/// `Array<u64>` of [`NOTE_SLOTS`] entries, indexed by thread id modulo its
+/// size: the id of a thread whose `socket()` call the upgrader upgraded
+/// ([`note`]), with the [`kind`] bits of the include selectors that named
+/// it (so that the tag program finds the selector's number, see
+/// [`SELECTOR_COUNTERS`]), until the
+/// tag program (`mptcp_init_sock`, in the same call) takes it; 0 when
+/// taken. By thread, not by CPU, so that a thread that moves to another
 /// CPU in between (a sleep in the socket's allocation) still finds its note.
 /// Two threads whose ids share a slot, both between the two programs at
 /// once, lose one note: that socket is upgraded but not tagged.
@@ -211,6 +214,19 @@ pub const MAX_TAGGED: u32 = 16384;
 pub const UPGRADING: &str = "UPGRADING";
 /// Entries of [`UPGRADING`] (a power of two).
 pub const NOTE_SLOTS: u32 = 1024;
+
+/// The [`UPGRADING`] note of thread `tid`, upgraded by include selectors
+/// of the [`kind`]s `selected_by`.
+#[inline(always)]
+pub fn note(tid: u32, selected_by: u32) -> u64 {
+    u64::from(selected_by) << 32 | u64::from(tid)
+}
+
+/// The kinds of note `note` when it is thread `tid`'s.
+#[inline(always)]
+pub fn noted(note: u64, tid: u32) -> Option<u32> {
+    (note as u32 == tid && tid != 0).then_some((note >> 32) as u32)
+}
 
 /// An upgraded socket, from its creation to its close.
 #[repr(C)]
@@ -230,6 +246,10 @@ pub struct Tag {
     /// The kernel's fallback reason (`fb_mib`) plus one, once it fell back
     /// on a kernel that says why; 0 before, or where it does not.
     pub fallback: u32,
+    /// The number of the selector that upgraded it ([`role::SELECTOR`];
+    /// an accepted connection: its listener's).
+    pub selector: u32,
+    pub _pad: u32,
 }
 
 /// Where the programs on `mptcp_finish_join` and `mptcp_close` read an
@@ -320,6 +340,169 @@ pub const MAX_NETNS: u32 = 256;
 /// Each cgroup rule costs the program one helper call per TCP socket.
 pub const MAX_CGROUP_RULES: u32 = 32;
 
+/// Selector numbers ([`role::SELECTOR`]): 1 to 31 name an include selector
+/// of the policy; 0 is every socket upgraded without a number of its own
+/// (`--all`, or selectors past the 31st).
+pub const MAX_SELECTORS: u32 = 32;
+
+/// `PerCpuArray<u64>` of [`MAX_SELECTORS`] × [`SelectorCounter::COUNT`]
+/// entries ([`SelectorCounter::index`]): what the sockets each selector
+/// upgraded did. Counted by the outcome programs (never the upgrader, whose
+/// cost every TCP `socket()` pays). The tag program finds the number of
+/// the selector that upgraded a socket, on the kinds the upgrader noted
+/// ([`UPGRADING`]), and the tag carries it. The upgrader does not keep the
+/// number itself: one more value through its selection made the verifier
+/// tell apart states it otherwise prunes, and the program failed to load
+/// (E2BIG: over a million instructions processed, lab, 7.3).
+/// (The kernel keeps 15 bytes of a map's name: hence not "SELECTOR_COUNTERS".)
+pub const SELECTOR_COUNTERS: &str = "BY_SELECTOR";
+
+/// `Array<SelectorName>` of [`MAX_SELECTORS`] entries: each number's
+/// selector as the operator gave it, written by the loader for `status`,
+/// which reads another process's instance.
+pub const SELECTOR_NAMES: &str = "SELECTOR_NAMES";
+
+/// A selector's name, NUL-padded UTF-8 (cut at 63 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SelectorName(pub [u8; 64]);
+
+impl Default for SelectorName {
+    fn default() -> Self {
+        Self([0; 64])
+    }
+}
+
+impl SelectorName {
+    pub fn new(name: &str) -> Self {
+        let mut out = [0u8; 64];
+        let mut len = name.len().min(63);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        out[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Self(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(64);
+        core::str::from_utf8(&self.0[..end]).unwrap_or("")
+    }
+}
+
+/// What [`SELECTOR_COUNTERS`] counts for each selector.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectorCounter {
+    /// Upgraded sockets followed (tagged at creation).
+    Upgraded = 0,
+    /// Connections its listeners accepted, by client.
+    AcceptedMptcp = 1,
+    AcceptedTcp = 2,
+    /// Upgraded sockets closed after using MPTCP.
+    ClosedMptcp = 3,
+    /// Upgraded sockets closed after the peer did not answer MP_CAPABLE.
+    FellBack = 4,
+    /// Connections (made or accepted) closed after MPTCP fell back later.
+    FellBackLater = 5,
+    /// Extra subflows its closed connections joined (made or accepted).
+    ExtraSubflows = 6,
+    /// Socket options MPTCP refused on its sockets.
+    RefusedOptions = 7,
+}
+
+impl SelectorCounter {
+    pub const ALL: [SelectorCounter; 8] = [
+        SelectorCounter::Upgraded,
+        SelectorCounter::AcceptedMptcp,
+        SelectorCounter::AcceptedTcp,
+        SelectorCounter::ClosedMptcp,
+        SelectorCounter::FellBack,
+        SelectorCounter::FellBackLater,
+        SelectorCounter::ExtraSubflows,
+        SelectorCounter::RefusedOptions,
+    ];
+    pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// The entry of [`SELECTOR_COUNTERS`] for `selector` (bounded).
+    #[inline(always)]
+    pub fn index(self, selector: u32) -> u32 {
+        (selector & (MAX_SELECTORS - 1)) * Self::COUNT + self as u32
+    }
+
+    /// The name in `status --json`'s `selectors` and in metric names.
+    pub fn key(self) -> &'static str {
+        match self {
+            SelectorCounter::Upgraded => "upgraded",
+            SelectorCounter::AcceptedMptcp => "accepted_mptcp",
+            SelectorCounter::AcceptedTcp => "accepted_tcp",
+            SelectorCounter::ClosedMptcp => "closed_mptcp",
+            SelectorCounter::FellBack => "fell_back",
+            SelectorCounter::FellBackLater => "fell_back_later",
+            SelectorCounter::ExtraSubflows => "extra_subflows",
+            SelectorCounter::RefusedOptions => "refused_options",
+        }
+    }
+}
+
+/// `PerCpuArray<u64>` of [`FALLBACK_SLOTS`] entries
+/// ([`fallback_index`]): followed connections that fell back, counted at
+/// close by when (at connect, later) and by the kernel's reason where it
+/// gives one (`Tag::fallback`).
+pub const FALLBACKS: &str = "FALLBACKS";
+/// Reasons per `when`: 0 unknown, then the kernel's MIB number plus one
+/// (MPTCP's MIB enum has about a hundred entries in 7.3, its fallback
+/// reasons among the last; a larger number counts as unknown).
+pub const FALLBACK_REASONS: u32 = 256;
+pub const FALLBACK_SLOTS: u32 = 2 * FALLBACK_REASONS;
+
+/// The [`FALLBACKS`] entry of a fallback: `later`, after MP_CAPABLE;
+/// `reason`, `Tag::fallback`.
+#[inline(always)]
+pub fn fallback_index(later: bool, reason: u32) -> u32 {
+    let reason = if reason < FALLBACK_REASONS { reason } else { 0 };
+    (later as u32) * FALLBACK_REASONS + reason
+}
+
+/// `PerCpuArray<u64>` of [`REFUSED_SLOTS`] entries ([`refused_index`]):
+/// the socket options MPTCP refused, by level and option.
+pub const REFUSED: &str = "REFUSED";
+/// Option numbers per level; a larger one counts in the level's last.
+pub const REFUSED_OPTIONS_PER_LEVEL: u32 = 128;
+/// The levels counted apart (`SOL_SOCKET`, `SOL_IP`, `SOL_TCP`,
+/// `SOL_IPV6`), then any other.
+pub const REFUSED_LEVELS: [u32; 4] = [1, 0, 6, 41];
+pub const REFUSED_SLOTS: u32 = (REFUSED_LEVELS.len() as u32 + 1) * REFUSED_OPTIONS_PER_LEVEL;
+
+/// The [`REFUSED`] entry of option `option` at `level`.
+#[inline(always)]
+pub fn refused_index(level: u32, option: u32) -> u32 {
+    let row = match level {
+        1 => 0,
+        0 => 1,
+        6 => 2,
+        41 => 3,
+        _ => 4,
+    };
+    let option = if option < REFUSED_OPTIONS_PER_LEVEL {
+        option
+    } else {
+        REFUSED_OPTIONS_PER_LEVEL - 1
+    };
+    row * REFUSED_OPTIONS_PER_LEVEL + option
+}
+
+/// The level and option of [`REFUSED`] entry `index` (`None` for the
+/// level "other"; an option of [`REFUSED_OPTIONS_PER_LEVEL`] `- 1` may
+/// stand for larger ones).
+pub fn refused_entry(index: u32) -> (Option<u32>, u32) {
+    let row = (index / REFUSED_OPTIONS_PER_LEVEL) as usize;
+    (
+        REFUSED_LEVELS.get(row).copied(),
+        index % REFUSED_OPTIONS_PER_LEVEL,
+    )
+}
+
 /// Selector kinds, as bits of [`Config::include_kinds`] / [`Config::exclude_kinds`].
 pub mod kind {
     pub const COMM: u32 = 1 << 0;
@@ -338,6 +521,38 @@ pub mod role {
     /// loader checked that MPTCP is enabled in this namespace. Namespaces
     /// without it are treated as MPTCP-disabled.
     pub const MPTCP_CHECKED: u8 = 1 << 2;
+    /// The high bits of an include entry: the number of the selector it
+    /// comes from ([`super::MAX_SELECTORS`], 0: none of its own), so that
+    /// what the sockets it upgrades do is counted per selector
+    /// ([`super::SELECTOR_COUNTERS`]). They travel with [`INCLUDE`].
+    pub const SELECTOR: u8 = 0b1111_1000;
+    pub const SELECTOR_SHIFT: u32 = 3;
+
+    /// `roles` with selector number `selector` (0 when it does not fit).
+    pub const fn with_selector(roles: u8, selector: u32) -> u8 {
+        let selector = if selector < super::MAX_SELECTORS {
+            selector as u8
+        } else {
+            0
+        };
+        roles & !SELECTOR | selector << SELECTOR_SHIFT
+    }
+
+    /// The selector number of an entry's `roles`.
+    #[inline(always)]
+    pub const fn selector(roles: u8) -> u32 {
+        (roles >> SELECTOR_SHIFT) as u32
+    }
+
+    /// The bits that a kept `keep` role carries along: an inclusion keeps
+    /// its selector number, an exclusion has none.
+    pub const fn kept_with(keep: u8) -> u8 {
+        if keep & INCLUDE != 0 {
+            keep | SELECTOR
+        } else {
+            keep
+        }
+    }
 }
 
 /// The [`kind`] bits of the include and of the exclude selectors, folded
@@ -1019,6 +1234,7 @@ mod pod {
     unsafe impl aya::Pod for super::KernelLayout {}
     unsafe impl aya::Pod for super::Staged {}
     unsafe impl aya::Pod for super::CommSlot {}
+    unsafe impl aya::Pod for super::SelectorName {}
 }
 
 #[cfg(test)]
@@ -1054,6 +1270,78 @@ mod tests {
             field::MARKER_BASE as i16
                 + (core::mem::offset_of!(KernelLayout, task.pid) / 4 * 16) as i16
         );
+    }
+
+    #[test]
+    fn an_include_entry_carries_its_selector_number() {
+        let comm = role::with_selector(role::INCLUDE, 5);
+        assert_eq!(role::selector(comm), 5);
+        assert_eq!(comm & role::INCLUDE, role::INCLUDE);
+        // A number that does not fit is "none of its own".
+        assert_eq!(role::selector(role::with_selector(role::INCLUDE, 32)), 0);
+        assert_eq!(role::selector(role::with_selector(comm, 7)), 7);
+        // Kept roles: an inclusion keeps its number, an exclusion has none.
+        assert_eq!(comm & role::kept_with(role::INCLUDE), comm);
+        assert_eq!(
+            (comm | role::EXCLUDE) & role::kept_with(role::EXCLUDE),
+            role::EXCLUDE
+        );
+    }
+
+    /// The maps another process finds by name (`status`, `/metrics`, a
+    /// takeover) are named as the kernel keeps them: 15 bytes.
+    #[test]
+    fn maps_read_by_name_fit_the_kernels_name_length() {
+        for name in [
+            CONFIG,
+            COUNTERS,
+            TAGGED,
+            SELECTOR_NAMES,
+            SELECTOR_COUNTERS,
+            FALLBACKS,
+            REFUSED,
+        ] {
+            assert!(name.len() <= 15, "{name}");
+        }
+    }
+
+    #[test]
+    fn notes_selector_and_counter_slots_stay_in_their_maps() {
+        assert_eq!(noted(note(77, 3), 77), Some(3));
+        assert_eq!(noted(note(77, 3), 78), None);
+        assert_eq!(noted(0, 0), None);
+        let mut seen = std::collections::BTreeSet::new();
+        for selector in 0..MAX_SELECTORS + 3 {
+            for counter in SelectorCounter::ALL {
+                let i = counter.index(selector);
+                assert!(i < MAX_SELECTORS * SelectorCounter::COUNT);
+                if selector < MAX_SELECTORS {
+                    assert!(seen.insert(i), "{selector} {counter:?}");
+                }
+            }
+        }
+        for later in [false, true] {
+            for reason in [0, 1, 63, 64, 255, 256, u32::MAX] {
+                assert!(fallback_index(later, reason) < FALLBACK_SLOTS);
+            }
+        }
+        assert_eq!(fallback_index(true, 256), FALLBACK_REASONS);
+        assert_eq!(fallback_index(false, 90), 90);
+        for level in [0, 1, 6, 41, 263, u32::MAX] {
+            for option in [0, 1, 127, 128, u32::MAX] {
+                let i = refused_index(level, option);
+                assert!(i < REFUSED_SLOTS);
+                let (back, opt) = refused_entry(i);
+                assert_eq!(back, REFUSED_LEVELS.contains(&level).then_some(level));
+                assert_eq!(opt, option.min(127));
+            }
+        }
+        assert_eq!(
+            SelectorName::new("unit nginx.service").as_str(),
+            "unit nginx.service"
+        );
+        let long = "é".repeat(40);
+        assert_eq!(SelectorName::new(&long).as_str(), "é".repeat(31));
     }
 
     #[test]

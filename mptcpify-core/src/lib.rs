@@ -7,7 +7,8 @@
 //! - [`btf`]: a reader of the kernel's BTF, and the layout the programs
 //!   read kernel memory with.
 //! - [`selectors`] and [`config`]: the selection as the operator names it,
-//!   on the command line or in a `--config` file.
+//!   on the command line or in a `--config` file; [`selector_numbers`]:
+//!   the number each include selector's sockets are counted under.
 //! - [`output`]: the events as types, and their text and JSON forms.
 //! - [`paths`]: the MPTCP paths of a network namespace: the verdict, and
 //!   the endpoints and limits `paths auto` writes and `paths reset` undoes.
@@ -20,4 +21,5 @@ pub mod config;
 pub mod output;
 pub mod paths;
 pub mod plan;
+pub mod selector_numbers;
 pub mod selectors;

@@ -120,11 +120,11 @@ impl Contents {
 }
 
 /// Keeps only the roles in `keep` of each entry (an entry left with none is
-/// removed).
+/// removed); an inclusion keeps its selector number.
 fn with_roles<K: Ord + Clone>(map: &BTreeMap<K, u8>, keep: u8) -> BTreeMap<K, u8> {
     map.iter()
         .filter(|(_, r)| *r & keep != 0)
-        .map(|(k, r)| (k.clone(), r & keep))
+        .map(|(k, r)| (k.clone(), r & role::kept_with(keep)))
         .collect()
 }
 
@@ -246,8 +246,10 @@ impl Slots {
     fn mix(&self, incl: [u8; 2], excl: [u8; 2]) -> Vec<u8> {
         (0..self.rules.len())
             .map(|i| {
-                (self.old_roles[i] & incl[0] | self.new_roles[i] & incl[1])
-                    | (self.old_roles[i] & excl[0] | self.new_roles[i] & excl[1])
+                let (old, new) = (self.old_roles[i], self.new_roles[i]);
+                let kept = role::kept_with;
+                (old & kept(incl[0]) | new & kept(incl[1]))
+                    | (old & kept(excl[0]) | new & kept(excl[1]))
             })
             .collect()
     }
@@ -570,6 +572,48 @@ mod tests {
         (rule, format!("/cg{id}"))
     }
 
+    /// The selector number every policy of the test gives an entry: by
+    /// what it names, as `crate::selector_numbers` keeps them across
+    /// reloads.
+    fn number(kind: u32, key: u64) -> u32 {
+        (kind * 7 + key as u32) % 31 + 1
+    }
+
+    /// `roles`, with the entry's number when it includes.
+    fn numbered(roles: u8, kind: u32, key: u64) -> u8 {
+        if roles & role::INCLUDE != 0 {
+            role::with_selector(roles, number(kind, key))
+        } else {
+            roles
+        }
+    }
+
+    /// Every include entry the maps hold has its own number, at every step
+    /// (a union of two numbers would count under a third selector), and
+    /// an exclusion alone has none.
+    fn check_numbers(maps: &Maps, at: &str) {
+        let check = |roles: u8, kind: u32, key: u64| {
+            let want = if roles & role::INCLUDE != 0 {
+                number(kind, key)
+            } else {
+                0
+            };
+            assert_eq!(role::selector(roles), want, "{at}: kind {kind} key {key}");
+        };
+        for (name, roles) in &maps.comms {
+            check(*roles, kind::COMM, u64::from(name[0]));
+        }
+        for (tgid, roles) in &maps.pids {
+            check(*roles, kind::PID, u64::from(*tgid));
+        }
+        for (netns, roles) in &maps.netns {
+            check(*roles, kind::NETNS, *netns);
+        }
+        for rule in maps.cgroups.iter().take(maps.cgroup_rules as usize) {
+            check(rule.role as u8, kind::CGROUP, rule.id);
+        }
+    }
+
     /// A policy by hand: comms, pids, netns, cgroups (each with roles).
     fn policy(
         comms: &[(&str, u8)],
@@ -580,20 +624,24 @@ mod tests {
         let mut c = Contents::default();
         let kinds = |kind: u32, roles: u8, c: &mut Contents| c.add_kind(kind, roles);
         for (n, r) in comms {
-            c.comms.insert(name(n), *r);
-            kinds(kind::COMM, *r, &mut c);
+            let r = numbered(*r, kind::COMM, u64::from(name(n)[0]));
+            c.comms.insert(name(n), r);
+            kinds(kind::COMM, r, &mut c);
         }
         for (p, r) in pids {
-            c.pids.insert(*p, (7, *r));
-            kinds(kind::PID, *r, &mut c);
+            let r = numbered(*r, kind::PID, u64::from(*p));
+            c.pids.insert(*p, (7, r));
+            kinds(kind::PID, r, &mut c);
         }
         for (n, r) in netns {
-            c.netns.insert(*n, *r);
-            kinds(kind::NETNS, *r, &mut c);
+            let r = numbered(*r, kind::NETNS, *n);
+            c.netns.insert(*n, r);
+            kinds(kind::NETNS, r, &mut c);
         }
         for (level, id, r) in cgroups {
-            c.cgroups.push(rule(*level, *id, *r));
-            kinds(kind::CGROUP, *r, &mut c);
+            let r = numbered(*r, kind::CGROUP, *id);
+            c.cgroups.push(rule(*level, *id, r));
+            kinds(kind::CGROUP, r, &mut c);
         }
         c
     }
@@ -671,6 +719,7 @@ mod tests {
                 let (steps, done) = plan(old, new).unwrap();
                 for (k, step) in steps.iter().enumerate() {
                     maps.apply(step);
+                    check_numbers(&maps, &format!("{n} -> {m}, after step {k}"));
                     for comm in maps.comms.keys() {
                         assert!(
                             maps.comm_filter.may_hold(comm),
@@ -691,6 +740,9 @@ mod tests {
                     assert_eq!(maps.upgrades(task), want_new[t], "{n} -> {m}: {task:?}");
                 }
                 assert_eq!(maps.cgroup_rules as usize, new.cgroups.len());
+                assert_eq!(maps.comms, new.comms, "{n} -> {m}");
+                assert_eq!(maps.pids, pid_roles(new), "{n} -> {m}");
+                assert_eq!(maps.netns, new.netns, "{n} -> {m}");
                 let mut a = done.cgroups.clone();
                 let mut b = new.cgroups.clone();
                 a.sort_by_key(|(_, p)| p.clone());

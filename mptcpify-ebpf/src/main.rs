@@ -97,7 +97,7 @@ pub extern "C" fn mptcpify(ctx: *mut core::ffi::c_void) -> i32 {
     }
     if config.flags & flag::OUTCOMES != 0 && verdict == Verdict::Upgrade {
         // For the tag program, which then need not decide again.
-        maps::note_upgrade(field!(current, u32, task.pid));
+        maps::note_upgrade(field!(current, u32, task.pid), matched.selected_by);
     }
     if config.flags & flag::EVENTS != 0 {
         match verdict {

@@ -5,9 +5,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use mptcpify_common::maps::{
-    name_filter, AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, CommSlot, Config, Counter,
-    NameFilter, PidRule, Staged, Tag, COMM_SLOTS_LEN, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS,
-    MAX_EXPLAIN, MAX_MPTCP_SWITCHES, MAX_NETNS, MAX_PIDS, MAX_TAGGED, NOTE_SLOTS, STAGE_POS_STRIDE,
+    name_filter, note, noted, AuditKey, CgroupPath, CgroupRule, CheckSlot, CommKey, CommSlot,
+    Config, Counter, NameFilter, PidRule, SelectorCounter, SelectorName, Staged, Tag,
+    COMM_SLOTS_LEN, FALLBACK_SLOTS, MAX_AUDIT_SEEN, MAX_CGROUP_RULES, MAX_COMMS, MAX_EXPLAIN,
+    MAX_MPTCP_SWITCHES, MAX_NETNS, MAX_PIDS, MAX_SELECTORS, MAX_TAGGED, NOTE_SLOTS, REFUSED_SLOTS,
+    STAGE_POS_STRIDE,
 };
 
 #[map(name = "CONFIG")]
@@ -50,6 +52,20 @@ pub static CGROUPS: Array<CgroupRule> = Array::with_max_entries(MAX_CGROUP_RULES
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
 
+#[map(name = "BY_SELECTOR")]
+static SELECTOR_COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(MAX_SELECTORS * SelectorCounter::COUNT, 0);
+
+/// Written by the loader only; here so that the object declares it.
+#[map(name = "SELECTOR_NAMES")]
+pub static SELECTOR_NAMES: Array<SelectorName> = Array::with_max_entries(MAX_SELECTORS, 0);
+
+#[map(name = "FALLBACKS")]
+static FALLBACKS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FALLBACK_SLOTS, 0);
+
+#[map(name = "REFUSED")]
+static REFUSED: PerCpuArray<u64> = PerCpuArray::with_max_entries(REFUSED_SLOTS, 0);
+
 /// 4096 events (64 bytes each) between two reads of the reader, which reads
 /// every 50 ms: 80,000 events a second. When full, events are dropped and
 /// counted (the other counters still count what they would have said).
@@ -85,7 +101,7 @@ pub static AUDIT_SEEN: LruHashMap<AuditKey, u8> = LruHashMap::with_max_entries(M
 pub static TAGGED: HashMap<u64, Tag> = HashMap::with_max_entries(MAX_TAGGED, 0);
 
 #[map(name = "UPGRADING")]
-static UPGRADING: Array<u32> = Array::with_max_entries(NOTE_SLOTS, 0);
+static UPGRADING: Array<u64> = Array::with_max_entries(NOTE_SLOTS, 0);
 
 #[map(name = "CHECK")]
 pub static CHECK: Array<CheckSlot> = Array::with_max_entries(1, 0);
@@ -95,31 +111,29 @@ pub fn config() -> Config {
     CONFIG.get(0).copied().unwrap_or_default()
 }
 
-/// The upgrader notes that thread `tid` is creating an upgraded socket
-/// (see [`mptcpify_common::maps::UPGRADING`]).
+/// The upgrader notes that thread `tid` is creating a socket that include
+/// selectors of the kinds `selected_by` upgraded (see
+/// [`mptcpify_common::maps::UPGRADING`]).
 #[inline(always)]
-pub fn note_upgrade(tid: u32) {
+pub fn note_upgrade(tid: u32, selected_by: u32) {
     if let Some(slot) = UPGRADING.get_ptr_mut(tid & (NOTE_SLOTS - 1)) {
-        // SAFETY: a plain u32 store; another thread of the same slot only
+        // SAFETY: a plain u64 store; another thread of the same slot only
         // replaces the note (see maps::UPGRADING).
-        unsafe { *slot = tid };
+        unsafe { *slot = note(tid, selected_by) };
     }
 }
 
-/// Whether the upgrader noted thread `tid`; takes the note.
+/// The kinds of the upgrader's note for thread `tid`, if it noted it;
+/// takes the note.
 #[inline(always)]
-pub fn take_upgrade_note(tid: u32) -> bool {
-    let Some(slot) = UPGRADING.get_ptr_mut(tid & (NOTE_SLOTS - 1)) else {
-        return false;
-    };
+pub fn take_upgrade_note(tid: u32) -> Option<u32> {
+    let slot = UPGRADING.get_ptr_mut(tid & (NOTE_SLOTS - 1))?;
     // SAFETY: as in note_upgrade.
     unsafe {
-        if *slot != tid {
-            return false;
-        }
+        let kinds = noted(*slot, tid)?;
         *slot = 0;
+        Some(kinds)
     }
-    true
 }
 
 #[inline(always)]
@@ -130,6 +144,32 @@ pub fn count(counter: Counter) {
 #[inline(always)]
 pub fn count_by(counter: Counter, n: u64) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // Per-CPU slot: no other writer while this program runs on this CPU.
+        unsafe { *slot += n };
+    }
+}
+
+/// Counts `counter` for the sockets of selector `selector`.
+#[inline(always)]
+pub fn count_selector(selector: u32, counter: SelectorCounter, n: u64) {
+    add(&SELECTOR_COUNTERS, counter.index(selector), n);
+}
+
+/// Counts a fallback told at close ([`mptcpify_common::maps::fallback_index`]).
+#[inline(always)]
+pub fn count_fallback(index: u32) {
+    add(&FALLBACKS, index, 1);
+}
+
+/// Counts a refused option ([`mptcpify_common::maps::refused_index`]).
+#[inline(always)]
+pub fn count_refused(index: u32) {
+    add(&REFUSED, index, 1);
+}
+
+#[inline(always)]
+fn add(map: &PerCpuArray<u64>, index: u32, n: u64) {
+    if let Some(slot) = map.get_ptr_mut(index) {
         // Per-CPU slot: no other writer while this program runs on this CPU.
         unsafe { *slot += n };
     }

@@ -8,7 +8,7 @@
 use aya_ebpf::programs::FExitContext;
 use mptcpify_common::{
     event::{outcome, refused},
-    maps::Counter,
+    maps::{refused_index, Counter, SelectorCounter},
 };
 
 use crate::{events, layout::current_task, maps};
@@ -23,7 +23,13 @@ pub extern "C" fn mptcpify_setsockopt(ctx: *mut core::ffi::c_void) -> i32 {
     let ctx = FExitContext::new(ctx);
     let ret: i64 = ctx.arg::<i32>(6) as i64;
     if refused::is_refusal(ret) {
-        note(outcome::REFUSED_SETSOCKOPT, ctx.arg(1), ctx.arg(2), ret);
+        note(
+            outcome::REFUSED_SETSOCKOPT,
+            ctx.arg(0),
+            ctx.arg(1),
+            ctx.arg(2),
+            ret,
+        );
     }
     0
 }
@@ -36,14 +42,25 @@ pub extern "C" fn mptcpify_getsockopt(ctx: *mut core::ffi::c_void) -> i32 {
     let ctx = FExitContext::new(ctx);
     let ret: i64 = ctx.arg::<i32>(5) as i64;
     if refused::is_refusal(ret) {
-        note(outcome::REFUSED_GETSOCKOPT, ctx.arg(1), ctx.arg(2), ret);
+        note(
+            outcome::REFUSED_GETSOCKOPT,
+            ctx.arg(0),
+            ctx.arg(1),
+            ctx.arg(2),
+            ret,
+        );
     }
     0
 }
 
 #[inline(always)]
-fn note(what: u32, level: i32, option: i32, ret: i64) {
+fn note(what: u32, sk: u64, level: i32, option: i32, ret: i64) {
     maps::count(Counter::RefusedOption);
+    maps::count_refused(refused_index(level as u32, option as u32));
+    // SAFETY: the value is plain data, copied out at once.
+    if let Some(tag) = unsafe { maps::TAGGED.get(&sk) } {
+        maps::count_selector(tag.selector, SelectorCounter::RefusedOptions, 1);
+    }
     events::report_option(
         current_task(),
         what,

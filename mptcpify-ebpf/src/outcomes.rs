@@ -36,7 +36,7 @@ use aya_ebpf::programs::{FEntryContext, FExitContext};
 use mptcpify_common::{
     consts::AF_INET6,
     event::{accepted, closed, origin, outcome, Ends},
-    maps::{flag, present, Counter, Tag},
+    maps::{fallback_index, flag, present, Counter, SelectorCounter, Tag},
 };
 
 use crate::events;
@@ -52,8 +52,14 @@ use crate::task::{self, read};
 pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
     let current = current_task();
     let tid = field!(current, u32, task.pid);
-    if !maps::take_upgrade_note(tid) {
+    let Some(kinds) = maps::take_upgrade_note(tid) else {
         return 0;
+    };
+    let mut selector = task::selector(current, kinds);
+    // A number has a name (the loader numbers below the map's size); the
+    // lookup also ties SELECTOR_NAMES to a program, where `status` finds it.
+    if maps::SELECTOR_NAMES.get(selector).is_none() {
+        selector = 0;
     }
     let ctx = FEntryContext::new(ctx);
     // A BTF pointer (`struct sock *`): its family is a direct load.
@@ -66,8 +72,11 @@ pub extern "C" fn mptcpify_tag(ctx: *mut core::ffi::c_void) -> i32 {
         comm: task::comm(current),
         origin: origin::CREATED,
         fallback: 0,
+        selector,
+        _pad: 0,
     };
     let _ = maps::TAGGED.insert(&sk, &tag, 0);
+    maps::count_selector(selector, SelectorCounter::Upgraded, 1);
     0
 }
 
@@ -121,10 +130,10 @@ pub extern "C" fn mptcpify_accepted(ctx: *mut core::ffi::c_void) -> i32 {
     let Some(listener) = read::<u64>(sock, layout!(close.socket_sk)) else {
         return 0;
     };
-    // SAFETY: the value is plain data, only tested for presence.
-    if unsafe { maps::TAGGED.get(&listener) }.is_none() {
+    // SAFETY: the value is plain data, copied out at once.
+    let Some(selector) = (unsafe { maps::TAGGED.get(&listener) }).map(|tag| tag.selector) else {
         return 0;
-    }
+    };
     let sk = read::<u64>(newsock, layout!(close.socket_sk)).unwrap_or(0);
     if sk == 0 {
         return 0;
@@ -134,6 +143,7 @@ pub extern "C" fn mptcpify_accepted(ctx: *mut core::ffi::c_void) -> i32 {
     let mptcp = read::<u16>(sk, layout!(close.sk_protocol)) == Some(IPPROTO_MPTCP);
     if mptcp {
         maps::count(Counter::AcceptedMptcp);
+        maps::count_selector(selector, SelectorCounter::AcceptedMptcp, 1);
         // Subflows may have joined while the connection waited in the
         // accept queue: start from the kernel's count.
         let joined = u32::from(read::<u8>(sk, layout!(close.pm_subflows)).unwrap_or(0));
@@ -145,10 +155,13 @@ pub extern "C" fn mptcpify_accepted(ctx: *mut core::ffi::c_void) -> i32 {
             comm: task::comm(current),
             origin: origin::ACCEPTED,
             fallback: 0,
+            selector,
+            _pad: 0,
         };
         let _ = maps::TAGGED.insert(&sk, &tag, 0);
     } else {
         maps::count(Counter::AcceptedTcp);
+        maps::count_selector(selector, SelectorCounter::AcceptedTcp, 1);
     }
     if maps::config().flags & flag::EVENTS != 0 {
         let why = if mptcp { accepted::MPTCP } else { accepted::TCP };
@@ -254,6 +267,29 @@ fn live(ctx: *mut core::ffi::c_void, outcome: u32) {
     }
 }
 
+/// The per-selector and per-reason counts of a followed socket closed as
+/// `kind` ([`closed`]): the sockets that used MPTCP, fell back (with the
+/// kernel's reason where it gave one), and their extra subflows.
+#[inline(always)]
+fn count_closed(tag: &Tag, kind: u32) {
+    let selector = tag.selector;
+    let counter = match kind {
+        closed::MPTCP if tag.origin != origin::ACCEPTED => Some(SelectorCounter::ClosedMptcp),
+        closed::FALLBACK => Some(SelectorCounter::FellBack),
+        closed::FELL_BACK_LATER => Some(SelectorCounter::FellBackLater),
+        _ => None,
+    };
+    if let Some(counter) = counter {
+        maps::count_selector(selector, counter, 1);
+    }
+    if kind == closed::FALLBACK || kind == closed::FELL_BACK_LATER {
+        maps::count_fallback(fallback_index(kind == closed::FELL_BACK_LATER, tag.fallback));
+    }
+    if tag.joins != 0 {
+        maps::count_selector(selector, SelectorCounter::ExtraSubflows, u64::from(tag.joins));
+    }
+}
+
 /// `static void mptcp_close(struct sock *sk, long timeout)`.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "fentry/mptcp_close")]
@@ -277,6 +313,7 @@ pub extern "C" fn mptcpify_closed(ctx: *mut core::ffi::c_void) -> i32 {
         closed::FALLBACK_DONE_BIT
     };
     let kind = closed::classify(state, remote_key, bytes, flags, done_bit);
+    count_closed(&tag, kind);
     if tag.origin == origin::ACCEPTED {
         // Tagged only when MP_CAPABLE was done: MPTCP, or fell back later.
         if kind == closed::FELL_BACK_LATER {

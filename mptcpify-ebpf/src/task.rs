@@ -151,6 +151,58 @@ pub fn matches(config: &Config, task: u64) -> Matched {
     matched(facts)
 }
 
+/// The number ([`role::selector`]) of the include selector that upgraded
+/// the calling task's socket, the first of the kinds `selected_by` (what
+/// the upgrader noted) in the upgrader's order: namespace, name (the
+/// thread's, then the process's), process, cgroup. For the tag program
+/// only, once per upgraded socket: plain lookups, no name filter or slots.
+#[inline(always)]
+pub fn selector(task: u64, selected_by: u32) -> u32 {
+    let included = |roles: u8| (roles & role::INCLUDE != 0).then(|| role::selector(roles));
+    if selected_by & kind::NETNS != 0 {
+        if let Some(net) = current_net(task) {
+            let cookie = field!(net, u64, netns.net_cookie);
+            if let Some(n) = included(lookup(&NETNS, &cookie)) {
+                return n;
+            }
+        }
+    }
+    if selected_by & kind::COMM != 0 {
+        if let Some(n) = included(lookup(&COMMS, &CommKey(comm(task)))) {
+            return n;
+        }
+        if let Some(n) = process_name(task).and_then(|name| included(lookup(&COMMS, &name))) {
+            return n;
+        }
+    }
+    if selected_by & kind::PID != 0 {
+        let tgid = field!(task, u32, task.tgid);
+        // SAFETY: the value is plain data, copied out at once.
+        if let Some(rule) = unsafe { PIDS.get(&tgid) } {
+            if let Some(n) = included(rule.roles as u8) {
+                return n;
+            }
+        }
+    }
+    if selected_by & kind::CGROUP != 0 {
+        let config = crate::maps::config();
+        for i in 0..MAX_CGROUP_RULES {
+            if i >= config.cgroup_rules {
+                break;
+            }
+            let Some(rule) = CGROUPS.get(i) else { break };
+            let Some(n) = included(rule.role as u8) else {
+                continue;
+            };
+            // SAFETY: a helper without pointer arguments.
+            if unsafe { bpf_get_current_ancestor_cgroup_id(rule.level as i32) } == rule.id {
+                return n;
+            }
+        }
+    }
+    0
+}
+
 /// A task's own name (`task->comm`), NUL-padded as the kernel keeps it
 /// (`__set_task_comm` uses `strscpy_pad`, fs/exec.c), as two words.
 #[inline(always)]

@@ -162,6 +162,14 @@ fn options_mptcp_refuses_are_reported_with_pid_option_and_errno() {
         .find(|l| l.contains("socket option calls refused by mptcp"))
         .unwrap_or_else(|| panic!("no count of refused options: {output:?}"));
     assert!(refused.contains(" 2 socket option"), "{refused}");
+    // Counted by option too, as the summary and /metrics tell them.
+    let by_option = output
+        .iter()
+        .find(|l| l.contains("refused options by option:"))
+        .unwrap_or_else(|| panic!("no refused options by option: {output:?}"));
+    for needle in ["TCP_ULP 1", "TCP_MD5SIG 1"] {
+        assert!(by_option.contains(needle), "{needle:?} not in: {by_option}");
+    }
     assert!(
         !output.iter().any(|l| l.contains("opt-plain")),
         "a TCP socket's options were reported: {output:?}"
@@ -681,4 +689,15 @@ fn a_simultaneous_connect_falls_back_and_says_why_where_the_kernel_does() {
     }
     let detached = objects.last().unwrap();
     assert_eq!(detached["counters"]["closed_fallback"], 2, "{detached}");
+    // Counted by when and why, as status and /metrics tell them.
+    let reason = if says_why {
+        "SimultConnectFallback"
+    } else {
+        "unknown"
+    };
+    assert_eq!(
+        detached["fallbacks"],
+        serde_json::json!([{"when": "at_connect", "reason": reason, "connections": 2}]),
+        "{detached}"
+    );
 }

@@ -141,6 +141,18 @@ fn prometheus_scrapes_the_accepted_split_that_status_shows() {
     let counters = &instances[0]["counters"];
     assert_eq!(counters["accepted_mptcp"], MPTCP_REQUESTS, "{counters}");
     assert_eq!(counters["accepted_tcp"], TCP_REQUESTS, "{counters}");
+    // The split per selector: the unit's.
+    let rows = instances[0]["selectors"].as_array().expect("selectors");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["selector"], "unit nginx.service", "{rows:?}");
+    assert_eq!(rows[0]["accepted_mptcp"], MPTCP_REQUESTS, "{rows:?}");
+    assert_eq!(rows[0]["accepted_tcp"], TCP_REQUESTS, "{rows:?}");
+    let (_, text) = process::run(&["status"]);
+    eprintln!("mptcpify status:\n{text}");
+    assert!(
+        text.contains(&format!("accepted {MPTCP_REQUESTS} MPTCP")),
+        "{text}"
+    );
 
     // What Prometheus scraped.
     let prometheus = Prometheus::start(&format!("127.0.0.1:{METRICS_PORT}"));
@@ -177,6 +189,19 @@ fn prometheus_scrapes_the_accepted_split_that_status_shows() {
         .query("mptcpify_closed_total%7Brole%3D%22accepted%22%2Coutcome%3D%22mptcp%22%7D");
     assert_eq!(closed.len(), 1, "{closed:?}");
     assert_eq!(closed[0].1, counters["closed_accepted"].as_u64().unwrap());
+    // Per selector, as the unit's row says.
+    let per_unit = prometheus.query("mptcpify_selector_accepted_total");
+    let unit = |outcome: &str| {
+        per_unit
+            .iter()
+            .find(|(l, _)| l["outcome"] == outcome && l["selector"] == "unit nginx.service")
+            .map(|(_, v)| *v)
+    };
+    assert_eq!(
+        (unit("mptcp"), unit("tcp")),
+        (Some(MPTCP_REQUESTS), Some(TCP_REQUESTS)),
+        "{per_unit:?}"
+    );
     let info = prometheus.query("mptcpify_info");
     assert_eq!(info.len(), 1, "{info:?}");
     assert!(

@@ -221,6 +221,51 @@ fn accepted_connections_are_counted_by_client_kind_and_attributed_to_the_accepto
     let skipped = detached["skipped_calls"].as_u64().unwrap_or(0) as usize;
     assert!(mptcp_clients + skipped >= CLIENTS, "{detached}");
 
+    // Per selector: the acceptor's listener and what it accepted; the
+    // selected clients' sockets and how they closed.
+    let rows = detached["selectors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no selectors: {detached}"));
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["selector"] == name)
+            .unwrap_or_else(|| panic!("no selector {name:?}: {rows:?}"))
+    };
+    let number = |r: &serde_json::Value, key: &str| r[key].as_u64().unwrap() as usize;
+    assert_eq!(rows.len(), 2, "one row per selector: {rows:?}");
+    let acceptor = row("comm acceptor");
+    assert_eq!(number(acceptor, "upgraded"), 1, "the listener: {acceptor}");
+    assert_eq!(
+        (
+            number(acceptor, "accepted_mptcp"),
+            number(acceptor, "accepted_tcp")
+        ),
+        (count("mptcp"), count("tcp")),
+        "{acceptor}"
+    );
+    let probes = row("comm socket-probe");
+    assert!(number(probes, "upgraded") <= mptcp_clients, "{probes}");
+    assert!(
+        number(probes, "upgraded") + tags_missed >= mptcp_clients,
+        "{probes}"
+    );
+    assert_eq!(number(probes, "closed_mptcp"), created_mptcp, "{probes}");
+    assert_eq!(
+        (
+            number(probes, "accepted_mptcp"),
+            number(probes, "accepted_tcp")
+        ),
+        (0, 0)
+    );
+    for name in ["comm acceptor", "comm socket-probe"] {
+        assert!(
+            output
+                .iter()
+                .any(|l| l.starts_with(&format!("mptcpify: by selector: {name}: "))),
+            "no summary line for {name}: {output:?}"
+        );
+    }
+
     let line = output
         .iter()
         .find(|l| l.starts_with("mptcpify: accepted by upgraded listeners:"))
@@ -375,6 +420,29 @@ fn a_scrape_says_what_the_counters_say() {
         sample(&scrape, "mptcpify_accepted_total{outcome=\"mptcp\"}")
             + sample(&scrape, "mptcpify_accepted_total{outcome=\"tcp\"}"),
         20
+    );
+    // Per selector: what the acceptor's listener accepted.
+    for outcome in ["mptcp", "tcp"] {
+        assert_eq!(
+            sample(
+                &scrape,
+                &format!(
+                    "mptcpify_selector_accepted_total{{selector=\"comm acceptor\",outcome=\"{outcome}\"}}"
+                )
+            ),
+            sample(
+                &scrape,
+                &format!("mptcpify_accepted_total{{outcome=\"{outcome}\"}}")
+            ),
+            "{outcome}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &scrape,
+            "mptcpify_selector_upgraded_total{selector=\"comm acceptor\"}"
+        ),
+        1
     );
     for line in [
         "# TYPE mptcpify_accepted counter",

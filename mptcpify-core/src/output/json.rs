@@ -200,6 +200,16 @@ pub enum JsonEvent {
         /// did is missing from the events and the counters.
         #[serde(default)]
         missed_calls: std::collections::BTreeMap<String, u64>,
+        /// What the sockets of each include selector did, as `status`'s
+        /// `selectors` (absent when nothing is told).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        selectors: Vec<serde_json::Value>,
+        /// Followed connections that fell back, by `when` and `reason`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fallbacks: Vec<serde_json::Value>,
+        /// Refused socket options, by `level` and `option`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused_options: Vec<serde_json::Value>,
     },
 }
 
@@ -386,6 +396,13 @@ mod tests {
                 counters: serde_json::Map::from_iter([("upgraded".to_string(), 4.into())]),
                 skipped_calls: Some(0),
                 missed_calls: [("mptcp_close".to_string(), 0)].into(),
+                selectors: vec![serde_json::json!({"selector": "comm curl", "upgraded": 4})],
+                fallbacks: vec![serde_json::json!({
+                    "when": "at_connect", "reason": "unknown", "connections": 1
+                })],
+                refused_options: vec![serde_json::json!({
+                    "level": "SOL_TCP", "option": "TCP_ULP", "calls": 1
+                })],
             },
         ]
     }

@@ -12,6 +12,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use mptcpify_common::maps::Counter;
+
+use super::tallies::{FallbackTally, RefusedTally, SelectorTally};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter as Total;
 use prometheus_client::metrics::family::Family;
@@ -24,7 +26,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub const PATH: &str = "/metrics";
 
 /// What one scrape reports.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     /// The programs' counters, summed over CPUs.
     pub counters: Vec<(Counter, u64)>,
@@ -37,6 +39,12 @@ pub struct Snapshot {
     pub kernel: String,
     /// The policy in force, as `status` and the "attached" line say it.
     pub policy: String,
+    /// What the sockets of each include selector did.
+    pub selectors: Vec<SelectorTally>,
+    /// Followed connections that fell back, by when and why.
+    pub fallbacks: Vec<FallbackTally>,
+    /// Refused socket options, by option.
+    pub refused_options: Vec<RefusedTally>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -153,23 +161,34 @@ pub fn render(snapshot: &Snapshot) -> String {
             (&[("role", "accepted")], get(Counter::ExtraSubflowsAccepted)),
         ]),
     );
+    let fallbacks: Vec<(Vec<(&str, &str)>, u64)> = snapshot
+        .fallbacks
+        .iter()
+        .map(|f| {
+            (
+                vec![("when", f.when), ("reason", f.reason.as_str())],
+                f.connections,
+            )
+        })
+        .collect();
     registry.register(
         "mptcpify_fallbacks",
-        "Followed connections that ran as TCP, counted at close: never MPTCP (the peer did \
-         not answer MP_CAPABLE), or after MPTCP was established",
-        family(&[
-            (&[("when", "at_connect")], get(Counter::ClosedFallback)),
-            (
-                &[("when", "after_established")],
-                get(Counter::ClosedFellBackLater) + get(Counter::ClosedAcceptedFellBackLater),
-            ),
-        ]),
+        "Followed connections that ran as TCP, counted at close: never MPTCP (when=at_connect: \
+         the peer did not answer MP_CAPABLE), or after MPTCP was established; reason: the \
+         kernel's, named as /proc/net/netstat names its counter (unknown before Linux 6.17)",
+        family(&as_slices(&fallbacks)),
     );
+    let refused: Vec<(Vec<(&str, &str)>, u64)> = snapshot
+        .refused_options
+        .iter()
+        .map(|r| (vec![("option", r.option.as_str())], r.calls))
+        .collect();
     registry.register(
         "mptcpify_refused_options",
-        "Socket option calls MPTCP refused on MPTCP sockets",
-        total(get(Counter::RefusedOption)),
+        "Socket option calls MPTCP refused on MPTCP sockets, by option",
+        family(&as_slices(&refused)),
     );
+    register_selectors(&mut registry, &snapshot.selectors);
     registry.register(
         "mptcpify_events_dropped",
         "Events not sent because the event buffers were full (the counters still count them)",
@@ -186,17 +205,83 @@ pub fn render(snapshot: &Snapshot) -> String {
         .iter()
         .map(|(function, n)| (vec![("function", function.as_str())], *n))
         .collect();
-    let missed: Vec<(&[(&str, &str)], u64)> =
-        missed.iter().map(|(l, n)| (l.as_slice(), *n)).collect();
     registry.register(
         "mptcpify_missed_calls",
         "Calls of the kernel functions the outcome programs follow that ran without them: what \
          they did is not counted",
-        family(&missed),
+        family(&as_slices(&missed)),
     );
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String does not fail");
     text
+}
+
+/// Owned label lists as the slices [`family`] takes.
+fn as_slices<'a>(
+    samples: &'a [(Vec<(&'a str, &'a str)>, u64)],
+) -> Vec<(&'a [(&'a str, &'a str)], u64)> {
+    samples.iter().map(|(l, n)| (l.as_slice(), *n)).collect()
+}
+
+/// The `mptcpify_selector_*` families: per include selector of the policy
+/// (its `selector` label, as the operator gave it), what its sockets did.
+fn register_selectors(registry: &mut Registry, selectors: &[SelectorTally]) {
+    type Pick = fn(&SelectorTally) -> Vec<(&'static str, u64)>;
+    let families: [(&str, &str, Pick); 6] = [
+        (
+            "mptcpify_selector_upgraded",
+            "Upgraded sockets created, by selector",
+            |t| vec![("", t.upgraded)],
+        ),
+        (
+            "mptcpify_selector_accepted",
+            "Connections the selector's upgraded listeners accepted, by client",
+            |t| vec![("mptcp", t.accepted_mptcp), ("tcp", t.accepted_tcp)],
+        ),
+        (
+            "mptcpify_selector_closed_mptcp",
+            "The selector's upgraded sockets closed after using MPTCP",
+            |t| vec![("", t.closed_mptcp)],
+        ),
+        (
+            "mptcpify_selector_fallbacks",
+            "The selector's connections that ran as TCP, counted at close, by when",
+            |t| {
+                vec![
+                    ("at_connect", t.fell_back),
+                    ("after_established", t.fell_back_later),
+                ]
+            },
+        ),
+        (
+            "mptcpify_selector_extra_subflows",
+            "Extra subflows of the selector's closed MPTCP connections",
+            |t| vec![("", t.extra_subflows)],
+        ),
+        (
+            "mptcpify_selector_refused_options",
+            "Socket option calls MPTCP refused on the selector's sockets",
+            |t| vec![("", t.refused_options)],
+        ),
+    ];
+    for (name, help, pick) in families {
+        let label = match name {
+            "mptcpify_selector_accepted" => "outcome",
+            "mptcpify_selector_fallbacks" => "when",
+            _ => "",
+        };
+        let mut samples = Vec::new();
+        for tally in selectors {
+            for (value, n) in pick(tally) {
+                let mut pairs = vec![("selector", tally.selector.as_str())];
+                if !label.is_empty() {
+                    pairs.push((label, value));
+                }
+                samples.push((pairs, n));
+            }
+        }
+        registry.register(name, help, family(&as_slices(&samples)));
+    }
 }
 
 /// `--metrics`'s value: `PORT` or `:PORT` (loopback, 127.0.0.1), or
@@ -267,6 +352,24 @@ mod tests {
             missed_calls: vec![("mptcp_close".into(), 4)],
             kernel: "6.12.88".into(),
             policy: "processes matching any of: comm nginx".into(),
+            selectors: vec![SelectorTally {
+                selector: "unit nginx.service".into(),
+                upgraded: 2,
+                accepted_mptcp: 75,
+                accepted_tcp: 25,
+                fell_back_later: 1,
+                ..SelectorTally::default()
+            }],
+            fallbacks: vec![FallbackTally {
+                when: "at_connect",
+                reason: "MPCapableFallbackSYNACK".into(),
+                connections: 2,
+            }],
+            refused_options: vec![RefusedTally {
+                level: "SOL_TCP".into(),
+                option: "TCP_ULP".into(),
+                calls: 3,
+            }],
         };
         let text = render(&snapshot);
         for line in [
@@ -279,8 +382,11 @@ mod tests {
             "mptcpify_closed_total{role=\"created\",outcome=\"fallback\"} 2",
             "mptcpify_kept_tcp_total{reason=\"excluded\"} 3",
             "mptcpify_kept_tcp_total{reason=\"sandboxed\"} 0",
-            "mptcpify_fallbacks_total{when=\"at_connect\"} 2",
-            "mptcpify_fallbacks_total{when=\"after_established\"} 0",
+            "mptcpify_fallbacks_total{when=\"at_connect\",reason=\"MPCapableFallbackSYNACK\"} 2",
+            "mptcpify_refused_options_total{option=\"TCP_ULP\"} 3",
+            "mptcpify_selector_upgraded_total{selector=\"unit nginx.service\"} 2",
+            "mptcpify_selector_accepted_total{selector=\"unit nginx.service\",outcome=\"mptcp\"} 75",
+            "mptcpify_selector_fallbacks_total{selector=\"unit nginx.service\",when=\"after_established\"} 1",
             "mptcpify_events_dropped_total 0",
             "mptcpify_skipped_calls_total 1",
             "mptcpify_missed_calls_total{function=\"mptcp_close\"} 4",
@@ -296,6 +402,6 @@ mod tests {
         // Every family has its HELP and TYPE lines.
         let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
-        assert_eq!((families, helps), (11, 11), "{text}");
+        assert_eq!((families, helps), (17, 17), "{text}");
     }
 }

@@ -2,7 +2,9 @@
 //! programs send decoded once ([`report`]), and its two forms ([`render`]):
 //! a text line, and an object of the JSON interface ([`json`]), with
 //! [`sockopt_names`]' symbols; and the counters as Prometheus scrapes them
-//! ([`metrics`]); the kernel's fallback reasons, named ([`fallback`]).
+//! ([`metrics`]); the kernel's fallback reasons, named ([`fallback`]);
+//! the counts per selector, fallback reason and refused option
+//! ([`tallies`]).
 
 pub mod fallback;
 #[cfg(test)]
@@ -12,3 +14,4 @@ pub mod metrics;
 pub mod render;
 pub mod report;
 pub mod sockopt_names;
+pub mod tallies;

@@ -11,7 +11,8 @@ use std::os::fd::AsFd;
 
 use aya::maps::MapInfo;
 use aya::programs::loaded_programs;
-use mptcpify_common::maps::{self, Counter};
+use mptcpify_common::maps::{self, Counter, SelectorName};
+use mptcpify_core::output::tallies::{self, FallbackTally, RefusedTally, SelectorTally};
 
 use crate::errors::Failure;
 use crate::policy::Policy;
@@ -170,6 +171,81 @@ pub fn counters_map(program: &aya::programs::ProgramInfo) -> Option<MapInfo> {
         .into_iter()
         .filter_map(|id| MapInfo::from_id(id).ok())
         .find(|m| m.name_as_str() == Some(maps::COUNTERS))
+}
+
+/// Every map of the instance whose upgrader is `upgrader`: the maps of
+/// its programs, found as the loaded programs that share a map with the
+/// upgrader (each outcome program shares `CONFIG` or `UPGRADING` with
+/// it; another instance's programs share none).
+pub fn instance_maps(upgrader: &aya::programs::ProgramInfo) -> Vec<MapInfo> {
+    let ids = |p: &aya::programs::ProgramInfo| p.map_ids().ok().flatten().unwrap_or_default();
+    let own = ids(upgrader);
+    let mut all = own.clone();
+    for program in loaded_programs().filter_map(Result::ok) {
+        let theirs = ids(&program);
+        if program
+            .name_as_str()
+            .is_some_and(|n| n.starts_with(PROGRAM_NAME))
+            && theirs.iter().any(|id| own.contains(id))
+        {
+            all.extend(theirs);
+        }
+    }
+    all.sort_unstable();
+    all.dedup();
+    all.into_iter()
+        .filter_map(|id| MapInfo::from_id(id).ok())
+        .collect()
+}
+
+/// Every entry of the per-CPU `u64` array `map`, summed over CPUs.
+fn sums(map: &MapInfo) -> Vec<u64> {
+    let cpus = aya::util::nr_cpus().unwrap_or(1);
+    (0..map.max_entries())
+        .map(|key| {
+            lookup_raw(map, key, 8 * cpus).map_or(0, |bytes| {
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+                    .sum()
+            })
+        })
+        .collect()
+}
+
+/// What an instance counted per selector, fallback reason and refused
+/// option (empty parts for a version without those maps).
+#[derive(Default)]
+pub struct Tallies {
+    pub selectors: Vec<SelectorTally>,
+    pub fallbacks: Vec<FallbackTally>,
+    pub refused_options: Vec<RefusedTally>,
+}
+
+/// The [`Tallies`] of the instance whose maps are `maps` ([`instance_maps`]).
+pub fn read_tallies(maps: &[MapInfo]) -> Tallies {
+    let named = |name: &str| maps.iter().find(|m| m.name_as_str() == Some(name));
+    let size = std::mem::size_of::<SelectorName>();
+    let names: Vec<String> = named(maps::SELECTOR_NAMES)
+        .filter(|m| m.value_size() as usize == size)
+        .map(|m| {
+            (0..m.max_entries())
+                .map(|key| {
+                    lookup_raw(m, key, size).map_or_else(String::new, |raw| {
+                        SelectorName(raw.try_into().expect("the value's size"))
+                            .as_str()
+                            .into()
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let counts = |name: &str| named(name).map(sums).unwrap_or_default();
+    Tallies {
+        selectors: tallies::selectors(&names, &counts(maps::SELECTOR_COUNTERS)),
+        fallbacks: tallies::fallbacks(&counts(maps::FALLBACKS)),
+        refused_options: tallies::refused(&counts(maps::REFUSED)),
+    }
 }
 
 /// A process that holds an instance's program (status, detach).

@@ -15,6 +15,7 @@ use aya::{
 use mptcpify_common::event::origin;
 use mptcpify_common::maps::{
     self, flag, present, role, CgroupPath, CgroupRule, CheckSlot, Config, Counter, PidRule,
+    SelectorCounter, SelectorName,
 };
 
 use crate::bpf::comm_slots::{self, CommSlots};
@@ -26,6 +27,7 @@ use crate::kernel::layout::{self, Guard};
 use crate::kernel::preflight::{kernel_release, lockdown_mode, Kernel, HOOK};
 use crate::policy::Policy;
 use mptcpify_core::plan::{self, Contents, Step};
+use mptcpify_core::selector_numbers::Numbers;
 
 /// The object built by `cargo xtask build` (see build.rs).
 pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MPTCPIFY_BPF_OBJECT"));
@@ -102,6 +104,8 @@ pub struct Attached {
     pub live_unwatched: Option<String>,
     /// What the policy maps hold now (see `policy::plan`).
     contents: Contents,
+    /// The number each include selector's sockets are counted under.
+    numbers: Numbers,
     /// The exact name slots in front of COMMS, kept with it.
     comm_slots: CommSlots,
     /// The possible CPUs and the `STAGED` event slots of each, as loaded.
@@ -244,7 +248,8 @@ pub fn attach(
             }
         })?;
     }
-    let (mut config, contents) = write_policy(&mut ebpf, policy, guard, flags)?;
+    let mut numbers = Numbers::default();
+    let (mut config, contents) = write_policy(&mut ebpf, policy, &mut numbers, guard, flags)?;
     let mut comm_slots = match ebpf.take_map(maps::COMM_SLOTS) {
         Some(aya::maps::Map::Array(data)) => {
             CommSlots::new(data).map_err(|e| load_failed(e.to_string()))?
@@ -362,6 +367,7 @@ pub fn attach(
         outcomes_unwatched,
         live_unwatched,
         contents,
+        numbers,
         comm_slots,
         stage: (cpus, slots),
         following,
@@ -572,6 +578,7 @@ fn write_config(ebpf: &mut Ebpf, config: Config) -> Result<(), Failure> {
 fn write_policy(
     ebpf: &mut Ebpf,
     policy: &Policy,
+    numbers: &mut Numbers,
     guard: &Guard,
     flags: u32,
 ) -> Result<(Config, Contents), Failure> {
@@ -602,7 +609,8 @@ fn write_policy(
     } else {
         policy.netns.clone()
     };
-    let (steps, contents) = plan::plan(&Contents::default(), &policy.contents(&netns))?;
+    let numbered = number_selectors(ebpf, numbers, policy)?;
+    let (steps, contents) = plan::plan(&Contents::default(), &policy.contents(&netns, &numbered))?;
     for step in steps {
         apply(ebpf, step)?;
     }
@@ -610,6 +618,37 @@ fn write_policy(
         .get(&0, 0)
         .map_err(|e| load_failed(format!("reading {}: {e}", maps::CONFIG)))?;
     Ok((config, contents))
+}
+
+/// Numbers `policy`'s include selectors ([`Numbers::assign`]) and writes
+/// their names for `status` (SELECTOR_NAMES), and clears the counts of a
+/// number given to another selector; before the maps carry the numbers.
+fn number_selectors(
+    ebpf: &mut Ebpf,
+    numbers: &mut Numbers,
+    policy: &Policy,
+) -> Result<Vec<u32>, Failure> {
+    let assigned = numbers.assign(&policy.selectors());
+    let mut names: Array<_, SelectorName> = map(ebpf, maps::SELECTOR_NAMES)?;
+    for (number, name) in numbers.names(policy.system_wide()).iter().enumerate() {
+        names
+            .set(number as u32, SelectorName::new(name), 0)
+            .map_err(|e| load_failed(format!("writing {}: {e}", maps::SELECTOR_NAMES)))?;
+    }
+    if !assigned.cleared.is_empty() {
+        let mut counters: PerCpuArray<_, u64> = map(ebpf, maps::SELECTOR_COUNTERS)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| load_failed(e.to_string()))?;
+        for &number in &assigned.cleared {
+            for counter in SelectorCounter::ALL {
+                let zeros = aya::maps::PerCpuValues::try_from(vec![0u64; cpus])
+                    .map_err(|e| load_failed(e.to_string()))?;
+                counters
+                    .set(counter.index(number), zeros, 0)
+                    .map_err(|e| load_failed(format!("clearing selector {number}: {e}")))?;
+            }
+        }
+    }
+    Ok(assigned.numbers)
 }
 
 /// The fallback mode (the program cannot read other namespaces' MPTCP
@@ -844,6 +883,16 @@ impl Attached {
         )
     }
 
+    /// What this instance counted per selector, fallback reason and
+    /// refused option.
+    pub fn tallies(&self) -> crate::bpf::instances::Tallies {
+        use crate::bpf::instances;
+        self.program_id()
+            .and_then(|id| instances::programs(&[id]).into_iter().next())
+            .map(|upgrader| instances::read_tallies(&instances::instance_maps(&upgrader)))
+            .unwrap_or_default()
+    }
+
     /// The upgrader's BPF program id.
     pub fn program_id(&self) -> Option<u32> {
         let program: &FModRet = self.ebpf.program(PROGRAM)?.try_into().ok()?;
@@ -944,7 +993,8 @@ impl Attached {
         } else {
             policy.netns.clone()
         };
-        let next = policy.contents(&netns);
+        let numbered = number_selectors(&mut self.ebpf, &mut self.numbers, policy)?;
+        let next = policy.contents(&netns, &numbered);
         let (steps, done) = plan::plan(&self.contents, &next)?;
         // The slots that change ask COMMS until its last step (see
         // maps::COMM_SLOTS); on an error part-way they go on asking it.

@@ -121,6 +121,7 @@ pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure>
     let stats = attached.run_stats();
     let skipped = attached.skipped_calls();
     let missed = attached.missed_calls();
+    let tallies = attached.tallies();
     // Still pinned unless `mptcpify detach` or another `--pin` took the pin.
     let pinned = attached
         .pinned_at()
@@ -163,9 +164,15 @@ pub fn report(mut attached: loader::Attached, json: bool) -> Result<(), Failure>
     if let Some(line) = summary::accepted_line(&counts) {
         eprintln!("mptcpify: {line}");
     }
+    for line in summary::tally_lines(&tallies) {
+        eprintln!("mptcpify: {line}");
+    }
     say_run_stats(stats.as_ref());
     if json {
-        println!("{}", summary::detached_json(tcp, &counts, skipped, &missed));
+        println!(
+            "{}",
+            summary::detached_json(tcp, &counts, skipped, &missed, &tallies)
+        );
     }
     Ok(())
 }

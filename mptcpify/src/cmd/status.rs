@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::bpf::instances::{self, PROGRAM_NAME};
 use crate::cli::StatusArgs;
 use crate::errors::{exit, Failure};
+use mptcpify_core::output::tallies::{FallbackTally, RefusedTally, SelectorTally};
 
 /// The whole report; `--json` prints it as one object (README, "status").
 #[derive(Serialize)]
@@ -23,6 +24,11 @@ struct Status {
     kernel: Kernel,
     path_manager: Part<PathManager>,
     instances: Part<Vec<Instance>>,
+    /// This network namespace's fallback counters, as the kernel counts
+    /// them for every MPTCP socket (not only mptcpify's): the
+    /// `MPTcpExt` counters of `/proc/net/netstat` whose name says
+    /// `Fallback`, by that name.
+    namespace_fallbacks: Part<BTreeMap<String, u64>>,
     connections: Part<Vec<Connection>>,
 }
 
@@ -95,6 +101,13 @@ struct Instance {
     /// `socket()` calls the kernel made without the program (see
     /// `loader::Attached::skipped_calls`).
     skipped_calls: u64,
+    /// What the sockets of each include selector did (README, "mptcpify
+    /// status").
+    selectors: Vec<SelectorTally>,
+    /// Followed connections that fell back, by `when` and `reason`.
+    fallbacks: Vec<FallbackTally>,
+    /// Socket options MPTCP refused, by `level` and `option`.
+    refused_options: Vec<RefusedTally>,
 }
 
 #[derive(Serialize)]
@@ -111,6 +124,8 @@ struct Connection {
 }
 
 pub async fn status(args: &StatusArgs) -> Result<i32, Failure> {
+    // The instances' fallback rows name the kernel's reasons.
+    crate::kernel::layout::learn_fallback_reasons();
     let status = Status {
         event: "status",
         time: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
@@ -118,6 +133,7 @@ pub async fn status(args: &StatusArgs) -> Result<i32, Failure> {
         kernel: kernel(),
         path_manager: path_manager().await.into(),
         instances: instances().into(),
+        namespace_fallbacks: namespace_fallbacks().into(),
         connections: connections().into(),
     };
     if args.json {
@@ -212,6 +228,7 @@ fn instances() -> Result<Vec<Instance>, String> {
                     .collect()
             })
             .unwrap_or_default();
+        let tallies = instances::read_tallies(&instances::instance_maps(&program));
         found.push(Instance {
             program_id: program.id(),
             loaded_at: program
@@ -224,9 +241,35 @@ fn instances() -> Result<Vec<Instance>, String> {
             holders: crate::bpf::instances::holders(program.id()),
             counters,
             skipped_calls: program.recursion_misses(),
+            selectors: tallies.selectors,
+            fallbacks: tallies.fallbacks,
+            refused_options: tallies.refused_options,
         });
     }
     Ok(found)
+}
+
+/// The `MPTcpExt` fallback counters of this network namespace.
+fn namespace_fallbacks() -> Result<BTreeMap<String, u64>, String> {
+    let text = std::fs::read_to_string("/proc/net/netstat")
+        .map_err(|e| format!("reading /proc/net/netstat: {e}"))?;
+    Ok(mptcp_fallback_counters(&text))
+}
+
+/// `/proc/net/netstat` holds each group as two lines, names then values,
+/// both starting `Group:`; procfs parses the file but not the `MPTcpExt`
+/// group, hence by hand.
+fn mptcp_fallback_counters(netstat: &str) -> BTreeMap<String, u64> {
+    let mut lines = netstat.lines().filter_map(|l| l.strip_prefix("MPTcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return BTreeMap::new();
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter(|(name, _)| name.contains("Fallback"))
+        .filter_map(|(name, value)| Some((name.to_string(), value.parse().ok()?)))
+        .collect()
 }
 
 /// The MPTCP sockets of this network namespace, from `ss -M` (iproute2's
@@ -367,7 +410,39 @@ fn print_text(status: &Status) {
                      CPU): {}",
                     i.skipped_calls
                 );
+                for selector in &i.selectors {
+                    println!("    {}", selector.line());
+                }
+                if !i.fallbacks.is_empty() {
+                    let rows: Vec<String> = i
+                        .fallbacks
+                        .iter()
+                        .map(|f| format!("{} {} {}", f.when, f.reason, f.connections))
+                        .collect();
+                    println!("    fallbacks: {}", rows.join(", "));
+                }
+                if !i.refused_options.is_empty() {
+                    let rows: Vec<String> = i
+                        .refused_options
+                        .iter()
+                        .map(|r| format!("{} {}", r.option, r.calls))
+                        .collect();
+                    println!("    refused options: {}", rows.join(", "));
+                }
             }
+        }
+        Part::Unreadable { error } => println!("  cannot read: {error}"),
+    }
+    println!("MPTCP fallbacks counted by the kernel (this network namespace, every MPTCP socket)");
+    match &status.namespace_fallbacks {
+        Part::Read(counters) if counters.values().all(|&v| v == 0) => println!("  none"),
+        Part::Read(counters) => {
+            let rows: Vec<String> = counters
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            println!("  {}", rows.join(", "));
         }
         Part::Unreadable { error } => println!("  cannot read: {error}"),
     }
@@ -402,6 +477,24 @@ fn print_text(status: &Status) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_namespaces_mptcp_fallback_counters() {
+        let netstat = "TcpExt: SyncookiesSent X\nTcpExt: 0 1\n\
+                       MPTcpExt: MPCapableSYNRX MPCapableFallbackACK DSSNotMatching \
+                       DssFallback SimultConnectFallback\n\
+                       MPTcpExt: 40 2 0 1 0\n";
+        let counters = mptcp_fallback_counters(netstat);
+        assert_eq!(
+            counters.into_iter().collect::<Vec<_>>(),
+            [
+                ("DssFallback".to_string(), 1),
+                ("MPCapableFallbackACK".to_string(), 2),
+                ("SimultConnectFallback".to_string(), 0)
+            ]
+        );
+        assert!(mptcp_fallback_counters("TcpExt: a\nTcpExt: 1\n").is_empty());
+    }
 
     #[test]
     fn reads_ss_sockets_processes_subflows_and_fallback() {

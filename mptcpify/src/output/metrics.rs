@@ -66,6 +66,9 @@ impl Source {
         let programs = instances::programs(&wanted);
         let by_id = |id: u32| programs.iter().find(|p| p.id() == id);
         let upgrader = by_id(self.upgrader);
+        let tallies = upgrader
+            .map(|p| instances::read_tallies(&instances::instance_maps(p)))
+            .unwrap_or_default();
         Snapshot {
             counters: upgrader
                 .and_then(instances::counters_map)
@@ -81,6 +84,9 @@ impl Source {
                 .collect(),
             kernel: self.kernel.clone(),
             policy: self.policy.read().map(|p| p.clone()).unwrap_or_default(),
+            selectors: tallies.selectors,
+            fallbacks: tallies.fallbacks,
+            refused_options: tallies.refused_options,
         }
     }
 

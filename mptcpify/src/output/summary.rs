@@ -5,6 +5,7 @@ use mptcpify_common::maps::Counter;
 
 use mptcpify_core::output::json::{self, JsonEvent};
 
+use crate::bpf::instances::Tallies;
 use crate::policy::Policy;
 
 fn now() -> String {
@@ -92,7 +93,13 @@ pub fn detached_json(
     counts: &[(Counter, u64)],
     skipped: Option<u64>,
     missed: &[(&str, u64)],
+    tallies: &Tallies,
 ) -> String {
+    fn values<T: serde::Serialize>(rows: &[T]) -> Vec<serde_json::Value> {
+        rows.iter()
+            .map(|row| serde_json::to_value(row).expect("plain data serialises"))
+            .collect()
+    }
     JsonEvent::Detached {
         time: now(),
         pid: std::process::id(),
@@ -106,8 +113,43 @@ pub fn detached_json(
             .iter()
             .map(|(function, n)| (function.to_string(), *n))
             .collect(),
+        selectors: values(&tallies.selectors),
+        fallbacks: values(&tallies.fallbacks),
+        refused_options: values(&tallies.refused_options),
     }
     .to_line()
+}
+
+/// The exit summary's lines of `tallies`: per selector (when the policy
+/// has more than one to tell apart), the fallbacks by reason, the refused
+/// options by option.
+pub fn tally_lines(tallies: &Tallies) -> Vec<String> {
+    let mut lines = Vec::new();
+    if tallies.selectors.len() > 1 {
+        lines.extend(
+            tallies
+                .selectors
+                .iter()
+                .map(|s| format!("by selector: {}", s.line())),
+        );
+    }
+    if !tallies.fallbacks.is_empty() {
+        let rows: Vec<String> = tallies
+            .fallbacks
+            .iter()
+            .map(|f| format!("{} {} {}", f.when, f.reason, f.connections))
+            .collect();
+        lines.push(format!("fallbacks by when and reason: {}", rows.join(", ")));
+    }
+    if !tallies.refused_options.is_empty() {
+        let rows: Vec<String> = tallies
+            .refused_options
+            .iter()
+            .map(|r| format!("{} {}", r.option, r.calls))
+            .collect();
+        lines.push(format!("refused options by option: {}", rows.join(", ")));
+    }
+    lines
 }
 
 #[cfg(test)]

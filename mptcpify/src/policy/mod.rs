@@ -9,6 +9,7 @@ use mptcpify_common::maps::{
 };
 
 use mptcpify_core::plan::Contents;
+use mptcpify_core::selector_numbers::Selector;
 
 use crate::errors::Failure;
 use cgroup::Cgroup;
@@ -66,29 +67,92 @@ pub struct Policy {
     pub paths: Option<mptcpify_core::paths::PathsMode>,
     /// The config file's `metrics` key (`--metrics` on the command line).
     pub metrics: Option<std::net::SocketAddr>,
+    /// The units `--unit` named, by their cgroup's relative path: the
+    /// name their selector is shown by.
+    pub units: Vec<(String, String)>,
 }
 
 impl Policy {
+    /// The include selectors, in the order [`Policy::contents`] numbers
+    /// them: what each names (the same across reloads) and its name.
+    pub fn selectors(&self) -> Vec<Selector> {
+        let mut all = Vec::new();
+        let mut add = |roles: u8, identity: String, name: String| {
+            if roles & role::INCLUDE != 0 {
+                all.push(Selector { identity, name });
+            }
+        };
+        for (key, roles, label) in &self.comms.0 {
+            add(*roles, format!("comm {:?}", key.0), label.clone());
+        }
+        for (process, roles, label) in &self.pids.0 {
+            let identity = format!("pid {} {}", process.tgid, process.start_ticks);
+            add(*roles, identity, label.clone());
+        }
+        for (key, roles, label) in &self.netns.0 {
+            add(*roles, format!("netns {key}"), label.clone());
+        }
+        for (cgroup, roles, _) in &self.cgroups.0 {
+            let name = match self.units.iter().find(|(path, _)| *path == cgroup.relative) {
+                Some((_, unit)) => format!("unit {unit}"),
+                None => format!("cgroup {}", cgroup.relative),
+            };
+            add(*roles, format!("cgroup {}", cgroup.relative), name);
+        }
+        all
+    }
+
     /// What `policy` puts in the maps; `netns`: its namespace entries (in
-    /// the fallback mode with the namespaces mptcpify checked).
-    pub fn contents(&self, netns: &Entries<u64>) -> Contents {
+    /// the fallback mode with the namespaces mptcpify checked); `numbers`:
+    /// the number of each of [`Policy::selectors`], in its order.
+    pub fn contents(&self, netns: &Entries<u64>, numbers: &[u32]) -> Contents {
         let mut contents = Contents::default();
         let kinds = |kind: u32, roles: u8, c: &mut Contents| c.add_kind(kind, roles);
+        // The include entries take the numbers in the order selectors()
+        // lists them.
+        let mut numbers = numbers.iter().copied();
+        let mut numbered = |roles: u8| {
+            if roles & role::INCLUDE != 0 {
+                role::with_selector(roles, numbers.next().unwrap_or(0))
+            } else {
+                roles
+            }
+        };
         for (key, roles, _) in &self.comms.0 {
+            let roles = &numbered(*roles);
             contents.comms.insert(key.0, *roles);
             kinds(kind::COMM, *roles, &mut contents);
         }
         for (process, roles, _) in &self.pids.0 {
+            let roles = &numbered(*roles);
             contents
                 .pids
                 .insert(process.tgid, (process.start_ticks, *roles));
             kinds(kind::PID, *roles, &mut contents);
         }
+        // The policy's namespaces, in its order; the fallback mode's
+        // checked ones (not selectors) add MPTCP_CHECKED.
+        let mut own: Vec<(u64, u8)> = self
+            .netns
+            .0
+            .iter()
+            .map(|(key, roles, _)| (*key, numbered(*roles)))
+            .collect();
         for (key, roles, _) in &netns.0 {
-            contents.netns.insert(*key, *roles);
-            kinds(kind::NETNS, *roles, &mut contents);
+            match own.iter_mut().find(|(k, _)| k == key) {
+                Some((_, held)) => *held |= roles & role::MPTCP_CHECKED,
+                None => own.push((*key, *roles & !role::INCLUDE)),
+            }
+        }
+        for (key, roles) in own {
+            if roles == 0 {
+                continue;
+            }
+            contents.netns.insert(key, roles);
+            kinds(kind::NETNS, roles, &mut contents);
         }
         for (cgroup, roles, _) in &self.cgroups.0 {
+            let roles = &numbered(*roles);
             let rule = CgroupRule {
                 id: cgroup.id,
                 level: cgroup.level,
@@ -122,7 +186,13 @@ impl Policy {
             }
         }
         for unit in &selectors.unit {
-            policy.add_cgroup(cgroup::resolve_unit(unit)?, role::INCLUDE);
+            let cgroup = cgroup::resolve_unit(unit)?;
+            let name = cgroup
+                .path
+                .file_name()
+                .map_or_else(|| unit.clone(), |name| name.to_string_lossy().into_owned());
+            policy.units.push((cgroup.relative.clone(), name));
+            policy.add_cgroup(cgroup, role::INCLUDE);
         }
         for spec in &selectors.netns {
             let key = netns::resolve(spec)?;

@@ -50,6 +50,11 @@ pub const MIBS: &[(&str, &str, &str)] = &[
         "SimultConnectFallback",
         "a simultaneous connect",
     ),
+    (
+        "MPTCP_MIB_TOKENFALLBACKINIT",
+        "TokenFallbackInit",
+        "no connection token could be allocated (the kernel's token table)",
+    ),
     ("MPTCP_MIB_MPFAILRX", "MPFailRx", "the peer sent MP_FAIL"),
     (
         "MPTCP_MIB_FALLBACKFAILED",

@@ -128,6 +128,19 @@ pub fn socket_only(kernel: &str, rounds: usize, only: Option<&str>) -> Result<()
     Ok(())
 }
 
+/// `cargo xtask bench --servers-only`: the servers part alone, printed.
+pub fn servers_only(kernel: &str) -> Result<()> {
+    check_kernel(kernel)?;
+    let console = bench_in_lab(
+        kernel,
+        &build::all()?,
+        "servers",
+        lab::qemu::Timing::Coherent,
+    )?;
+    print!("{}", report_of(&console)?);
+    Ok(())
+}
+
 /// Start-up on this host, outside the lab: from spawning `mptcpify -q
 /// --all` to its "attached" line, or, on a host that refuses trampoline
 /// programs (this project's build hosts), to its exit at the first

@@ -71,8 +71,13 @@ enum Command {
     Bench {
         /// Measure only the socket() costs, in ROUNDS rounds, and print them
         /// (BENCHMARKS.md is left alone): for working on the program.
-        #[arg(long, value_name = "ROUNDS")]
+        #[arg(long, value_name = "ROUNDS", conflicts_with = "servers_only")]
         socket_only: Option<usize>,
+        /// Measure only what an accepted connection costs, and the
+        /// footprint under a load of short connections, and print them
+        /// (BENCHMARKS.md is left alone).
+        #[arg(long)]
+        servers_only: bool,
         /// With --socket-only: only the modes whose name contains one of
         /// these words (comma-separated; "no hook" is always measured).
         #[arg(
@@ -119,10 +124,12 @@ fn main() {
         Command::Demo => demo::run(),
         Command::Bench {
             socket_only,
+            servers_only,
             only,
             kernel,
         } => match socket_only {
             Some(rounds) => bench::socket_only(&kernel, rounds, only.as_deref()),
+            None if servers_only => bench::servers_only(&kernel),
             None => bench::run(&kernel),
         },
         Command::Dist => dist::run_dist().map(drop),

@@ -22,13 +22,8 @@ use crate::root;
 /// NetworkManager. They run there only: they start and stop units, restart
 /// nginx, load AppArmor profiles, run pods and NetworkManager, which is the
 /// lab's to do, not a host's.
-const DEBIAN_IMAGE_SUITES: [&str; 5] = [
-    "systemd",
-    "apparmor",
-    "pod",
-    "networkmanager",
-    "prometheus",
-];
+const DEBIAN_IMAGE_SUITES: [&str; 5] =
+    ["systemd", "apparmor", "pod", "networkmanager", "prometheus"];
 /// The suite that checks the release bundle: on the host only.
 const BUNDLE_SUITE: &str = "bundle";
 /// What `--suite` also takes besides the integration suites: the host's

@@ -186,6 +186,26 @@ pub fn refused(counts: &[u64]) -> Vec<RefusedTally> {
         .collect()
 }
 
+/// The fallback rows in one line, `at_connect MPCapableFallbackSYNACK 3,
+/// ...` (`None` without any).
+pub fn fallbacks_line(rows: &[FallbackTally]) -> Option<String> {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|f| format!("{} {} {}", f.when, f.reason, f.connections))
+        .collect();
+    (!rows.is_empty()).then(|| rows.join(", "))
+}
+
+/// The refused-option rows in one line, `TCP_ULP 4, ...` (`None` without
+/// any).
+pub fn refused_line(rows: &[RefusedTally]) -> Option<String> {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {}", r.option, r.calls))
+        .collect();
+    (!rows.is_empty()).then(|| rows.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +266,11 @@ mod tests {
         );
         assert_eq!(rows[0].calls, 4);
         assert_eq!(rows[1].option, "other level option 3");
+        assert_eq!(
+            refused_line(&rows).unwrap(),
+            "TCP_ULP 4, other level option 3 1"
+        );
+        assert_eq!(refused_line(&[]), None);
+        assert_eq!(fallbacks_line(&[]), None);
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::bpf::instances::{self, PROGRAM_NAME};
 use crate::cli::StatusArgs;
 use crate::errors::{exit, Failure};
-use mptcpify_core::output::tallies::{FallbackTally, RefusedTally, SelectorTally};
+use mptcpify_core::output::tallies::{self, FallbackTally, RefusedTally, SelectorTally};
 
 /// The whole report; `--json` prints it as one object (README, "status").
 #[derive(Serialize)]
@@ -413,21 +413,11 @@ fn print_text(status: &Status) {
                 for selector in &i.selectors {
                     println!("    {}", selector.line());
                 }
-                if !i.fallbacks.is_empty() {
-                    let rows: Vec<String> = i
-                        .fallbacks
-                        .iter()
-                        .map(|f| format!("{} {} {}", f.when, f.reason, f.connections))
-                        .collect();
-                    println!("    fallbacks: {}", rows.join(", "));
+                if let Some(line) = tallies::fallbacks_line(&i.fallbacks) {
+                    println!("    fallbacks: {line}");
                 }
-                if !i.refused_options.is_empty() {
-                    let rows: Vec<String> = i
-                        .refused_options
-                        .iter()
-                        .map(|r| format!("{} {}", r.option, r.calls))
-                        .collect();
-                    println!("    refused options: {}", rows.join(", "));
+                if let Some(line) = tallies::refused_line(&i.refused_options) {
+                    println!("    refused options: {line}");
                 }
             }
         }

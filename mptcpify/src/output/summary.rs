@@ -7,6 +7,7 @@ use mptcpify_core::output::json::{self, JsonEvent};
 
 use crate::bpf::instances::Tallies;
 use crate::policy::Policy;
+use mptcpify_core::output::tallies;
 
 fn now() -> String {
     json::time(std::time::SystemTime::now())
@@ -133,21 +134,11 @@ pub fn tally_lines(tallies: &Tallies) -> Vec<String> {
                 .map(|s| format!("by selector: {}", s.line())),
         );
     }
-    if !tallies.fallbacks.is_empty() {
-        let rows: Vec<String> = tallies
-            .fallbacks
-            .iter()
-            .map(|f| format!("{} {} {}", f.when, f.reason, f.connections))
-            .collect();
-        lines.push(format!("fallbacks by when and reason: {}", rows.join(", ")));
+    if let Some(line) = tallies::fallbacks_line(&tallies.fallbacks) {
+        lines.push(format!("fallbacks by when and reason: {line}"));
     }
-    if !tallies.refused_options.is_empty() {
-        let rows: Vec<String> = tallies
-            .refused_options
-            .iter()
-            .map(|r| format!("{} {}", r.option, r.calls))
-            .collect();
-        lines.push(format!("refused options by option: {}", rows.join(", ")));
+    if let Some(line) = tallies::refused_line(&tallies.refused_options) {
+        lines.push(format!("refused options by option: {line}"));
     }
     lines
 }

@@ -6,6 +6,7 @@
 //!
 //! `lab-bench measure tcp|udp N` is the inner loop, run as a child process so
 //! that LD_PRELOAD (mptcpize) can be applied to it like to any program.
+//! `lab-bench servers` measures only what an accepted connection costs.
 //! `lab-bench socket [ROUNDS [WORDS]]` measures only the socket() costs,
 //! of every mode or of those whose name contains one of the comma-separated
 //! WORDS (for `cargo xtask bench --socket-only ROUNDS [--only WORDS]`,
@@ -54,9 +55,11 @@ fn main() {
         Some("rest") => {
             attach_latency();
             throughput_and_failover();
+            servers();
             memory();
         }
-        other => panic!("lab-bench socket [ROUNDS [WORDS]] | rest, not {other:?}"),
+        Some("servers") => servers(),
+        other => panic!("lab-bench socket [ROUNDS [WORDS]] | rest | servers, not {other:?}"),
     }
     println!("BENCH-END");
     // Out of the cgroup, so that it can be removed.
@@ -608,4 +611,193 @@ fn max(v: &[f64]) -> f64 {
 }
 fn spread(v: &[f64]) -> String {
     format!("{:.0} ({:.0}–{:.0})", median(v), min(v), max(v))
+}
+
+/// Connections per sample of the servers part.
+const CONNECTIONS: u64 = 2000;
+
+/// A loopback IPv4 stream socket of `protocol` (0: TCP, or MPTCP).
+fn stream(protocol: i32) -> i32 {
+    // SAFETY: socket(2) with plain integers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, protocol) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    fd
+}
+
+fn loopback(port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// `CONNECTIONS` connections, one after another: a client thread named
+/// `bench-client` connects and closes, a server thread named
+/// `bench-server` accepts and closes; both ask for `protocol` (0: TCP).
+/// The ns per connection (the client's loop) and per `accept()` call.
+fn connections(protocol: i32) -> (f64, f64) {
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let server = std::thread::Builder::new()
+        .name("bench-server".into())
+        .spawn(move || {
+            let fd = stream(protocol);
+            let addr = loopback(0);
+            let size = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            // SAFETY: a valid sockaddr_in and its size; a fresh socket.
+            unsafe {
+                assert_eq!(libc::bind(fd, (&raw const addr).cast(), size), 0);
+                assert_eq!(libc::listen(fd, 1024), 0);
+            }
+            let mut bound = loopback(0);
+            let mut len = size;
+            // SAFETY: as above, for the address the kernel chose.
+            unsafe { libc::getsockname(fd, (&raw mut bound).cast(), &mut len) };
+            port_tx.send(u16::from_be(bound.sin_port)).unwrap();
+            let mut in_accept = Duration::ZERO;
+            for _ in 0..CONNECTIONS {
+                let start = Instant::now();
+                // SAFETY: a listening socket; no address wanted.
+                let conn = unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
+                in_accept += start.elapsed();
+                assert!(conn >= 0, "accept: {}", std::io::Error::last_os_error());
+                // SAFETY: our descriptor.
+                unsafe { libc::close(conn) };
+            }
+            // SAFETY: our descriptor.
+            unsafe { libc::close(fd) };
+            in_accept
+        })
+        .unwrap();
+    let port = port_rx.recv().unwrap();
+    let client = std::thread::Builder::new()
+        .name("bench-client".into())
+        .spawn(move || {
+            let addr = loopback(port);
+            let size = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            let start = Instant::now();
+            for _ in 0..CONNECTIONS {
+                let fd = stream(protocol);
+                // SAFETY: a valid sockaddr_in and its size.
+                let rc = unsafe { libc::connect(fd, (&raw const addr).cast(), size) };
+                assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+                // SAFETY: our descriptor.
+                unsafe { libc::close(fd) };
+            }
+            start.elapsed()
+        })
+        .unwrap();
+    let elapsed = client.join().unwrap();
+    let in_accept = server.join().unwrap();
+    (
+        elapsed.as_nanos() as f64 / CONNECTIONS as f64,
+        in_accept.as_nanos() as f64 / CONNECTIONS as f64,
+    )
+}
+
+/// The run time and runs of the loaded program named `name`.
+fn program_stats(name: &str) -> (f64, u64) {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|info| info.name_as_str() == Some(name))
+        .map(|info| (info.run_time().as_nanos() as f64, info.run_count()))
+        .fold((0.0, 0), |(ns, n), (a, b)| (ns + a, n + b))
+}
+
+/// What an upgraded server costs: a connection made and accepted, plain
+/// TCP, MPTCP asked for by the application, and MPTCP by mptcpify
+/// (`--comm` selecting both threads), in interleaved rounds; the kernel's
+/// accounting of mptcpify's programs gives their ns per connection, and of
+/// the accept program alone per accepted connection.
+fn servers() {
+    let mut samples: [Vec<f64>; 3] = Default::default();
+    let mut accepts: [Vec<f64>; 3] = Default::default();
+    let (mut accept_bpf, mut all_bpf) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        for (mode, protocol) in [(0, 0), (1, IPPROTO_MPTCP)] {
+            let (per, accept) = connections(protocol);
+            samples[mode].push(per);
+            accepts[mode].push(accept);
+        }
+        let running = Running::attach(&["-q", "--comm", "bench-server", "--comm", "bench-client"]);
+        let before = (ProgramStats::now(), program_stats("mptcpify_accept"));
+        let (per, accept) = connections(0);
+        let after = (ProgramStats::now(), program_stats("mptcpify_accept"));
+        drop(running);
+        samples[2].push(per);
+        accepts[2].push(accept);
+        all_bpf.push((after.0.all_ns - before.0.all_ns) / CONNECTIONS as f64);
+        let runs = after.1 .1 - before.1 .1;
+        assert!(runs >= CONNECTIONS, "the accept program ran {runs} times");
+        accept_bpf.push((after.1 .0 - before.1 .0) / runs as f64);
+    }
+    println!("## Servers: the cost of an accepted connection\n");
+    println!("{CONNECTIONS} loopback connections one after another, per round: a client thread connects and closes, a server thread accepts and closes. Plain TCP; MPTCP asked for by both ends (`IPPROTO_MPTCP`, no mptcpify); MPTCP by `mptcpify -q --comm bench-server --comm bench-client`. {ROUNDS} interleaved rounds; the BPF times are the kernel's accounting of mptcpify's programs (`kernel.bpf_stats_enabled`).\n");
+    println!("| connection | ns per connection, median (min–max) | ns the server spends in `accept()` per connection (waiting for the client included), median |\n|---|---|---|");
+    for (mode, name) in ["plain TCP", "MPTCP, asked for", "MPTCP, by mptcpify"]
+        .iter()
+        .enumerate()
+    {
+        println!(
+            "| {name} | {} | {:.0} |",
+            spread(&samples[mode]),
+            median(&accepts[mode])
+        );
+    }
+    let accept_ns = median(&accept_bpf);
+    let plain_accept = median(&accepts[1]);
+    println!(
+        "\n| BPF cost | ns, median (min–max) | share |\n|---|---|---|\n| the accept program (`mptcp_stream_accept`), per accepted connection | {} | {:.1}% of the server's `accept()` of an MPTCP connection asked for ({plain_accept:.0} ns) |\n| every mptcpify program, per connection (both sockets' upgrade, tag and close, the accept) | {} | {:.1}% of an MPTCP connection asked for ({:.0} ns) |\n",
+        spread(&accept_bpf),
+        100.0 * accept_ns / plain_accept,
+        spread(&all_bpf),
+        100.0 * median(&all_bpf) / median(&samples[1]),
+        median(&samples[1]),
+    );
+    load_footprint();
+}
+
+/// How long the load of [`load_footprint`] runs.
+const LOAD: Duration = Duration::from_secs(30);
+
+/// mptcpify's resident memory before and after `LOAD` of short
+/// connections, with a line per event (as a service writes its journal).
+fn load_footprint() {
+    let mut running = Running::start_quietly(mptcpify_tests::process::command(&[
+        "--comm",
+        "bench-server",
+        "--comm",
+        "bench-client",
+    ]));
+    running.wait_for("mptcpify: attached", ATTACH_TIMEOUT);
+    let rss = |pid: i32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let before = rss(running.pid());
+    let start = Instant::now();
+    let mut made = 0;
+    while start.elapsed() < LOAD {
+        connections(0);
+        made += CONNECTIONS;
+        // The lines are read by the harness as they come.
+        running.drain();
+    }
+    let took = start.elapsed();
+    let after = rss(running.pid());
+    drop(running);
+    println!(
+        "Under load, `mptcpify --comm bench-server --comm bench-client` printing a line per \
+         event: {made} short connections in {:.0} s ({:.0} a second); its resident memory {before} \
+         kB before, {after} kB after.\n",
+        took.as_secs_f64(),
+        made as f64 / took.as_secs_f64()
+    );
 }

@@ -217,3 +217,14 @@ pub fn counter(output: &[String], label: &str) -> u64 {
 /// The end of the counter line of `socket()` calls the kernel made without
 /// the upgrader (it was still entered on that CPU by a preempted task).
 pub const SKIPPED_CALLS: &str = "they kept their protocol";
+
+/// The resident memory of process `pid` (`VmRSS` of /proc/PID/status), in
+/// kB.
+pub fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"))
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mptcpify_tests::probe;
-use mptcpify_tests::process::{command, Running};
+use mptcpify_tests::process::{command, rss_kb, Running};
 use mptcpify_tests::shell::http_get;
 use mptcpify_tests::sockets::{self, as_comm, IPPROTO_MPTCP as MPTCP};
 
@@ -464,16 +464,6 @@ fn a_scrape_says_what_the_counters_say() {
 
 /// How long the load runs (the 30 s).
 const LOAD: Duration = Duration::from_secs(30);
-
-/// mptcpify's resident memory, from /proc/PID/status, in kB.
-fn rss_kb(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("mptcpify's /proc status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 /// Short connections as fast as the lab goes, for 30 s: a selected server
 /// thread accepts and closes each; two selected client threads connect

@@ -585,14 +585,7 @@ fn memory() {
     for _ in 0..1000 {
         new_tcp_protocol();
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", running.pid())).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap_or("VmRSS: ?")
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .to_string();
+    let rss = format!("{} kB", mptcpify_tests::process::rss_kb(running.pid()));
     let binary = std::fs::metadata(mptcpify_tests::process::resolved_bin()).map_or(0, |m| m.len());
     println!("## Footprint\n");
     println!("| what | size |\n|---|---|\n| resident memory of a running `mptcpify` (after 1000 upgrades) | {rss} |\n| `mptcpify` binary (release, stripped, BPF object embedded) | {} KiB |", binary / 1024);
@@ -773,15 +766,7 @@ fn load_footprint() {
         "bench-client",
     ]));
     running.wait_for("mptcpify: attached", ATTACH_TIMEOUT);
-    let rss = |pid: i32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    };
-    let before = rss(running.pid());
+    let before = mptcpify_tests::process::rss_kb(running.pid());
     let start = Instant::now();
     let mut made = 0;
     while start.elapsed() < LOAD {
@@ -791,7 +776,7 @@ fn load_footprint() {
         running.drain();
     }
     let took = start.elapsed();
-    let after = rss(running.pid());
+    let after = mptcpify_tests::process::rss_kb(running.pid());
     drop(running);
     println!(
         "Under load, `mptcpify --comm bench-server --comm bench-client` printing a line per \

@@ -89,3 +89,16 @@ pub fn as_comm<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'st
         .join()
         .expect("named thread panicked")
 }
+
+/// `addr` as the kernel's `sockaddr_in`, for bind(2) and connect(2) with
+/// raw descriptors.
+pub fn sockaddr_in(addr: std::net::SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}

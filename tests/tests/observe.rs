@@ -30,21 +30,9 @@ fn connected(to: &TcpListener) -> (OwnedFd, std::net::TcpStream) {
     (fd, to.accept().unwrap().0)
 }
 
-/// `addr` as the socket calls take it.
-fn sockaddr(addr: std::net::SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
 /// connect(2) of `fd` to `addr`: its return value.
 fn connect(fd: &OwnedFd, addr: std::net::SocketAddrV4) -> libc::c_int {
-    let sin = sockaddr(addr);
+    let sin = sockets::sockaddr_in(addr);
     // SAFETY: a valid sockaddr_in and its size.
     unsafe {
         libc::connect(
@@ -571,7 +559,7 @@ fn bound_nonblocking(port: u16) -> OwnedFd {
             4,
         )
     };
-    let sin = sockaddr(loopback(port));
+    let sin = sockets::sockaddr_in(loopback(port));
     // SAFETY: a valid sockaddr_in and its size.
     let rc = unsafe {
         libc::bind(

@@ -71,6 +71,17 @@ fn clients(probe: &str, port: u16, count: usize) -> usize {
     mptcp
 }
 
+/// `mptcpify --json --comm NAME...`, attached, its output kept quiet.
+fn attached_selecting(comms: &[&str]) -> Running {
+    let mut args = vec!["--json"];
+    for comm in comms {
+        args.extend(["--comm", comm]);
+    }
+    let mut running = Running::start_quietly(command(&args));
+    running.wait_for("mptcpify: attached", WAIT);
+    running
+}
+
 fn json_objects(output: &[String]) -> Vec<serde_json::Value> {
     output
         .iter()
@@ -87,14 +98,7 @@ fn json_objects(output: &[String]) -> Vec<serde_json::Value> {
 /// accepted, and each MPTCP connection is told closed as `accepted`.
 #[test]
 fn accepted_connections_are_counted_by_client_kind_and_attributed_to_the_acceptor() {
-    let mut running = Running::start_quietly(command(&[
-        "--json",
-        "--comm",
-        "acceptor",
-        "--comm",
-        "socket-probe",
-    ]));
-    running.wait_for("mptcpify: attached", WAIT);
+    let running = attached_selecting(&["acceptor", "socket-probe"]);
     let passive_before = mptcp_mib("MPCapableACKRX");
 
     let (port_tx, port_rx) = mpsc::channel();
@@ -295,14 +299,10 @@ fn an_applications_own_mptcp_listener_is_not_reported() {
     );
     // SAFETY: a fresh descriptor we own.
     let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let addr = sockets::sockaddr_in(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        0,
+    ));
     // SAFETY: a valid sockaddr_in and its size.
     let bound = unsafe {
         libc::bind(
@@ -476,14 +476,7 @@ const LOAD: Duration = Duration::from_secs(30);
 fn a_load_of_short_connections_is_counted_exactly() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
-    let mut running = Running::start_quietly(command(&[
-        "--json",
-        "--comm",
-        "load-server",
-        "--comm",
-        "load-client",
-    ]));
-    running.wait_for("mptcpify: attached", WAIT);
+    let running = attached_selecting(&["load-server", "load-client"]);
     let passive_before = mptcp_mib("MPCapableACKRX");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

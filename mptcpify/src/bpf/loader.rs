@@ -629,6 +629,15 @@ fn number_selectors(
     policy: &Policy,
 ) -> Result<Vec<u32>, Failure> {
     let assigned = numbers.assign(&policy.selectors());
+    let together = assigned.numbers.iter().filter(|&&n| n == 0).count();
+    if together > 0 && !policy.system_wide() {
+        eprintln!(
+            "mptcpify: warning: {together} include selectors past the first {} are counted \
+             together in `status` and /metrics (\"{}\"); their sockets are upgraded all the same",
+            maps::MAX_SELECTORS - 1,
+            mptcpify_core::selector_numbers::unnumbered(false)
+        );
+    }
     let mut names: Array<_, SelectorName> = map(ebpf, maps::SELECTOR_NAMES)?;
     for (number, name) in numbers.names(policy.system_wide()).iter().enumerate() {
         names

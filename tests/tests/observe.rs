@@ -11,6 +11,7 @@ use std::time::Duration;
 use mptcpify_tests::probe::{self, TempCgroup};
 use mptcpify_tests::process::Running;
 use mptcpify_tests::sockets::{self, as_comm, IPPROTO_MPTCP as MPTCP, IPPROTO_TCP as TCP};
+use mptcpify_tests::testbed::{TwoPaths, PATHS};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -686,6 +687,152 @@ fn a_simultaneous_connect_falls_back_and_says_why_where_the_kernel_does() {
     assert_eq!(
         detached["fallbacks"],
         serde_json::json!([{"when": "at_connect", "reason": reason, "connections": 2}]),
+        "{detached}"
+    );
+}
+
+/// A connection that falls back after it was established is told as such,
+/// on both ends, with the kernel's reason where the kernel says it
+/// (6.17+), and the namespaces' own counters agree: a client and a server,
+/// both upgraded, in two namespaces joined by a veth pair, exchange data
+/// over MPTCP; then a middlebox (tc's pedit on the client's veth) rewrites
+/// MPTCP's option (kind 30) in the client's packets into an unknown kind
+/// of the same length, which TCP ignores. The server gets data without a
+/// mapping and falls back (net/mptcp/subflow.c, subflow_check_data_avail():
+/// `MAPPING_INVALID`, counted `DssFallback`); its answer carries no mapping
+/// either, so the client falls back too. Over loopback this cannot be
+/// shown: the receiver is handed the sender's own mapping with the packet
+/// (the skb extension; a veth scrubs it, net/core/skbuff.c
+/// skb_scrub_packet()).
+#[test]
+fn a_fallback_after_established_is_told_on_both_ends_with_its_reason() {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let says_why = kallsyms
+        .lines()
+        .any(|l| l.ends_with(" __mptcp_try_fallback"));
+    // No endpoint: one subflow, as an extra one would forbid the fallback
+    // (RFC 8684 3.7: only a single-subflow connection may fall back).
+    let bed = TwoPaths::bare();
+    let path = &PATHS[0];
+    let dev = path.client_dev;
+    let server_addr = format!("{}:40003", path.server_addr);
+    bed.ip(&bed.client, &["link", "set", "lo", "up"]);
+    let tc = |args: &str| {
+        let status = bed
+            .exec(&bed.client, "tc")
+            .args(args.split_whitespace())
+            .status()
+            .unwrap();
+        assert!(status.success(), "tc {args}");
+    };
+    tc(&format!("qdisc add dev {dev} clsact"));
+    let running = Running::attach(&["--json", "--comm", "later"]);
+    let namespaces = (
+        format!("/run/netns/{}", bed.server),
+        format!("/run/netns/{}", bed.client),
+    );
+    let (listener, mut client, mut server, protocols) = as_comm("later", move || {
+        let enter = |path: &str| {
+            let ns = std::fs::File::open(path).unwrap();
+            // SAFETY: a namespace file; this thread alone moves.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+        };
+        // A socket stays in the namespace it was made in.
+        enter(&namespaces.0);
+        let listener = TcpListener::bind(&server_addr).unwrap();
+        enter(&namespaces.1);
+        let client = std::net::TcpStream::connect(&server_addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let protocols = (
+            sockets::protocol_of(&listener),
+            sockets::protocol_of(&client),
+            sockets::protocol_of(&server),
+        );
+        (listener, client, server, protocols)
+    });
+    assert_eq!(protocols, (MPTCP, MPTCP, MPTCP), "all three upgraded");
+    let mut echo = |word: &[u8]| {
+        use std::io::{Read, Write};
+        let mut got = vec![0u8; word.len()];
+        client.write_all(word).unwrap();
+        server.read_exact(&mut got).unwrap();
+        server.write_all(&got).unwrap();
+        client.read_exact(&mut got).unwrap();
+        got
+    };
+    let mut echoed = vec![echo(b"over MPTCP")];
+    // The client's packets to the server whose TCP options hold MPTCP's
+    // option where an established connection's data and acknowledgements
+    // have it: after NOP, NOP and the timestamps, at the IP header's 20
+    // bytes plus TCP's 20 plus 12 (net/ipv4/tcp_output.c,
+    // tcp_options_write(): MPTCP's options last). Kind 30 becomes 253
+    // (RFC 4727's experimental kind).
+    tc(&format!(
+        "filter add dev {dev} egress protocol ip prio 1 u32 \
+         match ip dport 40003 0xffff match u8 0x1e 0xff at 52 \
+         action pedit munge offset 52 u8 set 0xfd"
+    ));
+    echoed.push(echo(b"through the middlebox"));
+    echoed.push(echo(b"and after"));
+    assert_eq!(
+        echoed,
+        [&b"over MPTCP"[..], b"through the middlebox", b"and after"],
+        "the connection carried on as TCP"
+    );
+    drop((client, server, listener));
+    std::thread::sleep(Duration::from_millis(300));
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+    let objects: Vec<serde_json::Value> = output
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reason = says_why.then_some("DssFallback");
+    for role in ["created", "accepted"] {
+        let closed: Vec<_> = objects
+            .iter()
+            .filter(|o| o["event"] == "closed" && o["role"] == role && o["outcome"] != "listener")
+            .collect();
+        assert_eq!(closed.len(), 1, "{role}: {output:?}");
+        assert_eq!(closed[0]["outcome"], "fell_back_later", "{}", closed[0]);
+        assert_eq!(closed[0]["reason"].as_str(), reason, "{}", closed[0]);
+    }
+    let fallbacks: Vec<_> = objects
+        .iter()
+        .filter(|o| o["event"] == "fallback")
+        .collect();
+    if says_why {
+        assert_eq!(fallbacks.len(), 2, "{output:?}");
+        for event in &fallbacks {
+            assert_eq!(event["reason"], "DssFallback", "{event}");
+            assert_eq!(event["comm"], "later", "{event}");
+        }
+        // The kernel counted the same, once in each namespace.
+        for ns in [&bed.client, &bed.server] {
+            assert_eq!(bed.counter(ns, "MPTcpExtDssFallback"), 1, "{ns}");
+        }
+    } else {
+        assert!(fallbacks.is_empty(), "{output:?}");
+    }
+    let detached = objects.last().unwrap();
+    assert_eq!(detached["counters"]["closed_fell_back_later"], 1, "{detached}");
+    assert_eq!(
+        detached["counters"]["closed_accepted_fell_back_later"],
+        1,
+        "{detached}"
+    );
+    assert_eq!(
+        detached["fallbacks"],
+        serde_json::json!([{
+            "when": "after_established",
+            "reason": reason.unwrap_or("unknown"),
+            "connections": 2
+        }]),
         "{detached}"
     );
 }

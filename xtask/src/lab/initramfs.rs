@@ -28,7 +28,9 @@ const FILES: &[&str] = &["/usr/lib/x86_64-linux-gnu/mptcpize/libmptcpwrap.so.0.0
 /// (`TCP_ULP` "tls", which MPTCP refuses), dummy is the device the
 /// NetworkManager suite has NetworkManager create (the lab has no
 /// modules.dep for the kernel to load it on demand; loading it adds a
-/// `dummy0`, down, to the first namespace).
+/// `dummy0`, down, to the first namespace); clsact (in sch_ingress), u32
+/// and pedit let a test play the middlebox that strips MPTCP's option from
+/// an established connection.
 const MODULES: &[&str] = &[
     "inet_diag",
     "tcp_diag",
@@ -38,6 +40,9 @@ const MODULES: &[&str] = &[
     "sch_netem",
     "tls",
     "dummy",
+    "sch_ingress",
+    "cls_u32",
+    "act_pedit",
 ];
 
 /// Where guest binaries of ours live; the tests find mptcpify on PATH there.

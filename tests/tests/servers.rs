@@ -644,3 +644,45 @@ fn a_load_of_short_connections_is_counted_exactly() {
         "mptcpify's RSS grew from {rss_before} kB to {rss_after} kB over {total} connections"
     );
 }
+
+/// Selectors are numbered for their counts up to the 31st (the role bits
+/// an include entry has for it): a policy with more is told, at attach,
+/// that the rest are counted together, and their sockets are upgraded and
+/// counted all the same, under "selectors past the 31st".
+#[test]
+fn selectors_past_the_31st_are_upgraded_and_counted_together() {
+    let comms: Vec<String> = (0..33).map(|n| format!("many{n:02}")).collect();
+    let names: Vec<&str> = comms.iter().map(String::as_str).collect();
+    let running = attached_selecting(&names);
+    for comm in ["many00", "many30", "many31", "many32"] {
+        let protocol = as_comm(comm, || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            sockets::protocol_of(&listener)
+        });
+        assert_eq!(protocol, MPTCP, "{comm} upgraded");
+    }
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+    assert!(
+        output.iter().any(|l| l.starts_with(
+            "mptcpify: warning: 2 include selectors past the first 31 are counted together"
+        )),
+        "{output:?}"
+    );
+    let detached = json_objects(&output).pop().unwrap();
+    let upgraded = |name: &str| {
+        detached["selectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["selector"] == name)
+            .unwrap_or_else(|| panic!("no row {name}: {detached}"))["upgraded"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(upgraded("comm many00"), 1, "{detached}");
+    assert_eq!(upgraded("comm many30"), 1, "{detached}");
+    assert_eq!(upgraded("selectors past the 31st"), 2, "{detached}");
+    assert_eq!(detached["counters"]["upgraded"], 4, "{detached}");
+}

@@ -1027,9 +1027,9 @@ impl Attached {
     /// the old program stays attached until the new one is pinned in its
     /// place. Files of `dir` that are not this instance's are removed
     /// (another version's programs).
-    /// Returns how many sockets of the upgrade pinned there before (a
-    /// takeover) this one follows from now on ([`Attached::adopt`]).
-    pub fn pin(&mut self, dir: &std::path::Path) -> Result<usize, Failure> {
+    /// Returns what became of the sockets the upgrade pinned there before
+    /// (a takeover) followed ([`Attached::adopt`]).
+    pub fn pin(&mut self, dir: &std::path::Path) -> Result<Adoption, Failure> {
         let pin_failed = |what: String, e: &dyn std::error::Error| Failure::Pin {
             what: format!("{what}: {}", error_chain(e)),
             fix: "Pins need root and the BPF filesystem mounted at /sys/fs/bpf (under \
@@ -1066,7 +1066,7 @@ impl Attached {
             }
         }
         self.pinned = Some((dir.to_path_buf(), pinned));
-        Ok(previous.map_or(0, |map| self.adopt(map)))
+        Ok(previous.map_or(Adoption::Followed(0), |map| self.adopt(map)))
     }
 
     /// Follows from now on the sockets the previous upgrade's programs
@@ -1074,27 +1074,30 @@ impl Attached {
     /// accepted connections), copied once its programs are detached: a
     /// listener inherited across a takeover keeps being counted, and each
     /// socket's close is told here. Entries this instance already has
-    /// stay (`BPF_NOEXIST`); a map of another version's layout is left
-    /// alone. A socket that closed between the old programs' detach and
-    /// the copy stays counted open.
-    fn adopt(&mut self, previous: MapData) -> usize {
+    /// stay (`BPF_NOEXIST`); a map of another version's layout cannot be
+    /// read, and is told ([`Adoption::OtherLayout`]). A socket that closed
+    /// between the old programs' detach and the copy stays counted open.
+    fn adopt(&mut self, previous: MapData) -> Adoption {
+        let value_size = previous.info().map_or(0, |info| info.value_size());
         let Ok(old) = HashMap::<_, u64, maps::Tag>::try_from(aya::maps::Map::HashMap(previous))
         else {
-            return 0;
+            return Adoption::OtherLayout { value_size };
         };
         let Some(Ok(mut new)) = self
             .ebpf
             .map_mut(maps::TAGGED)
             .map(HashMap::<_, u64, maps::Tag>::try_from)
         else {
-            return 0;
+            return Adoption::Followed(0);
         };
         /// `BPF_NOEXIST` (include/uapi/linux/bpf.h).
         const BPF_NOEXIST: u64 = 1;
-        old.iter()
-            .filter_map(Result::ok)
-            .filter(|(sk, tag)| new.insert(sk, tag, BPF_NOEXIST).is_ok())
-            .count()
+        Adoption::Followed(
+            old.iter()
+                .filter_map(Result::ok)
+                .filter(|(sk, tag)| new.insert(sk, tag, BPF_NOEXIST).is_ok())
+                .count(),
+        )
     }
 
     /// Where the links are pinned, if they are.
@@ -1148,6 +1151,17 @@ impl Attached {
         let (cpus, slots) = self.stage;
         EventSource::new(ring, staged, positions, cpus, slots)
     }
+}
+
+/// What a takeover did with the sockets the upgrade it replaced followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// This many are followed here from now on.
+    Followed(usize),
+    /// None: the previous upgrade is another version of mptcpify, whose
+    /// tags (`value_size` bytes) this one cannot read; their closes, and
+    /// the connections its listeners accept, are not counted.
+    OtherLayout { value_size: u32 },
 }
 
 /// The `TAGGED` map of the tag program pinned in `dir`, if any.

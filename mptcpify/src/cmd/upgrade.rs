@@ -4,6 +4,7 @@
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::bpf::loader::Adoption;
 use crate::bpf::{instances, loader, netns_follow, pins};
 use crate::cli::config;
 use crate::cmd::attach::{attach, report};
@@ -74,13 +75,24 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         None => None,
     };
     if let Some((name, dir)) = &pin {
-        let adopted = attached.pin(dir)?;
+        let adoption = attached.pin(dir)?;
         if !replacing.is_empty() {
+            let followed = match adoption {
+                Adoption::Followed(adopted) => format!(
+                    "the {adopted} sockets it followed (upgraded sockets, listeners, accepted \
+                     connections) are followed here"
+                ),
+                Adoption::OtherLayout { value_size } => format!(
+                    "the sockets it followed are not: it was another version of mptcpify \
+                     (its socket tags are {value_size} bytes, this version's {}), so their \
+                     closes and the connections its listeners accept go uncounted; new \
+                     sockets are followed as usual",
+                    std::mem::size_of::<mptcpify_common::maps::Tag>()
+                ),
+            };
             eprintln!(
                 "mptcpify: took over the upgrade pinned as {name} (program id {}): it is \
-                 detached now that this one is pinned in its place; the {adopted} sockets it \
-                 followed (upgraded sockets, listeners, accepted connections) are followed \
-                 here",
+                 detached now that this one is pinned in its place; {followed}",
                 replacing
                     .iter()
                     .map(u32::to_string)

@@ -235,8 +235,9 @@ fn systemd_files(stage: &Path, artifacts: &Artifacts) -> Result<()> {
         wants.join("mptcpify-lab.service"),
     )?;
     // NetworkManager would take over the interfaces the tests create, and
-    // Prometheus would scrape nothing at the cost of a core under TCG: each
-    // runs only where its test starts it.
+    // Prometheus would scrape nothing at the cost of a core under TCG, and
+    // containerd would serve no kubelet: each runs only where its test
+    // starts it.
     for masked in [
         "serial-getty@ttyS0.service",
         "getty@tty1.service",
@@ -244,6 +245,7 @@ fn systemd_files(stage: &Path, artifacts: &Artifacts) -> Result<()> {
         "NetworkManager-wait-online.service",
         "NetworkManager-dispatcher.service",
         "prometheus.service",
+        "containerd.service",
     ] {
         std::os::unix::fs::symlink("/dev/null", stage.join(units).join(masked))?;
     }

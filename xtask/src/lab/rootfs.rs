@@ -23,7 +23,9 @@ const SUITE: &str = "trixie";
 /// pods' pause process) for the sidecar's pods, NetworkManager (its own
 /// MPTCP endpoints, next to `mptcpify paths`; masked at boot, started by
 /// its test), Prometheus (which scrapes `--metrics` in its test; started by
-/// the test, not at boot), the tools the tests read the kernel with.
+/// the test, not at boot), containerd with its CRI plugin, runc and the CNI
+/// plugins (the kubelet's side of a node, for the Kubernetes suite; masked
+/// at boot, started by its test), the tools the tests read the kernel with.
 const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -36,6 +38,9 @@ const PACKAGES: &[&str] = &[
     "catatonit",
     "network-manager",
     "prometheus",
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
     "curl",
     "iproute2",
     "kmod",

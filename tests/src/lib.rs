@@ -4,6 +4,8 @@
 //! - [`process`]: start mptcpify, wait until it is attached, stop it.
 //! - [`sockets`]: create sockets and read back what the kernel made of them.
 //! - [`cgroup_bpf`]: another tool's cgroup BPF program (sock_create, connect4).
+//! - [`containers`]: podman's images, built in the lab's Debian image.
+//! - [`cri`]: containerd and pods run through its CRI socket, as a kubelet does.
 //! - [`host`]: what the running kernel can do, probed without mptcpify.
 //! - [`probe`]: an unmodified C program's socket, in a chosen cgroup or netns.
 //! - [`shell`]: a shell line under systemd, an HTTP GET on loopback.
@@ -13,6 +15,8 @@
 
 pub mod bpf_sys;
 pub mod cgroup_bpf;
+pub mod containers;
+pub mod cri;
 pub mod host;
 pub mod probe;
 pub mod process;

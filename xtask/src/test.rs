@@ -19,11 +19,11 @@ use crate::root;
 
 /// The suites that need the lab's Debian image: systemd as PID 1,
 /// AppArmor's tools (apparmor_parser) with securityfs mounted, podman, and
-/// NetworkManager. They run there only: they start and stop units, restart
-/// nginx, load AppArmor profiles, run pods and NetworkManager, which is the
-/// lab's to do, not a host's.
-const DEBIAN_IMAGE_SUITES: [&str; 5] =
-    ["systemd", "apparmor", "pod", "networkmanager", "prometheus"];
+/// NetworkManager, Prometheus, containerd. They run there only: they start
+/// and stop units, restart nginx, load AppArmor profiles, run pods,
+/// NetworkManager and containerd, which is the lab's to do, not a host's.
+const DEBIAN_IMAGE_SUITES: [&str; 6] =
+    ["systemd", "apparmor", "pod", "networkmanager", "prometheus", "kubernetes"];
 /// The suite that checks the release bundle: on the host only.
 const BUNDLE_SUITE: &str = "bundle";
 /// What `--suite` also takes besides the integration suites: the host's

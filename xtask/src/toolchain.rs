@@ -32,6 +32,8 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
     ("mptcpize", "mptcpize"),
     ("gcc", "gcc"),
     ("mmdebstrap", "mmdebstrap"),
+    // k8s-cri's build script compiles the CRI's protobuf definitions.
+    ("protoc", "protobuf-compiler"),
 ];
 
 pub struct Toolchain {

@@ -1,0 +1,348 @@
+//! A node without its kubelet: containerd (Debian's, with its CRI plugin)
+//! started with the lab's configuration, images built locally and imported
+//! (there is no registry), and pods run through the CRI socket with the
+//! calls a kubelet makes, in its order: `RunPodSandbox` (labels,
+//! annotations, the pod's cgroup parent), `CreateContainer`,
+//! `StartContainer`, then `StopPodSandbox` and `RemovePodSandbox`.
+//!
+//! The cgroups are systemd's, as kubeadm sets up a node: containerd's runc
+//! with `SystemdCgroup`, and the pod's slice named as the kubelet names it
+//! (`kubepods-besteffort-pod<uid>.slice`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{self as cri};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::containers::{build, podman, static_binary};
+
+/// containerd's well-known socket, where mptcpify looks by default.
+pub const SOCKET: &str = "/run/containerd/containerd.sock";
+/// The image of every pod's sandbox container: the static probe, asleep.
+pub const PAUSE_IMAGE: &str = "localhost/pause:test";
+/// An unmodified program: the static socket probe, alone on an empty base.
+pub const PROBE_IMAGE: &str = "localhost/socket-probe:test";
+/// Where the test's containerd keeps its logs, pods' logs and CNI config.
+const DIR: &str = "/tmp/mptcpify-cri";
+
+/// containerd, as the lab's root file system needs it: the `native`
+/// snapshotter (the root is the initramfs, where overlay is not
+/// supported) and no pivot_root (it cannot be pivoted away from); one
+/// point-to-point CNI network for the pods.
+fn config() -> String {
+    format!(
+        r#"version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = true
+        NoPivotRoot = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{DIR}/net.d"
+"#
+    )
+}
+
+const CNI: &str = r#"{
+  "cniVersion": "1.0.0",
+  "name": "lab",
+  "plugins": [
+    {"type": "ptp", "ipMasq": false,
+     "ipam": {"type": "host-local", "subnet": "10.99.0.0/24"}}
+  ]
+}
+"#;
+
+/// containerd running, killed on drop.
+pub struct Containerd {
+    child: Child,
+}
+
+impl Containerd {
+    /// Starts containerd and waits until its CRI answers; builds the pause
+    /// and probe images and imports them.
+    pub fn start() -> Containerd {
+        std::fs::create_dir_all(format!("{DIR}/net.d")).unwrap();
+        std::fs::write(format!("{DIR}/config.toml"), config()).unwrap();
+        std::fs::write(format!("{DIR}/net.d/10-lab.conflist"), CNI).unwrap();
+        let log = std::fs::File::create(format!("{DIR}/containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .args(["--config", &format!("{DIR}/config.toml")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting containerd (the lab's Debian image has it): {e}"));
+        let containerd = Containerd { child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::path::Path::new(SOCKET).exists() {
+                if let Ok(mut cri) = Cri::connect(SOCKET) {
+                    if cri.version().is_ok() {
+                        break;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd's CRI did not answer within 60 s:\n{}",
+                containerd.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let probe = static_binary("socket-probe-static");
+        for (image, entrypoint) in [
+            (PAUSE_IMAGE, r#"["/socket-probe", "sleep", "100000"]"#),
+            (PROBE_IMAGE, r#"["/socket-probe"]"#),
+        ] {
+            build(
+                image,
+                &format!("FROM scratch\nCOPY socket-probe /socket-probe\nENTRYPOINT {entrypoint}\n"),
+                &probe,
+                "socket-probe",
+            );
+            import(image);
+        }
+        containerd
+    }
+
+    /// What containerd logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(format!("{DIR}/containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Saves podman's `image` as an OCI archive and imports it into
+/// containerd's `k8s.io` namespace, where the CRI finds images.
+fn import(image: &str) {
+    let archive = format!("{DIR}/image.tar");
+    let _ = std::fs::remove_file(&archive);
+    podman(&["save", "--format", "oci-archive", "-o", &archive, image]);
+    let out = Command::new("ctr")
+        .args(["-n", "k8s.io", "images", "import", "--snapshotter", "native"])
+        .args(["--base-name", image.split(':').next().unwrap(), &archive])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ctr images import {image}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CRI client on a Unix socket, with its own runtime.
+pub struct Cri {
+    runtime: tokio::runtime::Runtime,
+    client: RuntimeServiceClient<Channel>,
+}
+
+/// A pod the test ran.
+pub struct Pod {
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    config: cri::PodSandboxConfig,
+}
+
+impl Cri {
+    pub fn connect(path: &str) -> Result<Cri, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let path = path.to_string();
+        let channel = runtime
+            .block_on(
+                Endpoint::try_from("http://[::]:0")
+                    .unwrap()
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let path = path.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(
+                                tokio::net::UnixStream::connect(path).await?,
+                            ))
+                        }
+                    })),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(Cri {
+            runtime,
+            client: RuntimeServiceClient::new(channel),
+        })
+    }
+
+    pub fn version(&mut self) -> Result<String, String> {
+        let request = cri::VersionRequest::default();
+        let reply = self
+            .runtime
+            .block_on(self.client.version(request))
+            .map_err(|e| e.to_string())?;
+        Ok(reply.into_inner().runtime_version)
+    }
+
+    /// `RunPodSandbox` as the kubelet calls it for a best-effort pod
+    /// `namespace/name` with `labels`: the pod's own network namespace, its
+    /// slice under `kubepods-besteffort.slice`.
+    pub fn run_pod(&mut self, namespace: &str, name: &str, labels: &[(&str, &str)]) -> Pod {
+        let uid = format!("{:08x}-{}", std::process::id(), name.replace('_', "-"));
+        let log_directory = format!("{DIR}/pods/{namespace}_{name}_{uid}");
+        std::fs::create_dir_all(&log_directory).unwrap();
+        let config = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.into(),
+                uid: uid.clone(),
+                namespace: namespace.into(),
+                attempt: 0,
+            }),
+            hostname: name.into(),
+            log_directory,
+            labels: owned(labels),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: pod_slice(&uid),
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: cri::NamespaceMode::Pod as i32,
+                        pid: cri::NamespaceMode::Container as i32,
+                        ipc: cri::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let request = cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        };
+        let reply = self
+            .runtime
+            .block_on(self.client.run_pod_sandbox(request))
+            .unwrap_or_else(|e| panic!("RunPodSandbox {namespace}/{name}: {e}"));
+        Pod {
+            id: reply.into_inner().pod_sandbox_id,
+            name: name.into(),
+            namespace: namespace.into(),
+            uid,
+            config,
+        }
+    }
+
+    /// `CreateContainer` and `StartContainer` of the probe in `pod`, as
+    /// container `name`; waits until it exited and returns what it printed.
+    pub fn run_probe(&mut self, pod: &Pod, name: &str) -> String {
+        let config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: PROBE_IMAGE.into(),
+                ..Default::default()
+            }),
+            log_path: format!("{name}.log"),
+            linux: Some(cri::LinuxContainerConfig::default()),
+            ..Default::default()
+        };
+        let request = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.config.clone()),
+        };
+        let id = self
+            .runtime
+            .block_on(self.client.create_container(request))
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
+            .into_inner()
+            .container_id;
+        let request = cri::StartContainerRequest {
+            container_id: id.clone(),
+        };
+        self.runtime
+            .block_on(self.client.start_container(request))
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let request = cri::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            };
+            let status = self
+                .runtime
+                .block_on(self.client.container_status(request))
+                .unwrap_or_else(|e| panic!("ContainerStatus {name}: {e}"))
+                .into_inner()
+                .status
+                .unwrap();
+            if status.state == cri::ContainerState::ContainerExited as i32 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} did not exit: {status:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = format!("{}/{name}.log", pod.config.log_directory);
+        // CRI log lines: "TIME STREAM TAG TEXT".
+        std::fs::read_to_string(&log)
+            .unwrap_or_else(|e| panic!("{log}: {e}"))
+            .lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// `StopPodSandbox` and `RemovePodSandbox`, as the kubelet does when the
+    /// pod is deleted.
+    pub fn remove_pod(&mut self, pod: &Pod) {
+        let id = pod.id.clone();
+        self.runtime
+            .block_on(self.client.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            }))
+            .unwrap_or_else(|e| panic!("StopPodSandbox {}: {e}", pod.name));
+        self.runtime
+            .block_on(
+                self.client
+                    .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }),
+            )
+            .unwrap_or_else(|e| panic!("RemovePodSandbox {}: {e}", pod.name));
+    }
+}
+
+/// The pod's slice as the kubelet's systemd cgroup driver names it for a
+/// best-effort pod (the uid's dashes become underscores: a dash in a slice
+/// name means nesting).
+pub fn pod_slice(uid: &str) -> String {
+    format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_"))
+}
+
+/// The pod's cgroup directory, relative to the cgroup2 mount.
+pub fn pod_cgroup(uid: &str) -> PathBuf {
+    PathBuf::from("kubepods.slice/kubepods-besteffort.slice").join(pod_slice(uid))
+}
+
+fn owned(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

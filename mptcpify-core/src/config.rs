@@ -11,6 +11,10 @@
 //! pid = []                     # --pid
 //! exclude_comm = ["sshd"]      # --exclude-comm
 //! exclude_cgroup = []          # --exclude-cgroup
+//! pod_label = ["mptcp.io/upgrade=true"]  # --pod-label
+//! pod_annotation = []          # --pod-annotation
+//! k8s_namespace = []           # --k8s-namespace
+//! cri = "/run/containerd/containerd.sock"  # --cri
 //! all = false                  # --all
 //! explain = []                 # --explain
 //! paths = "auto"               # --paths auto
@@ -72,6 +76,14 @@ struct File {
     #[serde(default)]
     exclude_cgroup: Vec<Spanned<String>>,
     #[serde(default)]
+    pod_label: Vec<Spanned<String>>,
+    #[serde(default)]
+    pod_annotation: Vec<Spanned<String>>,
+    #[serde(default)]
+    k8s_namespace: Vec<Spanned<String>>,
+    #[serde(default)]
+    cri: Option<Spanned<String>>,
+    #[serde(default)]
     explain: Vec<Spanned<String>>,
     #[serde(default)]
     paths: Option<crate::paths::PathsMode>,
@@ -94,7 +106,8 @@ pub fn parse(text: &str) -> Result<Config, Error> {
     if all && selectors.has_include() {
         return Err(Error {
             line: file.all.as_ref().map(|a| line(a.span())),
-            what: "`all = true` and include selectors (comm, cgroup, unit, netns, pid) both given"
+            what: "`all = true` and include selectors (comm, cgroup, unit, netns, pid, pods) both \
+                   given"
                 .into(),
             fix: "Keep one: all = true upgrades every process (but those excluded).",
         });
@@ -102,7 +115,9 @@ pub fn parse(text: &str) -> Result<Config, Error> {
     if !all && !selectors.has_include() {
         return Err(Error {
             line: None,
-            what: "no process selected: the file gives no comm, cgroup, unit, netns or pid".into(),
+            what: "no process selected: the file gives no comm, cgroup, unit, netns, pid or pod \
+                   selector"
+                .into(),
             fix: "Select the programs you mean, or set all = true to upgrade every process \
                   (see `mptcpify --help`, ALL PROCESSES, for what that risks).",
         });
@@ -151,19 +166,26 @@ impl File {
             pid: self.pid.iter().map(|p| *p.get_ref()).collect(),
             exclude_comm: strings(&self.exclude_comm),
             exclude_cgroup: strings(&self.exclude_cgroup),
+            pod_label: strings(&self.pod_label),
+            pod_annotation: strings(&self.pod_annotation),
+            k8s_namespace: strings(&self.k8s_namespace),
+            cri: self.cri.as_ref().map(|c| c.get_ref().clone()),
         }
     }
 
     /// Every entry as a selection of its own, with where it is in the file.
     fn entries(&self) -> Vec<(std::ops::Range<usize>, Selectors)> {
         let mut out = Vec::new();
-        let lists: [(&[Spanned<String>], Put); 6] = [
+        let lists: [(&[Spanned<String>], Put); 9] = [
             (&self.comm, |s, v| s.comm.push(v)),
             (&self.cgroup, |s, v| s.cgroup.push(v)),
             (&self.unit, |s, v| s.unit.push(v)),
             (&self.netns, |s, v| s.netns.push(v)),
             (&self.exclude_comm, |s, v| s.exclude_comm.push(v)),
             (&self.exclude_cgroup, |s, v| s.exclude_cgroup.push(v)),
+            (&self.pod_label, |s, v| s.pod_label.push(v)),
+            (&self.pod_annotation, |s, v| s.pod_annotation.push(v)),
+            (&self.k8s_namespace, |s, v| s.k8s_namespace.push(v)),
         ];
         for (values, put) in lists {
             for value in values {

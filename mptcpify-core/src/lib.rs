@@ -8,7 +8,9 @@
 //!   read kernel memory with.
 //! - [`selectors`] and [`config`]: the selection as the operator names it,
 //!   on the command line or in a `--config` file; [`selector_numbers`]:
-//!   the number each include selector's sockets are counted under.
+//!   the number each include selector's sockets are counted under;
+//!   [`pods`]: Kubernetes pods as selectors, and where their cgroups are;
+//!   [`systemd_slice`]: where systemd puts a slice's cgroup.
 //! - [`output`]: the events as types, and their text and JSON forms.
 //! - [`paths`]: the MPTCP paths of a network namespace: the verdict, and
 //!   the endpoints and limits `paths auto` writes and `paths reset` undoes.
@@ -21,5 +23,7 @@ pub mod config;
 pub mod output;
 pub mod paths;
 pub mod plan;
+pub mod pods;
 pub mod selector_numbers;
 pub mod selectors;
+pub mod systemd_slice;

@@ -34,6 +34,29 @@ pub struct Selectors {
     #[arg(long = "pid", value_name = "PID")]
     pub pid: Vec<u32>,
 
+    /// Upgrade sockets of Kubernetes pods labelled KEY=VALUE, every
+    /// container of the pod (repeatable: a pod needs every label given).
+    /// The node's container runtime tells which pods these are and where
+    /// their cgroups are (--cri); pods are followed as they come and go.
+    #[arg(long = "pod-label", value_name = "KEY=VALUE")]
+    pub pod_label: Vec<String>,
+
+    /// Upgrade sockets of Kubernetes pods annotated KEY=VALUE (repeatable:
+    /// a pod needs every annotation given, and every --pod-label).
+    #[arg(long = "pod-annotation", value_name = "KEY=VALUE")]
+    pub pod_annotation: Vec<String>,
+
+    /// Only pods of this Kubernetes namespace (repeatable: any of them);
+    /// alone, every pod of the namespace.
+    #[arg(long = "k8s-namespace", value_name = "NS")]
+    pub k8s_namespace: Vec<String>,
+
+    /// The container runtime's CRI socket, for the pod selectors: a path or
+    /// unix://PATH [default: containerd's /run/containerd/containerd.sock,
+    /// else CRI-O's /run/crio/crio.sock, whichever exists].
+    #[arg(long = "cri", value_name = "ENDPOINT")]
+    pub cri: Option<String>,
+
     /// Never upgrade sockets of processes named NAME (repeatable).
     #[arg(long = "exclude-comm", value_name = "NAME")]
     pub exclude_comm: Vec<String>,
@@ -51,6 +74,13 @@ impl Selectors {
             && self.cgroup.is_empty()
             && self.unit.is_empty()
             && self.netns.is_empty()
-            && self.pid.is_empty())
+            && self.pid.is_empty()
+            && !self.selects_pods())
+    }
+
+    /// Whether pods are selected (--pod-label, --pod-annotation,
+    /// --k8s-namespace).
+    pub fn selects_pods(&self) -> bool {
+        !(self.pod_label.is_empty() && self.pod_annotation.is_empty() && self.k8s_namespace.is_empty())
     }
 }

@@ -27,6 +27,7 @@ pub mod exit {
     pub const TOO_MANY_PATHS: i32 = 19;
     pub const PATHS: i32 = 20;
     pub const METRICS: i32 = 21;
+    pub const CRI: i32 = 22;
 }
 
 #[derive(Debug)]
@@ -134,6 +135,12 @@ pub enum Failure {
         what: String,
         fix: String,
     },
+    /// The pod selectors: the container runtime's CRI socket could not be
+    /// reached or read at start.
+    Cri {
+        what: String,
+        fix: String,
+    },
     /// SIGINT or SIGTERM came while mptcpify was attaching: it stopped
     /// there and detached what it had attached. Not an error (exit 0).
     Interrupted {
@@ -176,6 +183,7 @@ impl Failure {
             Failure::TooManyPaths { .. } => exit::TOO_MANY_PATHS,
             Failure::Paths { .. } => exit::PATHS,
             Failure::Metrics { .. } => exit::METRICS,
+            Failure::Cri { .. } => exit::CRI,
             Failure::Interrupted { .. } => exit::OK,
             Failure::Other(_) => exit::OTHER,
         }
@@ -259,7 +267,8 @@ impl fmt::Display for Failure {
             | Failure::NoInstance { what, fix }
             | Failure::Pin { what, fix }
             | Failure::Paths { what, fix }
-            | Failure::Metrics { what, fix } => {
+            | Failure::Metrics { what, fix }
+            | Failure::Cri { what, fix } => {
                 write!(f, "{what}\n\n{fix}")
             }
             Failure::OtherInstance { detail } => write!(

@@ -11,6 +11,8 @@
 //!   and JSON, the summary lines, the monitor's feed.
 //! - [`bpf`]: the programs in the kernel: load, self-check, attach, pins,
 //!   the other instances, where events are read.
+//! - [`pods`]: Kubernetes pods selected by label from the node's container
+//!   runtime (CRI), followed as they come and go.
 //! - [`policy`]: the selection, checked and resolved into map keys, and the
 //!   plan of writes that puts it in the maps.
 //! - [`paths`]: the MPTCP paths of mptcpify's network namespace: endpoints
@@ -31,6 +33,7 @@ mod kernel;
 mod module_graph;
 mod output;
 mod paths;
+mod pods;
 mod policy;
 mod sys;
 

@@ -20,7 +20,7 @@ use std::path::Path;
 /// `mptcpify`'s layers, top first, by the first component of a module's
 /// path. A module may name modules of its own layer and of those below.
 const LAYERS: &[&str] = &[
-    "main", "cmd", "cli", "output", "bpf", "policy", "paths", "kernel", "errors", "sys",
+    "main", "cmd", "cli", "output", "bpf", "pods", "policy", "paths", "kernel", "errors", "sys",
 ];
 
 /// Every source file under `dir`, by module path (`bpf::loader`; `main`

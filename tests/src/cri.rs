@@ -203,7 +203,10 @@ impl Cri {
     /// `namespace/name` with `labels`: the pod's own network namespace, its
     /// slice under `kubepods-besteffort.slice`.
     pub fn run_pod(&mut self, namespace: &str, name: &str, labels: &[(&str, &str)]) -> Pod {
-        let uid = format!("{:08x}-{}", std::process::id(), name.replace('_', "-"));
+        // A pod made again under the same name is a new pod: a new uid.
+        static PODS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = PODS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let uid = format!("{:08x}-{n:04}-{}", std::process::id(), name.replace('_', "-"));
         let log_directory = format!("{DIR}/pods/{namespace}_{name}_{uid}");
         std::fs::create_dir_all(&log_directory).unwrap();
         let config = cri::PodSandboxConfig {

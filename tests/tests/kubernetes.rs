@@ -5,8 +5,15 @@
 //! root under systemd.
 
 use std::path::Path;
+use std::time::Duration;
 
-use mptcpify_tests::cri::{Containerd, Cri, SOCKET};
+use mptcpify_tests::cri::{pod_cgroup, Containerd, Cri, SOCKET};
+use mptcpify_tests::process::{run, Running};
+use mptcpify_tests::sockets::new_tcp_protocol;
+
+const LABEL: &str = "mptcp.io/upgrade=true";
+const MPTCP: &str = "protocol=262";
+const TCP: &str = "protocol=6";
 
 fn under_systemd() {
     assert!(
@@ -15,13 +22,109 @@ fn under_systemd() {
     );
 }
 
+/// The probe's result line in what a container printed.
+fn result(printed: &str) -> &str {
+    printed
+        .lines()
+        .find(|l| l.starts_with("protocol=") || l.starts_with("errno="))
+        .unwrap_or_else(|| panic!("the probe printed no result: {printed}"))
+}
+
+/// A labelled pod created while mptcpify runs gets MPTCP from its first
+/// container's first socket, an unlabelled pod and the host keep TCP, a
+/// deleted pod is no longer selected, and a pod made again under the same
+/// name (a new pod: a new uid, a new cgroup) is selected again. The lines
+/// and the per-selector counts name the pods.
 #[test]
-fn a_pod_runs_through_the_cri_and_its_probe_gets_tcp_without_mptcpify() {
+fn a_labelled_pod_gets_mptcp_from_its_first_socket_and_no_other_does() {
     under_systemd();
     let containerd = Containerd::start();
     let mut cri = Cri::connect(SOCKET).unwrap();
-    let pod = cri.run_pod("default", "plain", &[("app", "web")]);
-    let printed = cri.run_probe(&pod, "probe");
-    assert!(printed.contains("protocol=6"), "{printed}\n{}", containerd.log());
+    let mut running = Running::attach(&["--json", "--pod-label", LABEL]);
+    assert!(
+        running.output.iter().any(|l| l.contains("pods: containerd")
+            && l.contains("following pods labelled mptcp.io/upgrade=true (0 running now)")),
+        "{:?}",
+        running.output
+    );
+
+    let web = cri.run_pod("default", "web", &[("mptcp.io/upgrade", "true"), ("app", "web")]);
+    let plain = cri.run_pod("default", "plain", &[("app", "web")]);
+    assert_eq!(result(&cri.run_probe(&web, "first")), MPTCP, "{}", containerd.log());
+    assert_eq!(result(&cri.run_probe(&plain, "probe")), TCP);
+    assert_eq!(new_tcp_protocol(), 6, "the host");
+    running.wait_for(
+        &format!("selected pod default/web (cgroup /{})", pod_cgroup(&web.uid).display()),
+        Duration::from_secs(5),
+    );
+
+    cri.remove_pod(&web);
+    running.wait_for("pod default/web is gone", Duration::from_secs(10));
+    let again = cri.run_pod("default", "web", &[("mptcp.io/upgrade", "true")]);
+    assert_eq!(result(&cri.run_probe(&again, "first")), MPTCP, "the same name again");
+    cri.remove_pod(&again);
+    cri.remove_pod(&plain);
+
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+    let detached: serde_json::Value = output
+        .iter()
+        .rfind(|l| l.starts_with("{\"event\":\"detached\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("no detached line: {output:?}"));
+    // Each pod its own row (two pods of one name, one after the other),
+    // told removed once the pod is gone.
+    let rows: Vec<_> = detached["selectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["selector"] == "pod default/web (removed)")
+        .collect();
+    assert_eq!(rows.len(), 2, "{detached}");
+    assert!(rows.iter().all(|r| r["upgraded"] == 1), "{detached}");
+    assert!(
+        !output.iter().any(|l| l.contains("default/plain")),
+        "an unlabelled pod named: {output:?}"
+    );
+}
+
+/// mptcpify started after a labelled pod: the running pod is selected from
+/// the start, for its new sockets.
+#[test]
+fn a_running_labelled_pod_is_selected_when_mptcpify_starts() {
+    under_systemd();
+    let _containerd = Containerd::start();
+    let mut cri = Cri::connect(SOCKET).unwrap();
+    let pod = cri.run_pod("shop", "cart", &[("mptcp.io/upgrade", "true")]);
+    assert_eq!(result(&cri.run_probe(&pod, "before")), TCP);
+    let running = Running::attach(&["--pod-label", LABEL, "--k8s-namespace", "shop"]);
+    assert!(
+        running.output.iter().any(|l| l.contains("(1 running now)")),
+        "{:?}",
+        running.output
+    );
+    assert_eq!(result(&cri.run_probe(&pod, "after")), MPTCP);
     cri.remove_pod(&pod);
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+}
+
+/// Bad input: a selector Kubernetes would refuse (exit 8), a runtime socket
+/// that does not answer (exit 22), each with its fix.
+#[test]
+fn an_invalid_pod_selector_or_an_unreachable_runtime_is_a_clear_error() {
+    under_systemd();
+    let (status, output) = run(&["--pod-label", "upgrade"]);
+    assert_eq!(status.code(), Some(8), "{output}");
+    assert!(output.contains("is not KEY=VALUE"), "{output}");
+    let (status, output) = run(&["--pod-label", LABEL, "--cri", "/run/no-such-runtime.sock"]);
+    assert_eq!(status.code(), Some(22), "{output}");
+    assert!(
+        output.contains("/run/no-such-runtime.sock") && output.contains("--cri PATH"),
+        "{output}"
+    );
+    let (status, output) = run(&["--cri", SOCKET, "--comm", "x"]);
+    assert_eq!(status.code(), Some(8), "{output}");
 }

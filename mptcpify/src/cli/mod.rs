@@ -172,7 +172,10 @@ EXIT STATUS:
     20 --paths, `paths`: the path manager or mptcpify's record of it could not
        be read or written
     21 --metrics: the address could not be listened on (the port is in use,
-       or the address is not this host's)"
+       or the address is not this host's)
+    22 --pod-label, --pod-annotation, --k8s-namespace: the container
+       runtime's CRI socket could not be reached or read at start (while
+       attached, mptcpify says so and retries)"
 );
 
 const RUN_ABOUT: &str = "\

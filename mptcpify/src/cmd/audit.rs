@@ -40,6 +40,16 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Failure> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let policy = Policy::resolve(&args.selectors)?;
+    if policy.pods.is_some() {
+        return Err(Failure::BadSelector {
+            what: "`mptcpify audit` does not follow pods (--pod-label, --pod-annotation, \
+                   --k8s-namespace)"
+                .into(),
+            fix: "Audit a pod by its cgroup: --cgroup with the pod's slice (`mptcpify \
+                  --pod-label ...` prints it when it selects the pod)."
+                .into(),
+        });
+    }
     let mut attached = crate::cmd::attach::attach(
         &policy,
         &args.safety,

@@ -12,7 +12,7 @@ use crate::errors::Failure;
 use crate::kernel::preflight;
 use crate::output::{events, metrics, monitor_server, summary};
 use crate::paths::{self, follow};
-use crate::{cli, policy};
+use crate::{cli, pods, policy};
 use mptcpify_core::paths::PathsMode;
 
 /// `mptcpify [SELECTORS]`: upgrade until SIGINT/SIGTERM.
@@ -36,6 +36,18 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
             policy
         }
     };
+    // Pods: the runtime is asked before anything is attached (unreachable,
+    // it is an error with nothing to undo), and the running selected pods
+    // are in the first policy the maps get.
+    let mut pods = match policy.pods.clone() {
+        Some(selector) => {
+            let (follower, now) =
+                pods::follow::Follower::start(selector, policy.cri.as_deref()).await?;
+            policy.set_pods(&pod_cgroups(&now))?;
+            Some(follower)
+        }
+        None => None,
+    };
     // A pin that cannot be made fails before anything is attached; the
     // programs pinned under the same name are taken over, not competed with.
     let pin = match &cli.pin {
@@ -58,7 +70,7 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         &cli.safety,
         loader::Mode::Upgrade {
             events: !cli.quiet,
-            reloadable: cli.config.is_some(),
+            reloadable: cli.config.is_some() || pods.is_some(),
             stamped: cli.json,
         },
         &replacing,
@@ -168,16 +180,29 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
             }
         };
         // The readers return only on an error; SIGHUP only with --config.
-        let reread = tokio::select! {
-            _ = sigint.recv() => None,
-            _ = sigterm.recv() => None,
-            _ = hangup => cli.config.as_deref(),
-            result = events.print_forever() => { result?; None }
-            result = netns_follower.run_forever(&mut attached) => { result?; None }
-            result = follow_paths(&mut follower, cli.json) => { result?; None }
+        let wake = tokio::select! {
+            _ = sigint.recv() => Wake::Stop,
+            _ = sigterm.recv() => Wake::Stop,
+            _ = hangup => cli.config.as_deref().map_or(Wake::Stop, Wake::Reread),
+            result = events.print_forever() => { result?; Wake::Stop }
+            result = netns_follower.run_forever(&mut attached) => { result?; Wake::Stop }
+            result = follow_paths(&mut follower, cli.json) => { result?; Wake::Stop }
+            now = next_pods(&mut pods) => Wake::Pods(now),
         };
-        let Some(path) = reread else { break };
-        if let Some(reloaded) = reload(path, &cli.safety, &mut attached) {
+        let path = match wake {
+            Wake::Stop => break,
+            Wake::Reread(path) => path,
+            Wake::Pods(now) => {
+                if let Some(follower) = pods.as_mut() {
+                    apply_pods(follower, now, &mut policy, &mut attached);
+                    if let Ok(mut served) = served_policy.write() {
+                        *served = policy.to_string();
+                    }
+                }
+                continue;
+            }
+        };
+        if let Some(reloaded) = reload(path, &cli.safety, &mut attached, pods.as_mut()) {
             policy = reloaded;
             if let Ok(mut served) = served_policy.write() {
                 *served = policy.to_string();
@@ -223,6 +248,64 @@ async fn follow_paths(follower: &mut Option<follow::Follower>, json: bool) -> an
     }
 }
 
+/// What woke the upgrader's loop.
+enum Wake<'a> {
+    Stop,
+    Reread(&'a std::path::Path),
+    Pods(Vec<pods::cri::Pod>),
+}
+
+/// The pods' cgroups as the policy holds them: (path, `namespace/name`).
+fn pod_cgroups(pods: &[pods::cri::Pod]) -> Vec<(String, String)> {
+    pods.iter()
+        .map(|pod| (pod.cgroup.clone(), pod.name.clone()))
+        .collect()
+}
+
+/// The pod follower's next change; without pod selectors, never.
+async fn next_pods(follower: &mut Option<pods::follow::Follower>) -> Vec<pods::cri::Pod> {
+    match follower {
+        Some(follower) => follower.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Moves the maps to the pods selected `now`, and says which came and
+/// went. A failure leaves the pods in force and is said; the next list
+/// tries again.
+fn apply_pods(
+    follower: &mut pods::follow::Follower,
+    now: Vec<pods::cri::Pod>,
+    policy: &mut policy::Policy,
+    attached: &mut loader::Attached,
+) {
+    let result = policy
+        .set_pods(&pod_cgroups(&now))
+        .and_then(|()| attached.reload(policy));
+    if let Err(failure) = result {
+        eprintln!(
+            "mptcpify: error: pods: selecting {} failed; the pods in force stay: {failure}",
+            now.iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // The policy goes back to the pods the maps hold.
+        let _ = policy.set_pods(&pod_cgroups(&follower.applied));
+        return;
+    }
+    for pod in now.iter().filter(|p| !follower.applied.contains(p)) {
+        eprintln!(
+            "mptcpify: pods: selected pod {} (cgroup {})",
+            pod.name, pod.cgroup
+        );
+    }
+    for pod in follower.applied.iter().filter(|p| !now.contains(p)) {
+        eprintln!("mptcpify: pods: pod {} is gone: no longer selected", pod.name);
+    }
+    follower.applied = now;
+}
+
 /// SIGHUP with --config: reads the file again and moves the program to its
 /// policy in place. A file that does not load leaves the policy in force;
 /// either way it is said (and systemd is told: `Type=notify-reload`).
@@ -230,11 +313,33 @@ fn reload(
     path: &std::path::Path,
     safety: &cli::Safety,
     attached: &mut loader::Attached,
+    pods: Option<&mut pods::follow::Follower>,
 ) -> Option<policy::Policy> {
     let mut states = vec![sd_notify::NotifyState::Reloading];
     states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
     let _ = sd_notify::notify(false, &states);
-    let result = config::load(path).and_then(|policy| {
+    let result = config::load(path).and_then(|mut policy| {
+        // The pods followed now stay selected until the next list, which
+        // follows the file's pod selector; a file that adds pod selectors
+        // to a policy without them takes a restart.
+        match (policy.pods.clone(), pods) {
+            (Some(selector), Some(follower)) => {
+                policy.set_pods(&pod_cgroups(&follower.applied))?;
+                follower.selector = selector;
+                follower.relist();
+            }
+            (Some(_), None) => {
+                return Err(Failure::BadConfig {
+                    file: path.to_path_buf(),
+                    line: None,
+                    what: "pod selectors added by a reload".into(),
+                    fix: "Restart mptcpify to follow pods (it connects to the container \
+                          runtime at start)."
+                        .into(),
+                })
+            }
+            (None, _) => {}
+        }
         for warning in &policy.warnings {
             eprintln!("mptcpify: warning: {warning}");
         }

@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::errors::Failure;
+pub use mptcpify_core::systemd_slice::slice_path;
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// The inode of the initial cgroup namespace (`PROC_CGROUP_INIT_INO`).
@@ -138,6 +139,24 @@ pub fn resolve(path: &str) -> Result<Cgroup, Failure> {
     })
 }
 
+/// The cgroup at `relative` (to the cgroup2 mount, with a leading `/`):
+/// resolved when it exists, else followed from when it is created (a
+/// Kubernetes pod's slice that systemd removed and makes again).
+pub fn at(relative: &str) -> Result<Cgroup, Failure> {
+    let mount = mount_point()?;
+    let path = mount.join(relative.trim_start_matches('/'));
+    if path.is_dir() {
+        return resolve(&path.to_string_lossy());
+    }
+    check_host_cgroup_namespace()?;
+    Ok(Cgroup {
+        level: Path::new(relative.trim_start_matches('/')).components().count() as u32,
+        relative: relative.to_string(),
+        path,
+        id: mptcpify_common::maps::ABSENT_CGROUP,
+    })
+}
+
 /// Resolves `--unit NAME` to the unit's cgroup, as systemd places it (its
 /// `ControlGroup`, or for a unit not running now, where its `Slice=` will
 /// put it). A unit that is not running yet is followed: its sockets are
@@ -221,24 +240,6 @@ fn systemd_cgroup(name: &str, unit: &str) -> Result<String, Failure> {
         return Ok(control_group);
     }
     Ok(format!("{}/{unit}", slice_path(&property("Slice"))))
-}
-
-/// Where systemd puts a slice's cgroup: `a-b.slice` is
-/// `/a.slice/a-b.slice` (systemd.slice(5)); the root slice `-.slice` is `/`
-/// (returned as ""). An empty slice is taken to be `system.slice`.
-pub fn slice_path(slice: &str) -> String {
-    let slice = if slice.is_empty() {
-        "system.slice"
-    } else {
-        slice
-    };
-    let Some(stem) = slice.strip_suffix(".slice").filter(|s| *s != "-") else {
-        return String::new();
-    };
-    let parts: Vec<&str> = stem.split('-').collect();
-    (1..=parts.len())
-        .map(|n| format!("/{}.slice", parts[..n].join("-")))
-        .collect()
 }
 
 /// The levels the program compares are absolute; inside a cgroup namespace

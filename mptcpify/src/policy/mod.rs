@@ -9,6 +9,7 @@ use mptcpify_common::maps::{
 };
 
 use mptcpify_core::plan::Contents;
+use mptcpify_core::pods::PodSelector;
 use mptcpify_core::selector_numbers::Selector;
 
 use crate::errors::Failure;
@@ -70,6 +71,16 @@ pub struct Policy {
     /// The units `--unit` named, by their cgroup's relative path: the
     /// name their selector is shown by.
     pub units: Vec<(String, String)>,
+    /// `--pod-label`, `--pod-annotation`, `--k8s-namespace`: the pods to
+    /// select. With it the policy never selects every process, even while
+    /// no pod matches.
+    pub pods: Option<PodSelector>,
+    /// `--cri`: the container runtime's socket (default: the first
+    /// well-known one).
+    pub cri: Option<String>,
+    /// The selected pods' cgroups, by relative path, with the pod's
+    /// `namespace/name` (their selectors' names); set by [`Policy::set_pods`].
+    pub pod_cgroups: Vec<(String, String)>,
 }
 
 impl Policy {
@@ -93,9 +104,12 @@ impl Policy {
             add(*roles, format!("netns {key}"), label.clone());
         }
         for (cgroup, roles, _) in &self.cgroups.0 {
-            let name = match self.units.iter().find(|(path, _)| *path == cgroup.relative) {
-                Some((_, unit)) => format!("unit {unit}"),
-                None => format!("cgroup {}", cgroup.relative),
+            let unit = self.units.iter().find(|(path, _)| *path == cgroup.relative);
+            let pod = self.pod_cgroups.iter().find(|(path, _)| *path == cgroup.relative);
+            let name = match (unit, pod) {
+                (Some((_, unit)), _) => format!("unit {unit}"),
+                (None, Some((_, pod))) => format!("pod {pod}"),
+                (None, None) => format!("cgroup {}", cgroup.relative),
             };
             add(*roles, format!("cgroup {}", cgroup.relative), name);
         }
@@ -164,7 +178,28 @@ impl Policy {
         for (key, roles, _) in &self.explained.0 {
             contents.explain.insert(key.0, *roles);
         }
+        // Pods selected while none runs: the cgroup kind is asked, and no
+        // rule matches (else no include kind would mean every process).
+        if self.pods.is_some() {
+            kinds(kind::CGROUP, role::INCLUDE, &mut contents);
+        }
         contents
+    }
+
+    /// Puts the selected pods' cgroups in the policy in place of the ones
+    /// it held (the caller reloads the maps).
+    pub fn set_pods(&mut self, pods: &[(String, String)]) -> Result<(), Failure> {
+        let old: Vec<String> = self.pod_cgroups.drain(..).map(|(path, _)| path).collect();
+        self.cgroups
+            .0
+            .retain(|(cgroup, _, _)| !old.contains(&cgroup.relative));
+        for (path, name) in pods {
+            let cgroup = cgroup::at(path)?;
+            self.cgroups
+                .add(cgroup, role::INCLUDE, format!("pod {name} (cgroup {path})"));
+            self.pod_cgroups.push((path.clone(), name.clone()));
+        }
+        self.check_limits()
     }
 
     pub fn resolve(selectors: &Selectors) -> Result<Self, Failure> {
@@ -200,6 +235,20 @@ impl Policy {
                 .netns
                 .add(key, role::INCLUDE, format!("netns {spec}"));
             policy.netns_specs.push((key, spec.clone()));
+        }
+        policy.pods =
+            PodSelector::from_selectors(selectors).map_err(|invalid| Failure::BadSelector {
+                what: invalid.what,
+                fix: invalid.fix.into(),
+            })?;
+        policy.cri = selectors.cri.clone();
+        if policy.cri.is_some() && policy.pods.is_none() {
+            return Err(Failure::BadSelector {
+                what: "--cri given without a pod selector".into(),
+                fix: "Select pods with --pod-label KEY=VALUE (or --pod-annotation, \
+                      --k8s-namespace); --cri only says where the runtime is."
+                    .into(),
+            });
         }
         for &given in &selectors.pid {
             policy
@@ -317,7 +366,8 @@ impl Policy {
     }
 
     pub fn system_wide(&self) -> bool {
-        !(self.comms.any(role::INCLUDE)
+        !(self.pods.is_some()
+            || self.comms.any(role::INCLUDE)
             || self.pids.any(role::INCLUDE)
             || self.netns.any(role::INCLUDE)
             || self.cgroups.any(role::INCLUDE))
@@ -330,6 +380,17 @@ impl Policy {
         all.extend(self.cgroups.labels(role));
         all
     }
+
+    /// The pod selector as the start line says it, when there is one.
+    fn pods_label(&self) -> Option<String> {
+        self.pods.as_ref().map(|pods| {
+            if self.pod_cgroups.is_empty() {
+                format!("{pods} (none running now)")
+            } else {
+                pods.to_string()
+            }
+        })
+    }
 }
 
 /// The effective policy, as printed at start.
@@ -338,11 +399,13 @@ impl fmt::Display for Policy {
         if self.system_wide() {
             write!(f, "all processes")?;
         } else {
-            write!(
-                f,
-                "processes matching any of: {}",
-                self.labels(role::INCLUDE).join(", ")
-            )?;
+            let mut labels: Vec<String> = self
+                .labels(role::INCLUDE)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            labels.extend(self.pods_label());
+            write!(f, "processes matching any of: {}", labels.join(", "))?;
         }
         let excluded = self.labels(role::EXCLUDE);
         if !excluded.is_empty() {

@@ -1,0 +1,177 @@
+//! Following the selected pods while attached: the runtime's event stream
+//! (`GetContainerEvents`) says when containers come and go, and each event
+//! makes mptcpify list the selected pods again; a list every 30 s catches
+//! up with anything missed. A runtime without the stream is listed every
+//! second instead, and a runtime that stops answering is retried every 2
+//! s, the pods selected so far staying selected (said once each).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_cri::v1::ContainerEventResponse;
+use mptcpify_core::pods::PodSelector;
+
+use crate::errors::Failure;
+use crate::pods::cri::{self, Client, Pod};
+
+/// The list that catches up with missed events, while they stream.
+const RELIST: Duration = Duration::from_secs(30);
+/// The list of a runtime that does not stream events.
+const POLL: Duration = Duration::from_secs(1);
+/// A runtime that stopped answering is tried again this often.
+const RETRY: Duration = Duration::from_secs(2);
+
+pub struct Follower {
+    pub selector: PodSelector,
+    path: PathBuf,
+    client: Option<Client>,
+    events: Option<tonic::Streaming<ContainerEventResponse>>,
+    /// False once the runtime said it does not stream events.
+    streams: bool,
+    /// The pods the policy in force holds.
+    pub applied: Vec<Pod>,
+    /// A list is due: an event came, the stream opened, or a period ended.
+    due: bool,
+    /// The runtime stopped answering (said once until it answers again).
+    down: bool,
+}
+
+impl Follower {
+    /// Connects to the runtime (`--cri`, or the first well-known socket)
+    /// and lists the pods selected now; fails when the runtime cannot be
+    /// reached or read, with nothing attached yet.
+    pub async fn start(
+        selector: PodSelector,
+        given: Option<&str>,
+    ) -> Result<(Follower, Vec<Pod>), Failure> {
+        let fix = |what: String| Failure::Cri {
+            what,
+            fix: "Give the node's container runtime socket with --cri PATH (containerd: \
+                  /run/containerd/containerd.sock, CRI-O: /run/crio/crio.sock); in a pod, mount \
+                  it from the host (see deploy/kubernetes/daemonset.yaml)."
+                .into(),
+        };
+        let path = cri::endpoint(given).map_err(fix)?;
+        let (mut client, runtime) = Client::connect(&path).await.map_err(fix)?;
+        let pods = client.selected(&selector).await.map_err(fix)?;
+        eprintln!(
+            "mptcpify: pods: {runtime} at {}: following {selector} ({} running now)",
+            path.display(),
+            pods.len()
+        );
+        let follower = Follower {
+            selector,
+            path,
+            client: Some(client),
+            events: None,
+            streams: true,
+            applied: pods.clone(),
+            due: false,
+            down: false,
+        };
+        Ok((follower, pods))
+    }
+
+    /// The selected pods, once they differ from [`Follower::applied`] (the
+    /// caller sets it when the policy holds them). Never returns an error:
+    /// a runtime that stops answering is said and retried.
+    pub async fn next(&mut self) -> Vec<Pod> {
+        loop {
+            if self.client.is_none() {
+                match Client::connect(&self.path).await {
+                    Ok((client, runtime)) => {
+                        eprintln!(
+                            "mptcpify: pods: {runtime} at {} answers again: listing its pods",
+                            self.path.display()
+                        );
+                        self.client = Some(client);
+                        self.down = false;
+                        self.due = true;
+                    }
+                    Err(what) => {
+                        self.lost(what);
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(client) = self.client.as_mut() else {
+                continue;
+            };
+            if self.streams && self.events.is_none() {
+                match client.events().await {
+                    Ok(stream) => {
+                        self.events = Some(stream);
+                        self.due = true;
+                    }
+                    Err((true, what)) => {
+                        self.streams = false;
+                        eprintln!(
+                            "mptcpify: pods: the runtime at {} does not stream container events \
+                             ({what}): listing its pods every {} s instead, so a new pod's \
+                             first second of sockets may be TCP",
+                            self.path.display(),
+                            POLL.as_secs()
+                        );
+                    }
+                    Err((false, what)) => {
+                        self.lost(what);
+                        continue;
+                    }
+                }
+            }
+            if self.due {
+                match client.selected(&self.selector).await {
+                    Ok(pods) => {
+                        self.due = false;
+                        if pods != self.applied {
+                            return pods;
+                        }
+                    }
+                    Err(what) => {
+                        self.lost(what);
+                        continue;
+                    }
+                }
+            }
+            let period = if self.streams { RELIST } else { POLL };
+            match self.events.as_mut() {
+                Some(stream) => {
+                    tokio::select! {
+                        message = stream.message() => match message {
+                            Ok(Some(_)) => self.due = true,
+                            // The runtime ended the stream: open it again.
+                            Ok(None) => self.events = None,
+                            Err(status) => self.lost(status.message().to_string()),
+                        },
+                        _ = tokio::time::sleep(period) => self.due = true,
+                    }
+                }
+                None => {
+                    tokio::time::sleep(period).await;
+                    self.due = true;
+                }
+            }
+        }
+    }
+
+    /// A list is due now (the selector changed).
+    pub fn relist(&mut self) {
+        self.due = true;
+    }
+
+    /// The runtime stopped answering: said once, retried.
+    fn lost(&mut self, what: String) {
+        if !self.down {
+            eprintln!(
+                "mptcpify: warning: pods: the container runtime at {} does not answer ({what}); \
+                 the pods selected so far stay selected; trying again every {} s",
+                self.path.display(),
+                RETRY.as_secs()
+            );
+        }
+        self.down = true;
+        self.client = None;
+        self.events = None;
+    }
+}

@@ -1,0 +1,7 @@
+//! Kubernetes pods on this node, selected by label, annotation or
+//! namespace, from the container runtime's CRI socket (no API server, no
+//! credentials): [`cri`] asks the runtime which pods run and where their
+//! cgroups are; [`follow`] keeps the selection current while attached.
+
+pub mod cri;
+pub mod follow;

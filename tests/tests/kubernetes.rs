@@ -60,8 +60,33 @@ fn a_labelled_pod_gets_mptcp_from_its_first_socket_and_no_other_does() {
 
     cri.remove_pod(&web);
     running.wait_for("pod default/web is gone", Duration::from_secs(10));
+    // Measured on this pod (the first one's containers were started at
+    // once, as a kubelet does): how long after RunPodSandbox returned the
+    // pod is selected, against how long the kubelet's next two calls take.
+    let returned = std::time::Instant::now();
     let again = cri.run_pod("default", "web", &[("mptcp.io/upgrade", "true")]);
+    let ran = returned.elapsed();
+    let selected = loop {
+        let selections = running
+            .drain()
+            .iter()
+            .filter(|l| l.contains("selected pod default/web"))
+            .count();
+        if selections == 2 {
+            break returned.elapsed();
+        }
+        assert!(returned.elapsed() < Duration::from_secs(10), "{:?}", running.output);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let started = std::time::Instant::now();
     assert_eq!(result(&cri.run_probe(&again, "first")), MPTCP, "the same name again");
+    println!(
+        "pod selected {} ms after RunPodSandbox was called (it returned after {} ms); \
+         CreateContainer, StartContainer and the probe's exit took {} ms",
+        selected.as_millis(),
+        ran.as_millis(),
+        started.elapsed().as_millis()
+    );
     cri.remove_pod(&again);
     cri.remove_pod(&plain);
 

@@ -212,6 +212,28 @@ pub fn cgroup_parent_from_info(info: &str) -> Option<String> {
     }
 }
 
+/// The cgroup v2 path in a `/proc/PID/cgroup` text (its `0::PATH` line).
+pub fn unified_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+/// Which of `pods` (cgroup path, name) the process whose cgroup is `path`
+/// is in, and its container's id: the cgroup just below the pod's, as the
+/// runtimes name it (`cri-containerd-ID.scope` or `crio-ID.scope` with
+/// systemd's driver, `ID` with cgroupfs).
+pub fn pod_of<'a>(path: &str, pods: &'a [(String, String)]) -> Option<(&'a str, Option<String>)> {
+    pods.iter().find_map(|(cgroup, name)| {
+        let below = path.strip_prefix(cgroup.as_str())?;
+        if !(below.is_empty() || below.starts_with('/')) {
+            return None;
+        }
+        let first = below.trim_start_matches('/').split('/').next().unwrap_or_default();
+        let id = first.strip_suffix(".scope").unwrap_or(first);
+        let id = id.rsplit('-').next().unwrap_or(id);
+        Some((name.as_str(), (!id.is_empty()).then(|| id.to_string())))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +308,33 @@ mod tests {
         // Annotation values are free text; label values may be empty.
         let ok = PodSelector::from_selectors(&selectors(&["a="], &["note=any text, really"], &[]));
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn a_process_is_placed_in_its_pod_and_container() {
+        let pods = vec![
+            ("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podA.slice".to_string(), "default/web".to_string()),
+            ("/kubepods/burstable/podB".to_string(), "shop/cart".to_string()),
+        ];
+        let text = "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podA.slice/cri-containerd-0123abcd.scope\n";
+        let path = unified_path(text).unwrap();
+        assert_eq!(
+            pod_of(path, &pods),
+            Some(("default/web", Some("0123abcd".to_string())))
+        );
+        assert_eq!(
+            pod_of("/kubepods/burstable/podB/feed01", &pods),
+            Some(("shop/cart", Some("feed01".to_string())))
+        );
+        assert_eq!(
+            pod_of("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podA.slice/crio-99.scope", &pods),
+            Some(("default/web", Some("99".to_string())))
+        );
+        // The pod's own cgroup, a sibling whose name starts alike, none.
+        assert_eq!(pod_of("/kubepods/burstable/podB", &pods), Some(("shop/cart", None)));
+        assert_eq!(pod_of("/kubepods/burstable/podBB/x", &pods), None);
+        assert_eq!(pod_of("/system.slice/nginx.service", &pods), None);
+        assert_eq!(unified_path("1:name=systemd:/x\n"), None);
     }
 
     #[test]

@@ -252,8 +252,9 @@ impl Cri {
     }
 
     /// `CreateContainer` and `StartContainer` of the probe in `pod`, as
-    /// container `name`; waits until it exited and returns what it printed.
-    pub fn run_probe(&mut self, pod: &Pod, name: &str) -> String {
+    /// container `name`, with `args` (`sleep 1`: it lives on a second after
+    /// its socket); waits until it exited and returns what it printed.
+    pub fn run_probe(&mut self, pod: &Pod, name: &str, args: &[&str]) -> String {
         let config = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: name.into(),
@@ -263,6 +264,7 @@ impl Cri {
                 image: PROBE_IMAGE.into(),
                 ..Default::default()
             }),
+            args: args.iter().map(|a| a.to_string()).collect(),
             log_path: format!("{name}.log"),
             linux: Some(cri::LinuxContainerConfig::default()),
             ..Default::default()

@@ -50,8 +50,8 @@ fn a_labelled_pod_gets_mptcp_from_its_first_socket_and_no_other_does() {
 
     let web = cri.run_pod("default", "web", &[("mptcp.io/upgrade", "true"), ("app", "web")]);
     let plain = cri.run_pod("default", "plain", &[("app", "web")]);
-    assert_eq!(result(&cri.run_probe(&web, "first")), MPTCP, "{}", containerd.log());
-    assert_eq!(result(&cri.run_probe(&plain, "probe")), TCP);
+    assert_eq!(result(&cri.run_probe(&web, "first", &["sleep", "1"])), MPTCP, "{}", containerd.log());
+    assert_eq!(result(&cri.run_probe(&plain, "probe", &[])), TCP);
     assert_eq!(new_tcp_protocol(), 6, "the host");
     running.wait_for(
         &format!("selected pod default/web (cgroup /{})", pod_cgroup(&web.uid).display()),
@@ -79,7 +79,7 @@ fn a_labelled_pod_gets_mptcp_from_its_first_socket_and_no_other_does() {
         std::thread::sleep(Duration::from_millis(5));
     };
     let started = std::time::Instant::now();
-    assert_eq!(result(&cri.run_probe(&again, "first")), MPTCP, "the same name again");
+    assert_eq!(result(&cri.run_probe(&again, "first", &[])), MPTCP, "the same name again");
     println!(
         "pod selected {} ms after RunPodSandbox was called (it returned after {} ms); \
          CreateContainer, StartContainer and the probe's exit took {} ms",
@@ -112,6 +112,16 @@ fn a_labelled_pod_gets_mptcp_from_its_first_socket_and_no_other_does() {
         !output.iter().any(|l| l.contains("default/plain")),
         "an unlabelled pod named: {output:?}"
     );
+    // The event of the first pod's socket names its pod and container (the
+    // probe lived on a second: its cgroup was there to read).
+    let named: Vec<serde_json::Value> = output
+        .iter()
+        .filter(|l| l.starts_with("{\"event\":\"upgraded\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(named.len(), 2, "{output:?}");
+    assert_eq!(named[0]["pod"], "default/web", "{}", named[0]);
+    assert_eq!(named[0]["container"], "first", "{}", named[0]);
 }
 
 /// mptcpify started after a labelled pod: the running pod is selected from
@@ -122,14 +132,16 @@ fn a_running_labelled_pod_is_selected_when_mptcpify_starts() {
     let _containerd = Containerd::start();
     let mut cri = Cri::connect(SOCKET).unwrap();
     let pod = cri.run_pod("shop", "cart", &[("mptcp.io/upgrade", "true")]);
-    assert_eq!(result(&cri.run_probe(&pod, "before")), TCP);
-    let running = Running::attach(&["--pod-label", LABEL, "--k8s-namespace", "shop"]);
+    assert_eq!(result(&cri.run_probe(&pod, "before", &[])), TCP);
+    let mut running = Running::attach(&["--pod-label", LABEL, "--k8s-namespace", "shop"]);
     assert!(
         running.output.iter().any(|l| l.contains("(1 running now)")),
         "{:?}",
         running.output
     );
-    assert_eq!(result(&cri.run_probe(&pod, "after")), MPTCP);
+    assert_eq!(result(&cri.run_probe(&pod, "after", &["sleep", "1"])), MPTCP);
+    let line = running.wait_for("upgraded pid=", Duration::from_secs(5));
+    assert!(line.ends_with(" pod=shop/cart container=after"), "{line}");
     cri.remove_pod(&pod);
     running.signal(libc::SIGINT);
     let (status, output) = running.wait();

@@ -220,6 +220,39 @@ pub struct Socket {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
+    /// With pod selectors: the Kubernetes pod (`namespace/name`) the
+    /// process is in, when it is one of the selected pods and still runs
+    /// when the event is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// With `pod`: the container's name in its pod, when the runtime told it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+impl JsonEvent {
+    /// Names the pod (and container) of a socket event's process; other
+    /// events are left as they are.
+    pub fn set_pod(&mut self, pod: String, container: Option<String>) {
+        if let Some(socket) = self.socket_mut() {
+            socket.pod = Some(pod);
+            socket.container = container;
+        }
+    }
+
+    fn socket_mut(&mut self) -> Option<&mut Socket> {
+        match self {
+            JsonEvent::Upgraded { socket, .. }
+            | JsonEvent::WouldUpgrade { socket, .. }
+            | JsonEvent::KeptTcp { socket, .. }
+            | JsonEvent::Closed { socket, .. }
+            | JsonEvent::Fallback { socket, .. }
+            | JsonEvent::Accepted { socket, .. }
+            | JsonEvent::Explain { socket, .. }
+            | JsonEvent::RefusedOption { socket, .. } => Some(socket),
+            _ => None,
+        }
+    }
 }
 
 /// The field every socket event ends with, in `mptcpify monitor`'s output.
@@ -264,6 +297,8 @@ mod tests {
             pid: 7,
             tid: 8,
             comm: "curl".into(),
+            pod: None,
+            container: None,
         };
         let from = Source::default;
         let option = || AuditedOption {
@@ -465,8 +500,8 @@ mod tests {
     fn fields(line: &str) -> (String, Vec<String>) {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
         let Keys(keys) = serde_json::from_str(line).unwrap();
-        let socket = ["time", "pid", "tid", "comm"];
-        let is_socket = socket.iter().all(|k| keys.iter().any(|key| key == k));
+        let socket = ["time", "pid", "tid", "comm", "pod", "container"];
+        let is_socket = socket[..4].iter().all(|k| keys.iter().any(|key| key == k));
         let keys = keys
             .into_iter()
             .filter(|k| k != "event" && !(is_socket && socket.contains(&k.as_str())))
@@ -492,6 +527,28 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_events_pod_follows_its_process_and_reads_back() {
+        let mut event = samples()
+            .into_iter()
+            .find(|e| matches!(e, JsonEvent::Upgraded { .. }))
+            .unwrap();
+        event.set_pod("default/web".into(), Some("app".into()));
+        let line = event.to_line();
+        let Keys(keys) = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            keys[..7],
+            ["event", "time", "pid", "tid", "comm", "pod", "container"],
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<JsonEvent>(&line).unwrap(), event);
+        // Events about no socket have no pod.
+        let mut attached = samples().remove(0);
+        let before = attached.to_line();
+        attached.set_pod("default/web".into(), None);
+        assert_eq!(attached.to_line(), before);
+    }
+
+    #[test]
     fn every_variant_reads_back_as_written_and_monitors_add_the_instance() {
         for sample in samples() {
             let line = sample.to_line();
@@ -504,6 +561,8 @@ mod tests {
                 pid: 1,
                 tid: 1,
                 comm: "c".into(),
+                pod: None,
+                container: None,
             },
             family: "ipv4".into(),
             from: Source { instance: Some(31) },

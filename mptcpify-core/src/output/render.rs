@@ -195,6 +195,8 @@ pub fn to_json(report: &Report, time: std::time::SystemTime, instance: Option<u3
         pid: who.pid,
         tid: who.tid,
         comm: who.comm.clone(),
+        pod: None,
+        container: None,
     };
     let from = Source { instance };
     let family = |family: &Family| family_name(*family).to_string();

@@ -157,6 +157,25 @@ pub enum Report {
 }
 
 impl Report {
+    /// Whom the event is about.
+    pub fn who(&self) -> &Who {
+        match self {
+            Report::Upgraded { who, .. }
+            | Report::WouldUpgrade { who, .. }
+            | Report::KeptTcp { who, .. }
+            | Report::RefusedOption { who, .. }
+            | Report::TcpOption { who, .. }
+            | Report::Explain { who, .. }
+            | Report::Closed { who, .. }
+            | Report::Fallback { who, .. }
+            | Report::Accepted { who, .. }
+            | Report::Established { who, .. }
+            | Report::Subflow { who, .. }
+            | Report::Dropped { who, .. }
+            | Report::Unknown { who, .. } => who,
+        }
+    }
+
     /// What `record` says.
     pub fn decode(record: &Record) -> Report {
         let event = &record.event;

@@ -160,6 +160,8 @@ fn say_option(
                 pid: who.pid,
                 tid: who.tid,
                 comm: who.comm.clone(),
+                pod: None,
+                container: None,
             },
             option: json_option(level, option, answer),
         };

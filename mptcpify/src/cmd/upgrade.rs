@@ -170,7 +170,8 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
         events::Output::Stdout
     };
     // Read even with -q: the program then sends only refused options.
-    let mut events = events::Events::new(attached.take_events()?, output, cli.quiet, monitors)?;
+    let mut events = events::Events::new(attached.take_events()?, output, cli.quiet, monitors)?
+        .naming_pods(pods.as_ref().map(|follower| follower.names.clone()));
     let mut netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
     loop {
         let hangup = async {
@@ -303,6 +304,7 @@ fn apply_pods(
     for pod in follower.applied.iter().filter(|p| !now.contains(p)) {
         eprintln!("mptcpify: pods: pod {} is gone: no longer selected", pod.name);
     }
+    follower.names.set_pods(&now);
     follower.applied = now;
 }
 

@@ -13,6 +13,7 @@ use mptcpify_core::output::render::{text, to_json};
 use mptcpify_core::output::report::Report;
 
 use crate::output::clock::Clock;
+use crate::pods::names::PodNames;
 
 /// How events are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub struct Events {
     quiet: bool,
     clock: Clock,
     monitors: Option<Server>,
+    /// With pod selectors: names each event's pod and container.
+    pods: Option<PodNames>,
 }
 
 impl Events {
@@ -55,7 +58,15 @@ impl Events {
             quiet,
             clock: Clock::now(),
             monitors,
+            pods: None,
         })
+    }
+
+    /// Names the pod and container of each event's process (`pod=`,
+    /// `container=`; JSON `pod`, `container`).
+    pub fn naming_pods(mut self, pods: Option<PodNames>) -> Self {
+        self.pods = pods;
+        self
     }
 
     /// Reads and writes events every [`READ_EVERY`]; returns only on error.
@@ -83,10 +94,25 @@ impl Events {
             if !report.written_by_instance(self.quiet) {
                 continue;
             }
+            let pod = self
+                .pods
+                .as_ref()
+                .and_then(|pods| pods.of_pid(report.who().pid));
+            let words = match &pod {
+                Some((pod, Some(container))) => format!(" pod={pod} container={container}"),
+                Some((pod, None)) => format!(" pod={pod}"),
+                None => String::new(),
+            };
             match self.output {
-                Output::Stdout => println!("{}", text(&report)),
-                Output::Stderr => eprintln!("mptcpify: {}", text(&report)),
-                Output::Json => println!("{}", to_json(&report, time, None).to_line()),
+                Output::Stdout => println!("{}{words}", text(&report)),
+                Output::Stderr => eprintln!("mptcpify: {}{words}", text(&report)),
+                Output::Json => {
+                    let mut json = to_json(&report, time, None);
+                    if let Some((pod, container)) = pod {
+                        json.set_pod(pod, container);
+                    }
+                    println!("{}", json.to_line());
+                }
             }
         }
         if let Some(monitors) = &mut self.monitors {

@@ -75,10 +75,14 @@ impl Client {
         ))
     }
 
-    /// The ready pods `selector` selects, sorted. The runtime filters by
-    /// label; namespaces and annotations are checked here, and each pod's
-    /// cgroup is read from its verbose status.
-    pub async fn selected(&mut self, selector: &PodSelector) -> Result<Vec<Pod>, String> {
+    /// The ready pods `selector` selects, sorted, and their containers
+    /// (id, name). The runtime filters by label; namespaces and
+    /// annotations are checked here, and each pod's cgroup is read from
+    /// its verbose status.
+    pub async fn selected(
+        &mut self,
+        selector: &PodSelector,
+    ) -> Result<(Vec<Pod>, Vec<(String, String)>), String> {
         let request = cri::ListPodSandboxRequest {
             filter: Some(cri::PodSandboxFilter {
                 state: Some(cri::PodSandboxStateValue {
@@ -96,6 +100,7 @@ impl Client {
             .into_inner()
             .items;
         let mut pods = Vec::new();
+        let mut sandboxes = Vec::new();
         for sandbox in items {
             let metadata = sandbox.metadata.clone().unwrap_or_default();
             if !selector.matches(&metadata.namespace, &sandbox.labels, &sandbox.annotations) {
@@ -111,10 +116,25 @@ impl Client {
                     format!("pod {name}: the runtime does not tell its cgroup (PodSandboxStatus)")
                 })?;
             pods.push(Pod { name, cgroup });
+            sandboxes.push(sandbox.id);
         }
         pods.sort();
         pods.dedup();
-        Ok(pods)
+        let containers = if sandboxes.is_empty() {
+            Vec::new()
+        } else {
+            self.inner
+                .list_containers(cri::ListContainersRequest::default())
+                .await
+                .map_err(|e| format!("ListContainers: {}", e.message()))?
+                .into_inner()
+                .containers
+                .into_iter()
+                .filter(|c| sandboxes.contains(&c.pod_sandbox_id))
+                .map(|c| (c.id, c.metadata.unwrap_or_default().name))
+                .collect()
+        };
+        Ok((pods, containers))
     }
 
     /// The verbose `info` of a pod sandbox.

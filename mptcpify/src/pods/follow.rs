@@ -13,6 +13,7 @@ use mptcpify_core::pods::PodSelector;
 
 use crate::errors::Failure;
 use crate::pods::cri::{self, Client, Pod};
+use crate::pods::names::PodNames;
 
 /// The list that catches up with missed events, while they stream.
 const RELIST: Duration = Duration::from_secs(30);
@@ -34,6 +35,8 @@ pub struct Follower {
     due: bool,
     /// The runtime stopped answering (said once until it answers again).
     down: bool,
+    /// The pods' and containers' names, for the events.
+    pub names: PodNames,
 }
 
 impl Follower {
@@ -53,7 +56,10 @@ impl Follower {
         };
         let path = cri::endpoint(given).map_err(fix)?;
         let (mut client, runtime) = Client::connect(&path).await.map_err(fix)?;
-        let pods = client.selected(&selector).await.map_err(fix)?;
+        let (pods, containers) = client.selected(&selector).await.map_err(fix)?;
+        let names = PodNames::default();
+        names.set_pods(&pods);
+        names.add_containers(containers);
         eprintln!(
             "mptcpify: pods: {runtime} at {}: following {selector} ({} running now)",
             path.display(),
@@ -68,6 +74,7 @@ impl Follower {
             applied: pods.clone(),
             due: false,
             down: false,
+            names,
         };
         Ok((follower, pods))
     }
@@ -122,7 +129,8 @@ impl Follower {
             }
             if self.due {
                 match client.selected(&self.selector).await {
-                    Ok(pods) => {
+                    Ok((pods, containers)) => {
+                        self.names.add_containers(containers);
                         self.due = false;
                         if pods != self.applied {
                             return pods;
@@ -139,7 +147,14 @@ impl Follower {
                 Some(stream) => {
                     tokio::select! {
                         message = stream.message() => match message {
-                            Ok(Some(_)) => self.due = true,
+                            Ok(Some(event)) => {
+                                // Named before it starts: its first
+                                // sockets' events can name it.
+                                self.names.add_containers(event.containers_statuses.into_iter().map(
+                                    |c| (c.id, c.metadata.unwrap_or_default().name),
+                                ));
+                                self.due = true;
+                            }
                             // The runtime ended the stream: open it again.
                             Ok(None) => self.events = None,
                             Err(status) => self.lost(status.message().to_string()),

@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{self as cri};
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -146,6 +150,66 @@ fn import(image: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A runtime that does not stream events: a proxy in front of
+/// containerd's socket that answers `GetContainerEvents` as a runtime
+/// without it does (gRPC status 12, unimplemented) and passes every other
+/// call through. It serves until the test ends.
+pub struct NoEventsProxy {
+    pub path: String,
+}
+
+impl NoEventsProxy {
+    pub fn start(path: &str) -> NoEventsProxy {
+        let _ = std::fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(
+                                TokioIo::new(stream),
+                                hyper::service::service_fn(forward),
+                            )
+                            .await;
+                    });
+                }
+            });
+        });
+        NoEventsProxy { path: path.into() }
+    }
+}
+
+/// One call of [`NoEventsProxy`].
+async fn forward(
+    request: Request<Incoming>,
+) -> Result<Response<BoxBody<Bytes, hyper::Error>>, std::io::Error> {
+    if request.uri().path() == "/runtime.v1.RuntimeService/GetContainerEvents" {
+        let unimplemented = Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "12")
+            .header("grpc-message", "this runtime does not stream events")
+            .body(Empty::new().map_err(|never| match never {}).boxed())
+            .unwrap();
+        return Ok(unimplemented);
+    }
+    let io = |e: hyper::Error| std::io::Error::other(e.to_string());
+    let upstream = tokio::net::UnixStream::connect(SOCKET).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(upstream))
+            .await
+            .map_err(io)?;
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.map_err(io)?;
+    Ok(response.map(BodyExt::boxed))
 }
 
 /// A CRI client on a Unix socket, with its own runtime.

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mptcpify_tests::cri::{pod_cgroup, Containerd, Cri, SOCKET};
+use mptcpify_tests::cri::{pod_cgroup, Containerd, Cri, NoEventsProxy, SOCKET};
 use mptcpify_tests::process::{run, Running};
 use mptcpify_tests::sockets::new_tcp_protocol;
 
@@ -142,10 +142,72 @@ fn a_running_labelled_pod_is_selected_when_mptcpify_starts() {
     assert_eq!(result(&cri.run_probe(&pod, "after", &["sleep", "1"])), MPTCP);
     let line = running.wait_for("upgraded pid=", Duration::from_secs(5));
     assert!(line.ends_with(" pod=shop/cart container=after"), "{line}");
+    // `status` from another process counts per pod.
+    let (status, text) = run(&["status"]);
+    assert!(status.success(), "{text}");
+    println!("mptcpify status:\n{text}");
+    assert!(
+        text.lines().any(|l| l.contains("pod shop/cart: 1 upgraded")),
+        "{text}"
+    );
     cri.remove_pod(&pod);
     running.signal(libc::SIGINT);
     let (status, output) = running.wait();
     assert!(status.success(), "{output:?}");
+}
+
+/// A runtime that does not stream container events (a proxy that answers
+/// `GetContainerEvents` as unimplemented) is listed instead, and mptcpify
+/// says so; pods still come and go.
+#[test]
+fn a_runtime_without_an_event_stream_is_listed_instead_and_that_is_said() {
+    under_systemd();
+    let _containerd = Containerd::start();
+    let proxy = NoEventsProxy::start("/tmp/mptcpify-cri/no-events.sock");
+    let mut running = Running::attach(&["--pod-label", LABEL, "--cri", &proxy.path]);
+    running.wait_for("does not stream container events", Duration::from_secs(10));
+    let mut cri = Cri::connect(SOCKET).unwrap();
+    let pod = cri.run_pod("default", "listed", &[("mptcp.io/upgrade", "true")]);
+    running.wait_for("selected pod default/listed", Duration::from_secs(10));
+    assert_eq!(result(&cri.run_probe(&pod, "probe", &[])), MPTCP);
+    cri.remove_pod(&pod);
+    running.wait_for("pod default/listed is gone", Duration::from_secs(10));
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+}
+
+/// A runtime that stops answering while attached (containerd killed) is
+/// said once and retried; the pods selected so far stay selected, and once
+/// it answers again (containerd started again) new pods are followed.
+#[test]
+fn a_runtime_that_stops_answering_is_said_and_retried() {
+    under_systemd();
+    let containerd = Containerd::start();
+    let mut cri = Cri::connect(SOCKET).unwrap();
+    let before = cri.run_pod("default", "before", &[("mptcp.io/upgrade", "true")]);
+    let mut running = Running::attach(&["--pod-label", LABEL]);
+    drop(cri);
+    drop(containerd);
+    running.wait_for("does not answer", Duration::from_secs(40));
+    let containerd = Containerd::start();
+    running.wait_for("answers again", Duration::from_secs(30));
+    let mut cri = Cri::connect(SOCKET).unwrap();
+    assert_eq!(
+        result(&cri.run_probe(&before, "still", &[])),
+        MPTCP,
+        "a pod selected before stays selected:\n{}",
+        containerd.log()
+    );
+    let after = cri.run_pod("default", "after", &[("mptcp.io/upgrade", "true")]);
+    assert_eq!(result(&cri.run_probe(&after, "first", &[])), MPTCP);
+    cri.remove_pod(&after);
+    cri.remove_pod(&before);
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+    let said = output.iter().filter(|l| l.contains("does not answer")).count();
+    assert_eq!(said, 1, "said once: {output:?}");
 }
 
 /// Bad input: a selector Kubernetes would refuse (exit 8), a runtime socket

@@ -227,7 +227,11 @@ pub fn pod_of<'a>(path: &str, pods: &'a [(String, String)]) -> Option<(&'a str, 
         if !(below.is_empty() || below.starts_with('/')) {
             return None;
         }
-        let first = below.trim_start_matches('/').split('/').next().unwrap_or_default();
+        let first = below
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
         let id = first.strip_suffix(".scope").unwrap_or(first);
         let id = id.rsplit('-').next().unwrap_or(id);
         Some((name.as_str(), (!id.is_empty()).then(|| id.to_string())))
@@ -271,7 +275,11 @@ mod tests {
         assert!(!s.matches("default", &labels, &annotations));
         assert!(!s.matches("prod", &map(&[("app", "web")]), &annotations));
         assert!(!s.matches("prod", &labels, &map(&[])));
-        assert!(!s.matches("prod", &map(&[("mptcp.io/upgrade", "false"), ("app", "web")]), &annotations));
+        assert!(!s.matches(
+            "prod",
+            &map(&[("mptcp.io/upgrade", "false"), ("app", "web")]),
+            &annotations
+        ));
         assert_eq!(
             s.to_string(),
             "pods labelled mptcp.io/upgrade=true,app=web, annotated team=net, in namespace prod or staging"
@@ -313,8 +321,15 @@ mod tests {
     #[test]
     fn a_process_is_placed_in_its_pod_and_container() {
         let pods = vec![
-            ("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podA.slice".to_string(), "default/web".to_string()),
-            ("/kubepods/burstable/podB".to_string(), "shop/cart".to_string()),
+            (
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podA.slice"
+                    .to_string(),
+                "default/web".to_string(),
+            ),
+            (
+                "/kubepods/burstable/podB".to_string(),
+                "shop/cart".to_string(),
+            ),
         ];
         let text = "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podA.slice/cri-containerd-0123abcd.scope\n";
         let path = unified_path(text).unwrap();
@@ -331,7 +346,10 @@ mod tests {
             Some(("default/web", Some("99".to_string())))
         );
         // The pod's own cgroup, a sibling whose name starts alike, none.
-        assert_eq!(pod_of("/kubepods/burstable/podB", &pods), Some(("shop/cart", None)));
+        assert_eq!(
+            pod_of("/kubepods/burstable/podB", &pods),
+            Some(("shop/cart", None))
+        );
         assert_eq!(pod_of("/kubepods/burstable/podBB/x", &pods), None);
         assert_eq!(pod_of("/system.slice/nginx.service", &pods), None);
         assert_eq!(unified_path("1:name=systemd:/x\n"), None);
@@ -351,7 +369,10 @@ mod tests {
             pod_cgroup("/kubepods/burstable/pod9").as_deref(),
             Some("/kubepods/burstable/pod9")
         );
-        assert_eq!(pod_cgroup("kubepods/pod9").as_deref(), Some("/kubepods/pod9"));
+        assert_eq!(
+            pod_cgroup("kubepods/pod9").as_deref(),
+            Some("/kubepods/pod9")
+        );
         assert_eq!(pod_cgroup("").as_deref(), None);
     }
 

@@ -81,6 +81,8 @@ impl Selectors {
     /// Whether pods are selected (--pod-label, --pod-annotation,
     /// --k8s-namespace).
     pub fn selects_pods(&self) -> bool {
-        !(self.pod_label.is_empty() && self.pod_annotation.is_empty() && self.k8s_namespace.is_empty())
+        !(self.pod_label.is_empty()
+            && self.pod_annotation.is_empty()
+            && self.k8s_namespace.is_empty())
     }
 }

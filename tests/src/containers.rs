@@ -85,4 +85,3 @@ pub fn static_binary(name: &str) -> PathBuf {
     );
     path
 }
-

@@ -111,7 +111,9 @@ impl Containerd {
         ] {
             build(
                 image,
-                &format!("FROM scratch\nCOPY socket-probe /socket-probe\nENTRYPOINT {entrypoint}\n"),
+                &format!(
+                    "FROM scratch\nCOPY socket-probe /socket-probe\nENTRYPOINT {entrypoint}\n"
+                ),
                 &probe,
                 "socket-probe",
             );
@@ -140,7 +142,14 @@ fn import(image: &str) {
     let _ = std::fs::remove_file(&archive);
     podman(&["save", "--format", "oci-archive", "-o", &archive, image]);
     let out = Command::new("ctr")
-        .args(["-n", "k8s.io", "images", "import", "--snapshotter", "native"])
+        .args([
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            "--snapshotter",
+            "native",
+        ])
         .args(["--base-name", image.split(':').next().unwrap(), &archive])
         .output()
         .unwrap();
@@ -270,7 +279,11 @@ impl Cri {
         // A pod made again under the same name is a new pod: a new uid.
         static PODS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = PODS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let uid = format!("{:08x}-{n:04}-{}", std::process::id(), name.replace('_', "-"));
+        let uid = format!(
+            "{:08x}-{n:04}-{}",
+            std::process::id(),
+            name.replace('_', "-")
+        );
         let log_directory = format!("{DIR}/pods/{namespace}_{name}_{uid}");
         std::fs::create_dir_all(&log_directory).unwrap();
         let config = cri::PodSandboxConfig {

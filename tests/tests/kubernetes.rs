@@ -48,13 +48,25 @@ fn a_labelled_pod_gets_mptcp_from_its_first_socket_and_no_other_does() {
         running.output
     );
 
-    let web = cri.run_pod("default", "web", &[("mptcp.io/upgrade", "true"), ("app", "web")]);
+    let web = cri.run_pod(
+        "default",
+        "web",
+        &[("mptcp.io/upgrade", "true"), ("app", "web")],
+    );
     let plain = cri.run_pod("default", "plain", &[("app", "web")]);
-    assert_eq!(result(&cri.run_probe(&web, "first", &["sleep", "1"])), MPTCP, "{}", containerd.log());
+    assert_eq!(
+        result(&cri.run_probe(&web, "first", &["sleep", "1"])),
+        MPTCP,
+        "{}",
+        containerd.log()
+    );
     assert_eq!(result(&cri.run_probe(&plain, "probe", &[])), TCP);
     assert_eq!(new_tcp_protocol(), 6, "the host");
     running.wait_for(
-        &format!("selected pod default/web (cgroup /{})", pod_cgroup(&web.uid).display()),
+        &format!(
+            "selected pod default/web (cgroup /{})",
+            pod_cgroup(&web.uid).display()
+        ),
         Duration::from_secs(5),
     );
 
@@ -75,11 +87,19 @@ fn a_labelled_pod_gets_mptcp_from_its_first_socket_and_no_other_does() {
         if selections == 2 {
             break returned.elapsed();
         }
-        assert!(returned.elapsed() < Duration::from_secs(10), "{:?}", running.output);
+        assert!(
+            returned.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            running.output
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
     let started = std::time::Instant::now();
-    assert_eq!(result(&cri.run_probe(&again, "first", &[])), MPTCP, "the same name again");
+    assert_eq!(
+        result(&cri.run_probe(&again, "first", &[])),
+        MPTCP,
+        "the same name again"
+    );
     println!(
         "pod selected {} ms after RunPodSandbox was called (it returned after {} ms); \
          CreateContainer, StartContainer and the probe's exit took {} ms",
@@ -139,7 +159,10 @@ fn a_running_labelled_pod_is_selected_when_mptcpify_starts() {
         "{:?}",
         running.output
     );
-    assert_eq!(result(&cri.run_probe(&pod, "after", &["sleep", "1"])), MPTCP);
+    assert_eq!(
+        result(&cri.run_probe(&pod, "after", &["sleep", "1"])),
+        MPTCP
+    );
     let line = running.wait_for("upgraded pid=", Duration::from_secs(5));
     assert!(line.ends_with(" pod=shop/cart container=after"), "{line}");
     // `status` from another process counts per pod.
@@ -147,7 +170,8 @@ fn a_running_labelled_pod_is_selected_when_mptcpify_starts() {
     assert!(status.success(), "{text}");
     println!("mptcpify status:\n{text}");
     assert!(
-        text.lines().any(|l| l.contains("pod shop/cart: 1 upgraded")),
+        text.lines()
+            .any(|l| l.contains("pod shop/cart: 1 upgraded")),
         "{text}"
     );
     cri.remove_pod(&pod);
@@ -206,7 +230,10 @@ fn a_runtime_that_stops_answering_is_said_and_retried() {
     running.signal(libc::SIGINT);
     let (status, output) = running.wait();
     assert!(status.success(), "{output:?}");
-    let said = output.iter().filter(|l| l.contains("does not answer")).count();
+    let said = output
+        .iter()
+        .filter(|l| l.contains("does not answer"))
+        .count();
     assert_eq!(said, 1, "said once: {output:?}");
 }
 

@@ -820,10 +820,12 @@ fn a_fallback_after_established_is_told_on_both_ends_with_its_reason() {
         assert!(fallbacks.is_empty(), "{output:?}");
     }
     let detached = objects.last().unwrap();
-    assert_eq!(detached["counters"]["closed_fell_back_later"], 1, "{detached}");
     assert_eq!(
-        detached["counters"]["closed_accepted_fell_back_later"],
-        1,
+        detached["counters"]["closed_fell_back_later"], 1,
+        "{detached}"
+    );
+    assert_eq!(
+        detached["counters"]["closed_accepted_fell_back_later"], 1,
         "{detached}"
     );
     assert_eq!(

@@ -22,8 +22,14 @@ use crate::root;
 /// NetworkManager, Prometheus, containerd. They run there only: they start
 /// and stop units, restart nginx, load AppArmor profiles, run pods,
 /// NetworkManager and containerd, which is the lab's to do, not a host's.
-const DEBIAN_IMAGE_SUITES: [&str; 6] =
-    ["systemd", "apparmor", "pod", "networkmanager", "prometheus", "kubernetes"];
+const DEBIAN_IMAGE_SUITES: [&str; 6] = [
+    "systemd",
+    "apparmor",
+    "pod",
+    "networkmanager",
+    "prometheus",
+    "kubernetes",
+];
 /// The suite that checks the release bundle: on the host only.
 const BUNDLE_SUITE: &str = "bundle";
 /// What `--suite` also takes besides the integration suites: the host's

@@ -302,7 +302,10 @@ fn apply_pods(
         );
     }
     for pod in follower.applied.iter().filter(|p| !now.contains(p)) {
-        eprintln!("mptcpify: pods: pod {} is gone: no longer selected", pod.name);
+        eprintln!(
+            "mptcpify: pods: pod {} is gone: no longer selected",
+            pod.name
+        );
     }
     follower.names.set_pods(&now);
     follower.applied = now;

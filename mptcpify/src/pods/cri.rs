@@ -30,7 +30,9 @@ pub struct Pod {
 /// the first well-known socket that exists.
 pub fn endpoint(given: Option<&str>) -> Result<PathBuf, String> {
     match given {
-        Some(given) => Ok(PathBuf::from(given.strip_prefix("unix://").unwrap_or(given))),
+        Some(given) => Ok(PathBuf::from(
+            given.strip_prefix("unix://").unwrap_or(given),
+        )),
         None => WELL_KNOWN
             .iter()
             .map(PathBuf::from)

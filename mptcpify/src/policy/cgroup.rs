@@ -150,7 +150,9 @@ pub fn at(relative: &str) -> Result<Cgroup, Failure> {
     }
     check_host_cgroup_namespace()?;
     Ok(Cgroup {
-        level: Path::new(relative.trim_start_matches('/')).components().count() as u32,
+        level: Path::new(relative.trim_start_matches('/'))
+            .components()
+            .count() as u32,
         relative: relative.to_string(),
         path,
         id: mptcpify_common::maps::ABSENT_CGROUP,

@@ -105,7 +105,10 @@ impl Policy {
         }
         for (cgroup, roles, _) in &self.cgroups.0 {
             let unit = self.units.iter().find(|(path, _)| *path == cgroup.relative);
-            let pod = self.pod_cgroups.iter().find(|(path, _)| *path == cgroup.relative);
+            let pod = self
+                .pod_cgroups
+                .iter()
+                .find(|(path, _)| *path == cgroup.relative);
             let name = match (unit, pod) {
                 (Some((_, unit)), _) => format!("unit {unit}"),
                 (None, Some((_, pod))) => format!("pod {pod}"),

@@ -31,6 +31,9 @@ pub const SOCKET: &str = "/run/containerd/containerd.sock";
 pub const PAUSE_IMAGE: &str = "localhost/pause:test";
 /// An unmodified program: the static socket probe, alone on an empty base.
 pub const PROBE_IMAGE: &str = "localhost/socket-probe:test";
+/// The shipped image (deploy/container/Containerfile), which the DaemonSet runs.
+pub const DAEMONSET_IMAGE: &str = "localhost/mptcpify:test";
+const CONTAINERFILE: &str = include_str!("../../deploy/container/Containerfile");
 /// Where the test's containerd keeps its logs, pods' logs and CNI config.
 const DIR: &str = "/tmp/mptcpify-cri";
 
@@ -120,6 +123,17 @@ impl Containerd {
             import(image);
         }
         containerd
+    }
+
+    /// Builds the shipped image around the static mptcpify and imports it.
+    pub fn import_mptcpify_image(&self) {
+        build(
+            DAEMONSET_IMAGE,
+            CONTAINERFILE,
+            &static_binary("mptcpify"),
+            "mptcpify",
+        );
+        import(DAEMONSET_IMAGE);
     }
 
     /// What containerd logged.
@@ -276,6 +290,18 @@ impl Cri {
     /// `namespace/name` with `labels`: the pod's own network namespace, its
     /// slice under `kubepods-besteffort.slice`.
     pub fn run_pod(&mut self, namespace: &str, name: &str, labels: &[(&str, &str)]) -> Pod {
+        self.run_sandbox(namespace, name, labels, false)
+    }
+
+    /// `host_pid`: a privileged pod in the node's PID namespace (the
+    /// DaemonSet's `privileged: true`, `hostPID: true`).
+    fn run_sandbox(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        host_pid: bool,
+    ) -> Pod {
         // A pod made again under the same name is a new pod: a new uid.
         static PODS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = PODS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -286,6 +312,11 @@ impl Cri {
         );
         let log_directory = format!("{DIR}/pods/{namespace}_{name}_{uid}");
         std::fs::create_dir_all(&log_directory).unwrap();
+        let pid = if host_pid {
+            cri::NamespaceMode::Node
+        } else {
+            cri::NamespaceMode::Container
+        };
         let config = cri::PodSandboxConfig {
             metadata: Some(cri::PodSandboxMetadata {
                 name: name.into(),
@@ -301,10 +332,11 @@ impl Cri {
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: cri::NamespaceMode::Pod as i32,
-                        pid: cri::NamespaceMode::Container as i32,
+                        pid: pid as i32,
                         ipc: cri::NamespaceMode::Pod as i32,
                         ..Default::default()
                     }),
+                    privileged: host_pid,
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -328,6 +360,94 @@ impl Cri {
         }
     }
 
+    /// The DaemonSet's pod (deploy/kubernetes/daemonset.yaml) as the
+    /// kubelet runs it: privileged, in the node's PID namespace, the
+    /// node's /sys/kernel/btf and /run/containerd mounted read-only, the
+    /// shipped image ([`DAEMONSET_IMAGE`]) with `args`. Returns the pod and
+    /// its container's id, started.
+    pub fn run_daemonset_pod(&mut self, args: &[&str]) -> (Pod, String) {
+        let pod = self.run_sandbox("mptcpify-system", "mptcpify", &[], true);
+        let mount = |path: &str| cri::Mount {
+            container_path: path.into(),
+            host_path: path.into(),
+            readonly: true,
+            ..Default::default()
+        };
+        let config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "mptcpify".into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: DAEMONSET_IMAGE.into(),
+                ..Default::default()
+            }),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            mounts: vec![mount("/sys/kernel/btf"), mount("/run/containerd")],
+            log_path: "mptcpify.log".into(),
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    privileged: true,
+                    namespace_options: pod
+                        .config
+                        .linux
+                        .as_ref()
+                        .and_then(|l| l.security_context.as_ref())
+                        .and_then(|s| s.namespace_options.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self.create_and_start(&pod, config);
+        (pod, id)
+    }
+
+    /// What a container of `pod` printed so far (CRI log lines' text).
+    pub fn log(&self, pod: &Pod, name: &str) -> String {
+        let log = format!("{}/{name}.log", pod.config.log_directory);
+        // CRI log lines: "TIME STREAM TAG TEXT".
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// `StopContainer`: SIGTERM, then SIGKILL after `timeout` seconds.
+    pub fn stop_container(&mut self, id: &str, timeout: i64) {
+        self.runtime
+            .block_on(self.client.stop_container(cri::StopContainerRequest {
+                container_id: id.into(),
+                timeout,
+            }))
+            .unwrap_or_else(|e| panic!("StopContainer {id}: {e}"));
+    }
+
+    fn create_and_start(&mut self, pod: &Pod, config: cri::ContainerConfig) -> String {
+        let name = config.metadata.clone().unwrap_or_default().name;
+        let request = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.config.clone()),
+        };
+        let id = self
+            .runtime
+            .block_on(self.client.create_container(request))
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
+            .into_inner()
+            .container_id;
+        let request = cri::StartContainerRequest {
+            container_id: id.clone(),
+        };
+        self.runtime
+            .block_on(self.client.start_container(request))
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        id
+    }
+
     /// `CreateContainer` and `StartContainer` of the probe in `pod`, as
     /// container `name`, with `args` (`sleep 1`: it lives on a second after
     /// its socket); waits until it exited and returns what it printed.
@@ -346,23 +466,7 @@ impl Cri {
             linux: Some(cri::LinuxContainerConfig::default()),
             ..Default::default()
         };
-        let request = cri::CreateContainerRequest {
-            pod_sandbox_id: pod.id.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.config.clone()),
-        };
-        let id = self
-            .runtime
-            .block_on(self.client.create_container(request))
-            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
-            .into_inner()
-            .container_id;
-        let request = cri::StartContainerRequest {
-            container_id: id.clone(),
-        };
-        self.runtime
-            .block_on(self.client.start_container(request))
-            .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        let id = self.create_and_start(pod, config);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let request = cri::ContainerStatusRequest {
@@ -382,14 +486,7 @@ impl Cri {
             assert!(Instant::now() < deadline, "{name} did not exit: {status:?}");
             std::thread::sleep(Duration::from_millis(100));
         }
-        let log = format!("{}/{name}.log", pod.config.log_directory);
-        // CRI log lines: "TIME STREAM TAG TEXT".
-        std::fs::read_to_string(&log)
-            .unwrap_or_else(|e| panic!("{log}: {e}"))
-            .lines()
-            .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.log(pod, name)
     }
 
     /// `StopPodSandbox` and `RemovePodSandbox`, as the kubelet does when the

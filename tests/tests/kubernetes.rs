@@ -237,6 +237,52 @@ fn a_runtime_that_stops_answering_is_said_and_retried() {
     assert_eq!(said, 1, "said once: {output:?}");
 }
 
+/// The DaemonSet's way (deploy/kubernetes/daemonset.yaml): mptcpify itself
+/// in a pod, run through the CRI as the kubelet runs the manifest's pod
+/// (the shipped image; privileged, which under containerd keeps it in the
+/// node's cgroup namespace; `hostPID`; /sys/kernel/btf and /run/containerd
+/// mounted read-only), selects a labelled pod of its node and names it in
+/// its events; `kubectl logs` would show these lines.
+#[test]
+fn mptcpify_in_the_daemonsets_pod_selects_labelled_pods_of_its_node() {
+    under_systemd();
+    let containerd = Containerd::start();
+    containerd.import_mptcpify_image();
+    let mut cri = Cri::connect(SOCKET).unwrap();
+    let (agent, id) = cri.run_daemonset_pod(&["--pod-label", LABEL, "--json"]);
+    let deadline = std::time::Instant::now() + mptcpify_tests::process::ATTACH_TIMEOUT;
+    while !cri.log(&agent, "mptcpify").contains("mptcpify: attached") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mptcpify did not attach in its pod:\n{}\n{}",
+            cri.log(&agent, "mptcpify"),
+            containerd.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let web = cri.run_pod("default", "web", &[("mptcp.io/upgrade", "true")]);
+    let plain = cri.run_pod("default", "plain", &[]);
+    assert_eq!(result(&cri.run_probe(&web, "app", &["sleep", "1"])), MPTCP);
+    assert_eq!(result(&cri.run_probe(&plain, "app", &[])), TCP);
+    let named = "\"pod\":\"default/web\",\"container\":\"app\"";
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !cri.log(&agent, "mptcpify").contains(named) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event named the pod:\n{}",
+            cri.log(&agent, "mptcpify")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cri.stop_container(&id, 30);
+    let log = cri.log(&agent, "mptcpify");
+    println!("mptcpify's log in its pod:\n{log}");
+    assert!(log.contains("mptcpify: detached"), "{log}");
+    for pod in [&web, &plain, &agent] {
+        cri.remove_pod(pod);
+    }
+}
+
 /// Bad input: a selector Kubernetes would refuse (exit 8), a runtime socket
 /// that does not answer (exit 22), each with its fix.
 #[test]

@@ -36,6 +36,9 @@ struct Slot {
 pub struct Numbers {
     /// Index `n - 1` for number `n`.
     slots: Vec<Slot>,
+    /// How many selectors past the last number the operator was last told
+    /// are counted together ([`Numbers::tell_together`]).
+    told_together: usize,
 }
 
 /// What an assignment changes.
@@ -58,6 +61,15 @@ pub fn unnumbered(system_wide: bool) -> &'static str {
 }
 
 impl Numbers {
+    /// Whether `together` selectors counted together (past the last
+    /// number) are worth telling: more than when last told. Pods come and
+    /// go by the minute; the warning should not.
+    pub fn tell_together(&mut self, together: usize) -> bool {
+        let more = together > self.told_together;
+        self.told_together = together;
+        more
+    }
+
     /// Numbers `selectors` (a policy's include selectors, in its order).
     pub fn assign(&mut self, selectors: &[Selector]) -> Assigned {
         let mut assigned = Assigned::default();
@@ -122,6 +134,16 @@ impl Numbers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selectors_counted_together_are_told_when_there_are_more_of_them() {
+        let mut numbers = Numbers::default();
+        assert!(!numbers.tell_together(0));
+        assert!(numbers.tell_together(2));
+        assert!(!numbers.tell_together(2));
+        assert!(!numbers.tell_together(1));
+        assert!(numbers.tell_together(2));
+    }
 
     fn sel(identity: &str) -> Selector {
         Selector {

@@ -630,7 +630,7 @@ fn number_selectors(
 ) -> Result<Vec<u32>, Failure> {
     let assigned = numbers.assign(&policy.selectors());
     let together = assigned.numbers.iter().filter(|&&n| n == 0).count();
-    if together > 0 && !policy.system_wide() {
+    if numbers.tell_together(together) && !policy.system_wide() {
         eprintln!(
             "mptcpify: warning: {together} include selectors past the first {} are counted \
              together in `status` and /metrics (\"{}\"); their sockets are upgraded all the same",

@@ -284,17 +284,23 @@ fn apply_pods(
         .set_pods(&pod_cgroups(&now))
         .and_then(|()| attached.reload(policy));
     if let Err(failure) = result {
-        eprintln!(
-            "mptcpify: error: pods: selecting {} failed; the pods in force stay: {failure}",
-            now.iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        // Said once: the runtime's next event would say it again.
+        let text = failure.to_string();
+        if follower.failure.as_ref() != Some(&text) {
+            eprintln!(
+                "mptcpify: error: pods: selecting {} failed; the pods in force stay: {text}",
+                now.iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        follower.failure = Some(text);
         // The policy goes back to the pods the maps hold.
         let _ = policy.set_pods(&pod_cgroups(&follower.applied));
         return;
     }
+    follower.failure = None;
     for pod in now.iter().filter(|p| !follower.applied.contains(p)) {
         eprintln!(
             "mptcpify: pods: selected pod {} (cgroup {})",

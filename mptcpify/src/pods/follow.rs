@@ -37,6 +37,8 @@ pub struct Follower {
     down: bool,
     /// The pods' and containers' names, for the events.
     pub names: PodNames,
+    /// The last failure to select the pods, said once until it changes.
+    pub failure: Option<String>,
 }
 
 impl Follower {
@@ -75,6 +77,7 @@ impl Follower {
             due: false,
             down: false,
             names,
+            failure: None,
         };
         Ok((follower, pods))
     }

@@ -202,6 +202,18 @@ impl Policy {
                 .add(cgroup, role::INCLUDE, format!("pod {name} (cgroup {path})"));
             self.pod_cgroups.push((path.clone(), name.clone()));
         }
+        if self.cgroups.0.len() > MAX_CGROUP_RULES as usize {
+            return Err(Failure::BadSelector {
+                what: format!(
+                    "{} pods selected, and {} other cgroup selectors: mptcpify holds at most {} \
+                     cgroups",
+                    pods.len(),
+                    self.cgroups.0.len() - pods.len(),
+                    MAX_CGROUP_RULES
+                ),
+                fix: "Narrow the pod selector (another --pod-label, or --k8s-namespace).".into(),
+            });
+        }
         self.check_limits()
     }
 

@@ -62,7 +62,7 @@ impl PodSelector {
                 .collect::<Result<Vec<_>, _>>()
         };
         let namespaces = selectors.k8s_namespace.clone();
-        if let Some(bad) = namespaces.iter().find(|ns| !valid_namespace(ns)) {
+        if let Some(bad) = namespaces.iter().find(|ns| !rfc1123_label(ns)) {
             return Err(Invalid {
                 what: format!("--k8s-namespace {bad:?} is not a valid Kubernetes namespace"),
                 fix: "A namespace is at most 63 lowercase letters, digits or '-', starting \
@@ -129,19 +129,8 @@ fn valid_key(key: &str) -> bool {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-            })
-    });
+    let prefix_ok =
+        prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(rfc1123_label));
     prefix_ok && !name.is_empty() && valid_label_value(name)
 }
 
@@ -157,8 +146,9 @@ fn valid_label_value(value: &str) -> bool {
         && alnum(value.bytes().last())
 }
 
-/// A namespace name: an RFC 1123 label.
-fn valid_namespace(ns: &str) -> bool {
+/// A namespace name, and each label of a key's DNS prefix: an RFC 1123
+/// label.
+fn rfc1123_label(ns: &str) -> bool {
     !ns.is_empty()
         && ns.len() <= 63
         && ns

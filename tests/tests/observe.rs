@@ -573,6 +573,19 @@ fn bound_nonblocking(port: u16) -> OwnedFd {
     fd
 }
 
+/// Detaches `running` (`--json`): its output, and the JSON objects in it.
+fn detached_json(running: Running) -> (Vec<String>, Vec<serde_json::Value>) {
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+    let objects = output
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (output, objects)
+}
+
 /// A fallback is told with the kernel's reason where the kernel says it
 /// (a function `__mptcp_try_fallback` that is passed the reason, 6.17+;
 /// derived from kallsyms), and at close either way: two upgraded sockets
@@ -645,14 +658,7 @@ fn a_simultaneous_connect_falls_back_and_says_why_where_the_kernel_does() {
     });
     assert_eq!(protocols, (MPTCP, MPTCP), "both sockets upgraded");
     std::thread::sleep(Duration::from_millis(300));
-    running.signal(libc::SIGINT);
-    let (status, output) = running.wait();
-    assert!(status.success(), "{output:?}");
-    let objects: Vec<serde_json::Value> = output
-        .iter()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (output, objects) = detached_json(running);
     let closed: Vec<_> = objects.iter().filter(|o| o["event"] == "closed").collect();
     assert_eq!(closed.len(), 2, "{output:?}");
     let fallbacks: Vec<_> = objects
@@ -784,14 +790,7 @@ fn a_fallback_after_established_is_told_on_both_ends_with_its_reason() {
     );
     drop((client, server, listener));
     std::thread::sleep(Duration::from_millis(300));
-    running.signal(libc::SIGINT);
-    let (status, output) = running.wait();
-    assert!(status.success(), "{output:?}");
-    let objects: Vec<serde_json::Value> = output
-        .iter()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (output, objects) = detached_json(running);
     let reason = says_why.then_some("DssFallback");
     for role in ["created", "accepted"] {
         let closed: Vec<_> = objects

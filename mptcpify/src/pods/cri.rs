@@ -44,6 +44,9 @@ pub fn endpoint(given: Option<&str>) -> Result<PathBuf, String> {
 /// A connected client.
 pub struct Client {
     inner: RuntimeServiceClient<Channel>,
+    /// Each listed sandbox's cgroup, asked once: a sandbox keeps its cgroup
+    /// for its life, and every container event of the node lists again.
+    cgroups: HashMap<String, String>,
 }
 
 impl Client {
@@ -70,7 +73,10 @@ impl Client {
             .await
             .map_err(|e| format!("{}: Version: {}", path.display(), e.message()))?
             .into_inner();
-        let client = Client { inner };
+        let client = Client {
+            inner,
+            cgroups: HashMap::new(),
+        };
         Ok((
             client,
             format!("{} {}", version.runtime_name, version.runtime_version),
@@ -109,17 +115,28 @@ impl Client {
                 continue;
             }
             let name = format!("{}/{}", metadata.namespace, metadata.name);
-            let info = self.info(&sandbox.id).await?;
-            let cgroup = info
-                .get("info")
-                .and_then(|info| cgroup_parent_from_info(info))
-                .and_then(|parent| pod_cgroup(&parent))
-                .ok_or_else(|| {
-                    format!("pod {name}: the runtime does not tell its cgroup (PodSandboxStatus)")
-                })?;
+            let cgroup = match self.cgroups.get(&sandbox.id) {
+                Some(cgroup) => cgroup.clone(),
+                None => {
+                    let info = self.info(&sandbox.id).await?;
+                    let cgroup = info
+                        .get("info")
+                        .and_then(|info| cgroup_parent_from_info(info))
+                        .and_then(|parent| pod_cgroup(&parent))
+                        .ok_or_else(|| {
+                            format!(
+                                "pod {name}: the runtime does not tell its cgroup \
+                                 (PodSandboxStatus)"
+                            )
+                        })?;
+                    self.cgroups.insert(sandbox.id.clone(), cgroup.clone());
+                    cgroup
+                }
+            };
             pods.push(Pod { name, cgroup });
             sandboxes.push(sandbox.id);
         }
+        self.cgroups.retain(|id, _| sandboxes.contains(id));
         pods.sort();
         pods.dedup();
         let containers = if sandboxes.is_empty() {

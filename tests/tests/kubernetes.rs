@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mptcpify_tests::cri::{pod_cgroup, Containerd, Cri, NoEventsProxy, SOCKET};
+use mptcpify_tests::cri::{pod_cgroup, Containerd, Cri, NoEventsProxy, Pod, SOCKET};
 use mptcpify_tests::process::{run, Running};
 use mptcpify_tests::sockets::new_tcp_protocol;
 
@@ -20,6 +20,27 @@ fn under_systemd() {
         Path::new("/run/systemd/system").exists(),
         "this test runs in the lab's Debian image (cargo xtask test, or cargo xtask vm --systemd)"
     );
+}
+
+/// Detaches `running` (SIGINT, as the operator does): its output.
+fn detach(running: Running) -> Vec<String> {
+    running.signal(libc::SIGINT);
+    let (status, output) = running.wait();
+    assert!(status.success(), "{output:?}");
+    output
+}
+
+/// Waits until container `name` of `pod` has printed `needle`.
+fn wait_for_log(cri: &Cri, pod: &Pod, name: &str, needle: &str, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cri.log(pod, name).contains(needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} did not print {needle:?} within {timeout:?}:\n{}",
+            cri.log(pod, name)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The probe's result line in what a container printed.
@@ -110,9 +131,7 @@ fn a_labelled_pod_gets_mptcp_from_its_first_socket_and_no_other_does() {
     cri.remove_pod(&again);
     cri.remove_pod(&plain);
 
-    running.signal(libc::SIGINT);
-    let (status, output) = running.wait();
-    assert!(status.success(), "{output:?}");
+    let output = detach(running);
     let detached: serde_json::Value = output
         .iter()
         .rfind(|l| l.starts_with("{\"event\":\"detached\""))
@@ -175,9 +194,7 @@ fn a_running_labelled_pod_is_selected_when_mptcpify_starts() {
         "{text}"
     );
     cri.remove_pod(&pod);
-    running.signal(libc::SIGINT);
-    let (status, output) = running.wait();
-    assert!(status.success(), "{output:?}");
+    detach(running);
 }
 
 /// A runtime that does not stream container events (a proxy that answers
@@ -196,9 +213,7 @@ fn a_runtime_without_an_event_stream_is_listed_instead_and_that_is_said() {
     assert_eq!(result(&cri.run_probe(&pod, "probe", &[])), MPTCP);
     cri.remove_pod(&pod);
     running.wait_for("pod default/listed is gone", Duration::from_secs(10));
-    running.signal(libc::SIGINT);
-    let (status, output) = running.wait();
-    assert!(status.success(), "{output:?}");
+    detach(running);
 }
 
 /// A runtime that stops answering while attached (containerd killed) is
@@ -227,9 +242,7 @@ fn a_runtime_that_stops_answering_is_said_and_retried() {
     assert_eq!(result(&cri.run_probe(&after, "first", &[])), MPTCP);
     cri.remove_pod(&after);
     cri.remove_pod(&before);
-    running.signal(libc::SIGINT);
-    let (status, output) = running.wait();
-    assert!(status.success(), "{output:?}");
+    let output = detach(running);
     let said = output
         .iter()
         .filter(|l| l.contains("does not answer"))
@@ -250,30 +263,19 @@ fn mptcpify_in_the_daemonsets_pod_selects_labelled_pods_of_its_node() {
     containerd.import_mptcpify_image();
     let mut cri = Cri::connect(SOCKET).unwrap();
     let (agent, id) = cri.run_daemonset_pod(&["--pod-label", LABEL, "--json"]);
-    let deadline = std::time::Instant::now() + mptcpify_tests::process::ATTACH_TIMEOUT;
-    while !cri.log(&agent, "mptcpify").contains("mptcpify: attached") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "mptcpify did not attach in its pod:\n{}\n{}",
-            cri.log(&agent, "mptcpify"),
-            containerd.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_log(
+        &cri,
+        &agent,
+        "mptcpify",
+        "mptcpify: attached",
+        mptcpify_tests::process::ATTACH_TIMEOUT,
+    );
     let web = cri.run_pod("default", "web", &[("mptcp.io/upgrade", "true")]);
     let plain = cri.run_pod("default", "plain", &[]);
     assert_eq!(result(&cri.run_probe(&web, "app", &["sleep", "1"])), MPTCP);
     assert_eq!(result(&cri.run_probe(&plain, "app", &[])), TCP);
     let named = "\"pod\":\"default/web\",\"container\":\"app\"";
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !cri.log(&agent, "mptcpify").contains(named) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no event named the pod:\n{}",
-            cri.log(&agent, "mptcpify")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_log(&cri, &agent, "mptcpify", named, Duration::from_secs(5));
     cri.stop_container(&id, 30);
     let log = cri.log(&agent, "mptcpify");
     println!("mptcpify's log in its pod:\n{log}");

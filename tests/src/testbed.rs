@@ -171,6 +171,26 @@ impl TwoPaths {
         command
     }
 
+    /// Bytes the client has sent on each path so far (its veth's
+    /// `tx_bytes`, read inside the namespace: `ip netns exec` mounts that
+    /// namespace's sysfs). Counts every packet on the link, whichever
+    /// socket sent it.
+    pub fn client_tx_bytes(&self) -> [u64; 2] {
+        [0, 1].map(|index| {
+            let dev = PATHS[index].client_dev;
+            let out = check(
+                self.exec(&self.client, "cat")
+                    .arg(format!("/sys/class/net/{dev}/statistics/tx_bytes"))
+                    .output(),
+                &format!("tx_bytes of {dev}"),
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("tx_bytes of {dev}: {e}"))
+        })
+    }
+
     /// Limits both directions of path `index` to `mbit` Mbit/s (tbf), with
     /// optional extra one-way delay on each side (netem).
     pub fn shape(&self, index: usize, mbit: u32, delay_ms: u32) {

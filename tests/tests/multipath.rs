@@ -60,25 +60,51 @@ fn iperf3_gets_two_subflows_only_with_mptcpify() {
     );
 }
 
-/// Two equal paths: the upgraded transfer should approach twice the
-/// single-path TCP rate (physical limit 2.0×). Measured side by side.
+/// Two equal paths: plain TCP sends over the first only; the upgraded
+/// transfer sends over both, each carrying a fair share of the bytes
+/// (counted on the links, so whatever the emulated CPU's speed). How close
+/// the upgraded rate comes to twice the single-path one is a speed target,
+/// measured side by side by `cargo xtask bench` ("Two paths vs one"): as a
+/// floor here it failed when a busy host starved the guest (1.44x twice in
+/// one CI run, 1.96x in the bench).
 #[test]
-fn aggregation_doubles_throughput() {
+fn aggregation_carries_the_transfer_over_both_paths() {
     let bed = shaped(RATE_MBIT);
-    // Two side-by-side pairs: emulation stalls (a busy host) only ever slow
-    // a run down, and starve two subflows more than one, so the better
-    // pair is the one that shows what the paths can do.
-    let mut ratios = Vec::new();
-    for _ in 0..2 {
-        let tcp = bed.iperf3(8, || {}).mbit_per_s;
-        let running = Running::attach(&["-q", "--comm", "iperf3"]);
-        let mptcp = bed.iperf3(8, || {}).mbit_per_s;
-        drop(running);
-        println!("aggregation: tcp {tcp:.2} Mbit/s, mptcp {mptcp:.2} Mbit/s, ratio {:.2}x (2 x {RATE_MBIT} Mbit/s paths)", mptcp / tcp);
-        ratios.push(mptcp / tcp);
+    let (tcp, tcp_bytes) = sent_per_path(&bed, || bed.iperf3(8, || {}).mbit_per_s);
+    let running = Running::attach(&["-q", "--comm", "iperf3"]);
+    let (mptcp, mptcp_bytes) = sent_per_path(&bed, || bed.iperf3(8, || {}).mbit_per_s);
+    drop(running);
+    println!(
+        "aggregation: tcp {tcp:.2} Mbit/s sent {tcp_bytes:?} bytes per path, \
+         mptcp {mptcp:.2} Mbit/s sent {mptcp_bytes:?} ({:.2}x; 2 x {RATE_MBIT} Mbit/s paths)",
+        mptcp / tcp
+    );
+    let share =
+        |bytes: [u64; 2], path: usize| bytes[path] as f64 / bytes.iter().sum::<u64>() as f64;
+    // The rest of the second path's share is control traffic (iperf3's
+    // and ARP/ND), a few kilobytes against megabytes.
+    assert!(
+        share(tcp_bytes, 1) < 0.01,
+        "plain TCP should use the first path only: {tcp_bytes:?}"
+    );
+    // Both subflows are open for nearly all of the 8 s and the scheduler
+    // sends on whichever has room, so each path carries close to half;
+    // a quarter leaves room for the join's delay and a slow guest.
+    for path in 0..PATHS.len() {
+        assert!(
+            share(mptcp_bytes, path) >= 0.25,
+            "the upgraded transfer should use both paths, path {path} carried {:.0}%: {mptcp_bytes:?}",
+            100.0 * share(mptcp_bytes, path)
+        );
     }
-    let best = ratios.iter().copied().fold(0.0, f64::max);
-    assert!(best >= 1.5, "ratios {ratios:.2?} below the 1.5x floor");
+}
+
+/// What `run` returns, and the bytes the client sent on each path meanwhile.
+fn sent_per_path<T>(bed: &TwoPaths, run: impl FnOnce() -> T) -> (T, [u64; 2]) {
+    let before = bed.client_tx_bytes();
+    let value = run();
+    let after = bed.client_tx_bytes();
+    (value, [after[0] - before[0], after[1] - before[1]])
 }
 
 fn source_file() -> PathBuf {

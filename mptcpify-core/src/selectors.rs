@@ -38,6 +38,8 @@ pub struct Selectors {
     /// container of the pod (repeatable: a pod needs every label given).
     /// The node's container runtime tells which pods these are and where
     /// their cgroups are (--cri); pods are followed as they come and go.
+    /// The runtime knows the labels a pod was created with: label the pod
+    /// template, a label added to a running pod counts once it is recreated.
     #[arg(long = "pod-label", value_name = "KEY=VALUE")]
     pub pod_label: Vec<String>,
 

@@ -452,17 +452,31 @@ impl Cri {
     /// container `name`, with `args` (`sleep 1`: it lives on a second after
     /// its socket); waits until it exited and returns what it printed.
     pub fn run_probe(&mut self, pod: &Pod, name: &str, args: &[&str]) -> String {
+        self.run_probe_attempt(pod, name, 0, args)
+    }
+
+    /// The kubelet's restart of container `name` after it exited (a pod's
+    /// `restartPolicy: Always`): `CreateContainer` in the same sandbox
+    /// under the same name with the next `attempt`, then `StartContainer`.
+    /// The runtime gives it a new container id and cgroup, inside the
+    /// pod's. What it printed.
+    pub fn restart_probe(&mut self, pod: &Pod, name: &str, attempt: u32, args: &[&str]) -> String {
+        self.run_probe_attempt(pod, name, attempt, args)
+    }
+
+    fn run_probe_attempt(&mut self, pod: &Pod, name: &str, attempt: u32, args: &[&str]) -> String {
+        let log = log_name(name, attempt);
         let config = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: name.into(),
-                attempt: 0,
+                attempt,
             }),
             image: Some(cri::ImageSpec {
                 image: PROBE_IMAGE.into(),
                 ..Default::default()
             }),
             args: args.iter().map(|a| a.to_string()).collect(),
-            log_path: format!("{name}.log"),
+            log_path: format!("{log}.log"),
             linux: Some(cri::LinuxContainerConfig::default()),
             ..Default::default()
         };
@@ -486,7 +500,7 @@ impl Cri {
             assert!(Instant::now() < deadline, "{name} did not exit: {status:?}");
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.log(pod, name)
+        self.log(pod, &log)
     }
 
     /// `StopPodSandbox` and `RemovePodSandbox`, as the kubelet does when the
@@ -504,6 +518,15 @@ impl Cri {
                     .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }),
             )
             .unwrap_or_else(|e| panic!("RemovePodSandbox {}: {e}", pod.name));
+    }
+}
+
+/// The log file's name (without `.log`) of a container's `attempt`: one
+/// file per attempt, as the kubelet keeps them.
+fn log_name(name: &str, attempt: u32) -> String {
+    match attempt {
+        0 => name.to_string(),
+        n => format!("{name}.{n}"),
     }
 }
 

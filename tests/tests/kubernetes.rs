@@ -164,7 +164,8 @@ fn a_labelled_pod_gets_mptcp_from_its_first_socket_and_no_other_does() {
 }
 
 /// mptcpify started after a labelled pod: the running pod is selected from
-/// the start, for its new sockets.
+/// the start, for its new sockets, and a container restarted in it stays
+/// selected.
 #[test]
 fn a_running_labelled_pod_is_selected_when_mptcpify_starts() {
     under_systemd();
@@ -184,13 +185,22 @@ fn a_running_labelled_pod_is_selected_when_mptcpify_starts() {
     );
     let line = running.wait_for("upgraded pid=", Duration::from_secs(5));
     assert!(line.ends_with(" pod=shop/cart container=after"), "{line}");
+    // The kubelet restarts a container that exited: the same name, the
+    // next attempt, a new cgroup inside the pod's. It stays selected.
+    assert_eq!(
+        result(&cri.restart_probe(&pod, "after", 1, &["sleep", "1"])),
+        MPTCP,
+        "a restarted container"
+    );
+    let line = running.wait_for("upgraded pid=", Duration::from_secs(5));
+    assert!(line.ends_with(" pod=shop/cart container=after"), "{line}");
     // `status` from another process counts per pod.
     let (status, text) = run(&["status"]);
     assert!(status.success(), "{text}");
     println!("mptcpify status:\n{text}");
     assert!(
         text.lines()
-            .any(|l| l.contains("pod shop/cart: 1 upgraded")),
+            .any(|l| l.contains("pod shop/cart: 2 upgraded")),
         "{text}"
     );
     cri.remove_pod(&pod);

@@ -171,7 +171,7 @@ pub async fn foreground(cli: cli::Cli) -> Result<(), Failure> {
     };
     // Read even with -q: the program then sends only refused options.
     let mut events = events::Events::new(attached.take_events()?, output, cli.quiet, monitors)?
-        .naming_pods(pods.as_ref().map(|follower| follower.names.clone()));
+        .naming_pods(pods.as_ref().map(|follower| follower.names()));
     let mut netns_follower = netns_follow::NetnsFollower::new(&policy, attached.fallback);
     loop {
         let hangup = async {
@@ -284,9 +284,8 @@ fn apply_pods(
         .set_pods(&pod_cgroups(&now))
         .and_then(|()| attached.reload(policy));
     if let Err(failure) = result {
-        // Said once: the runtime's next event would say it again.
         let text = failure.to_string();
-        if follower.failure.as_ref() != Some(&text) {
+        if follower.failed(text.clone()) {
             eprintln!(
                 "mptcpify: error: pods: selecting {} failed; the pods in force stay: {text}",
                 now.iter()
@@ -295,26 +294,23 @@ fn apply_pods(
                     .join(", ")
             );
         }
-        follower.failure = Some(text);
         // The policy goes back to the pods the maps hold.
-        let _ = policy.set_pods(&pod_cgroups(&follower.applied));
+        let _ = policy.set_pods(&pod_cgroups(follower.in_force()));
         return;
     }
-    follower.failure = None;
-    for pod in now.iter().filter(|p| !follower.applied.contains(p)) {
+    let (selected, gone) = follower.applied(now);
+    for pod in selected {
         eprintln!(
             "mptcpify: pods: selected pod {} (cgroup {})",
             pod.name, pod.cgroup
         );
     }
-    for pod in follower.applied.iter().filter(|p| !now.contains(p)) {
+    for pod in gone {
         eprintln!(
             "mptcpify: pods: pod {} is gone: no longer selected",
             pod.name
         );
     }
-    follower.names.set_pods(&now);
-    follower.applied = now;
 }
 
 /// SIGHUP with --config: reads the file again and moves the program to its
@@ -335,7 +331,7 @@ fn reload(
         // to a policy without them takes a restart.
         match (policy.pods.clone(), pods) {
             (Some(selector), Some(follower)) => {
-                policy.set_pods(&pod_cgroups(&follower.applied))?;
+                policy.set_pods(&pod_cgroups(follower.in_force()))?;
                 follower.selector = selector;
                 follower.relist();
             }

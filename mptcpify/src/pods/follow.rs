@@ -30,15 +30,16 @@ pub struct Follower {
     /// False once the runtime said it does not stream events.
     streams: bool,
     /// The pods the policy in force holds.
-    pub applied: Vec<Pod>,
+    applied: Vec<Pod>,
     /// A list is due: an event came, the stream opened, or a period ended.
     due: bool,
     /// The runtime stopped answering (said once until it answers again).
     down: bool,
     /// The pods' and containers' names, for the events.
-    pub names: PodNames,
-    /// The last failure to select the pods, said once until it changes.
-    pub failure: Option<String>,
+    names: PodNames,
+    /// The last failure to put the selected pods in force, said once until
+    /// it changes.
+    failure: Option<String>,
 }
 
 impl Follower {
@@ -82,8 +83,48 @@ impl Follower {
         Ok((follower, pods))
     }
 
-    /// The selected pods, once they differ from [`Follower::applied`] (the
-    /// caller sets it when the policy holds them). Never returns an error:
+    /// The pods the policy in force holds.
+    pub fn in_force(&self) -> &[Pod] {
+        &self.applied
+    }
+
+    /// The pods' and containers' names, shared with the event lines.
+    pub fn names(&self) -> PodNames {
+        self.names.clone()
+    }
+
+    /// `now` is in force (the policy and the maps hold it): the pods it
+    /// selects that were not, and the ones gone, for the operator.
+    pub fn applied(&mut self, now: Vec<Pod>) -> (Vec<Pod>, Vec<Pod>) {
+        let selected = now
+            .iter()
+            .filter(|p| !self.applied.contains(p))
+            .cloned()
+            .collect();
+        let gone = self
+            .applied
+            .iter()
+            .filter(|p| !now.contains(p))
+            .cloned()
+            .collect();
+        self.names.set_pods(&now);
+        self.applied = now;
+        self.failure = None;
+        (selected, gone)
+    }
+
+    /// Putting the selected pods in force failed with `failure` (the pods
+    /// in force stay): whether it is news. Each runtime event lists the
+    /// pods again and would fail the same way; it is said once until it
+    /// changes.
+    pub fn failed(&mut self, failure: String) -> bool {
+        let news = self.failure.as_ref() != Some(&failure);
+        self.failure = Some(failure);
+        news
+    }
+
+    /// The selected pods, once they differ from the ones in force
+    /// ([`Follower::applied`] says when the policy holds them). Never returns an error:
     /// a runtime that stops answering is said and retried.
     pub async fn next(&mut self) -> Vec<Pod> {
         loop {

@@ -202,18 +202,6 @@ impl Policy {
                 .add(cgroup, role::INCLUDE, format!("pod {name} (cgroup {path})"));
             self.pod_cgroups.push((path.clone(), name.clone()));
         }
-        if self.cgroups.0.len() > MAX_CGROUP_RULES as usize {
-            return Err(Failure::BadSelector {
-                what: format!(
-                    "{} pods selected, and {} other cgroup selectors: mptcpify holds at most {} \
-                     cgroups",
-                    pods.len(),
-                    self.cgroups.0.len() - pods.len(),
-                    MAX_CGROUP_RULES
-                ),
-                fix: "Narrow the pod selector (another --pod-label, or --k8s-namespace).".into(),
-            });
-        }
         self.check_limits()
     }
 
@@ -301,6 +289,19 @@ impl Policy {
     /// More entries than a map holds would fail half-way through filling the
     /// maps; refuse before anything is loaded, naming the limit.
     pub fn check_limits(&self) -> Result<(), Failure> {
+        // Selected pods share the cgroup rules: the fix that helps is then
+        // a narrower pod selector.
+        let (cgroups, cgroups_fix) = match self.pod_cgroups.len() {
+            0 => (
+                "cgroups (--cgroup, --unit, --exclude-cgroup)".to_string(),
+                "Select a common parent cgroup instead.",
+            ),
+            pods => (
+                format!("cgroups ({pods} selected pods, --cgroup, --unit, --exclude-cgroup)"),
+                "Narrow the pod selector (another --pod-label, or --k8s-namespace), or select \
+                 a common parent cgroup instead of several --cgroup.",
+            ),
+        };
         for (count, limit, what, fix) in [
             (
                 self.comms.0.len(),
@@ -323,8 +324,8 @@ impl Policy {
             (
                 self.cgroups.0.len(),
                 MAX_CGROUP_RULES,
-                "cgroups (--cgroup, --unit, --exclude-cgroup)",
-                "Select a common parent cgroup instead.",
+                cgroups.as_str(),
+                cgroups_fix,
             ),
         ] {
             if count > limit as usize {
@@ -482,6 +483,36 @@ mod tests {
             ..Selectors::default()
         })
         .is_ok());
+    }
+
+    /// Pods past the cgroup rules are refused with the fix that helps for
+    /// pods (the caller puts the pods in force back).
+    #[test]
+    fn more_pods_than_the_cgroup_rules_hold_are_refused_with_a_pod_fix() {
+        let mut policy = Policy::resolve(&Selectors {
+            pod_label: vec!["mptcp.io/upgrade=true".into()],
+            ..Selectors::default()
+        })
+        .unwrap();
+        let pods = |n: u32| -> Vec<(String, String)> {
+            (0..n)
+                .map(|i| {
+                    (
+                        format!("/kubepods.slice/kubepods-pod{i}.slice"),
+                        format!("default/p{i}"),
+                    )
+                })
+                .collect()
+        };
+        policy.set_pods(&pods(MAX_CGROUP_RULES)).unwrap();
+        let err = policy.set_pods(&pods(MAX_CGROUP_RULES + 1)).unwrap_err();
+        assert_eq!(err.exit_code(), crate::errors::exit::BAD_SELECTOR);
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{} selected pods", MAX_CGROUP_RULES + 1)),
+            "{text}"
+        );
+        assert!(text.contains("Narrow the pod selector"), "{text}");
     }
 
     #[test]

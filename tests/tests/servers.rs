@@ -465,6 +465,10 @@ fn a_scrape_says_what_the_counters_say() {
 /// How long the load runs (the 30 s).
 const LOAD: Duration = Duration::from_secs(30);
 
+/// How long the server waits for connections that come late into its
+/// accept queue: past the SYN-ACK's retransmissions at 1, 3, 7 and 15 s.
+const DRAIN: Duration = Duration::from_secs(20);
+
 /// Short connections as fast as the lab goes, for 30 s: a selected server
 /// thread accepts and closes each; two selected client threads connect
 /// and close. The counters are exact (every connection accepted is
@@ -481,11 +485,12 @@ fn a_load_of_short_connections_is_counted_exactly() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let stop = Arc::new(AtomicBool::new(false));
-    let drained = Arc::new(AtomicBool::new(false));
+    // How many connections the clients made, once they stopped.
+    let made_in_all = Arc::new(AtomicU64::new(u64::MAX));
     let accepted = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = {
-        let (stop, accepted) = (drained.clone(), accepted.clone());
+        let (made_in_all, accepted) = (made_in_all.clone(), accepted.clone());
         std::thread::Builder::new()
             .name("load-server".into())
             .spawn(move || {
@@ -495,9 +500,16 @@ fn a_load_of_short_connections_is_counted_exactly() {
                 let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
                 assert_eq!(sockets::protocol_of(&listener), MPTCP);
                 ready_tx.send(()).unwrap();
-                // Until told that no client connects any more, and the
-                // queue is then empty.
+                // Until every connection the clients made is accepted. A
+                // client's connect() returns when it sent its last ACK;
+                // the server's end is in the accept queue once that ACK is
+                // processed, which may be later (the loopback's backlog),
+                // or after the SYN-ACK is sent again when the queue was
+                // full (tcp_check_req's listen_overflow drops the ACK,
+                // net/ipv4/tcp_minisocks.c; 7 of 23,003 were late so, once).
+                // Bounded: what never comes fails the count below.
                 listener.set_nonblocking(true).unwrap();
+                let mut draining = None;
                 loop {
                     match listener.accept() {
                         Ok((connection, _)) => {
@@ -505,7 +517,16 @@ fn a_load_of_short_connections_is_counted_exactly() {
                             accepted.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            if stop.load(Ordering::Relaxed) {
+                            let made = made_in_all.load(Ordering::Relaxed);
+                            if accepted.load(Ordering::Relaxed) >= made {
+                                break;
+                            }
+                            if made != u64::MAX
+                                && draining
+                                    .get_or_insert_with(std::time::Instant::now)
+                                    .elapsed()
+                                    > DRAIN
+                            {
                                 break;
                             }
                             std::thread::sleep(Duration::from_micros(200));
@@ -540,11 +561,11 @@ fn a_load_of_short_connections_is_counted_exactly() {
     for client in clients {
         client.join().unwrap();
     }
-    // Every client's connect() returned: their connections are accepted
-    // or queued, and the server drains the queue.
-    drained.store(true, Ordering::Relaxed);
-    server.join().unwrap();
+    // Every client's connect() returned: the server accepts until it has
+    // them all.
     let made = made.load(Ordering::Relaxed);
+    made_in_all.store(made, Ordering::Relaxed);
+    server.join().unwrap();
     let total = made;
     assert_eq!(
         accepted.load(Ordering::Relaxed),
